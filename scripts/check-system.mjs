@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// Fails early, with the Debian package to install, when a program the tests
+// need is missing. It installs nothing by itself.
+import { spawnSync } from 'node:child_process';
+
+const needs = [
+  { cmd: 'pebble', pkg: 'pebble', why: "Let's Encrypt's test CA" },
+  { cmd: 'pebble-challtestsrv', pkg: 'pebble', why: 'DNS for the test CA' },
+  { cmd: 'openssl', pkg: 'openssl', why: 'test certificates and chain verification' },
+];
+const missing = needs.filter((n) => spawnSync('sh', ['-c', `command -v ${n.cmd}`]).status !== 0);
+const major = Number(process.versions.node.split('.')[0]);
+const problems = [];
+if (major < 22) problems.push(`Node ${process.version} is too old: run through npm (npm test) so node_modules/.bin/node (Node 24) is used, after npm ci.`);
+for (const m of missing) problems.push(`missing program "${m.cmd}" (${m.why}): install the Debian package: apt-get install ${m.pkg}`);
+if (problems.length) {
+  console.error('padlock tests cannot run:\n  - ' + problems.join('\n  - '));
+  process.exit(1);
+}

@@ -1,0 +1,142 @@
+/**
+ * The certificate store: the single source of truth for lineages, their
+ * metadata and ACME accounts.
+ *
+ * A *lineage* is one certificate identity, named like certbot's `--cert-name`
+ * (by default the first domain). Each successful issuance adds a new
+ * *version* of the lineage; exactly one version is current.
+ *
+ * Contract (every implementation must pass test/contract/store.contract.ts):
+ * - Missing items: `readLineage`, `readMeta`, `readAccount` and `readState`
+ *   resolve `null` for a name or URL that was never written or was deleted.
+ *   They never throw for "not found".
+ * - Atomicity: `putVersion` makes all four PEMs of the new version current
+ *   at once or not at all. A reader (or a process that crashed mid-write and
+ *   restarted) sees either the complete old version or the complete new one,
+ *   never a mix. Every other write replaces its item whole.
+ * - Durability: a write that resolved survives a crash of the process.
+ * - Locking: `lock(name)` is exclusive per lineage name across every process
+ *   sharing the store. It waits up to `waitMs` (default 0: fail at once) and
+ *   then rejects with `STORE_LOCKED`. A lock whose holder died is reclaimed.
+ *   An aborted `signal` rejects the wait promptly.
+ * - Secrets: private keys are written readable by the owner only.
+ * - Names are validated lineage names (see `isValidLineageName`); any other
+ *   string rejects with `STORE_IO` before touching storage.
+ */
+
+/** The four PEM files of one lineage version, as certbot names them. */
+export interface CertBundle {
+  /** The leaf certificate only. */
+  cert: string;
+  /** The intermediates, leaf excluded, in the order the CA sent them. */
+  chain: string;
+  /** cert + chain. */
+  fullchain: string;
+  /** The private key (PKCS#8 PEM). Never logged. */
+  privkey: string;
+}
+
+/** What padlock needs to renew a lineage the way it was issued. Stored beside the lineage. */
+export interface LineageMeta {
+  /** The lineage (cert) name. */
+  name: string;
+  /** Every DNS name on the certificate, normalised, first one is the CN. */
+  domains: string[];
+  /** The ACME directory URL the lineage was issued from. */
+  server: string;
+  keyType: 'ecdsa' | 'rsa';
+  /** Curve for ECDSA (`P-256`, `P-384`), ignored for RSA. */
+  ellipticCurve?: string;
+  /** Modulus bits for RSA, ignored for ECDSA. */
+  rsaKeySize?: number;
+  reuseKey?: boolean;
+  challenge:
+    | { type: 'standalone'; port: number; address?: string }
+    | { type: 'webroot'; webroot: string };
+  email?: string;
+  deployHook?: string;
+  /** Extra trust anchors (file path) used to verify this lineage's chains. */
+  trustedRoots?: string;
+  /** PEM file (path) trusted for the ACME server's own HTTPS, for a private CA. */
+  serverCa?: string;
+  /** ISO time of the last successful issuance. */
+  updatedAt: string;
+}
+
+/** A lineage as read from the store: its metadata and its current version. */
+export interface Lineage {
+  meta: LineageMeta;
+  /** The current version number (1, 2, ...). */
+  version: number;
+  bundle: CertBundle;
+  /** Where each PEM can be read by other programs, when the store is on disk. */
+  paths?: { cert: string; chain: string; fullchain: string; privkey: string; dir: string };
+}
+
+/** An ACME account, stored per CA directory URL. */
+export interface AccountRecord {
+  directoryUrl: string;
+  /** The account URL (`kid`) the CA returned, if registered. */
+  accountUrl?: string;
+  /** PKCS#8 PEM account key. Never logged. */
+  keyPem: string;
+  email?: string;
+  createdAt: string;
+}
+
+/** Per-lineage operational state (failures, backoff, chosen renewal time). Free-form JSON owned by certificates/. */
+export type LineageState = Record<string, unknown>;
+
+/** Releases a lock. Calling it twice is harmless. */
+export type Unlock = () => Promise<void>;
+
+export interface LockOptions {
+  /** How long to wait for a lock held by someone else. Default 0 (fail at once). */
+  waitMs?: number;
+  /** Aborting rejects the wait at once with `signal.reason`, without taking the lock; an already aborted signal rejects before trying. */
+  signal?: AbortSignal;
+}
+
+export interface CertStore {
+  /** Where the store lives, for messages (`/etc/padlock`, `memory`). */
+  readonly location: string;
+
+  /** Names of every lineage that has a current version, sorted. */
+  listLineages(): Promise<string[]>;
+  /** The lineage's metadata and current version, or null. */
+  readLineage(name: string): Promise<Lineage | null>;
+  /**
+   * Stores a new version and makes it current atomically, together with its
+   * metadata. Earlier versions stay available (certbot's `archive/`).
+   * Resolves with the new version number.
+   */
+  putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number>;
+  /** Removes the lineage, all its versions, metadata and state. Missing is not an error. */
+  deleteLineage(name: string): Promise<void>;
+
+  readMeta(name: string): Promise<LineageMeta | null>;
+  /** Replaces the lineage's metadata whole. */
+  writeMeta(name: string, meta: LineageMeta): Promise<void>;
+
+  readState(name: string): Promise<LineageState | null>;
+  /** Replaces the lineage's operational state whole. Works before the first version exists. */
+  writeState(name: string, state: LineageState): Promise<void>;
+
+  readAccount(directoryUrl: string): Promise<AccountRecord | null>;
+  /** Replaces the account for this directory URL whole. */
+  writeAccount(record: AccountRecord): Promise<void>;
+
+  /** Takes the exclusive lock for a lineage name. See the contract above. */
+  lock(name: string, options?: LockOptions): Promise<Unlock>;
+}
+
+const LINEAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,252}$/;
+
+/**
+ * Lineage names become folder names, so they are restricted to what a DNS
+ * name (or certbot cert name) can hold: lowercase letters, digits, `.`, `-`
+ * and `_`, starting with a letter or digit, with no `..`.
+ */
+export function isValidLineageName(name: string): boolean {
+  return LINEAGE_NAME.test(name) && !name.includes('..') && !name.includes('/');
+}
