@@ -1,0 +1,108 @@
+/**
+ * ACME accounts (RFC 8555 section 7.3), one per CA directory URL, kept in the store.
+ */
+import { AcmeClient, type AcmeClientOptions } from './client.js';
+import { PadlockError, findCause, AcmeProblemError } from '../errors.js';
+import type { CertStore, AccountRecord } from '../store/store.js';
+import { generatePrivateKey } from '../tls/keys.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+
+export interface AccountOptions {
+  directoryUrl: string;
+  email?: string;
+  agreeTos: boolean;
+  externalAccountBinding?: { kid: string; hmacKey: string };
+  serverCa?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  logger: Logger;
+  clock: Clock;
+  /** Called when an account is registered (new, or again after the CA forgot it). */
+  onRegistered?: (accountUrl: string, reason: 'new' | 'ca-forgot') => void;
+}
+
+/**
+ * Returns a client bound to this CA's account, registering one first if the
+ * store has none. The account key is created once and stored (0600).
+ */
+export async function openAccount(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
+  let record = await store.readAccount(options.directoryUrl);
+  if (!record) {
+    record = {
+      directoryUrl: options.directoryUrl,
+      keyPem: await generatePrivateKey({ keyType: 'ecdsa', ellipticCurve: 'P-256' }),
+      ...(options.email ? { email: options.email } : {}),
+      createdAt: options.clock.now().toISOString(),
+    };
+  }
+  const client = makeClient(record, options);
+  await client.directory();
+  if (!record.accountUrl) {
+    await register(client, store, record, options, 'new');
+  }
+  return client;
+}
+
+/**
+ * Registers the stored key again after the CA said `accountDoesNotExist`
+ * (a CA that lost its state, such as a restarted Pebble), and returns a
+ * fresh client. The same key is kept, so nothing else changes.
+ */
+export async function reregisterAccount(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
+  const record = await store.readAccount(options.directoryUrl);
+  if (!record) return openAccount(store, options);
+  const { accountUrl: _dropped, ...rest } = record;
+  const fresh: AccountRecord = rest;
+  const client = makeClient(fresh, options);
+  await client.directory();
+  await register(client, store, fresh, options, 'ca-forgot');
+  return client;
+}
+
+/** True when `err` says the CA does not know the account. */
+export function isAccountMissing(err: unknown): boolean {
+  return findCause(err, (e): e is AcmeProblemError => e instanceof AcmeProblemError && e.acmeType === 'accountDoesNotExist') !== undefined;
+}
+
+function makeClient(record: AccountRecord, options: AccountOptions): AcmeClient {
+  const clientOptions: AcmeClientOptions = {
+    directoryUrl: options.directoryUrl,
+    accountKey: record.keyPem,
+    ...(record.accountUrl ? { accountUrl: record.accountUrl } : {}),
+    ...(options.externalAccountBinding ? { externalAccountBinding: options.externalAccountBinding } : {}),
+    ...(options.serverCa ? { serverCa: options.serverCa } : {}),
+    ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    logger: options.logger,
+  };
+  return new AcmeClient(clientOptions);
+}
+
+async function register(
+  client: AcmeClient,
+  store: CertStore,
+  record: AccountRecord,
+  options: AccountOptions,
+  reason: 'new' | 'ca-forgot',
+): Promise<void> {
+  const tos = ((await client.directory())['meta'] as { termsOfService?: string } | undefined)?.termsOfService;
+  if (tos && !options.agreeTos) {
+    throw new PadlockError('ACME_TOS_NOT_AGREED',
+      `the CA at ${options.directoryUrl} requires agreeing to its terms of service (${tos}); read them and pass --agree-tos`);
+  }
+  const email = options.email ?? record.email;
+  await client.call('registering the ACME account', (c) =>
+    c.createAccount({
+      termsOfServiceAgreed: true,
+      ...(email ? { contact: [`mailto:${email}`] } : {}),
+    }),
+  );
+  const accountUrl = client.inner.getAccountUrl();
+  await store.writeAccount({ ...record, accountUrl, ...(email ? { email } : {}) });
+  options.logger.info(reason === 'new' ? 'registered ACME account' : 'CA did not know the stored account; registered it again', {
+    server: options.directoryUrl,
+    accountUrl,
+  });
+  options.onRegistered?.(accountUrl, reason);
+}

@@ -1,0 +1,170 @@
+/**
+ * HTTP-01 challenge responders (RFC 8555 section 8.3).
+ *
+ * A responder makes `http://NAME/.well-known/acme-challenge/TOKEN` answer the
+ * key authorization while an order is validated. Two kinds:
+ * - standalone: padlock's own HTTP server, with a token map shared by every
+ *   order in the process (so concurrent orders need one port, once);
+ * - webroot: files under an existing web server's document root.
+ *
+ * `prepare()` proves the responder can work (port bound, folder writable)
+ * before any order is placed, so a problem costs no failed validation at the CA.
+ */
+import http from 'node:http';
+import { mkdir, writeFile, unlink, rm, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PadlockError, errorMessage } from '../errors.js';
+
+export const CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+
+export interface ChallengeResponder {
+  /** What the CA will fetch, for progress and error messages. */
+  describe(): string;
+  /** Checks that challenges can be served; throws a CHALLENGE_* error if not. Idempotent. */
+  prepare(): Promise<void>;
+  present(token: string, keyAuthorization: string): Promise<void>;
+  remove(token: string): Promise<void>;
+  /** Releases the port or folder. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** An in-memory token -> key authorization map. */
+export class TokenMap {
+  private readonly tokens = new Map<string, string>();
+  set(token: string, keyAuthorization: string): void {
+    this.tokens.set(token, keyAuthorization);
+  }
+  delete(token: string): void {
+    this.tokens.delete(token);
+  }
+  get(token: string): string | undefined {
+    return this.tokens.get(token);
+  }
+  get size(): number {
+    return this.tokens.size;
+  }
+}
+
+/**
+ * Answers an ACME HTTP-01 request from `tokens`. Returns false when the path
+ * is not a challenge path, so the caller can serve something else.
+ */
+export function handleChallengeRequest(tokens: TokenMap, req: http.IncomingMessage, res: http.ServerResponse): boolean {
+  const path = (req.url ?? '').split('?')[0] ?? '';
+  if (!path.startsWith(CHALLENGE_PREFIX)) return false;
+  const token = path.slice(CHALLENGE_PREFIX.length);
+  const keyAuthorization = TOKEN.test(token) ? tokens.get(token) : undefined;
+  if (keyAuthorization === undefined || (req.method !== 'GET' && req.method !== 'HEAD')) {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('unknown challenge token\n');
+    return true;
+  }
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(keyAuthorization) });
+  res.end(req.method === 'HEAD' ? undefined : keyAuthorization);
+  return true;
+}
+
+/** padlock's own HTTP server on `port` (certbot's --standalone). */
+export class StandaloneResponder implements ChallengeResponder {
+  readonly tokens = new TokenMap();
+  private server: http.Server | undefined;
+  constructor(private readonly port: number, private readonly address?: string) {}
+
+  describe(): string {
+    return `padlock's HTTP server on ${this.address ?? '*'}:${this.port}`;
+  }
+
+  async prepare(): Promise<void> {
+    if (this.server) return;
+    const server = http.createServer((req, res) => {
+      if (!handleChallengeRequest(this.tokens, req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    });
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 10_000;
+    server.keepAliveTimeout = 2_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const where = `${this.address ?? '*'}:${this.port}`;
+        if (err.code === 'EADDRINUSE') {
+          reject(new PadlockError('CHALLENGE_PORT_IN_USE',
+            `port ${where} is already in use, so the HTTP-01 challenge cannot be served: stop the program using it (often a web server), use --webroot with that server's document root, or pick --http-01-port`,
+            { cause: err }));
+        } else if (err.code === 'EACCES') {
+          reject(new PadlockError('CHALLENGE_SERVER_FAILED',
+            `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`, { cause: err }));
+        } else {
+          reject(new PadlockError('CHALLENGE_SERVER_FAILED', `cannot listen on ${where}: ${errorMessage(err)}`, { cause: err }));
+        }
+      });
+      server.listen({ port: this.port, ...(this.address ? { host: this.address } : {}) }, () => resolve());
+    });
+    this.server = server;
+  }
+
+  async present(token: string, keyAuthorization: string): Promise<void> {
+    this.tokens.set(token, keyAuthorization);
+  }
+
+  async remove(token: string): Promise<void> {
+    this.tokens.delete(token);
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+/** Token files under an existing web server's document root (certbot's --webroot -w DIR). */
+export class WebrootResponder implements ChallengeResponder {
+  private readonly dir: string;
+  private readonly written = new Set<string>();
+  /** The topmost folder prepare() created, if any, so close() removes only what padlock made. */
+  private createdFrom: string | undefined;
+  constructor(private readonly webroot: string) {
+    this.dir = join(webroot, '.well-known', 'acme-challenge');
+  }
+
+  describe(): string {
+    return `files in ${this.dir}`;
+  }
+
+  async prepare(): Promise<void> {
+    const probe = join(this.dir, `.padlock-probe-${process.pid}`);
+    try {
+      const made = await mkdir(this.dir, { recursive: true, mode: 0o755 });
+      if (made !== undefined) this.createdFrom ??= made;
+      await writeFile(probe, 'probe', { mode: 0o644 });
+      await unlink(probe);
+    } catch (err) {
+      throw new PadlockError('CHALLENGE_WEBROOT_UNWRITABLE',
+        `cannot write challenge files in ${this.dir} (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)}): check that -w points at the document root your web server serves for these names and that padlock may write there`,
+        { cause: err });
+    }
+  }
+
+  async present(token: string, keyAuthorization: string): Promise<void> {
+    if (!TOKEN.test(token)) throw new PadlockError('ACME_PROBLEM', `the CA sent a malformed challenge token`);
+    // Web servers must be able to read it: 0644 (it is public by design).
+    await writeFile(join(this.dir, token), keyAuthorization, { mode: 0o644 });
+    this.written.add(token);
+  }
+
+  async remove(token: string): Promise<void> {
+    this.written.delete(token);
+    await rm(join(this.dir, token), { force: true });
+  }
+
+  async close(): Promise<void> {
+    for (const token of [...this.written]) await this.remove(token);
+    if (this.createdFrom !== undefined) {
+      // Only remove folders padlock made, and only while empty.
+      await rmdir(this.dir).catch(() => undefined);
+      if (this.createdFrom !== this.dir) await rmdir(this.createdFrom).catch(() => undefined);
+      this.createdFrom = undefined;
+    }
+  }
+}

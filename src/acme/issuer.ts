@@ -1,0 +1,182 @@
+/**
+ * One certificate order, start to finish, over HTTP-01 (RFC 8555 section 7.4):
+ * new order, authorizations and challenges, finalize with a CSR, poll, download.
+ *
+ * It does not store or verify anything; certificates/obtain.ts does that.
+ */
+import type acme from 'acme-client';
+import { AcmeClient, pollUntil, parseRetryAfter } from './client.js';
+import type { ChallengeResponder } from './http01.js';
+import { AcmeProblemError, PadlockError, shortProblemType, type AcmeProblem } from '../errors.js';
+import { createCsr } from '../tls/keys.js';
+
+/** Steps a person sees while padlock issues (see ProgressEvent). */
+export type IssueStep = 'account' | 'order' | 'challenge' | 'validating' | 'validated' | 'finalizing' | 'downloading' | 'verifying' | 'saved' | 'hook';
+
+export interface ProgressEvent {
+  step: IssueStep;
+  message: string;
+  name?: string;
+  url?: string;
+}
+
+export interface OrderRequest {
+  names: string[];
+  /** PEM private key of the new certificate. */
+  keyPem: string;
+  responder: ChallengeResponder;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
+  /** How long to wait for validation and for issuance. Default 90 s each. */
+  validationTimeoutMs?: number;
+  issuanceTimeoutMs?: number;
+}
+
+export interface IssuedChain {
+  /** The leaf, PEM. */
+  cert: string;
+  /** The intermediates, PEM, as sent. */
+  chain: string;
+  fullchain: string;
+  orderUrl: string;
+}
+
+type Order = acme.Order & { url: string };
+type Authz = acme.Authorization & { url: string };
+type ApiResponse<T> = { status: number; headers: Record<string, string>; data: T };
+interface InnerApi {
+  api: { apiRequest<T>(url: string, payload: unknown, validStatusCodes: number[]): Promise<ApiResponse<T>> };
+}
+
+/** POST-as-GET (RFC 8555 section 6.3) keeping the headers, for Retry-After. */
+async function fetchResource<T>(client: AcmeClient, what: string, url: string): Promise<{ value: T; retryAfter?: Date }> {
+  const resp = await client.call(what, (c) => (c as unknown as InnerApi).api.apiRequest<T>(url, null, [200]));
+  const retryAfter = parseRetryAfter(resp.headers['retry-after'], new Date());
+  return { value: resp.data, ...(retryAfter ? { retryAfter } : {}) };
+}
+
+/** Places an order for `names` and returns the issued chain. */
+export async function orderCertificate(client: AcmeClient, request: OrderRequest): Promise<IssuedChain> {
+  const { names, responder } = request;
+  const progress = request.onProgress ?? (() => {});
+  const validationTimeoutMs = request.validationTimeoutMs ?? 90_000;
+  const issuanceTimeoutMs = request.issuanceTimeoutMs ?? 90_000;
+
+  // RFC 8555 section 7.4: newOrder.
+  const order = (await client.call(`creating an order for ${names.join(', ')}`, (c) =>
+    c.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) }),
+  )) as Order;
+  progress({ step: 'order', message: `order created for ${names.join(', ')}`, url: order.url });
+
+  // Section 7.5: fetch each authorization; answer those still pending.
+  const authzs = (await client.call('fetching authorizations', (c) => c.getAuthorizations(order))) as Authz[];
+  const presented: string[] = [];
+  try {
+    await Promise.all(authzs.map(async (authz) => {
+      const name = authz.identifier.value;
+      if (authz.status === 'valid') {
+        progress({ step: 'validated', name, message: `${name} is already validated (the CA reused a recent authorization)` });
+        return;
+      }
+      if (authz.status !== 'pending') {
+        throw new PadlockError('ACME_CHALLENGE_FAILED', `the CA's authorization for ${name} is ${authz.status}; start a new order`, {
+          details: { name, url: authz.url },
+        });
+      }
+      const challenge = authz.challenges.find((ch) => ch.type === 'http-01');
+      if (!challenge) {
+        throw new PadlockError('ACME_CHALLENGE_FAILED', `the CA offers no HTTP-01 challenge for ${name}; padlock supports HTTP-01 only for now`, {
+          details: { name, offered: authz.challenges.map((ch) => ch.type) },
+        });
+      }
+      // Section 8.1 and 8.3: key authorization = token "." base64url(JWK thumbprint).
+      const keyAuthorization = await client.inner.getChallengeKeyAuthorization(challenge);
+      await responder.present(challenge.token, keyAuthorization);
+      presented.push(challenge.token);
+      progress({ step: 'challenge', name, message: `challenge served for ${name} at http://${name}/.well-known/acme-challenge/${challenge.token}` });
+      // Section 7.5.1: tell the CA to validate.
+      await client.call(`starting validation of ${name}`, (c) => c.completeChallenge(challenge));
+      progress({ step: 'validating', name, message: `the CA is validating ${name}` });
+      const settled = await pollUntil<Authz>(
+        `validation of ${name}`,
+        () => fetchResource<Authz>(client, `checking validation of ${name}`, authz.url),
+        (a) => a.status !== 'pending',
+        { timeoutMs: validationTimeoutMs, initialDelayMs: 50, maxDelayMs: 2000, ...(request.signal ? { signal: request.signal } : {}) },
+      );
+      if (settled.status !== 'valid') throw challengeFailure(name, settled, responder);
+      progress({ step: 'validated', name, message: `${name} validated` });
+    }));
+  } finally {
+    await Promise.all(presented.map((t) => responder.remove(t).catch(() => undefined)));
+  }
+
+  // Section 7.4: the order becomes "ready" once every authorization is valid.
+  const ready = await pollUntil<Order>(
+    'the order',
+    () => fetchResource<Order>(client, 'checking the order', order.url),
+    (o) => o.status !== 'pending',
+    { timeoutMs: validationTimeoutMs, initialDelayMs: 20, maxDelayMs: 2000, ...(request.signal ? { signal: request.signal } : {}) },
+  );
+  if (ready.status === 'invalid') throw orderFailure(ready, order.url);
+
+  progress({ step: 'finalizing', message: 'finalizing the order (sending the CSR)' });
+  const csr = await createCsr(names, request.keyPem);
+  let finalized = ready.status === 'ready'
+    ? ((await client.call('finalizing the order', (c) => c.finalizeOrder({ ...ready, url: order.url }, csr))) as Order)
+    : ready;
+  if (finalized.status !== 'valid') {
+    finalized = await pollUntil<Order>(
+      'issuance',
+      () => fetchResource<Order>(client, 'waiting for issuance', order.url),
+      (o) => o.status === 'valid' || o.status === 'invalid',
+      { timeoutMs: issuanceTimeoutMs, initialDelayMs: 50, maxDelayMs: 2000, ...(request.signal ? { signal: request.signal } : {}) },
+    );
+  }
+  if (finalized.status !== 'valid' || !finalized.certificate) throw orderFailure(finalized, order.url);
+
+  progress({ step: 'downloading', message: 'downloading the certificate', url: finalized.certificate });
+  const pem = await client.call('downloading the certificate', (c) => c.getCertificate({ ...finalized, url: order.url }));
+  const blocks = String(pem).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new PadlockError('ACME_ORDER_FAILED', `the CA sent no certificate for ${names.join(', ')}`);
+  const [leaf, ...intermediates] = blocks;
+  const cert = `${leaf}\n`;
+  const chain = intermediates.map((b) => `${b}\n`).join('');
+  return { cert, chain, fullchain: cert + chain, orderUrl: order.url };
+}
+
+/** A failed validation, with the CA's own words and the likeliest fix. */
+function challengeFailure(name: string, authz: Authz, responder: ChallengeResponder): Error {
+  const ch = authz.challenges.find((c) => c.type === 'http-01') as (acme.Authorization['challenges'][number] & { error?: AcmeProblem }) | undefined;
+  const problem: AcmeProblem = ch?.error ?? { type: 'urn:ietf:params:acme:error:unauthorized', detail: `authorization is ${authz.status}` };
+  const short = shortProblemType(problem.type);
+  const hint = hintFor(short, name, responder);
+  const err = new AcmeProblemError(problem, { url: authz.url, action: `validating ${name}` });
+  return new PadlockError('ACME_CHALLENGE_FAILED',
+    `the CA could not validate ${name} (${short}): ${problem.detail ?? 'no detail'}. ${hint}`,
+    { cause: err, details: { name, acmeType: short, problem, url: authz.url } });
+}
+
+function hintFor(short: string, name: string, responder: ChallengeResponder): string {
+  switch (short) {
+    case 'connection':
+    case 'dns':
+      return `The CA could not fetch http://${name}/.well-known/acme-challenge/…: check that ${name}'s DNS points to this machine and that port 80 is open to the internet (served by ${responder.describe()}).`;
+    case 'caa':
+      return `A CAA record on ${name} or a parent forbids this CA; add the CA's domain to it.`;
+    case 'unauthorized':
+    case 'incorrectResponse':
+      return `The CA fetched http://${name}/.well-known/acme-challenge/… but got the wrong answer: check that requests for ${name} on port 80 reach ${responder.describe()} (no other server, proxy or redirect in between).`;
+    case 'rateLimited':
+      return 'The CA is rate limiting; wait until the time it names before retrying.';
+    default:
+      return `Check that http://${name}/.well-known/acme-challenge/… reaches ${responder.describe()}.`;
+  }
+}
+
+function orderFailure(order: Order, url: string): Error {
+  const problem = (order.error as AcmeProblem | undefined) ?? { type: 'urn:ietf:params:acme:error:serverInternal', detail: `order is ${order.status}` };
+  return new PadlockError('ACME_ORDER_FAILED', `the order failed (${shortProblemType(problem.type)}): ${problem.detail ?? 'no detail'}`, {
+    cause: new AcmeProblemError(problem, { url }),
+    details: { url, problem },
+  });
+}

@@ -1,0 +1,178 @@
+/**
+ * Obtains a certificate for one lineage and makes it current, or changes
+ * nothing: lock, account, key, order, verify, store, in that order.
+ *
+ * Shared by `padlock issue`, `padlock renew` and (later) the daemon, so every
+ * path verifies before it stores and records failures the same way.
+ */
+import { openAccount, reregisterAccount, isAccountMissing, type AccountOptions } from '../acme/account.js';
+import { orderCertificate, type ProgressEvent } from '../acme/issuer.js';
+import type { ChallengeResponder } from '../acme/http01.js';
+import type { AcmeClient } from '../acme/client.js';
+import { AcmeProblemError, PadlockError, errorMessage, findCause, isRateLimited } from '../errors.js';
+import type { CertStore, LineageMeta } from '../store/store.js';
+import { generatePrivateKey, describePrivateKey } from '../tls/keys.js';
+import { verifyCertificate } from '../tls/verify.js';
+import type { TrustAnchors } from '../tls/roots.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import { nextAttemptAfterFailure, type FailureRecord } from './policy.js';
+
+export interface ObtainDeps {
+  store: CertStore;
+  clock: Clock;
+  logger: Logger;
+  /** Trust anchors an issued chain must build to. */
+  roots: TrustAnchors;
+}
+
+export interface ObtainRequest {
+  /** The lineage as it should be after success (name, domains, server, key settings, challenge, hooks). */
+  meta: Omit<LineageMeta, 'updatedAt'>;
+  account: Pick<AccountOptions, 'email' | 'agreeTos' | 'externalAccountBinding' | 'serverCa' | 'timeoutMs'>;
+  /** A prepared responder (port bound or webroot writable). Not closed here. */
+  responder: ChallengeResponder;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
+  /** How long to wait for another process holding this lineage's lock. Default 0. */
+  lockWaitMs?: number;
+}
+
+export interface ObtainResult {
+  name: string;
+  domains: string[];
+  version: number;
+  notAfter: Date;
+  orderUrl: string;
+  /** The live folder (certbot's RENEWED_LINEAGE), when the store is on disk. */
+  lineageDir?: string;
+  fullchainPath?: string;
+  privkeyPath?: string;
+}
+
+/**
+ * Runs the whole flow for one lineage. On failure the stored lineage is
+ * untouched, the failure is recorded in the lineage state (for backoff), and
+ * the error is rethrown with its code and cause intact.
+ */
+export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): Promise<ObtainResult> {
+  const { store, clock, logger } = deps;
+  const { meta } = request;
+  const progress = request.onProgress ?? (() => {});
+  const log = logger.child({ name: meta.name });
+  const unlock = await store.lock(meta.name, { waitMs: request.lockWaitMs ?? 0, ...(request.signal ? { signal: request.signal } : {}) });
+  let client: AcmeClient | undefined;
+  try {
+    const accountOptions: AccountOptions = {
+      ...request.account,
+      directoryUrl: meta.server,
+      logger: log,
+      clock,
+      ...(request.signal ? { signal: request.signal } : {}),
+      onRegistered: (url, reason) =>
+        progress({ step: 'account', url, message: reason === 'new' ? `registered a new account with ${meta.server}` : `the CA no longer knew our account; registered it again` }),
+    };
+    client = await openAccount(store, accountOptions);
+    progress({ step: 'account', message: `using account ${client.inner.getAccountUrl()}`, url: client.inner.getAccountUrl() });
+
+    const keyPem = await chooseKey(store, request.meta);
+    const orderRequest = {
+      names: meta.domains,
+      keyPem,
+      responder: request.responder,
+      onProgress: progress,
+      ...(request.signal ? { signal: request.signal } : {}),
+    };
+    let issued;
+    try {
+      issued = await orderCertificate(client, orderRequest);
+    } catch (err) {
+      if (!isAccountMissing(err)) throw err;
+      // The CA lost our account (e.g. a CA reset): register the same key again, once.
+      client.close();
+      client = await reregisterAccount(store, accountOptions);
+      issued = await orderCertificate(client, orderRequest);
+    }
+    log.info('certificate issued', { orderUrl: issued.orderUrl });
+
+    progress({ step: 'verifying', message: 'verifying the chain, names, key and validity' });
+    const verified = await verifyCertificate({
+      cert: issued.cert,
+      chain: issued.chain,
+      key: keyPem,
+      names: meta.domains,
+      roots: deps.roots,
+      clock,
+    });
+
+    const fullMeta: LineageMeta = { ...meta, updatedAt: clock.now().toISOString() };
+    const version = await store.putVersion(meta.name, { cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: keyPem }, fullMeta);
+    await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null });
+    const stored = await store.readLineage(meta.name);
+    const result: ObtainResult = {
+      name: meta.name,
+      domains: meta.domains,
+      version,
+      notAfter: verified.leaf.notAfter,
+      orderUrl: issued.orderUrl,
+      ...(stored?.paths ? { lineageDir: stored.paths.dir, fullchainPath: stored.paths.fullchain, privkeyPath: stored.paths.privkey } : {}),
+    };
+    progress({ step: 'saved', message: stored?.paths ? `saved ${stored.paths.fullchain} and ${stored.paths.privkey}` : `saved (version ${version}, in ${store.location})` });
+    log.info('certificate stored', { version, notAfter: verified.leaf.notAfter.toISOString() });
+    return result;
+  } catch (err) {
+    await recordFailure(store, meta.name, err, clock).catch((e: unknown) => log.warn('could not record the failure', { error: errorMessage(e) }));
+    throw err;
+  } finally {
+    client?.close();
+    await unlock();
+  }
+}
+
+/** A fresh key, or the lineage's current one when `reuseKey` is set and it still fits the key settings. */
+async function chooseKey(store: CertStore, meta: Omit<LineageMeta, 'updatedAt'>): Promise<string> {
+  const spec = {
+    keyType: meta.keyType,
+    ...(meta.ellipticCurve ? { ellipticCurve: meta.ellipticCurve } : {}),
+    ...(meta.rsaKeySize ? { rsaKeySize: meta.rsaKeySize } : {}),
+  };
+  if (meta.reuseKey) {
+    const current = await store.readLineage(meta.name);
+    if (current) {
+      const have = describePrivateKey(current.bundle.privkey);
+      const sameType = have.keyType === spec.keyType &&
+        (spec.keyType === 'rsa' ? have.rsaKeySize === (spec.rsaKeySize ?? 2048) : have.ellipticCurve === (spec.ellipticCurve ?? 'P-256'));
+      if (sameType) return current.bundle.privkey;
+    }
+  }
+  return generatePrivateKey(spec);
+}
+
+/** Reads the failure record kept in a lineage's state. */
+export function failureOf(state: Record<string, unknown> | null): FailureRecord | undefined {
+  const f = state?.['failure'];
+  return f && typeof f === 'object' ? (f as FailureRecord) : undefined;
+}
+
+async function recordFailure(store: CertStore, name: string, err: unknown, clock: Clock): Promise<void> {
+  // Problems on our side before any CA contact (bad input, busy lock) are not CA failures.
+  if (err instanceof PadlockError && ['STORE_LOCKED', 'NAME_INVALID', 'CONFIG_INVALID', 'CONFIG_DIR_UNUSABLE', 'ACME_TOS_NOT_AGREED'].includes(err.code)) return;
+  const state = (await store.readState(name)) ?? {};
+  const prev = failureOf(state);
+  const now = clock.now();
+  const problem = findCause(err, (e): e is AcmeProblemError => e instanceof AcmeProblemError);
+  const failures = (prev?.failures ?? 0) + 1;
+  const retryAfter = problem?.retryAfter;
+  const record: FailureRecord = {
+    failures,
+    lastError: {
+      code: err instanceof PadlockError ? err.code : 'UNKNOWN',
+      message: errorMessage(err),
+      ...(problem ? { acmeType: problem.acmeType } : {}),
+    },
+    lastAttemptAt: now.toISOString(),
+    nextAttemptAt: nextAttemptAfterFailure(failures, now, retryAfter ? { retryAfter } : {}).toISOString(),
+    rateLimited: isRateLimited(err),
+  };
+  await store.writeState(name, { ...state, failure: record });
+}

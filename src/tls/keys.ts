@@ -1,0 +1,58 @@
+/**
+ * Private keys and CSRs for certificates, with node:crypto (OpenSSL) for keys
+ * and acme-client's CSR builder (WebCrypto via @peculiar/x509, not node-forge).
+ */
+import { generateKeyPair as generateKeyPairCb, createPrivateKey } from 'node:crypto';
+import { promisify } from 'node:util';
+import acme from 'acme-client';
+import { PadlockError } from '../errors.js';
+
+const generateKeyPair = promisify(generateKeyPairCb);
+
+export interface KeySpec {
+  keyType: 'ecdsa' | 'rsa';
+  /** ECDSA curve: P-256 (default) or P-384. */
+  ellipticCurve?: string;
+  /** RSA modulus bits: 2048 (default), 3072 or 4096. */
+  rsaKeySize?: number;
+}
+
+export const SUPPORTED_CURVES = ['P-256', 'P-384'] as const;
+export const SUPPORTED_RSA_SIZES = [2048, 3072, 4096] as const;
+
+/** Generates a new private key as PKCS#8 PEM. */
+export async function generatePrivateKey(spec: KeySpec): Promise<string> {
+  if (spec.keyType === 'rsa') {
+    const bits = spec.rsaKeySize ?? 2048;
+    const { privateKey } = await generateKeyPair('rsa', {
+      modulusLength: bits,
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
+    return privateKey;
+  }
+  const { privateKey } = await generateKeyPair('ec', {
+    namedCurve: spec.ellipticCurve ?? 'P-256',
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  return privateKey;
+}
+
+/** Describes a PEM private key as a KeySpec, e.g. to check `--reuse-key` against `--key-type`. */
+export function describePrivateKey(pem: string): KeySpec {
+  const key = createPrivateKey(pem);
+  const d = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'rsa') return { keyType: 'rsa', rsaKeySize: d.modulusLength ?? 0 };
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = d.namedCurve === 'prime256v1' ? 'P-256' : d.namedCurve === 'secp384r1' ? 'P-384' : String(d.namedCurve);
+    return { keyType: 'ecdsa', ellipticCurve: curve };
+  }
+  throw new PadlockError('CONFIG_INVALID', `unsupported private key type ${key.asymmetricKeyType}`);
+}
+
+/** A DER CSR (PEM) for `names`, the first being the common name (RFC 8555 section 7.4). */
+export async function createCsr(names: string[], keyPem: string): Promise<string> {
+  const [, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, keyPem);
+  return csr.toString();
+}
