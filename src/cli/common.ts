@@ -1,0 +1,178 @@
+/**
+ * What the CLI commands share: options, the store, trust, progress output,
+ * and error reporting. Commands stay thin: parse, validate once, call the core.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Argv } from 'yargs';
+import { PadlockError, errorMessage } from '../errors.js';
+import type { ProgressEvent } from '../acme/issuer.js';
+import type { CertStore } from '../store/store.js';
+import { openFsStore } from '../store/fs-store.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { systemClock } from '../clock.js';
+import { createLogger, silentLogger, type Logger } from '../log.js';
+import { StandaloneResponder, WebrootResponder, type ChallengeResponder } from '../acme/http01.js';
+import type { LineageMeta } from '../store/store.js';
+
+export const LETSENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
+export const LETSENCRYPT_STAGING = 'https://acme-staging-v02.api.letsencrypt.org/directory';
+
+export function defaultConfigDir(): string {
+  return process.env['PADLOCK_CONFIG_DIR'] || '/etc/padlock';
+}
+
+/** Options every command that reads the store has. */
+export function withStoreOptions<T>(y: Argv<T>) {
+  return y
+    .option('config-dir', { type: 'string', default: defaultConfigDir(), defaultDescription: '$PADLOCK_CONFIG_DIR or /etc/padlock', describe: 'Where certificates, accounts and state live (certbot layout: live/NAME/*.pem)' })
+    .option('json', { type: 'boolean', default: false, describe: 'Print one JSON document on stdout instead of text' });
+}
+
+/** Options for commands that talk to an ACME CA. */
+export function withAcmeOptions<T>(y: Argv<T>) {
+  return y
+    .option('server', { type: 'string', describe: "ACME directory URL (default: Let's Encrypt production)" })
+    .option('staging', { type: 'boolean', default: false, describe: "Use Let's Encrypt's staging CA" })
+    .option('server-ca', { type: 'string', describe: "PEM file trusted for the ACME server's own HTTPS (a private CA such as Pebble or step-ca); also $PADLOCK_SERVER_CA" })
+    .option('email', { alias: 'm', type: 'string', describe: 'Contact email for the ACME account' })
+    .option('agree-tos', { type: 'boolean', default: false, describe: "Agree to the CA's terms of service" })
+    .option('eab-kid', { type: 'string', describe: 'External account binding key id (CAs that require EAB)' })
+    .option('eab-hmac-key', { type: 'string', describe: 'External account binding HMAC key (base64url)' })
+    .option('trusted-roots', { type: 'string', describe: 'PEM file of extra trust anchors for verifying issued chains (added to the system store)' })
+    .option('timeout', { type: 'number', default: 30, describe: 'Seconds to wait for any one request to the CA' })
+    .option('non-interactive', { alias: 'n', type: 'boolean', default: true, describe: 'Accepted for certbot compatibility; padlock never prompts' })
+    .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Print errors only' })
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also print JSON log lines on stderr' });
+}
+
+/** Options for how the HTTP-01 challenge is answered. */
+export function withChallengeOptions<T>(y: Argv<T>) {
+  return y
+    .option('standalone', { type: 'boolean', describe: 'Answer HTTP-01 with padlock\'s own HTTP server (default)' })
+    .option('webroot', { type: 'boolean', describe: 'Answer HTTP-01 with files under an existing web server\'s document root (-w)' })
+    .option('webroot-path', { alias: 'w', type: 'string', describe: 'Document root for --webroot' })
+    .option('http-01-port', { type: 'number', default: 80, describe: 'Port for --standalone' })
+    .option('http-01-address', { type: 'string', describe: 'Address for --standalone (default: all)' });
+}
+
+export interface AcmeArgs {
+  server?: string | undefined;
+  staging: boolean;
+  'server-ca'?: string | undefined;
+  email?: string | undefined;
+  'agree-tos': boolean;
+  'eab-kid'?: string | undefined;
+  'eab-hmac-key'?: string | undefined;
+  'trusted-roots'?: string | undefined;
+  timeout: number;
+  quiet: boolean;
+  verbose: boolean;
+}
+
+/** Collects every problem with the options, then throws them all at once. */
+export class Problems {
+  private readonly list: string[] = [];
+  add(problem: string): void {
+    this.list.push(problem);
+  }
+  check(ok: boolean, problem: string): void {
+    if (!ok) this.list.push(problem);
+  }
+  throwIfAny(): void {
+    if (this.list.length) {
+      throw new PadlockError('CONFIG_INVALID', this.list.length === 1 ? this.list[0]! : `${this.list.length} problems:\n  - ${this.list.join('\n  - ')}`, {
+        details: { problems: [...this.list] },
+      });
+    }
+  }
+}
+
+/** The directory URL the options name, validated. */
+export function resolveServer(args: AcmeArgs, problems: Problems): string {
+  if (args.server && args.staging) problems.add('--server and --staging both name a CA; pass only one');
+  const url = args.server ?? (args.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'https:' && u.protocol !== 'http:') problems.add(`--server ${url} must be an https:// URL`);
+  } catch {
+    problems.add(`--server "${url}" is not a URL`);
+  }
+  return url;
+}
+
+export function checkEmail(email: string | undefined, problems: Problems): void {
+  if (email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) problems.add(`--email "${email}" is not an email address`);
+}
+
+export function checkEab(args: AcmeArgs, problems: Problems): { kid: string; hmacKey: string } | undefined {
+  const kid = args['eab-kid'];
+  const hmacKey = args['eab-hmac-key'];
+  if (!kid && !hmacKey) return undefined;
+  if (!kid || !hmacKey) {
+    problems.add('external account binding needs both --eab-kid and --eab-hmac-key');
+    return undefined;
+  }
+  return { kid, hmacKey };
+}
+
+/** Reads a PEM file an option names, or says which option and file failed. */
+export async function readPemOption(option: string, path: string | undefined): Promise<string | undefined> {
+  if (!path) return undefined;
+  try {
+    const text = await readFile(path, 'utf8');
+    if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it');
+    return text;
+  } catch (err) {
+    throw new PadlockError('CONFIG_INVALID', `${option} ${path}: cannot use it (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+  }
+}
+
+/**
+ * Opens the on-disk store. `PADLOCK_FAULT_KILL_AT` (tests only) names a store
+ * fault point at which the process kills itself with SIGKILL, to prove that
+ * a crash mid-write never corrupts the store.
+ */
+export async function openStore(dir: string): Promise<CertStore> {
+  const killAt = process.env['PADLOCK_FAULT_KILL_AT'];
+  return openFsStore(dir, {
+    ...(killAt ? { faults: (point: string) => { if (point === killAt) process.kill(process.pid, 'SIGKILL'); } } : {}),
+    clock: systemClock,
+  });
+}
+
+export function makeLogger(args: { verbose?: boolean }): Logger {
+  return args.verbose ? createLogger({ level: 'debug' }) : silentLogger;
+}
+
+/** Prints progress lines on stderr (stdout stays clean for --json and scripts). */
+export function progressPrinter(args: { quiet?: boolean }): (e: ProgressEvent) => void {
+  if (args.quiet) return () => {};
+  return (e) => process.stderr.write(`  ${e.step.padEnd(11)} ${e.message}\n`);
+}
+
+/** Prints an error in the command's output mode and sets the exit code. */
+export function reportError(err: unknown, json: boolean, exitCode = 1): void {
+  const e = err instanceof PadlockError ? err : new PadlockError('CONFIG_INVALID', errorMessage(err), { cause: err });
+  if (json) process.stdout.write(JSON.stringify({ ok: false, error: e.toJSON() }, null, 2) + '\n');
+  process.stderr.write(`padlock: ${e.message} [${e.code}]\n`);
+  process.exitCode = exitCode;
+}
+
+/** The HTTP-01 responder a lineage's challenge settings describe. */
+export function responderFor(challenge: LineageMeta['challenge']): ChallengeResponder {
+  return challenge.type === 'webroot' ? new WebrootResponder(challenge.webroot) : new StandaloneResponder(challenge.port, challenge.address);
+}
+
+/** Prints the result: JSON on stdout with --json, else the human line on stdout. */
+export function output(args: { json: boolean; quiet?: boolean }, json: Record<string, unknown>, human: string): void {
+  if (args.json) process.stdout.write(JSON.stringify(json, null, 2) + '\n');
+  else if (!args.quiet) process.stdout.write(human + '\n');
+}
+
+/** A memory store that starts with the real store's account for this CA, so a dry run writes nothing to disk. */
+export async function dryRunStore(disk: CertStore, server: string): Promise<CertStore> {
+  const mem = new MemoryStore();
+  const account = await disk.readAccount(server);
+  if (account) await mem.writeAccount(account);
+  return mem;
+}

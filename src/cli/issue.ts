@@ -1,0 +1,175 @@
+/**
+ * `padlock issue`: obtain one certificate, certbot-style (`certbot certonly`).
+ */
+import type { CommandModule } from 'yargs';
+import { normaliseNames } from '../config/names.js';
+import { obtainLineage, failureOf } from '../certificates/obtain.js';
+import { runDeployHook } from '../certificates/hooks.js';
+import { decideRenewal, blockedUntil } from '../certificates/policy.js';
+import { isValidLineageName, type CertStore, type LineageMeta } from '../store/store.js';
+import { loadTrustAnchors } from '../tls/roots.js';
+import { describeCertificate } from '../tls/inspect.js';
+import { SUPPORTED_CURVES, SUPPORTED_RSA_SIZES } from '../tls/keys.js';
+import { systemClock } from '../clock.js';
+import { PadlockError } from '../errors.js';
+import {
+  Problems, withStoreOptions, withAcmeOptions, withChallengeOptions, resolveServer, checkEmail, checkEab,
+  readPemOption, openStore, makeLogger, progressPrinter, reportError, responderFor, output, dryRunStore, type AcmeArgs,
+} from './common.js';
+
+interface IssueArgs extends AcmeArgs {
+  domains: string[];
+  'cert-name'?: string | undefined;
+  'config-dir': string;
+  json: boolean;
+  'key-type': string;
+  'elliptic-curve': string;
+  'rsa-key-size': number;
+  'reuse-key': boolean;
+  'force-renewal': boolean;
+  'dry-run': boolean;
+  'deploy-hook'?: string | undefined;
+  standalone?: boolean | undefined;
+  webroot?: boolean | undefined;
+  'webroot-path'?: string | undefined;
+  'http-01-port': number;
+  'http-01-address'?: string | undefined;
+}
+
+export const issueCommand: CommandModule<object, IssueArgs> = {
+  command: 'issue',
+  describe: 'Obtain a certificate for one or more names (like certbot certonly)',
+  builder: (y) =>
+    withChallengeOptions(withAcmeOptions(withStoreOptions(y)))
+      .option('domains', { alias: ['d', 'domain'], type: 'string', array: true, demandOption: 'pass at least one -d NAME', describe: 'A name for the certificate; repeat for more (the first is the common name)' })
+      .option('cert-name', { type: 'string', describe: 'Lineage name (default: the first domain)' })
+      .option('key-type', { type: 'string', choices: ['ecdsa', 'rsa'], default: 'ecdsa', describe: 'Key type of the certificate' })
+      .option('elliptic-curve', { type: 'string', choices: ['secp256r1', 'secp384r1', 'P-256', 'P-384'], default: 'secp256r1', describe: 'ECDSA curve' })
+      .option('rsa-key-size', { type: 'number', default: 2048, describe: 'RSA key size (2048, 3072, 4096)' })
+      .option('reuse-key', { type: 'boolean', default: false, describe: 'Keep the current private key when the lineage is issued again' })
+      .option('force-renewal', { type: 'boolean', default: false, describe: 'Issue even if the current certificate for these names is not yet due' })
+      .option('dry-run', { type: 'boolean', default: false, describe: 'Do the whole flow against the CA, store nothing, run no hook' })
+      .option('deploy-hook', { type: 'string', describe: 'Shell command run after success, with RENEWED_LINEAGE and RENEWED_DOMAINS set' })
+      .example('$0 issue -d example.com -d www.example.com --email me@example.com --agree-tos', 'standalone HTTP-01 on port 80')
+      .example('$0 issue -d example.com --webroot -w /var/www/html --agree-tos', 'through an existing web server') as never,
+  handler: async (args) => {
+    try {
+      await issue(args);
+    } catch (err) {
+      reportError(err, args.json);
+    }
+  },
+};
+
+const CURVES: Record<string, string> = { secp256r1: 'P-256', secp384r1: 'P-384', 'P-256': 'P-256', 'P-384': 'P-384' };
+
+/** Validates every option at once and turns them into the lineage's metadata. */
+function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab: { kid: string; hmacKey: string } | undefined } {
+  const problems = new Problems();
+  let domains: string[] = [];
+  try {
+    domains = normaliseNames(args.domains.flatMap((d) => String(d).split(',')));
+  } catch (err) {
+    problems.add((err as Error).message);
+  }
+  const server = resolveServer(args, problems);
+  checkEmail(args.email, problems);
+  const eab = checkEab(args, problems);
+  const name = (args['cert-name'] ?? domains[0] ?? '').toLowerCase();
+  if (domains.length) problems.check(isValidLineageName(name), `--cert-name "${args['cert-name']}" may hold only lowercase letters, digits, ".", "-" and "_"`);
+  if (args['key-type'] === 'rsa') {
+    problems.check((SUPPORTED_RSA_SIZES as readonly number[]).includes(args['rsa-key-size']), `--rsa-key-size ${args['rsa-key-size']} is not one of ${SUPPORTED_RSA_SIZES.join(', ')}`);
+  }
+  const curve = CURVES[args['elliptic-curve']] ?? 'P-256';
+  problems.check((SUPPORTED_CURVES as readonly string[]).includes(curve), `--elliptic-curve ${args['elliptic-curve']} is not supported`);
+  if (args.webroot && args.standalone) problems.add('--webroot and --standalone are two ways to answer the challenge; pass one');
+  const webroot = args.webroot || (args['webroot-path'] !== undefined && !args.standalone);
+  if (webroot && !args['webroot-path']) problems.add('--webroot needs -w DIR, the document root your web server serves for these names');
+  const port = args['http-01-port'];
+  problems.check(Number.isInteger(port) && port > 0 && port < 65536, `--http-01-port ${port} is not a port (1-65535)`);
+  problems.throwIfAny();
+  const meta: Omit<LineageMeta, 'updatedAt'> = {
+    name,
+    domains,
+    server,
+    keyType: args['key-type'] === 'rsa' ? 'rsa' : 'ecdsa',
+    ...(args['key-type'] === 'rsa' ? { rsaKeySize: args['rsa-key-size'] } : { ellipticCurve: curve }),
+    reuseKey: args['reuse-key'],
+    challenge: webroot
+      ? { type: 'webroot', webroot: args['webroot-path']! }
+      : { type: 'standalone', port, ...(args['http-01-address'] ? { address: args['http-01-address'] } : {}) },
+    ...(args.email ? { email: args.email } : {}),
+    ...(args['deploy-hook'] ? { deployHook: args['deploy-hook'] } : {}),
+    ...(args['trusted-roots'] ? { trustedRoots: args['trusted-roots'] } : {}),
+    ...(serverCaPath(args) ? { serverCa: serverCaPath(args) } : {}),
+  };
+  return { meta, eab };
+}
+
+async function issue(args: IssueArgs): Promise<void> {
+  const { meta, eab } = buildMeta(args);
+  const clock = systemClock;
+  const logger = makeLogger(args);
+  const [serverCa, roots] = await Promise.all([
+    readPemOption('--server-ca', serverCaPath(args)),
+    loadTrustAnchors(args['trusted-roots'] ? { extraFiles: [args['trusted-roots']] } : {}),
+  ]);
+  const diskStore = await openStore(args['config-dir']);
+  const store: CertStore = args['dry-run'] ? await dryRunStore(diskStore, meta.server) : diskStore;
+  const say = progressPrinter(args);
+
+  // certbot's non-interactive default: keep a certificate for the same names that is not yet due.
+  const existing = await diskStore.readLineage(meta.name);
+  if (existing && !args['force-renewal'] && !args['dry-run'] && sameNames(existing.meta.domains, meta.domains)) {
+    const leaf = describeCertificate(existing.bundle.cert);
+    const decision = decideRenewal(leaf, clock.now());
+    if (!decision.due) {
+      output(args, { ok: true, action: 'kept', name: meta.name, domains: meta.domains, notAfter: leaf.notAfter.toISOString(), renewAfter: decision.dueAt.toISOString(), fullchainPath: existing.paths?.fullchain },
+        `Certificate ${meta.name} is not yet due for renewal (due ${decision.dueAt.toISOString()}); kept it. Pass --force-renewal to issue anyway.`);
+      return;
+    }
+  }
+  const blocked = blockedUntil(failureOf(await store.readState(meta.name)), clock.now(), { forced: true });
+  if (blocked) {
+    throw new PadlockError('ACME_RATE_LIMITED', `the CA rate-limited ${meta.name}; padlock will not ask again before ${blocked.toISOString()}`, { retryable: true });
+  }
+
+  const responder = responderFor(meta.challenge);
+  if (!args.quiet) process.stderr.write(`padlock: issuing ${meta.domains.join(', ')} from ${meta.server}${args['dry-run'] ? ' (dry run: nothing will be stored)' : ''}\n`);
+  await responder.prepare();
+  try {
+    const result = await obtainLineage({ store, clock, logger, roots }, {
+      meta,
+      account: {
+        agreeTos: args['agree-tos'],
+        timeoutMs: args.timeout * 1000,
+        ...(args.email ? { email: args.email } : {}),
+        ...(eab ? { externalAccountBinding: eab } : {}),
+        ...(serverCa ? { serverCa } : {}),
+      },
+      responder,
+      onProgress: say,
+    });
+    let hookError: unknown;
+    if (meta.deployHook && !args['dry-run'] && result.lineageDir) {
+      say({ step: 'hook', message: `running deploy hook: ${meta.deployHook}` });
+      await runDeployHook({ command: meta.deployHook, lineageDir: result.lineageDir, domains: result.domains }).catch((e: unknown) => (hookError = e));
+    }
+    const days = Math.floor((result.notAfter.getTime() - clock.now().getTime()) / 86_400_000);
+    output(args, { ok: hookError === undefined, action: args['dry-run'] ? 'dry-run' : 'issued', ...result, notAfter: result.notAfter.toISOString(), ...(hookError ? { hookError: (hookError as PadlockError).toJSON() } : {}) },
+      args['dry-run']
+        ? `The dry run succeeded: ${meta.domains.join(', ')} can be issued (nothing was stored).`
+        : `Certificate ${result.name} issued for ${result.domains.join(', ')}, valid until ${result.notAfter.toISOString()} (${days} days).\n  fullchain: ${result.fullchainPath}\n  key:       ${result.privkeyPath}`);
+    if (hookError) reportError(hookError, false);
+  } finally {
+    await responder.close();
+  }
+}
+
+function serverCaPath(args: AcmeArgs): string | undefined {
+  return args['server-ca'] ?? (process.env['PADLOCK_SERVER_CA'] || undefined);
+}
+
+function sameNames(a: string[], b: string[]): boolean {
+  return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+}

@@ -1,0 +1,100 @@
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtemp, readFile, stat, writeFile, rm, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { StandaloneResponder, WebrootResponder } from '../../src/acme/http01.js';
+import { PadlockError } from '../../src/errors.js';
+
+function get(port: number, path: string, host = 'app.example.com'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, headers: { host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe('standalone HTTP-01 responder', () => {
+  it('answers a presented token with its key authorization, and 404 once removed', async () => {
+    const port = await freePort();
+    const r = new StandaloneResponder(port, '127.0.0.1');
+    await r.prepare();
+    try {
+      await r.present('tok_-123', 'tok_-123.thumb');
+      assert.deepEqual(await get(port, '/.well-known/acme-challenge/tok_-123'), { status: 200, body: 'tok_-123.thumb' });
+      assert.equal((await get(port, '/.well-known/acme-challenge/other')).status, 404);
+      assert.equal((await get(port, '/')).status, 404);
+      await r.remove('tok_-123');
+      assert.equal((await get(port, '/.well-known/acme-challenge/tok_-123')).status, 404);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('fails before any order with a clear error when the port is taken', async () => {
+    const blocker = http.createServer();
+    await new Promise<void>((res) => blocker.listen(0, '127.0.0.1', res));
+    after(() => blocker.close());
+    const port = (blocker.address() as { port: number }).port;
+    const r = new StandaloneResponder(port, '127.0.0.1');
+    await assert.rejects(r.prepare(), (err: unknown) => {
+      assert.ok(err instanceof PadlockError);
+      assert.equal(err.code, 'CHALLENGE_PORT_IN_USE');
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
+      assert.match(err.message, /--webroot/);
+      return true;
+    });
+  });
+});
+
+describe('webroot HTTP-01 responder', () => {
+  it('writes a world-readable token file under .well-known and removes it and its folders afterwards', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'padlock-webroot-'));
+    after(() => rm(root, { recursive: true, force: true }));
+    const r = new WebrootResponder(root);
+    await r.prepare();
+    await r.present('abc', 'abc.thumb');
+    const file = join(root, '.well-known', 'acme-challenge', 'abc');
+    assert.equal(await readFile(file, 'utf8'), 'abc.thumb');
+    assert.equal((await stat(file)).mode & 0o777, 0o644);
+    await r.close();
+    assert.deepEqual(await readdir(root), []);
+  });
+
+  it('keeps folders that existed before', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'padlock-webroot-'));
+    after(() => rm(root, { recursive: true, force: true }));
+    const r1 = new WebrootResponder(root);
+    await r1.prepare();
+    await writeFile(join(root, '.well-known', 'keep.txt'), 'x');
+    await r1.close();
+    const r2 = new WebrootResponder(root);
+    await r2.prepare();
+    await r2.present('t', 't.k');
+    await r2.close();
+    assert.deepEqual(await readdir(join(root, '.well-known')), ['keep.txt']);
+  });
+
+  it('fails before any order when the document root cannot be written', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'padlock-webroot-'));
+    after(() => rm(root, { recursive: true, force: true }));
+    const notADir = join(root, 'file');
+    await writeFile(notADir, 'x');
+    await assert.rejects(new WebrootResponder(notADir).prepare(), (err: unknown) => {
+      assert.ok(err instanceof PadlockError);
+      assert.equal(err.code, 'CHALLENGE_WEBROOT_UNWRITABLE');
+      assert.match(err.message, /cannot write challenge files in .*file\/\.well-known\/acme-challenge/);
+      return true;
+    });
+  });
+});
