@@ -69,7 +69,8 @@ export function parseRetryAfter(value: string | undefined, now: Date): Date | un
 export class AcmeClient {
   readonly inner: acme.Client;
   readonly directoryUrl: string;
-  private readonly agent: https.Agent | http.Agent;
+  private readonly httpsAgent: https.Agent;
+  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly nonces: string[] = [];
   private readonly timeoutMs: number;
   private readonly log: Logger;
@@ -81,14 +82,11 @@ export class AcmeClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.log = options.logger ?? silentLogger;
     this.signal = options.signal;
-    const isHttps = new URL(options.directoryUrl).protocol === 'https:';
-    this.agent = isHttps
-      ? new https.Agent({
-          keepAlive: true,
-          maxSockets: 8,
-          ...(options.serverCa ? { ca: [...tls.rootCertificates, options.serverCa] } : {}),
-        })
-      : new http.Agent({ keepAlive: true, maxSockets: 8 });
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      maxSockets: 8,
+      ...(options.serverCa ? { ca: [...tls.rootCertificates, options.serverCa] } : {}),
+    });
     this.inner = new acme.Client({
       directoryUrl: options.directoryUrl,
       accountKey: options.accountKey,
@@ -151,20 +149,22 @@ export class AcmeClient {
 
   /** Closes idle keep-alive connections to the CA. */
   close(): void {
-    this.agent.destroy();
+    this.httpsAgent.destroy();
+    this.httpAgent.destroy();
   }
 
   private request(url: string, method: string, opts: { data?: unknown; headers?: Record<string, string> }): Promise<TransportResponse> {
     const started = performance.now();
     const body = opts.data === undefined ? undefined : Buffer.from(JSON.stringify(opts.data));
     const target = new URL(url);
-    const mod = target.protocol === 'https:' ? https : http;
+    const secure = target.protocol === 'https:';
+    const mod = secure ? https : http;
     return new Promise<TransportResponse>((resolve, reject) => {
       const req = mod.request(
         target,
         {
           method: method.toUpperCase(),
-          agent: this.agent,
+          agent: secure ? this.httpsAgent : this.httpAgent,
           timeout: this.timeoutMs,
           ...(this.signal ? { signal: this.signal } : {}),
           headers: {
