@@ -3,7 +3,7 @@
 // `node --test` with a bad glob runs nothing and exits 0; this script lists
 // the files itself, and counts what the TAP reporter saw.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync, readFileSync, mkdirSync } from 'node:fs';
+import { readdirSync, statSync, readFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 const roots = process.argv.slice(2).length ? process.argv.slice(2) : ['test/unit', 'test/contract', 'test/integration'];
@@ -24,7 +24,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 mkdirSync('.test-results', { recursive: true });
-const tap = '.test-results/tap.txt';
+const tap = `.test-results/tap-${process.pid}.txt`;
 const res = spawnSync(process.execPath, [
   '--import', 'tsx',
   '--test',
@@ -35,6 +35,7 @@ const res = spawnSync(process.execPath, [
   ...files,
 ], { stdio: 'inherit' });
 const text = readFileSync(tap, 'utf8');
+rmSync(tap, { force: true });
 const count = (k) => Number((text.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
 const tests = count('tests'), pass = count('pass'), fail = count('fail'), skipped = count('skipped'), todo = count('todo');
 console.log(`\nrun-tests: ${files.length} files, ${tests} tests, ${pass} passed, ${fail} failed, ${skipped} skipped, ${todo} todo (node ${process.version})`);

@@ -113,6 +113,13 @@ describe('padlock revoke and delete', () => {
     assert.equal(doc.ok, false);
     assert.equal(doc.error.acmeType, 'alreadyRevoked');
     assert.match(twice.stderr, /revoking .*the CA refused \(alreadyRevoked\)/);
+
+    // A revoked certificate is useless: the next renew replaces it even though it is not due by date.
+    const renewed = await runCli(['renew', '--config-dir', cfg.dir, '--cert-name', name, '--json']);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    assert.equal(JSON.parse(renewed.stdout).results[0].reason, 'revoked');
+    const after = JSON.parse((await runCli(['certificates', '--json', '--config-dir', cfg.dir, '--cert-name', name])).stdout);
+    assert.notEqual(after.certificates[0].status, 'REVOKED');
   });
 
   it('deletes a lineage and its files', async () => {
