@@ -1,0 +1,663 @@
+/**
+ * The filesystem store, padlock's default CertStore.
+ *
+ * Layout under the config dir (certbot-compatible for programs that read it):
+ *
+ *   archive/NAME/vN/{cert,chain,fullchain,privkey}.pem   version N (privkey 0600)
+ *   archive/NAME/vN/meta.json                           the LineageMeta version N was issued with
+ *   live/NAME -> ../archive/NAME/vN                      the current version (one symlink)
+ *   live/README
+ *   renewal/NAME.json                                   LineageMeta (+ storedForVersion)
+ *   state/NAME.json                                     LineageState
+ *   accounts/<sha256(directoryUrl)[0:16]>/account.json  AccountRecord (0600)
+ *   locks/NAME.lock                                     { pid, hostname, createdAt, ... }
+ *
+ * Every folder is 0700.
+ *
+ * Why `live/NAME` is a symlink to a version folder: certbot makes `live/NAME`
+ * a real folder holding four per-file symlinks and updates them one by one,
+ * so a reader (nginx reloading, a crash in between) can see a new cert.pem
+ * next to an old privkey.pem. Here the whole set switches with ONE atomic
+ * rename() of a fresh symlink over the old one, and `live/NAME/fullchain.pem`
+ * still resolves for nginx and HAProxy exactly as with certbot.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, link, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, utimes } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { PadlockError, errorMessage } from '../errors.js';
+import { systemClock, type Clock } from '../clock.js';
+import {
+  ATOMIC_FAULT_POINTS,
+  fsyncDir,
+  ioError,
+  mkdirPrivate,
+  writeFileAtomic,
+  writeFileExclusive,
+  type FaultHook,
+} from './atomic.js';
+import {
+  isValidLineageName,
+  type AccountRecord,
+  type CertBundle,
+  type CertStore,
+  type Lineage,
+  type LineageMeta,
+  type LineageState,
+  type LockOptions,
+  type Unlock,
+} from './store.js';
+
+/**
+ * Every point where FsStore calls its `faults` hook, in the order putVersion
+ * reaches them. The atomic:* points fire inside every writeFileAtomic call
+ * made for data (in putVersion: the renewal/NAME.json write, after the switch).
+ */
+export const FS_STORE_FAULT_POINTS = [
+  /** cert.pem and chain.pem are in the staging folder, fullchain/privkey/meta are not. */
+  'putVersion:after-stage-partial',
+  /** The staging folder is complete and fsynced, but has no version number yet. */
+  'putVersion:after-stage',
+  /** The staging folder was renamed to archive/NAME/vN; live/NAME still points at the old version. */
+  'putVersion:after-archive',
+  /** The temp symlink live/.NAME.tmp-* exists; it has not replaced live/NAME yet. */
+  'putVersion:before-switch',
+  /** live/NAME now points at vN (live/ not fsynced yet); renewal/NAME.json is still the old meta. */
+  'putVersion:after-switch',
+  ...ATOMIC_FAULT_POINTS,
+  /** renewal/NAME.json describes vN; putVersion is about to resolve. */
+  'putVersion:after-meta',
+] as const;
+
+export type FsStoreFaultPoint = (typeof FS_STORE_FAULT_POINTS)[number];
+
+export interface FsStoreOptions {
+  /** The config dir (`/etc/padlock`). Resolved to an absolute path. */
+  dir: string;
+  /** Test hook called at each FS_STORE_FAULT_POINTS point; may throw or kill the process. */
+  faults?: FaultHook;
+  /** Stamps lock files. Defaults to the system clock. */
+  clock?: Clock;
+  /**
+   * A lock whose holder has not refreshed it (file mtime) for this long is
+   * stale, wherever the holder runs. Holders refresh every sixth of it.
+   * Real time, not `clock`: it is compared across processes. Default 60 s.
+   */
+  lockStaleMs?: number;
+}
+
+const PEM_FILES = ['cert', 'chain', 'fullchain', 'privkey'] as const;
+const VERSION_DIR = /^v(\d+)$/;
+const LOCK_POLL_MS = 50;
+const DEFAULT_LOCK_STALE_MS = 60_000;
+
+const LIVE_README = `This folder contains your keys and certificates, managed by padlock.
+
+\`[cert name]/privkey.pem\`  : the private key for your certificate.
+\`[cert name]/fullchain.pem\`: the certificate file used in most server software.
+\`[cert name]/chain.pem\`    : the intermediate certificates (OCSP stapling in nginx).
+\`[cert name]/cert.pem\`     : the leaf certificate alone; most servers need fullchain.pem.
+
+Each [cert name] is a symlink to ../archive/[cert name]/vN, switched atomically
+on renewal. Point your server at these paths, not at archive/.
+
+WARNING: DO NOT MOVE OR RENAME THESE FILES! padlock expects them to stay here.
+`;
+
+/** What a lock file holds. `token` tells our lock from a later holder's. */
+interface LockHolder {
+  pid: number;
+  hostname: string;
+  createdAt: string;
+  token: string;
+  /** `/proc/self/ns/pid` of the holder: pids only mean something inside one pid namespace (containers). */
+  pidNamespace?: string;
+  /** `/proc/sys/kernel/random/boot_id`: a lock from an earlier boot is stale whatever its pid. */
+  bootId?: string;
+}
+
+/**
+ * Opens the store at `dir`, creating its layout. Checks first that the folder
+ * can be created and written, and rejects with `CONFIG_DIR_UNUSABLE` before
+ * anything else happens if not. An existing `dir` keeps its mode; folders
+ * padlock creates are 0700.
+ */
+export async function openFsStore(dir: string, opts: Omit<FsStoreOptions, 'dir'> = {}): Promise<FsStore> {
+  const root = resolve(dir);
+  try {
+    const st = await stat(root).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return null;
+      throw err;
+    });
+    if (st === null) await mkdirPrivate(root);
+    else if (!st.isDirectory()) throw new Error('it exists and is not a folder');
+    for (const sub of ['archive', 'live', 'renewal', 'state', 'accounts', 'locks']) await mkdirPrivate(join(root, sub));
+    const probe = join(root, `.padlock-write-test-${process.pid}`);
+    await writeFileAtomic(probe, 'ok\n', { mode: 0o600 });
+    await unlink(probe);
+    const readme = join(root, 'live', 'README');
+    if (!(await exists(readme))) await writeFileAtomic(readme, LIVE_README, { mode: 0o644 });
+  } catch (err) {
+    throw new PadlockError('CONFIG_DIR_UNUSABLE', `${root} is not writable: ${errorMessage(err)}; run as root or pass --config-dir`, {
+      cause: err,
+      details: { dir: root },
+    });
+  }
+  return new FsStore({ ...opts, dir: root });
+}
+
+/**
+ * CertStore on a local filesystem. Construct it with `openFsStore` to get the
+ * writability check; the constructor itself does no I/O and methods create
+ * the folders they need.
+ *
+ * Callers are expected to hold `lock(name)` around `putVersion`,
+ * `writeMeta` and `deleteLineage` for that name (the certificate manager
+ * does). Without it, two concurrent putVersion calls still never tear a
+ * version: one of them may fail with STORE_IO instead.
+ */
+export class FsStore implements CertStore {
+  readonly location: string;
+  private readonly faults: FaultHook | undefined;
+  private readonly clock: Clock;
+  private readonly lockStaleMs: number;
+
+  constructor(opts: FsStoreOptions) {
+    this.location = resolve(opts.dir);
+    this.faults = opts.faults;
+    this.clock = opts.clock ?? systemClock;
+    this.lockStaleMs = opts.lockStaleMs ?? DEFAULT_LOCK_STALE_MS;
+  }
+
+  async listLineages(): Promise<string[]> {
+    const live = join(this.location, 'live');
+    const entries = await readdir(live).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw ioError(`could not list ${live}`, err, 'check that the folder is readable');
+    });
+    const names: string[] = [];
+    for (const entry of entries) {
+      if (!isValidLineageName(entry)) continue; // README, .NAME.tmp-* leftovers
+      if (await exists(join(live, entry, 'fullchain.pem'))) names.push(entry);
+    }
+    return names.sort();
+  }
+
+  async readLineage(name: string): Promise<Lineage | null> {
+    this.checkName(name);
+    const version = await this.currentVersion(name);
+    if (version === null) return null;
+    // Read the four files from the resolved version folder, not through
+    // live/NAME: a switch between two reads must not hand back a mix.
+    const versionDir = this.versionDir(name, version);
+    const bundle = {} as CertBundle;
+    for (const f of PEM_FILES) {
+      const p = join(versionDir, `${f}.pem`);
+      try {
+        bundle[f] = await readFile(p, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw corrupt(`${join(this.liveDir(), name)} points at version ${version} but ${p} is missing`, err);
+        }
+        throw ioError(`could not read ${p}`, err, 'check the file permissions');
+      }
+    }
+    const meta = await this.metaFor(name, version);
+    if (meta === null) throw corrupt(`${join(this.liveDir(), name)} has no metadata: neither ${this.renewalPath(name)} nor ${join(versionDir, 'meta.json')} exist`);
+    const dir = join(this.liveDir(), name);
+    return {
+      meta,
+      version,
+      bundle,
+      paths: {
+        dir,
+        cert: join(dir, 'cert.pem'),
+        chain: join(dir, 'chain.pem'),
+        fullchain: join(dir, 'fullchain.pem'),
+        privkey: join(dir, 'privkey.pem'),
+      },
+    };
+  }
+
+  /**
+   * Order, and why: (1) the four PEMs and the meta snapshot are written into
+   * a private staging folder and fsynced; (2) the folder is renamed to the
+   * next free `vN`, so a `vN` folder is always complete; (3) `live/NAME` is
+   * switched with one rename of a fresh symlink; (4) `renewal/NAME.json` is
+   * rewritten.
+   *
+   * Meta goes neither plainly before nor plainly after the switch: either
+   * order leaves a crash window where renewal/NAME.json describes names the
+   * current certificate lacks (before: new names, old cert; after: old names
+   * after a name was dropped). Instead the meta travels inside the version
+   * folder and so switches atomically with the PEMs; renewal/NAME.json
+   * records which version it was written for, and a reader that finds it
+   * stale (a crash between (3) and (4)) uses the version's own meta.json.
+   *
+   * Version numbers are never reused: the next N is one above every `vN`
+   * folder present, so debris from a crash can never be mistaken for, or
+   * written into, a version some reader may be using.
+   */
+  async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
+    this.checkName(name);
+    const lineageDir = join(this.location, 'archive', name);
+    const liveDir = this.liveDir();
+    await mkdirPrivate(lineageDir);
+    await mkdirPrivate(liveDir);
+    await this.removeDebris(name);
+
+    const staging = join(lineageDir, `.staging-${process.pid}-${randomBytes(6).toString('hex')}`);
+    let version = 0;
+    const tempLink = join(liveDir, `.${name}.tmp-${randomBytes(6).toString('hex')}`);
+    try {
+      await mkdir(staging, { mode: 0o700 });
+      await chmod(staging, 0o700);
+      await writeFileExclusive(join(staging, 'cert.pem'), bundle.cert, 0o644);
+      await writeFileExclusive(join(staging, 'chain.pem'), bundle.chain, 0o644);
+      await this.fault('putVersion:after-stage-partial');
+      await writeFileExclusive(join(staging, 'fullchain.pem'), bundle.fullchain, 0o644);
+      await writeFileExclusive(join(staging, 'privkey.pem'), bundle.privkey, 0o600);
+      await writeFileExclusive(join(staging, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`, 0o600);
+      await fsyncDir(staging);
+      await this.fault('putVersion:after-stage');
+
+      version = Math.max(await this.maxArchivedVersion(name), (await this.currentVersion(name).catch(() => null)) ?? 0) + 1;
+      for (;;) {
+        try {
+          await rename(staging, this.versionDir(name, version));
+          break;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
+          version += 1; // someone (not holding the lock) took this number meanwhile
+        }
+      }
+      await fsyncDir(lineageDir);
+      await this.fault('putVersion:after-archive');
+
+      await symlink(`../archive/${name}/v${version}`, tempLink);
+      await this.fault('putVersion:before-switch');
+      await rename(tempLink, join(liveDir, name));
+      await this.fault('putVersion:after-switch');
+      await fsyncDir(liveDir);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      await unlink(tempLink).catch(() => undefined);
+      throw ioError(`could not store a new version of ${name} in ${lineageDir}`, err, 'check that the config dir is writable and the disk is not full');
+    }
+
+    await this.writeRenewal(name, meta, version);
+    await this.fault('putVersion:after-meta');
+    return version;
+  }
+
+  async deleteLineage(name: string): Promise<void> {
+    this.checkName(name);
+    // The link goes first: from then on the lineage reads as absent, and a
+    // crash part-way leaves debris that a repeated delete removes.
+    const targets = [
+      join(this.liveDir(), name),
+      this.renewalPath(name),
+      this.statePath(name),
+      join(this.location, 'archive', name),
+    ];
+    try {
+      for (const t of targets) await rm(t, { recursive: true, force: true });
+      for (const d of ['live', 'renewal', 'state', 'archive']) await fsyncDir(join(this.location, d)).catch(ignoreEnoent);
+    } catch (err) {
+      throw ioError(`could not delete certificate ${name} from ${this.location}`, err, 'check the folder permissions');
+    }
+  }
+
+  async readMeta(name: string): Promise<LineageMeta | null> {
+    this.checkName(name);
+    return this.metaFor(name, await this.currentVersion(name));
+  }
+
+  async writeMeta(name: string, meta: LineageMeta): Promise<void> {
+    this.checkName(name);
+    await this.writeRenewal(name, meta, (await this.currentVersion(name)) ?? 0);
+  }
+
+  async readState(name: string): Promise<LineageState | null> {
+    this.checkName(name);
+    const state = await readJson(this.statePath(name));
+    if (state === null) return null;
+    if (typeof state !== 'object' || Array.isArray(state)) throw corrupt(`${this.statePath(name)} does not hold a JSON object`);
+    return state as LineageState;
+  }
+
+  async writeState(name: string, state: LineageState): Promise<void> {
+    this.checkName(name);
+    await mkdirPrivate(join(this.location, 'state'));
+    await writeFileAtomic(this.statePath(name), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, faults: this.faults });
+  }
+
+  async readAccount(directoryUrl: string): Promise<AccountRecord | null> {
+    const path = this.accountPath(directoryUrl);
+    const record = (await readJson(path)) as AccountRecord | null;
+    if (record === null) return null;
+    if (typeof record !== 'object' || record.directoryUrl !== directoryUrl) {
+      throw corrupt(`${path} does not hold the account for ${directoryUrl}`);
+    }
+    return record;
+  }
+
+  async writeAccount(record: AccountRecord): Promise<void> {
+    const path = this.accountPath(record.directoryUrl);
+    await mkdirPrivate(join(path, '..'));
+    await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600, faults: this.faults });
+  }
+
+  /**
+   * `locks/NAME.lock` is created complete (written to a temp file, then
+   * hard-linked into place, which fails atomically if the name exists), so a
+   * lock file is never seen half-written. The holder refreshes the file's
+   * mtime while it holds the lock. A lock is stale, and reclaimed, when that
+   * heartbeat stopped for `lockStaleMs`, or at once when the holder is on
+   * this host (same pid namespace) and its pid is gone, or it is from an
+   * earlier boot. Waiting polls every ~50-100 ms; an abort rejects with
+   * `signal.reason` at once.
+   */
+  async lock(name: string, options: LockOptions = {}): Promise<Unlock> {
+    this.checkName(name);
+    const { waitMs = 0, signal } = options;
+    signal?.throwIfAborted();
+    const locks = join(this.location, 'locks');
+    await mkdirPrivate(locks);
+    const path = join(locks, `${name}.lock`);
+    const me: LockHolder = {
+      pid: process.pid,
+      hostname: osHostname(),
+      createdAt: this.clock.now().toISOString(),
+      token: randomBytes(12).toString('hex'),
+      ...(await hostIdentity()),
+    };
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (await this.tryCreateLock(path, me)) break;
+      const holder = await readHolder(path);
+      if (holder === 'gone') continue;
+      if (await isStale(holder, await ageOf(path), this.lockStaleMs)) {
+        if (!(await reclaimStale(path, holder, me))) await delay(5, signal);
+        continue;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const h = holder === 'unreadable' ? null : holder;
+        const who = h ? `process ${h.pid}${h.hostname === me.hostname ? '' : ` on ${h.hostname}`} since ${h.createdAt}` : 'another process';
+        throw new PadlockError(
+          'STORE_LOCKED',
+          `certificate ${name} is being worked on by ${who}; wait or remove ${path} if that process is gone`,
+          { retryable: true, details: { name, lockFile: path, ...(h ? { pid: h.pid, hostname: h.hostname, since: h.createdAt } : {}) } },
+        );
+      }
+      await delay(Math.min(left, LOCK_POLL_MS + Math.floor(Math.random() * LOCK_POLL_MS)), signal);
+    }
+    // The heartbeat is what lets a waiter on another host (or in another
+    // container) tell a live holder from a dead one: pids mean nothing there.
+    const heartbeat = setInterval(() => {
+      const now = new Date();
+      utimes(path, now, now).catch(() => undefined);
+    }, Math.max(10, Math.floor(this.lockStaleMs / 6)));
+    heartbeat.unref();
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      clearInterval(heartbeat);
+      const holder = await readHolder(path);
+      // Only remove the file if it is still ours: if it was reclaimed (we
+      // were judged dead) it belongs to someone else now.
+      if (typeof holder === 'object' && holder.token === me.token) await unlink(path).catch(ignoreEnoent);
+    };
+  }
+
+  // ---- internals ----
+
+  private checkName(name: string): void {
+    if (typeof name !== 'string' || !isValidLineageName(name)) {
+      throw new PadlockError(
+        'STORE_IO',
+        `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit`,
+        { details: { name } },
+      );
+    }
+  }
+
+  private async fault(point: FsStoreFaultPoint): Promise<void> {
+    await this.faults?.(point);
+  }
+
+  private liveDir(): string {
+    return join(this.location, 'live');
+  }
+  private versionDir(name: string, version: number): string {
+    return join(this.location, 'archive', name, `v${version}`);
+  }
+  private renewalPath(name: string): string {
+    return join(this.location, 'renewal', `${name}.json`);
+  }
+  private statePath(name: string): string {
+    return join(this.location, 'state', `${name}.json`);
+  }
+  private accountPath(directoryUrl: string): string {
+    const id = createHash('sha256').update(directoryUrl).digest('hex').slice(0, 16);
+    return join(this.location, 'accounts', id, 'account.json');
+  }
+
+  /** The version live/NAME points at, null when there is no live/NAME, STORE_CORRUPT when it is not ours or dangles. */
+  private async currentVersion(name: string): Promise<number | null> {
+    const live = join(this.liveDir(), name);
+    let target: string;
+    try {
+      target = await readlink(live);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return null;
+      if (code === 'EINVAL') throw corrupt(`${live} is not a symlink to ../archive/${name}/vN (a certbot-style folder?); padlock cannot switch it atomically`, err);
+      throw ioError(`could not read ${live}`, err, 'check the folder permissions');
+    }
+    const m = /^\.\.\/archive\/([^/]+)\/v(\d+)$/.exec(target);
+    if (!m || m[1] !== name) throw corrupt(`${live} points at ${target}, not at ../archive/${name}/vN`);
+    const version = Number(m[2]);
+    if (!(await exists(this.versionDir(name, version)))) throw corrupt(`${live} points at ${target}, which does not exist`);
+    return version;
+  }
+
+  private async maxArchivedVersion(name: string): Promise<number> {
+    const entries = await readdir(join(this.location, 'archive', name)).catch(() => [] as string[]);
+    let max = 0;
+    for (const e of entries) {
+      const m = VERSION_DIR.exec(e);
+      if (m) max = Math.max(max, Number(m[1]));
+    }
+    return max;
+  }
+
+  /** The meta that describes `version`; see putVersion for why renewal/NAME.json may be stale. */
+  private async metaFor(name: string, version: number | null): Promise<LineageMeta | null> {
+    const renewal = (await readJson(this.renewalPath(name))) as (LineageMeta & { storedForVersion?: number }) | null;
+    if (renewal !== null && (typeof renewal !== 'object' || Array.isArray(renewal))) throw corrupt(`${this.renewalPath(name)} does not hold a JSON object`);
+    if (version === null || (renewal !== null && renewal.storedForVersion === version)) return renewal && stripVersion(renewal);
+    const snapshot = (await readJson(join(this.versionDir(name, version), 'meta.json'))) as LineageMeta | null;
+    return snapshot ?? (renewal && stripVersion(renewal));
+  }
+
+  private async writeRenewal(name: string, meta: LineageMeta, version: number): Promise<void> {
+    await mkdirPrivate(join(this.location, 'renewal'));
+    const body = { ...meta, storedForVersion: version };
+    await writeFileAtomic(this.renewalPath(name), `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600, faults: this.faults });
+  }
+
+  /** Staging folders and temp links left by a crashed putVersion of this name (callers hold the lock). */
+  private async removeDebris(name: string): Promise<void> {
+    const lineageDir = join(this.location, 'archive', name);
+    for (const e of await readdir(lineageDir).catch(() => [] as string[])) {
+      if (e.startsWith('.staging-')) await rm(join(lineageDir, e), { recursive: true, force: true }).catch(() => undefined);
+    }
+    for (const e of await readdir(this.liveDir()).catch(() => [] as string[])) {
+      if (e.startsWith(`.${name}.tmp-`)) await unlink(join(this.liveDir(), e)).catch(() => undefined);
+    }
+  }
+
+  private async tryCreateLock(path: string, me: LockHolder): Promise<boolean> {
+    const temp = `${path}.tmp-${me.token}-${randomBytes(4).toString('hex')}`;
+    await writeFileExclusive(temp, `${JSON.stringify(me)}\n`, 0o600);
+    try {
+      await link(temp, path);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw ioError(`could not create lock ${path}`, err, 'check that the locks folder is writable');
+    } finally {
+      await unlink(temp).catch(() => undefined);
+    }
+  }
+}
+
+function stripVersion(meta: LineageMeta & { storedForVersion?: number }): LineageMeta {
+  const { storedForVersion: _ignored, ...rest } = meta;
+  return rest;
+}
+
+function corrupt(message: string, cause?: unknown): PadlockError<'STORE_CORRUPT'> {
+  return new PadlockError('STORE_CORRUPT', `${message}; repair or remove it`, cause === undefined ? {} : { cause });
+}
+
+function ignoreEnoent(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Parsed JSON, or null when the file does not exist. */
+async function readJson(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw ioError(`could not read ${path}`, err, 'check the file permissions');
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw corrupt(`${path} is not valid JSON`, err);
+  }
+}
+
+let identity: Promise<Pick<LockHolder, 'pidNamespace' | 'bootId'>> | undefined;
+function hostIdentity(): Promise<Pick<LockHolder, 'pidNamespace' | 'bootId'>> {
+  identity ??= (async () => {
+    const pidNamespace = await readlink('/proc/self/ns/pid').catch(() => undefined);
+    const bootId = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then((s) => s.trim(), () => undefined);
+    return { ...(pidNamespace ? { pidNamespace } : {}), ...(bootId ? { bootId } : {}) };
+  })();
+  return identity;
+}
+
+async function readHolder(path: string): Promise<LockHolder | 'gone' | 'unreadable'> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    throw ioError(`could not read lock ${path}`, err, 'check the folder permissions');
+  }
+  try {
+    const h = JSON.parse(text) as LockHolder;
+    if (typeof h.pid === 'number' && typeof h.hostname === 'string' && typeof h.token === 'string') return h;
+  } catch {
+    // fall through
+  }
+  return 'unreadable';
+}
+
+/**
+ * A lock is stale when its holder certainly is not working any more: its
+ * heartbeat (the file's mtime) is older than `staleMs`, it is unreadable
+ * (only a power loss can leave that, since locks appear complete), it was
+ * taken before this boot, or its pid is gone from our pid namespace on this
+ * host. Pids are only compared on the same host and pid namespace; elsewhere
+ * the heartbeat alone decides.
+ */
+async function isStale(holder: LockHolder | 'unreadable', ageMs: number, staleMs: number): Promise<boolean> {
+  if (holder === 'unreadable' || ageMs > staleMs) return true;
+  if (holder.hostname !== osHostname()) return false;
+  const me = await hostIdentity();
+  if (holder.bootId && me.bootId && holder.bootId !== me.bootId) return true;
+  if (holder.pidNamespace && me.pidNamespace && holder.pidNamespace !== me.pidNamespace) return false;
+  try {
+    process.kill(holder.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/** Milliseconds since the file was last modified (0 when it cannot be stat'ed: treat as fresh). */
+async function ageOf(path: string): Promise<number> {
+  return stat(path).then((st) => Date.now() - st.mtimeMs, () => 0);
+}
+
+/**
+ * Removes a stale lock without removing a fresh one by mistake. Two waiters
+ * may judge the same lock stale; if both simply unlinked it, the slower one
+ * would delete the lock the faster one had just taken. So reclaiming happens
+ * under a short-lived guard file (`NAME.lock.reclaim`, created atomically):
+ * the guard holder re-reads the lock and removes it only if it is still the
+ * holder that was judged stale. Only reclaimers remove other processes'
+ * locks, and they are serialised, so the re-read cannot go stale before the
+ * unlink. A guard is held for microseconds; one left by a reclaimer that
+ * died is itself removed once its pid is gone or it is older than 10 s.
+ * Resolves false when the guard was busy (the caller should retry soon).
+ */
+async function reclaimStale(path: string, judged: LockHolder | 'unreadable', me: LockHolder): Promise<boolean> {
+  const guard = `${path}.reclaim`;
+  const temp = `${guard}.tmp-${me.token}-${randomBytes(4).toString('hex')}`;
+  await writeFileExclusive(temp, `${JSON.stringify(me)}\n`, 0o600);
+  try {
+    await link(temp, guard);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(`could not reclaim stale lock ${path}`, err, 'check that the locks folder is writable');
+    const other = await readHolder(guard);
+    if (other !== 'gone' && (await isStale(other, await ageOf(guard), 10_000))) await unlink(guard).catch(() => undefined);
+    return false;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+  try {
+    const current = await readHolder(path);
+    const same = judged === 'unreadable' ? current === 'unreadable' : typeof current === 'object' && current.token === judged.token;
+    if (same) await unlink(path).catch(ignoreEnoent);
+  } catch (err) {
+    throw ioError(`could not remove stale lock ${path}`, err, 'check that the locks folder is writable');
+  } finally {
+    await unlink(guard).catch(() => undefined);
+  }
+  return true;
+}
+
+/** Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts. */
+function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolveDelay, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolveDelay();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

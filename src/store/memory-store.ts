@@ -1,0 +1,164 @@
+/**
+ * An in-memory CertStore for `--dry-run` and tests. Same contract as the
+ * filesystem store, within one process: every read and write deep-copies, so
+ * no caller can change stored state by mutating an object it passed or got.
+ */
+import { PadlockError } from '../errors.js';
+import {
+  isValidLineageName,
+  type AccountRecord,
+  type CertBundle,
+  type CertStore,
+  type Lineage,
+  type LineageMeta,
+  type LineageState,
+  type LockOptions,
+  type Unlock,
+} from './store.js';
+
+interface StoredLineage {
+  /** Every version ever stored; index = version - 1. */
+  versions: CertBundle[];
+  current: number;
+}
+
+/** CertStore that lives and dies with the process. Locks are exclusive within the process. */
+export class MemoryStore implements CertStore {
+  readonly location = 'memory';
+  private readonly lineages = new Map<string, StoredLineage>();
+  private readonly metas = new Map<string, LineageMeta>();
+  private readonly states = new Map<string, LineageState>();
+  private readonly accounts = new Map<string, AccountRecord>();
+  /** name -> the token of the holder. */
+  private readonly locks = new Map<string, symbol>();
+  /** Wakes every waiter for a name when its lock is released. */
+  private readonly waiters = new Map<string, Set<() => void>>();
+
+  async listLineages(): Promise<string[]> {
+    return [...this.lineages.keys()].sort();
+  }
+
+  async readLineage(name: string): Promise<Lineage | null> {
+    checkName(name);
+    const l = this.lineages.get(name);
+    const meta = this.metas.get(name);
+    if (!l) return null;
+    const bundle = l.versions[l.current - 1];
+    if (!bundle || !meta) throw new PadlockError('STORE_CORRUPT', `memory store: lineage ${name} has no current version or metadata`);
+    return { meta: structuredClone(meta), version: l.current, bundle: structuredClone(bundle) };
+  }
+
+  async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
+    checkName(name);
+    const l = this.lineages.get(name) ?? { versions: [], current: 0 };
+    // Copy both before touching state, so a bad value (e.g. not cloneable) changes nothing.
+    const b = structuredClone(bundle);
+    const m = structuredClone(meta);
+    l.versions.push(b);
+    l.current = l.versions.length;
+    this.lineages.set(name, l);
+    this.metas.set(name, m);
+    return l.current;
+  }
+
+  async deleteLineage(name: string): Promise<void> {
+    checkName(name);
+    this.lineages.delete(name);
+    this.metas.delete(name);
+    this.states.delete(name);
+  }
+
+  async readMeta(name: string): Promise<LineageMeta | null> {
+    checkName(name);
+    const m = this.metas.get(name);
+    return m ? structuredClone(m) : null;
+  }
+
+  async writeMeta(name: string, meta: LineageMeta): Promise<void> {
+    checkName(name);
+    this.metas.set(name, structuredClone(meta));
+  }
+
+  async readState(name: string): Promise<LineageState | null> {
+    checkName(name);
+    const s = this.states.get(name);
+    return s ? structuredClone(s) : null;
+  }
+
+  async writeState(name: string, state: LineageState): Promise<void> {
+    checkName(name);
+    this.states.set(name, structuredClone(state));
+  }
+
+  async readAccount(directoryUrl: string): Promise<AccountRecord | null> {
+    const a = this.accounts.get(directoryUrl);
+    return a ? structuredClone(a) : null;
+  }
+
+  async writeAccount(record: AccountRecord): Promise<void> {
+    this.accounts.set(record.directoryUrl, structuredClone(record));
+  }
+
+  /** Exclusive within this process; waiters wake on release rather than poll. Abort rejects with `signal.reason`. */
+  async lock(name: string, options: LockOptions = {}): Promise<Unlock> {
+    checkName(name);
+    const { waitMs = 0, signal } = options;
+    signal?.throwIfAborted();
+    const deadline = Date.now() + waitMs;
+    while (this.locks.has(name)) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new PadlockError('STORE_LOCKED', `certificate ${name} is being worked on in this process (memory store); wait and try again`, {
+          retryable: true,
+          details: { name },
+        });
+      }
+      await this.waitForRelease(name, left, signal);
+    }
+    const token = Symbol(name);
+    this.locks.set(name, token);
+    let released = false;
+    return async () => {
+      if (released) return;
+      released = true;
+      if (this.locks.get(name) !== token) return;
+      this.locks.delete(name);
+      for (const wake of this.waiters.get(name) ?? []) wake();
+    };
+  }
+
+  private waitForRelease(name: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let set = this.waiters.get(name);
+      if (!set) this.waiters.set(name, (set = new Set()));
+      const waiters = set;
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        if (waiters.size === 0) this.waiters.delete(name);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const wake = (): void => {
+        done();
+        resolve();
+      };
+      const onAbort = (): void => {
+        done();
+        reject(signal?.reason);
+      };
+      const timer = setTimeout(wake, ms);
+      waiters.add(wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+function checkName(name: string): void {
+  if (typeof name !== 'string' || !isValidLineageName(name)) {
+    throw new PadlockError(
+      'STORE_IO',
+      `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit`,
+      { details: { name } },
+    );
+  }
+}

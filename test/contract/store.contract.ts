@@ -1,0 +1,337 @@
+/**
+ * The CertStore contract (src/store/store.ts), as one suite every store
+ * implementation runs: `runStoreContract('fs', makeFsStore)`.
+ */
+import { describe, it, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { PadlockError } from '../../src/errors.js';
+import type { AccountRecord, CertBundle, CertStore, LineageMeta } from '../../src/store/store.js';
+
+export interface StoreUnderTest {
+  store: CertStore;
+  cleanup(): Promise<void>;
+}
+
+/** A bundle whose four parts are distinguishable and tied to `tag`, so a mix of versions is visible. */
+export function fakeBundle(tag: string): CertBundle {
+  const cert = `-----BEGIN CERTIFICATE-----\nleaf ${tag}\n-----END CERTIFICATE-----\n`;
+  const chain = `-----BEGIN CERTIFICATE-----\nintermediate for ${tag}\n-----END CERTIFICATE-----\n`;
+  return {
+    cert,
+    chain,
+    fullchain: cert + chain,
+    privkey: `-----BEGIN PRIVATE KEY-----\nkey ${tag}\n-----END PRIVATE KEY-----\n`,
+  };
+}
+
+export function fakeMeta(name: string, domains: string[] = [name], updatedAt = '2026-01-01T00:00:00.000Z'): LineageMeta {
+  return {
+    name,
+    domains,
+    server: 'https://acme.test/directory',
+    keyType: 'ecdsa',
+    ellipticCurve: 'P-256',
+    challenge: { type: 'standalone', port: 80 },
+    email: 'ops@example.test',
+    updatedAt,
+  };
+}
+
+function fakeAccount(directoryUrl: string, tag: string): AccountRecord {
+  return {
+    directoryUrl,
+    accountUrl: `${directoryUrl}/acct/${tag}`,
+    keyPem: `-----BEGIN PRIVATE KEY-----\naccount ${tag}\n-----END PRIVATE KEY-----\n`,
+    email: `${tag}@example.test`,
+    createdAt: '2026-01-01T00:00:00.000Z',
+  };
+}
+
+function isCode(code: string) {
+  return (err: unknown): boolean => {
+    assert.ok(err instanceof PadlockError, `expected a PadlockError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    return true;
+  };
+}
+
+export function runStoreContract(label: string, make: () => Promise<StoreUnderTest>): void {
+  describe(`CertStore contract: ${label}`, () => {
+    let sut: StoreUnderTest;
+    let store: CertStore;
+    beforeEach(async () => {
+      sut = await make();
+      store = sut.store;
+    });
+    afterEach(async () => {
+      await sut.cleanup();
+    });
+
+    describe('missing items', () => {
+      it('resolves null for a lineage, meta, state and account that were never written', async () => {
+        assert.equal(await store.readLineage('never.example.test'), null);
+        assert.equal(await store.readMeta('never.example.test'), null);
+        assert.equal(await store.readState('never.example.test'), null);
+        assert.equal(await store.readAccount('https://never.test/directory'), null);
+      });
+
+      it('lists no lineages in an empty store', async () => {
+        assert.deepEqual(await store.listLineages(), []);
+      });
+
+      it('has a location to name in messages', () => {
+        assert.equal(typeof store.location, 'string');
+        assert.ok(store.location.length > 0);
+      });
+    });
+
+    describe('versions', () => {
+      it('reads back exactly the bundle and meta that putVersion stored, as version 1', async () => {
+        const v = await store.putVersion('a.example.test', fakeBundle('a1'), fakeMeta('a.example.test'));
+        assert.equal(v, 1);
+        const l = await store.readLineage('a.example.test');
+        assert.ok(l);
+        assert.equal(l.version, 1);
+        assert.deepEqual(l.bundle, fakeBundle('a1'));
+        assert.deepEqual(l.meta, fakeMeta('a.example.test'));
+        assert.deepEqual(await store.readMeta('a.example.test'), fakeMeta('a.example.test'));
+      });
+
+      it('increments the version on each putVersion and makes the newest current with its own meta', async () => {
+        const name = 'b.example.test';
+        assert.equal(await store.putVersion(name, fakeBundle('b1'), fakeMeta(name, [name])), 1);
+        assert.equal(await store.putVersion(name, fakeBundle('b2'), fakeMeta(name, [name, 'www.b.example.test'])), 2);
+        assert.equal(await store.putVersion(name, fakeBundle('b3'), fakeMeta(name, ['www.b.example.test'])), 3);
+        const l = await store.readLineage(name);
+        assert.ok(l);
+        assert.equal(l.version, 3);
+        assert.deepEqual(l.bundle, fakeBundle('b3'));
+        assert.deepEqual(l.meta.domains, ['www.b.example.test']);
+      });
+
+      it('keeps lineages apart', async () => {
+        await store.putVersion('one.example.test', fakeBundle('one'), fakeMeta('one.example.test'));
+        await store.putVersion('two.example.test', fakeBundle('two'), fakeMeta('two.example.test'));
+        assert.deepEqual((await store.readLineage('one.example.test'))?.bundle, fakeBundle('one'));
+        assert.deepEqual((await store.readLineage('two.example.test'))?.bundle, fakeBundle('two'));
+        assert.equal(await store.readLineage('three.example.test'), null);
+      });
+
+      it('lists lineages sorted by name', async () => {
+        for (const n of ['c.example.test', 'a.example.test', 'b.example.test']) await store.putVersion(n, fakeBundle(n), fakeMeta(n));
+        assert.deepEqual(await store.listLineages(), ['a.example.test', 'b.example.test', 'c.example.test']);
+      });
+    });
+
+    describe('meta, state and accounts', () => {
+      it('replaces meta whole on writeMeta, without changing the certificate', async () => {
+        const name = 'm.example.test';
+        await store.putVersion(name, fakeBundle('m1'), { ...fakeMeta(name), deployHook: 'systemctl reload nginx' });
+        const next = fakeMeta(name, [name], '2026-02-02T00:00:00.000Z');
+        await store.writeMeta(name, next);
+        assert.deepEqual(await store.readMeta(name), next, 'deployHook must be gone: the write replaced the whole meta');
+        const l = await store.readLineage(name);
+        assert.deepEqual(l?.meta, next);
+        assert.deepEqual(l?.bundle, fakeBundle('m1'));
+        assert.equal(l?.version, 1);
+      });
+
+      it('keeps meta written before the first version', async () => {
+        await store.writeMeta('early.example.test', fakeMeta('early.example.test'));
+        assert.deepEqual(await store.readMeta('early.example.test'), fakeMeta('early.example.test'));
+        assert.equal(await store.readLineage('early.example.test'), null);
+      });
+
+      it('round-trips state and replaces it whole, also before any version exists', async () => {
+        const name = 's.example.test';
+        await store.writeState(name, { failures: 2, nextAttempt: '2026-01-02T00:00:00.000Z', ari: { start: 'x' } });
+        assert.deepEqual(await store.readState(name), { failures: 2, nextAttempt: '2026-01-02T00:00:00.000Z', ari: { start: 'x' } });
+        await store.writeState(name, { failures: 0 });
+        assert.deepEqual(await store.readState(name), { failures: 0 });
+      });
+
+      it('round-trips accounts per directory URL and replaces them whole', async () => {
+        const le = 'https://acme-v02.api.letsencrypt.org/directory';
+        const staging = 'https://acme-staging-v02.api.letsencrypt.org/directory';
+        await store.writeAccount(fakeAccount(le, 'prod'));
+        await store.writeAccount(fakeAccount(staging, 'staging'));
+        assert.deepEqual(await store.readAccount(le), fakeAccount(le, 'prod'));
+        assert.deepEqual(await store.readAccount(staging), fakeAccount(staging, 'staging'));
+        const { accountUrl: _dropped, ...withoutUrl } = fakeAccount(le, 'again');
+        await store.writeAccount(withoutUrl);
+        assert.deepEqual(await store.readAccount(le), withoutUrl);
+      });
+    });
+
+    describe('deleteLineage', () => {
+      it('removes the lineage, every version, its meta and its state', async () => {
+        const name = 'd.example.test';
+        await store.putVersion(name, fakeBundle('d1'), fakeMeta(name));
+        await store.putVersion(name, fakeBundle('d2'), fakeMeta(name));
+        await store.writeState(name, { failures: 1 });
+        await store.putVersion('keep.example.test', fakeBundle('keep'), fakeMeta('keep.example.test'));
+        await store.deleteLineage(name);
+        assert.equal(await store.readLineage(name), null);
+        assert.equal(await store.readMeta(name), null);
+        assert.equal(await store.readState(name), null);
+        assert.deepEqual(await store.listLineages(), ['keep.example.test']);
+        assert.deepEqual((await store.readLineage('keep.example.test'))?.bundle, fakeBundle('keep'));
+      });
+
+      it('is not an error for a missing lineage, or when repeated', async () => {
+        await store.deleteLineage('ghost.example.test');
+        await store.putVersion('twice.example.test', fakeBundle('t'), fakeMeta('twice.example.test'));
+        await store.deleteLineage('twice.example.test');
+        await store.deleteLineage('twice.example.test');
+        assert.equal(await store.readLineage('twice.example.test'), null);
+      });
+
+      it('starts a deleted name over cleanly', async () => {
+        const name = 'again.example.test';
+        await store.putVersion(name, fakeBundle('old'), fakeMeta(name));
+        await store.deleteLineage(name);
+        const v = await store.putVersion(name, fakeBundle('new'), fakeMeta(name));
+        const l = await store.readLineage(name);
+        assert.equal(l?.version, v);
+        assert.deepEqual(l?.bundle, fakeBundle('new'));
+      });
+    });
+
+    describe('copies', () => {
+      it('returns copies: mutating what a read returned does not change the store', async () => {
+        const name = 'copy.example.test';
+        await store.putVersion(name, fakeBundle('c1'), fakeMeta(name));
+        await store.writeState(name, { nested: { n: 1 } });
+        await store.writeAccount(fakeAccount('https://copy.test/dir', 'c'));
+        const l = await store.readLineage(name);
+        assert.ok(l);
+        l.bundle.privkey = 'tampered';
+        l.meta.domains.push('evil.test');
+        const meta = await store.readMeta(name);
+        meta?.domains.push('evil.test');
+        const state = await store.readState(name);
+        (state?.nested as { n: number }).n = 99;
+        const acct = await store.readAccount('https://copy.test/dir');
+        if (acct) acct.keyPem = 'tampered';
+        const again = await store.readLineage(name);
+        assert.deepEqual(again?.bundle, fakeBundle('c1'));
+        assert.deepEqual(again?.meta, fakeMeta(name));
+        assert.deepEqual(await store.readState(name), { nested: { n: 1 } });
+        assert.deepEqual(await store.readAccount('https://copy.test/dir'), fakeAccount('https://copy.test/dir', 'c'));
+      });
+
+      it('stores copies: mutating what was written afterwards does not change the store', async () => {
+        const name = 'copyin.example.test';
+        const bundle = fakeBundle('in');
+        const meta = fakeMeta(name);
+        const state = { list: [1, 2] };
+        await store.putVersion(name, bundle, meta);
+        await store.writeState(name, state);
+        bundle.cert = 'tampered';
+        meta.domains.push('evil.test');
+        state.list.push(3);
+        assert.deepEqual((await store.readLineage(name))?.bundle, fakeBundle('in'));
+        assert.deepEqual(await store.readMeta(name), fakeMeta(name));
+        assert.deepEqual(await store.readState(name), { list: [1, 2] });
+      });
+    });
+
+    describe('names', () => {
+      for (const bad of ['../x', 'a/b', '', '..', 'UPPER.example.test', '.hidden', 'a..b']) {
+        it(`rejects the name ${JSON.stringify(bad)} with STORE_IO on every name-taking method`, async () => {
+          await assert.rejects(store.readLineage(bad), isCode('STORE_IO'));
+          await assert.rejects(store.putVersion(bad, fakeBundle('x'), fakeMeta('x')), isCode('STORE_IO'));
+          await assert.rejects(store.deleteLineage(bad), isCode('STORE_IO'));
+          await assert.rejects(store.readMeta(bad), isCode('STORE_IO'));
+          await assert.rejects(store.writeMeta(bad, fakeMeta('x')), isCode('STORE_IO'));
+          await assert.rejects(store.readState(bad), isCode('STORE_IO'));
+          await assert.rejects(store.writeState(bad, {}), isCode('STORE_IO'));
+          await assert.rejects(store.lock(bad), isCode('STORE_IO'));
+        });
+      }
+
+      it('stores nothing under a rejected name', async () => {
+        await assert.rejects(store.putVersion('../escape', fakeBundle('x'), fakeMeta('x')));
+        assert.deepEqual(await store.listLineages(), []);
+      });
+    });
+
+    describe('locks', () => {
+      it('fails at once with STORE_LOCKED when the name is held and waitMs is 0', async () => {
+        const unlock = await store.lock('l.example.test');
+        try {
+          await assert.rejects(store.lock('l.example.test'), isCode('STORE_LOCKED'));
+          await assert.rejects(store.lock('l.example.test', { waitMs: 0 }), isCode('STORE_LOCKED'));
+        } finally {
+          await unlock();
+        }
+      });
+
+      it('locks names independently', async () => {
+        const a = await store.lock('a.example.test');
+        const b = await store.lock('b.example.test');
+        await a();
+        await b();
+      });
+
+      it('gives the lock to a waiter once the holder releases it', async () => {
+        const unlock = await store.lock('w.example.test');
+        const waiting = store.lock('w.example.test', { waitMs: 5_000 });
+        let got = false;
+        void waiting.then(() => (got = true), () => undefined);
+        await new Promise((r) => setTimeout(r, 150));
+        assert.equal(got, false, 'the waiter must not get a held lock');
+        await unlock();
+        const unlock2 = await waiting;
+        await unlock2();
+      });
+
+      it('rejects with STORE_LOCKED after waitMs when the holder keeps the lock', async () => {
+        const unlock = await store.lock('slow.example.test');
+        try {
+          const started = Date.now();
+          await assert.rejects(store.lock('slow.example.test', { waitMs: 200 }), isCode('STORE_LOCKED'));
+          const took = Date.now() - started;
+          assert.ok(took >= 180, `gave up after ${took} ms, before waitMs`);
+          assert.ok(took < 2_000, `gave up after ${took} ms, long after waitMs`);
+        } finally {
+          await unlock();
+        }
+      });
+
+      it('can be taken again after release, and a double unlock is harmless', async () => {
+        const unlock = await store.lock('again.example.test');
+        await unlock();
+        await unlock();
+        const second = await store.lock('again.example.test');
+        // The first holder's stray unlock must not release the second holder's lock.
+        await unlock();
+        await assert.rejects(store.lock('again.example.test'), isCode('STORE_LOCKED'));
+        await second();
+      });
+
+      it('rejects a waiting lock promptly with the abort reason when the signal aborts', async () => {
+        const unlock = await store.lock('abort.example.test');
+        try {
+          const ac = new AbortController();
+          const reason = new Error('shutting down');
+          const started = Date.now();
+          const waiting = store.lock('abort.example.test', { waitMs: 30_000, signal: ac.signal });
+          setTimeout(() => ac.abort(reason), 50);
+          await assert.rejects(waiting, (err) => err === reason);
+          assert.ok(Date.now() - started < 1_000, 'abort must not wait for waitMs');
+        } finally {
+          await unlock();
+        }
+      });
+
+      it('rejects at once when the signal is already aborted', async () => {
+        const reason = new Error('already gone');
+        await assert.rejects(store.lock('pre.example.test', { signal: AbortSignal.abort(reason) }), (err) => err === reason);
+        // and it did not take the lock
+        const unlock = await store.lock('pre.example.test');
+        await unlock();
+      });
+    });
+  });
+}
