@@ -168,3 +168,22 @@ export class WebrootResponder implements ChallengeResponder {
     }
   }
 }
+
+/**
+ * Challenges answered by a server that already runs (the daemon's :80), from
+ * the token map it shares. Nothing to bind or write.
+ */
+export class TokenMapResponder implements ChallengeResponder {
+  constructor(private readonly tokens: TokenMap, private readonly where: string) {}
+  describe(): string {
+    return this.where;
+  }
+  async prepare(): Promise<void> {}
+  async present(token: string, keyAuthorization: string): Promise<void> {
+    this.tokens.set(token, keyAuthorization);
+  }
+  async remove(token: string): Promise<void> {
+    this.tokens.delete(token);
+  }
+  async close(): Promise<void> {}
+}

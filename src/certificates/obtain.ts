@@ -154,7 +154,8 @@ export function failureOf(state: Record<string, unknown> | null): FailureRecord 
   return f && typeof f === 'object' ? (f as FailureRecord) : undefined;
 }
 
-async function recordFailure(store: CertStore, name: string, err: unknown, clock: Clock): Promise<void> {
+/** Records a failed attempt in the lineage state (count, error with its ACME type, next allowed attempt). */
+export async function recordFailure(store: CertStore, name: string, err: unknown, clock: Clock): Promise<void> {
   // Problems on our side before any CA contact (bad input, busy lock) are not CA failures.
   if (err instanceof PadlockError && ['STORE_LOCKED', 'NAME_INVALID', 'CONFIG_INVALID', 'CONFIG_DIR_UNUSABLE', 'ACME_TOS_NOT_AGREED'].includes(err.code)) return;
   const state = (await store.readState(name)) ?? {};

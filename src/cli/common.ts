@@ -14,8 +14,7 @@ import { createLogger, silentLogger, type Logger } from '../log.js';
 import { StandaloneResponder, WebrootResponder, type ChallengeResponder } from '../acme/http01.js';
 import type { LineageMeta } from '../store/store.js';
 
-export const LETSENCRYPT_PRODUCTION = 'https://acme-v02.api.letsencrypt.org/directory';
-export const LETSENCRYPT_STAGING = 'https://acme-staging-v02.api.letsencrypt.org/directory';
+import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from '../acme/directories.js';
 
 export function defaultConfigDir(): string {
   return process.env['PADLOCK_CONFIG_DIR'] || '/etc/padlock';

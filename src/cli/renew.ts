@@ -36,6 +36,7 @@ type Outcome =
   | { name: string; action: 'not-due'; dueAt: string }
   | { name: string; action: 'backoff'; until: string; lastError?: unknown }
   | { name: string; action: 'busy' }
+  | { name: string; action: 'local' }
   | { name: string; action: 'failed'; error: PadlockError };
 
 export const renewCommand: CommandModule<object, RenewArgs> = {
@@ -77,6 +78,8 @@ async function renew(args: RenewArgs): Promise<void> {
   const renewOne = async (name: string): Promise<Outcome> => {
     const lineage = await disk.readLineage(name);
     if (!lineage) return { name, action: 'busy' };
+    // The local CA's root and its leaves are not ACME lineages; padlock run keeps them fresh.
+    if (lineage.meta.server.startsWith('padlock:')) return { name, action: 'local' };
     const state = await disk.readState(name);
     const leaf = describeCertificate(lineage.bundle.cert);
     const now = clock.now();
@@ -140,6 +143,7 @@ async function renew(args: RenewArgs): Promise<void> {
       case 'not-due': return `${o.name}: not due until ${o.dueAt}`;
       case 'backoff': return `${o.name}: waiting until ${o.until} after a failure (${(o.lastError as { message?: string } | undefined)?.message ?? 'unknown'})`;
       case 'busy': return `${o.name}: skipped, another padlock process is working on it`;
+      case 'local': return `${o.name}: issued by padlock's local CA; padlock run renews it`;
       case 'failed': return `${o.name}: FAILED: ${o.error.message} [${o.error.code}]`;
     }
   });

@@ -1,0 +1,96 @@
+/**
+ * `padlock run`: the daemon. Every option comes from the one config schema:
+ * flag > PADLOCK_* env var > config file > default, validated once.
+ */
+import type { CommandModule, Options } from 'yargs';
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { runConfigSchema, parseRunConfig, envLayer, flagName, envName, keyKind, fromString, type RunConfigKey, type RunConfig } from '../config/schema.js';
+import { startDaemon, type Discovery } from '../main.js';
+import { PadlockError, errorMessage } from '../errors.js';
+import { reportError } from './common.js';
+import { createLogger } from '../log.js';
+import { dockerDiscovery } from '../docker/discovery.js';
+
+const KEYS = (Object.keys(runConfigSchema.shape) as RunConfigKey[]).filter((k) => k !== 'sites');
+
+function options(): Record<string, Options> {
+  const out: Record<string, Options> = {
+    config: { type: 'string', describe: 'YAML or JSON config file (also $PADLOCK_CONFIG)' },
+  };
+  for (const key of KEYS) {
+    const kind = keyKind(key);
+    const field = runConfigSchema.shape[key];
+    const def = (field as unknown as { def?: { defaultValue?: unknown } }).def?.defaultValue;
+    out[flagName(key)] = {
+      // Strings for everything but booleans, converted by fromString, so "eighty" reaches the schema and is reported.
+      type: kind === 'boolean' ? 'boolean' : 'string',
+      describe: `${field.description ?? ''} [env ${envName(key)}]`,
+      ...(def !== undefined && def !== '' ? { defaultDescription: JSON.stringify(def) } : {}),
+    };
+  }
+  return out;
+}
+
+/** Reads the config file: YAML (JSON is YAML too). */
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new PadlockError('CONFIG_INVALID', `config file ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new PadlockError('CONFIG_INVALID', `config file ${path}: not valid YAML or JSON: ${errorMessage(err)}`, { cause: err });
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new PadlockError('CONFIG_INVALID', `config file ${path}: the top level must be a mapping of keys`);
+  return doc as Record<string, unknown>;
+}
+
+/** Builds the validated config from argv, env and the file. */
+export async function loadRunConfig(argv: Record<string, unknown>, env: NodeJS.ProcessEnv): Promise<{ config: RunConfig; file?: string }> {
+  const file = (argv['config'] as string | undefined) ?? (env['PADLOCK_CONFIG'] || undefined);
+  const flags: Record<string, unknown> = {};
+  for (const key of KEYS) {
+    const v = argv[flagName(key)];
+    if (v === undefined) continue;
+    flags[key] = typeof v === 'string' ? fromString(key, v) : v;
+  }
+  if (flags['configDir'] === undefined && env['PADLOCK_CONFIG_DIR']) flags['configDir'] = env['PADLOCK_CONFIG_DIR'];
+  const config = parseRunConfig({ ...(file ? { file: await readConfigFile(file), fileName: file } : {}), env: envLayer(env), flags });
+  return file ? { config, file } : { config };
+}
+
+export const runCommand: CommandModule<object, Record<string, unknown>> = {
+  command: 'run',
+  describe: 'Run the daemon: HTTPS reverse proxy for Docker containers with automatic certificates',
+  builder: (y) => y.options(options()).strict() as never,
+  handler: async (argv) => {
+    try {
+      const { config, file } = await loadRunConfig(argv, process.env);
+      const logger = createLogger({ level: config.logLevel });
+      const discovery: Discovery | null = config.docker
+        ? dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), logger })
+        : null;
+      const daemon = await startDaemon(config, { discovery, logger, ...(file ? { configFile: file } : {}) });
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stderr.write(`padlock: ${signal} received, draining connections (up to ${config.drainSeconds} s)\n`);
+        daemon.stop().then(() => process.exit(0), (err: unknown) => {
+          process.stderr.write(`padlock: stop failed: ${errorMessage(err)}\n`);
+          process.exit(1);
+        });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    } catch (err) {
+      reportError(err, false);
+    }
+  },
+};

@@ -1,0 +1,126 @@
+/**
+ * `padlock run`'s configuration: one schema is the single source of truth
+ * for every key's type, default and validation. Flags, `PADLOCK_*` env vars
+ * and the config file are merged first (flag > env > file > default), then
+ * validated once, and every problem is reported at once with its path.
+ */
+import { z } from 'zod';
+import { PadlockError } from '../errors.js';
+
+const port = (what: string) => z.number().int().min(0, `${what} must be a port (0-65535)`).max(65535, `${what} must be a port (0-65535)`);
+
+export const staticSiteSchema = z.object({
+  host: z.string().min(1),
+  upstream: z.union([z.string(), z.array(z.string()).min(1)]),
+  redirect: z.boolean().default(true),
+  hsts: z.union([z.boolean(), z.number().int().min(0)]).default(false),
+  https: z.boolean().default(true),
+  email: z.string().optional(),
+}).strict();
+
+/**
+ * Each key: its type, its default, and (in `describe`) its help text. The
+ * flag is the kebab-case key, the env var PADLOCK_ + SNAKE_CASE key.
+ */
+export const runConfigSchema = z.object({
+  httpPort: port('httpPort').default(80).describe('Port for HTTP: ACME challenges, redirects to HTTPS'),
+  httpsPort: port('httpsPort').default(443).describe('Port for HTTPS'),
+  bind: z.string().default('').describe('Address to listen on (default: all interfaces)'),
+  server: z.url({ protocol: /^https?$/, error: 'server must be an http(s) URL of an ACME directory' }).optional().describe("ACME directory URL (default: Let's Encrypt production)"),
+  staging: z.boolean().default(false).describe("Use Let's Encrypt's staging CA"),
+  email: z.email({ error: 'email must be an email address' }).optional().describe('Contact email for the ACME account and alerts'),
+  agreeTos: z.boolean().default(false).describe("Agree to the CA's terms of service"),
+  configDir: z.string().min(1).default('/etc/padlock').describe('Where certificates, accounts and state live'),
+  trustedRoots: z.string().optional().describe('PEM file of extra trust anchors for verifying issued chains'),
+  serverCa: z.string().optional().describe("PEM file trusted for the ACME server's own HTTPS (private CAs)"),
+  docker: z.boolean().default(true).describe('Discover routes from Docker containers'),
+  dockerHost: z.string().optional().describe('Docker endpoint (unix:///var/run/docker.sock, tcp://host:2376); default $DOCKER_HOST or the local socket'),
+  exposedByDefault: z.boolean().default(true).describe('Route every container with a host label (false: only padlock.enable=true)'),
+  adminListen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'adminListen must be HOST:PORT').default('127.0.0.1:9180').describe('Admin API (status, health) address'),
+  localSuffixes: z.array(z.string().min(1)).default(['localhost', 'internal', 'home.arpa']).describe('Name suffixes that get certificates from the local CA'),
+  concurrency: z.number().int().min(1).max(100).default(4).describe('ACME orders in flight at once'),
+  checkInterval: z.number().int().min(5).default(600).describe('Seconds between renewal checks'),
+  drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
+  logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
+  sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
+}).strict();
+
+export type RunConfig = z.infer<typeof runConfigSchema>;
+export type StaticSite = z.infer<typeof staticSiteSchema>;
+export type RunConfigKey = keyof RunConfig;
+
+/** The kind of value a key holds, for parsing flags and env strings. */
+export function keyKind(key: RunConfigKey): 'number' | 'boolean' | 'list' | 'string' | 'object' {
+  const def = runConfigSchema.shape[key];
+  const inner = unwrap(def);
+  if (inner instanceof z.ZodNumber) return 'number';
+  if (inner instanceof z.ZodBoolean) return 'boolean';
+  if (inner instanceof z.ZodArray) return key === 'sites' ? 'object' : 'list';
+  return 'string';
+}
+
+function unwrap(t: z.ZodType): z.ZodType {
+  let cur: z.ZodType = t;
+  while (cur instanceof z.ZodDefault || cur instanceof z.ZodOptional) cur = (cur as z.ZodDefault<z.ZodType>).unwrap() as z.ZodType;
+  return cur;
+}
+
+export const envName = (key: string) => 'PADLOCK_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+export const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+/** Converts an env or flag string to the key's kind; leaves it as is (for the schema to reject) when it doesn't parse. */
+export function fromString(key: RunConfigKey, raw: string): unknown {
+  switch (keyKind(key)) {
+    case 'number':
+      return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+    case 'boolean':
+      return /^(1|true|yes|on)$/i.test(raw) ? true : /^(0|false|no|off)$/i.test(raw) ? false : raw;
+    case 'list':
+      return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    default:
+      return raw;
+  }
+}
+
+/**
+ * Validates the merged layers. Every problem is reported in one
+ * CONFIG_INVALID error, each with where the value came from.
+ */
+export function parseRunConfig(layers: { file?: Record<string, unknown>; fileName?: string; env?: Record<string, unknown>; flags?: Record<string, unknown> }): RunConfig {
+  const origin = new Map<string, string>();
+  const merged: Record<string, unknown> = {};
+  const apply = (layer: Record<string, unknown> | undefined, name: string) => {
+    for (const [k, v] of Object.entries(layer ?? {})) {
+      if (v === undefined) continue;
+      merged[k] = v;
+      origin.set(k, name);
+    }
+  };
+  apply(layers.file, layers.fileName ? `config file ${layers.fileName}` : 'config file');
+  apply(layers.env, 'env');
+  apply(layers.flags, 'flag');
+  const result = runConfigSchema.safeParse(merged);
+  if (result.success) return Object.freeze(result.data) as RunConfig;
+  const problems = result.error.issues.map((issue) => {
+    const key = String(issue.path[0] ?? '');
+    const from = origin.get(key);
+    const where = from === 'env' ? envName(key) : from === 'flag' ? `--${flagName(key)}` : from ? `${from}: ${issue.path.join('.')}` : issue.path.join('.');
+    const value = key && key in merged && issue.path.length === 1 ? ` (got ${JSON.stringify(merged[key])})` : '';
+    if (issue.code === 'unrecognized_keys') return `${layers.fileName ? `config file ${layers.fileName}` : 'config'}: unknown key(s) ${issue.keys.join(', ')}`;
+    return `${where || 'config'}: ${issue.message}${value}`;
+  });
+  throw new PadlockError('CONFIG_INVALID', problems.length === 1 ? problems[0]! : `${problems.length} configuration problems:\n  - ${problems.join('\n  - ')}`, {
+    details: { problems },
+  });
+}
+
+/** Reads the PADLOCK_* variables this schema knows. */
+export function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(runConfigSchema.shape) as RunConfigKey[]) {
+    if (key === 'sites') continue;
+    const raw = env[envName(key)];
+    if (raw !== undefined && raw !== '') out[key] = fromString(key, raw);
+  }
+  return out;
+}

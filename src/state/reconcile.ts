@@ -1,0 +1,80 @@
+/**
+ * From what is wanted and what is stored to what to do. Pure.
+ *
+ * One lineage per served HTTPS host, named after the host. A stored lineage
+ * that no site uses any more is retired: it is never renewed, and its files
+ * stay on disk.
+ */
+import type { SiteSpec } from './desired-state.js';
+import { decideRenewal, blockedUntil, type FailureRecord, type RenewalReason } from '../certificates/policy.js';
+
+export type Issuer = 'acme' | 'local';
+
+/** What the reconciler needs to know about one stored name: its certificate, if any, and its failure record. */
+export interface StoredCertificate {
+  name: string;
+  /** Absent when padlock has tried but never obtained one. */
+  cert?: { domains: string[]; issuer: Issuer; notBefore: Date; notAfter: Date };
+  failure?: FailureRecord;
+  revoked?: boolean;
+}
+
+export type Action =
+  | { kind: 'obtain'; name: string; domains: string[]; issuer: Issuer; email?: string; reason: 'new' | 'names-changed' | 'issuer-changed' }
+  | { kind: 'renew'; name: string; domains: string[]; issuer: Issuer; email?: string; reason: RenewalReason }
+  | { kind: 'wait'; name: string; until: Date; lastError?: string }
+  | { kind: 'keep'; name: string; dueAt: Date }
+  | { kind: 'retire'; name: string };
+
+export interface Plan {
+  /** One action per name: every HTTPS host, and every stored lineage. Sorted by name. */
+  actions: Action[];
+  /** The earliest time something may change (a renewal falls due, a backoff ends), if any. */
+  nextCheck?: Date;
+}
+
+/** Decides, for each name, whether to obtain, renew, wait, keep or retire. */
+export function planCertificates(sites: readonly SiteSpec[], stored: readonly StoredCertificate[], now: Date): Plan {
+  const byName = new Map(stored.map((s) => [s.name, s]));
+  const wanted = new Map(sites.filter((s) => s.https).map((s) => [s.host, s]));
+  const actions: Action[] = [];
+  let nextCheck: Date | undefined;
+  const consider = (d: Date) => {
+    if (!nextCheck || d < nextCheck) nextCheck = d;
+  };
+
+  for (const [name, site] of wanted) {
+    const have = byName.get(name);
+    const domains = [name];
+    const email = site.email ? { email: site.email } : {};
+    const blocked = blockedUntil(have?.failure, now);
+    if (blocked) {
+      actions.push({ kind: 'wait', name, until: blocked, ...(have?.failure?.lastError ? { lastError: have.failure.lastError.message } : {}) });
+      consider(blocked);
+      continue;
+    }
+    const cert = have?.cert;
+    if (!cert) {
+      actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'new', ...email });
+      continue;
+    }
+    if (cert.domains.length !== 1 || cert.domains[0] !== name) {
+      actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'names-changed', ...email });
+      continue;
+    }
+    if (cert.issuer !== site.issuer) {
+      actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'issuer-changed', ...email });
+      continue;
+    }
+    const decision = decideRenewal(cert, now, { revoked: have?.revoked ?? false });
+    if (decision.due) {
+      actions.push({ kind: 'renew', name, domains, issuer: site.issuer, reason: decision.reason, ...email });
+    } else {
+      actions.push({ kind: 'keep', name, dueAt: decision.dueAt });
+      consider(decision.dueAt);
+    }
+  }
+  for (const s of stored) if (s.cert && !wanted.has(s.name)) actions.push({ kind: 'retire', name: s.name });
+  actions.sort((a, b) => a.name.localeCompare(b.name));
+  return nextCheck ? { actions, nextCheck } : { actions };
+}
