@@ -135,3 +135,18 @@ describe('padlock revoke and delete', () => {
     assert.match(again.stderr, /no certificate named/);
   });
 });
+
+describe('a CA that forgot our account', () => {
+  it('registers the stored key again, says so, and issues', async () => {
+    const first = uniqueName('before-restart');
+    assert.equal((await issue(first)).code, 0);
+    // Pebble keeps no state across a restart: every account is gone, at the same directory URL.
+    await pebble.restart();
+    const second = uniqueName('after-restart');
+    const r = await issue(second);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /the CA no longer knew our account; registered it again/);
+    await stat(join(cfg.dir, 'live', second, 'fullchain.pem'));
+  });
+});
+
