@@ -128,6 +128,33 @@ describe('padlock issue (standalone)', () => {
   });
 });
 
+describe('padlock issue keys and verification', () => {
+  it('keeps the private key across issuances with --reuse-key, and makes a new one without it', async () => {
+    const name = uniqueName('reuse');
+    const keyOf = () => readFile(join(cfg.dir, 'live', name, 'privkey.pem'), 'utf8');
+    assert.equal((await runCli(['issue', '-d', name, '--reuse-key', ...pebbleFlags(pebble), '--config-dir', cfg.dir])).code, 0);
+    const k1 = await keyOf();
+    assert.equal((await runCli(['issue', '-d', name, '--reuse-key', '--force-renewal', ...pebbleFlags(pebble), '--config-dir', cfg.dir])).code, 0);
+    assert.equal(await keyOf(), k1, 'same key with --reuse-key');
+    assert.equal((await runCli(['issue', '-d', name, '--force-renewal', ...pebbleFlags(pebble), '--config-dir', cfg.dir])).code, 0);
+    assert.notEqual(await keyOf(), k1, 'a new key by default');
+  });
+
+  it('refuses to store a chain that does not build to a trusted root, and keeps the current certificate', async () => {
+    const name = uniqueName('untrusted');
+    assert.equal((await runCli(['issue', '-d', name, ...pebbleFlags(pebble), '--config-dir', cfg.dir])).code, 0);
+    const before = await readFile(join(cfg.dir, 'live', name, 'fullchain.pem'), 'utf8');
+    // Trust some other root instead of Pebble's: the new chain must fail verification.
+    const flags = pebbleFlags(pebble).map((f) => (f === pebble.rootsFile ? pebble.serverCaFile : f));
+    const r = await runCli(['issue', '-d', name, '--force-renewal', ...flags, '--config-dir', cfg.dir]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^ {2}verifying/m);
+    assert.match(r.stderr, /\[CHAIN_UNTRUSTED\]/);
+    assert.doesNotMatch(r.stderr, /^ {2}saved/m);
+    assert.equal(await readFile(join(cfg.dir, 'live', name, 'fullchain.pem'), 'utf8'), before, 'live/ is unchanged');
+  });
+});
+
 describe('padlock issue --webroot', () => {
   it('answers the challenge through an existing web server and removes the token files afterwards', async () => {
     const webroot = await mkdtemp(join(tmpdir(), 'padlock-www-'));
