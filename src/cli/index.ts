@@ -5,6 +5,8 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { issueCommand } from './issue.js';
+import { runCommand } from './run.js';
+import { trustCommand } from './trust.js';
 import { certificatesCommand } from './certificates.js';
 import { renewCommand } from './renew.js';
 import { revokeCommand } from './revoke.js';
@@ -18,6 +20,7 @@ export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('padlock')
     .usage('$0 <command> [options]')
+    .command(runCommand)
     .command(issueCommand)
     .command(certificatesCommand)
     .command(renewCommand)
@@ -25,6 +28,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(deleteCommand)
     .command(verifyCommand)
     .command(checkCommand)
+    .command(trustCommand)
     .demandCommand(1, 'Name a command; see padlock --help.')
     .strict()
     .version(VERSION)

@@ -1,0 +1,170 @@
+/**
+ * The composition root of `padlock run`: builds every part from the
+ * validated config, wires them, starts them in a safe order, and stops
+ * them on SIGTERM.
+ *
+ * Start order (so no client ever sees a default certificate that could have
+ * been the real one): stored certificates are loaded and the first desired
+ * state is known before the HTTPS port opens.
+ */
+import { readFile } from 'node:fs/promises';
+import type { RunConfig } from './config/schema.js';
+import { staticSites } from './config/static-sites.js';
+import { openFsStore } from './store/fs-store.js';
+import { loadTrustAnchors } from './tls/roots.js';
+import { CertificateRegistry } from './tls/contexts.js';
+import { TokenMap } from './acme/http01.js';
+import { CertificateManager } from './certificates/manager.js';
+import { ProxyServer } from './proxy/server.js';
+import { AdminServer } from './observe/admin.js';
+import { mergeDesiredState } from './state/merge.js';
+import { EMPTY_DESIRED_STATE, sameDesiredState, type DesiredState } from './state/desired-state.js';
+import { createLogger, type Logger } from './log.js';
+import { systemClock, type Clock } from './clock.js';
+import { PadlockError, errorMessage } from './errors.js';
+import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from './acme/directories.js';
+
+/** A source of discovered routes (the Docker watcher). */
+export interface Discovery {
+  start(onState: (state: DesiredState) => void, onStatus: (status: DiscoveryStatus) => void): void;
+  stop(): Promise<void>;
+}
+
+export interface DiscoveryStatus {
+  connected: boolean;
+  error?: string;
+  since: string;
+}
+
+export interface DaemonOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /** Builds the discovery source; null when Docker discovery is off. Injected by tests. */
+  discovery?: Discovery | null;
+  /** How long to wait for the first discovered state before opening the ports anyway. */
+  firstStateTimeoutMs?: number;
+  /** Config file name, for messages. */
+  configFile?: string;
+}
+
+export interface Daemon {
+  ports: { http: number; https: number; admin: number };
+  /** The current desired state (for tests). */
+  desired(): DesiredState;
+  certificates: CertificateManager;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(config: RunConfig, options: DaemonOptions = {}): Promise<Daemon> {
+  const logger = options.logger ?? createLogger({ level: config.logLevel });
+  const clock = options.clock ?? systemClock;
+  const log = logger.child({ component: 'daemon' });
+
+  // Everything that can be checked before touching the network is checked here, all at once.
+  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile);
+  const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
+  const [store, roots, serverCa] = await Promise.all([
+    openFsStore(config.configDir, { clock }),
+    loadTrustAnchors(config.trustedRoots ? { extraFiles: [config.trustedRoots] } : {}),
+    config.serverCa ? readFile(config.serverCa, 'utf8').catch((e: unknown) => {
+      throw new PadlockError('CONFIG_INVALID', `serverCa ${config.serverCa}: ${errorMessage(e)}`, { cause: e });
+    }) : Promise.resolve(undefined),
+  ]);
+
+  const tokens = new TokenMap();
+  const registry = new CertificateRegistry();
+  const manager = new CertificateManager({
+    store,
+    clock,
+    logger,
+    roots,
+    tokens,
+    server,
+    account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}), ...(serverCa ? { serverCa } : {}) },
+    httpPort: config.httpPort,
+    concurrency: config.concurrency,
+    checkIntervalMs: config.checkInterval * 1000,
+    onSnapshot: (snapshot) => registry.replace(snapshot),
+  });
+  const proxy = new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger });
+
+  let discovered: DesiredState = EMPTY_DESIRED_STATE;
+  let desired: DesiredState = mergeDesiredState(fixed, discovered);
+  let discoveryStatus: DiscoveryStatus | undefined;
+  let ready = false;
+  const apply = (next: DesiredState) => {
+    if (sameDesiredState(next, desired)) return;
+    desired = next;
+    proxy.setSites(desired.sites);
+    manager.setSites(desired.sites);
+    for (const p of desired.problems) log.warn('route disabled', { ...p });
+    log.info('routes updated', { sites: desired.sites.length, problems: desired.problems.length });
+  };
+
+  await manager.load();
+  proxy.setSites(desired.sites);
+  manager.setSites(desired.sites);
+
+  const discovery = options.discovery ?? null;
+  if (discovery) {
+    let first: () => void = () => {};
+    const firstState = new Promise<void>((resolve) => (first = resolve));
+    discovery.start(
+      (state) => {
+        discovered = state;
+        apply(mergeDesiredState(fixed, discovered));
+        first();
+      },
+      (status) => {
+        discoveryStatus = status;
+        if (status.connected) log.info('docker connected');
+        else log.warn('docker unreachable; keeping the last good routes', { error: status.error });
+      },
+    );
+    const timeout = options.firstStateTimeoutMs ?? 10_000;
+    const timedOut = await Promise.race([firstState.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeout).unref())]);
+    if (timedOut) log.warn('no route listing from Docker yet; opening the ports with the static routes only', { waitedMs: timeout });
+  }
+
+  const admin = new AdminServer({
+    listen: config.adminListen,
+    ready: () => ready,
+    status: () => ({
+      ready,
+      time: clock.now().toISOString(),
+      listeners: ports,
+      docker: discovery ? discoveryStatus ?? { connected: false, since: null } : 'disabled',
+      routes: desired.sites.map((s) => ({ ...s, certificate: manager.status().find((c) => c.name === s.host) ?? null })),
+      problems: desired.problems,
+      certificates: manager.status(),
+      proxy: proxy.stats(),
+    }),
+  });
+
+  let ports = { http: 0, https: 0, admin: 0 };
+  try {
+    const listening = await proxy.listen();
+    const adminAt = await admin.listen();
+    ports = { http: listening.httpPort, https: listening.httpsPort, admin: adminAt.port };
+  } catch (err) {
+    await proxy.close({ drainMs: 0 }).catch(() => undefined);
+    await discovery?.stop();
+    throw err;
+  }
+  manager.start();
+  ready = true;
+  log.info('padlock is serving', { ...ports, sites: desired.sites.length, server });
+
+  return {
+    ports,
+    desired: () => desired,
+    certificates: manager,
+    stop: async () => {
+      ready = false;
+      log.info('stopping: draining connections', { drainSeconds: config.drainSeconds });
+      await discovery?.stop();
+      await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
+      log.info('stopped');
+    },
+  };
+}

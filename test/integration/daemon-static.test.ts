@@ -1,0 +1,127 @@
+/**
+ * `padlock run` with routes from a config file (no Docker): certificates
+ * from a real Pebble and from the local CA, served through the proxy.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startPebble, type Pebble } from '../support/pebble.js';
+import { runCli } from '../support/cli.js';
+import { tempConfigDir, uniqueName } from '../support/padlock.js';
+import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
+
+let pebble: Pebble;
+let cfg: { dir: string; cleanup: () => Promise<void> };
+let app: Awaited<ReturnType<typeof startUpstream>>;
+let daemon: RunningDaemon;
+const publicName = uniqueName('daemon');
+const localName = 'app.localhost';
+
+before(async () => {
+  pebble = await startPebble();
+  cfg = await tempConfigDir();
+  app = await startUpstream('static-app');
+  const file = join(cfg.dir, 'padlock.yaml');
+  await writeFile(file, [
+    'sites:',
+    `  - host: ${publicName}`,
+    `    upstream: ${app.url}`,
+    '    hsts: true',
+    `  - host: ${localName}`,
+    `    upstream: ${app.url}`,
+  ].join('\n'));
+  daemon = await startPadlockRun([
+    '--config', file, '--docker', 'false', '--config-dir', join(cfg.dir, 'store'),
+    '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
+    '--agree-tos', '--email', 'ops@example.com',
+  ], { httpPort: pebble.httpPort });
+});
+after(async () => {
+  await daemon?.stop();
+  await app?.close();
+  await pebble?.stop();
+  await cfg?.cleanup();
+});
+
+describe('padlock run with static sites', () => {
+  it('obtains a certificate from the CA and serves the app over HTTPS, trusted by the CA root only', async () => {
+    const res = await waitFor('HTTPS for the public name', () => httpsGet(daemon.httpsPort, publicName, pebble.rootPem).catch(() => undefined));
+    assert.equal(res.status, 200);
+    assert.equal(JSON.parse(res.body).app, 'static-app');
+    assert.match(res.peer.issuer.CN ?? '', /Pebble/);
+    assert.equal(res.headers['strict-transport-security'], 'max-age=31536000');
+    const seen = JSON.parse(res.body).headers;
+    assert.equal(seen['x-forwarded-proto'], 'https');
+    assert.equal(seen['x-forwarded-host'], publicName);
+  });
+
+  it('serves a *.localhost name with a local-CA certificate that verifies against padlock trust', async () => {
+    const root = await runCli(['trust', '--pem', '--config-dir', join(cfg.dir, 'store')]);
+    assert.equal(root.code, 0, root.stderr);
+    const res = await waitFor('HTTPS for the local name', () => httpsGet(daemon.httpsPort, localName, root.stdout).catch(() => undefined));
+    assert.equal(res.status, 200);
+    assert.match(res.peer.issuer.CN ?? '', /padlock local CA/);
+  });
+
+  it('reports both certificates and routes in the status API', async () => {
+    const status = await waitFor('both certificates valid', async () => {
+      const s = await daemon.status();
+      return s['certificates'].filter((c: { state: string }) => c.state === 'valid').length === 2 ? s : undefined;
+    });
+    const hosts = status['routes'].map((r: { host: string }) => r.host).sort();
+    assert.deepEqual(hosts, [localName, publicName].sort());
+    const pub = status['certificates'].find((c: { name: string }) => c.name === publicName);
+    assert.equal(pub.issuer, 'acme');
+    assert.ok(Date.parse(pub.renewAt) > Date.now());
+  });
+
+  it('redirects plain HTTP to HTTPS with a 308', async () => {
+    // Not fetch(): it drops a custom Host header.
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: daemon.httpPort, path: '/some/path?q=1', headers: { host: publicName } }, (r) => resolve(r.resume())).on('error', reject);
+    });
+    assert.equal(res.statusCode, 308);
+    assert.equal(res.headers.location, `https://${publicName}:${daemon.httpsPort}/some/path?q=1`);
+  });
+
+  it('stores what it obtained where padlock certificates lists it', async () => {
+    const list = await runCli(['certificates', '--json', '--config-dir', join(cfg.dir, 'store')]);
+    const names = JSON.parse(list.stdout).certificates.map((c: { name: string }) => c.name);
+    assert.ok(names.includes(publicName));
+    assert.ok(names.includes(localName));
+  });
+
+  it('drains and exits 0 on SIGTERM', async () => {
+    const code = await daemon.stop();
+    assert.equal(code, 0, daemon.output());
+  });
+});
+
+describe('padlock run configuration errors', () => {
+  it('reports every problem at once, with where each value came from, and exits 1 without listening', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'bad.yaml');
+    await writeFile(file, 'concurrency: 0\nbogus: true\nsites:\n  - host: "*.example.com"\n    upstream: "ftp://x"\n');
+    const r = await runCli(['run', '--config', file, '--https-port', 'eighty', '--docker', 'false', '--config-dir', dir.dir], { env: { PADLOCK_EMAIL: 'not-an-email' } });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /--https-port: .*\(got "eighty"\)/);
+    assert.match(r.stderr, /PADLOCK_EMAIL: email must be an email address/);
+    assert.match(r.stderr, /config file .*bad\.yaml: concurrency: Too small/);
+    assert.match(r.stderr, /unknown key\(s\) bogus/);
+    assert.match(r.stderr, /\[CONFIG_INVALID\]/);
+  });
+
+  it('reports bad static sites together', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'sites.yaml');
+    await writeFile(file, 'sites:\n  - host: "*.example.com"\n    upstream: "http://127.0.0.1:1"\n  - host: ok.example.com\n    upstream: "ftp://x"\n');
+    const r = await runCli(['run', '--config', file, '--docker', 'false', '--config-dir', dir.dir, '--admin-listen', '127.0.0.1:0', '--http-port', '0', '--https-port', '0']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /sites\.0\.host "\*\.example\.com": wildcard names need the DNS-01 challenge/);
+    assert.match(r.stderr, /sites\.1\.upstream: "ftp:\/\/x" must be http:\/\/ or https:\/\//);
+  });
+});
