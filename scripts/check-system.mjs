@@ -7,8 +7,11 @@ const needs = [
   { cmd: 'pebble', pkg: 'pebble', why: "Let's Encrypt's test CA" },
   { cmd: 'pebble-challtestsrv', pkg: 'pebble', why: 'DNS for the test CA' },
   { cmd: 'openssl', pkg: 'openssl', why: 'test certificates and chain verification' },
+  { cmd: 'dockerd', pkg: 'docker.io', why: 'a private Docker engine for discovery tests' },
+  { cmd: 'containerd', pkg: 'docker.io', why: "the Docker engine's runtime" },
+  { cmd: 'busybox', pkg: 'busybox-static', why: 'the tiny test image' },
 ];
-const missing = needs.filter((n) => spawnSync('sh', ['-c', `command -v ${n.cmd}`]).status !== 0);
+const missing = needs.filter((n) => spawnSync('sh', ['-c', `command -v ${n.cmd} || test -x /usr/sbin/${n.cmd} || test -x /bin/${n.cmd}`]).status !== 0);
 const major = Number(process.versions.node.split('.')[0]);
 const problems = [];
 if (major < 22) problems.push(`Node ${process.version} is too old: run through npm (npm test) so node_modules/.bin/node (Node 24) is used, after npm ci.`);

@@ -73,3 +73,30 @@ export function normaliseNames(inputs: readonly string[], options: { allowWildca
   }
   return out;
 }
+
+/** `localhost`, or ends in (or is) one of the local suffixes (`internal`, `home.arpa`...). `name` is lowercase. */
+export function isLocalName(name: string, localSuffixes: readonly string[]): boolean {
+  if (name === 'localhost' || name.endsWith('.localhost')) return true;
+  return localSuffixes.some((raw) => {
+    const suffix = raw.trim().toLowerCase().replace(/^\*?\.+/, '').replace(/\.$/, '');
+    return suffix !== '' && (name === suffix || name.endsWith('.' + suffix));
+  });
+}
+
+/**
+ * A host name to serve, and who can certify it: public names by the rules of
+ * normaliseName (for an ACME CA), local names (localhost, *.internal...) by
+ * padlock's local CA, which also accepts a single label such as `localhost`.
+ */
+export function normaliseSiteHost(input: string, localSuffixes: readonly string[]): { name: string; issuer: 'acme' | 'local' } | NameProblem {
+  const lowered = input.trim().toLowerCase().replace(/\.$/, '');
+  if (lowered !== '' && !lowered.includes('.') && isLocalName(lowered, localSuffixes)) {
+    // Borrow normaliseName's label rules by giving it a second label, then take it off again.
+    const r = normaliseName(`${lowered}.localhost`);
+    return 'name' in r ? { name: lowered, issuer: 'local' } : { input, reason: r.reason };
+  }
+  const r = normaliseName(input);
+  if ('reason' in r) return r;
+  return { name: r.name, issuer: isLocalName(r.name, localSuffixes) ? 'local' : 'acme' };
+}
+

@@ -5,21 +5,10 @@
  */
 import type { SiteSpec } from '../state/desired-state.js';
 import type { StaticSite } from './schema.js';
-import { normaliseName } from './names.js';
-import { isLocalName } from '../tls/local-ca.js';
+import { normaliseSiteHost } from './names.js';
 import { PadlockError } from '../errors.js';
 
 export const HSTS_DEFAULT_MAX_AGE = 31_536_000;
-
-/** Validates a host for serving: public names per normaliseName, local names (localhost...) may be single-label. */
-export function siteHost(input: string, localSuffixes: readonly string[]): { host: string; issuer: 'acme' | 'local' } | { reason: string } {
-  const trimmed = input.trim().toLowerCase().replace(/\.$/, '');
-  const local = isLocalName(trimmed, localSuffixes);
-  // normaliseName insists on two labels (public CAs do); prefix one to check a local name's labels the same way.
-  const checked = normaliseName(local && !trimmed.includes('.') ? `x.${trimmed}` : trimmed);
-  if ('reason' in checked) return { reason: checked.reason };
-  return { host: local && !trimmed.includes('.') ? trimmed : checked.name, issuer: local ? 'local' : 'acme' };
-}
 
 /** Parses an upstream URL: http(s)://host:port with no path. */
 export function parseUpstream(input: string): string | { reason: string } {
@@ -39,9 +28,9 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
   const sites = new Map<string, SiteSpec>();
   entries.forEach((e, i) => {
     const where = `${fileName}: sites.${i}`;
-    const host = siteHost(e.host, localSuffixes);
+    const host = normaliseSiteHost(e.host, localSuffixes);
     if ('reason' in host) return void problems.push(`${where}.host "${e.host}": ${host.reason}`);
-    if (sites.has(host.host)) return void problems.push(`${where}.host "${e.host}": listed twice`);
+    if (sites.has(host.name)) return void problems.push(`${where}.host "${e.host}": listed twice`);
     const upstreams: string[] = [];
     for (const raw of Array.isArray(e.upstream) ? e.upstream : [e.upstream]) {
       const u = parseUpstream(raw);
@@ -49,8 +38,8 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
       else problems.push(`${where}.upstream: ${u.reason}`);
     }
     const hsts = e.hsts === true ? HSTS_DEFAULT_MAX_AGE : e.hsts === false || e.hsts === 0 ? undefined : e.hsts;
-    sites.set(host.host, {
-      host: host.host,
+    sites.set(host.name, {
+      host: host.name,
       upstreams: upstreams.map((url) => ({ url })),
       https: e.https,
       redirect: e.redirect,

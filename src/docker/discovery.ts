@@ -33,8 +33,9 @@ export function selfNetworks(containers: readonly ContainerInfo[], host: string)
 export function dockerDiscovery(options: DockerDiscoveryOptions): Discovery {
   const { dockerHost, logger, selfHostname, ...discovery } = options;
   const me = selfHostname ?? hostname();
+  const source = createDockerSource(dockerHost ? { dockerHost } : {});
   const watcher = new DockerWatcher({
-    source: createDockerSource(dockerHost ? { dockerHost } : {}),
+    source,
     discovery,
     ...(logger ? { logger } : {}),
     build: (containers, opts) => {
@@ -49,6 +50,9 @@ export function dockerDiscovery(options: DockerDiscoveryOptions): Discovery {
       watcher.on('disconnected', (error) => onStatus({ connected: false, error: error.message, since: systemClock.now().toISOString() }));
       watcher.start();
     },
-    stop: () => watcher.stop(),
+    stop: async () => {
+      await watcher.stop();
+      source.close();
+    },
   };
 }

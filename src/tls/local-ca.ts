@@ -35,15 +35,6 @@ export interface LocalRoot {
   keyPem: string;
 }
 
-/** True for names that should come from the local CA, given the configured suffixes. */
-export function isLocalName(name: string, suffixes: readonly string[]): boolean {
-  const n = name.toLowerCase().replace(/\.$/, '');
-  return suffixes.some((s) => {
-    const suffix = s.toLowerCase().replace(/^\*?\.?/, '');
-    return n === suffix || n.endsWith('.' + suffix);
-  });
-}
-
 function pem(label: string, der: ArrayBuffer): string {
   const b64 = Buffer.from(der).toString('base64').replace(/.{64}/g, '$&\n');
   return `-----BEGIN ${label}-----\n${b64}${b64.endsWith('\n') ? '' : '\n'}-----END ${label}-----\n`;

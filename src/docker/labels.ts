@@ -1,0 +1,487 @@
+/**
+ * From containers to the whole DesiredState. Pure: no Docker, no clock, no I/O.
+ *
+ * `buildDesiredState` reads every running container's labels and environment
+ * and returns all sites and all problems at once. A bad label disables only
+ * that container's route (or only that one name, see below); every other
+ * route is unaffected.
+ *
+ * ## padlock labels
+ *
+ * | label | meaning | default |
+ * |---|---|---|
+ * | `padlock.host` | comma-separated host names to route to this container; each gets HTTPS | none (not routed) |
+ * | `padlock.port` | the container port to send requests to | the one exposed port; else see "port" below |
+ * | `padlock.upstream` | an explicit `http(s)://host[:port]` URL; overrides address and port resolution | none |
+ * | `padlock.email` | contact email for the certificate of these names | `defaultEmail` |
+ * | `padlock.redirect` | redirect plain HTTP to HTTPS (308) | `true` |
+ * | `padlock.hsts` | `true` (or `1`, `yes`, `on`) = max-age 31536000, another number = that max-age, `false`/`0` = off | off |
+ * | `padlock.enable` | `false` always excludes; with exposedByDefault off, only `true` includes | (exposedByDefault) |
+ *
+ * Booleans accept `true/false`, `1/0`, `yes/no`, `on/off` (any case).
+ *
+ * ## nginx-proxy / acme-companion environment variables
+ *
+ * | env var | nginx-proxy / acme-companion meaning | padlock |
+ * |---|---|---|
+ * | `VIRTUAL_HOST` | comma-separated names to route to this container | the names routed; served over HTTP only (`https: false`) unless also in `LETSENCRYPT_HOST`/`ACME_HOST` |
+ * | `VIRTUAL_PORT` | the container port when it exposes several | same as `padlock.port` |
+ * | `VIRTUAL_PROTO` | `http` or `https` to the upstream | the upstream URL scheme (`uwsgi`, `fastcgi`, `grpc` are refused) |
+ * | `LETSENCRYPT_HOST` | names (of `VIRTUAL_HOST`) that get a certificate | those names get `https: true` and a certificate |
+ * | `ACME_HOST` | acme-companion's alias of `LETSENCRYPT_HOST` | merged with `LETSENCRYPT_HOST` |
+ * | `LETSENCRYPT_EMAIL` | contact email for the certificate | same as `padlock.email` |
+ *
+ * Precedence: a padlock label wins over the env var with the same job.
+ * When `padlock.host` is present, `VIRTUAL_HOST`, `LETSENCRYPT_HOST` and
+ * `ACME_HOST` are ignored entirely (every `padlock.host` name gets HTTPS);
+ * `padlock.port` wins over `VIRTUAL_PORT`, `padlock.email` over
+ * `LETSENCRYPT_EMAIL`, `padlock.upstream` over `VIRTUAL_PROTO`.
+ * `padlock.redirect`, `padlock.hsts` and `padlock.enable` also apply to
+ * containers routed by env vars. A `LETSENCRYPT_HOST` name missing from
+ * `VIRTUAL_HOST` is not routed (nginx-proxy would not route it either) and is
+ * reported as LABEL_HOST_NOT_ROUTED. Differences from nginx-proxy: no
+ * wildcard or regex `VIRTUAL_HOST` (LABEL_WILDCARD / LABEL_INVALID_HOST), no
+ * HSTS unless `padlock.hsts` (nginx-proxy sends it by default on HTTPS), and
+ * `HTTPS_METHOD` is not read (padlock.redirect does that job).
+ *
+ * ## Port
+ * `padlock.port`, else `VIRTUAL_PORT`, else the only exposed TCP port. With
+ * several exposed ports, 80 if it is one of them (what nginx-proxy picks),
+ * else LABEL_NO_PORT. With none exposed: 80 on a container network
+ * (nginx-proxy's default), LABEL_NO_PORT on the host network (80 on the host
+ * is most likely padlock itself).
+ *
+ * ## Address
+ * `padlock.upstream` wins. Host network: `127.0.0.1`. Otherwise the
+ * container's address on a network it shares with padlock (`selfNetworks`,
+ * first by name), else on its first network by name that has an address;
+ * none: LABEL_NO_ADDRESS.
+ *
+ * ## What a problem disables
+ * - An invalid name in a host list (LABEL_INVALID_HOST, LABEL_WILDCARD)
+ *   disables that one name; the container's other names still route. One
+ *   typo in a list of five should not take four working sites down.
+ * - Any other bad label or env var (port, upstream, protocol, email,
+ *   redirect, hsts, enable) disables every route of that container: those
+ *   settings apply to all its names, so no name can be served correctly.
+ * - LABEL_CONFLICT: several containers claim one name with different
+ *   per-site settings (https, redirect, hsts, email). The container created
+ *   first (then by name) wins; each later one contributes nothing for that
+ *   name and gets the problem.
+ *
+ * ## Health
+ * A container whose health check says `unhealthy` contributes nothing and is
+ * reported as CONTAINER_UNHEALTHY (Traefik also drops unhealthy containers).
+ * One whose check is still `starting` is routed: see the comment in the code.
+ */
+import { isLocalName, normaliseSiteHost } from '../config/names.js';
+import type { DesiredState, RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
+import type { ContainerInfo } from './container.js';
+
+/** How discovery treats containers; from `padlock run`'s config. */
+export interface DiscoveryOptions {
+  /** Route any container with a host label/env var unless `padlock.enable=false` (default in `padlock run`: true). */
+  exposedByDefault: boolean;
+  /** Networks padlock's own container is on, when padlock runs in a container. */
+  selfNetworks?: string[];
+  /** Names ending in one of these (or equal to `localhost`) get `issuer: 'local'`, e.g. `['localhost','internal','home.arpa']`. */
+  localSuffixes: string[];
+  /** Email for names whose container sets none. */
+  defaultEmail?: string;
+}
+
+/** The label keys padlock reads. */
+export const LABELS = {
+  host: 'padlock.host',
+  port: 'padlock.port',
+  upstream: 'padlock.upstream',
+  email: 'padlock.email',
+  redirect: 'padlock.redirect',
+  hsts: 'padlock.hsts',
+  enable: 'padlock.enable',
+} as const;
+
+/** The nginx-proxy / acme-companion env vars padlock honours. */
+export const ENV = {
+  virtualHost: 'VIRTUAL_HOST',
+  virtualPort: 'VIRTUAL_PORT',
+  virtualProto: 'VIRTUAL_PROTO',
+  letsencryptHost: 'LETSENCRYPT_HOST',
+  acmeHost: 'ACME_HOST',
+  letsencryptEmail: 'LETSENCRYPT_EMAIL',
+} as const;
+
+/** HSTS max-age for `padlock.hsts=true`: one year, the common preload minimum. */
+export const DEFAULT_HSTS_MAX_AGE = 31_536_000;
+
+/** One container's claim on one host, before merging. */
+interface Claim {
+  host: string;
+  container: ContainerInfo;
+  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string };
+  upstream: Upstream;
+}
+
+/** A label or env var as read, with where it came from, for messages. */
+interface Source {
+  kind: 'label' | 'env';
+  key: string;
+  value: string;
+}
+
+const TRUE = new Set(['true', '1', 'yes', 'on']);
+const FALSE = new Set(['false', '0', 'no', 'off']);
+
+/**
+ * Builds the whole desired state from a listing. Pure and deterministic: the
+ * same containers, in any order, give the same value (sites sorted by host,
+ * upstreams by container name then URL, problems by container name, code,
+ * host, message), so `sameDesiredState` drops an unchanged listing.
+ */
+export function buildDesiredState(containers: readonly ContainerInfo[], options: DiscoveryOptions): DesiredState {
+  const problems: RouteProblem[] = [];
+  const claims: Claim[] = [];
+  for (const c of containers) {
+    if (!c.running) continue;
+    const r = readContainer(c, options);
+    problems.push(...r.problems);
+    claims.push(...r.claims);
+  }
+
+  // First created wins a conflicting claim; name breaks ties so the result never depends on listing order.
+  claims.sort((a, b) => cmp(a.container.createdAt, b.container.createdAt) || cmp(a.container.name, b.container.name) || cmp(a.container.id, b.container.id));
+  const sites = new Map<string, { spec: SiteSpec; winner: ContainerInfo }>();
+  for (const claim of claims) {
+    const existing = sites.get(claim.host);
+    if (!existing) {
+      const spec: SiteSpec = {
+        host: claim.host,
+        upstreams: [claim.upstream],
+        https: claim.settings.https,
+        redirect: claim.settings.redirect,
+        ...(claim.settings.hstsMaxAge !== undefined ? { hstsMaxAge: claim.settings.hstsMaxAge } : {}),
+        ...(claim.settings.email !== undefined ? { email: claim.settings.email } : {}),
+        issuer: isLocalName(claim.host, options.localSuffixes) ? 'local' : 'acme',
+      };
+      sites.set(claim.host, { spec, winner: claim.container });
+      continue;
+    }
+    const diff = settingDifferences(existing.spec, claim.settings);
+    if (diff.length > 0) {
+      problems.push(
+        problem(
+          'LABEL_CONFLICT',
+          claim.container,
+          `container ${claim.container.name} claims ${claim.host} with different settings (${diff.join(', ')}) than container ${existing.winner.name}, which was created first and keeps it; give both the same settings or remove the name from one`,
+          { host: claim.host },
+        ),
+      );
+      continue;
+    }
+    if (!existing.spec.upstreams.some((u) => u.url === claim.upstream.url && u.containerId === claim.upstream.containerId)) {
+      existing.spec.upstreams.push(claim.upstream);
+    }
+  }
+
+  const out = [...sites.values()].map((s) => s.spec);
+  for (const s of out) s.upstreams.sort((a, b) => cmp(a.containerName ?? '', b.containerName ?? '') || cmp(a.url, b.url));
+  out.sort((a, b) => cmp(a.host, b.host));
+  problems.sort(
+    (a, b) =>
+      cmp(a.containerName ?? '', b.containerName ?? '') || cmp(a.code, b.code) || cmp(a.host ?? '', b.host ?? '') || cmp(a.message, b.message),
+  );
+  return { sites: out, problems };
+}
+
+/** Code-point order, so the result does not depend on the locale. */
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function settingDifferences(spec: SiteSpec, s: Claim['settings']): string[] {
+  const d: string[] = [];
+  if (spec.https !== s.https) d.push(`https ${s.https} vs ${spec.https}`);
+  if (spec.redirect !== s.redirect) d.push(`redirect ${s.redirect} vs ${spec.redirect}`);
+  if (spec.hstsMaxAge !== s.hstsMaxAge) d.push(`hsts ${s.hstsMaxAge ?? 'off'} vs ${spec.hstsMaxAge ?? 'off'}`);
+  if (spec.email !== s.email) d.push(`email ${s.email ?? 'none'} vs ${spec.email ?? 'none'}`);
+  return d;
+}
+
+function problem(
+  code: string,
+  c: ContainerInfo,
+  message: string,
+  extra: { source?: string; host?: string } = {},
+): RouteProblem {
+  return { code, message, containerId: c.id, containerName: c.name, ...extra };
+}
+
+function where(s: Source, c: ContainerInfo): string {
+  return `${s.kind} ${s.key} on container ${c.name}`;
+}
+
+/** A label if set, else the env var if set. */
+function pick(c: ContainerInfo, label: string | undefined, env: string | undefined): Source | undefined {
+  if (label !== undefined && c.labels[label] !== undefined) return { kind: 'label', key: label, value: c.labels[label] };
+  if (env !== undefined && c.env[env] !== undefined) return { kind: 'env', key: env, value: c.env[env] };
+  return undefined;
+}
+
+function parseBool(s: Source): boolean | undefined {
+  const v = s.value.trim().toLowerCase();
+  if (TRUE.has(v)) return true;
+  if (FALSE.has(v)) return false;
+  return undefined;
+}
+
+function splitList(value: string): string[] {
+  return value
+    .split(',')
+    .map((x) => x.trim())
+    // A trailing comma (`a.example.com,`) is a harmless slip, not a bad name.
+    .filter((x) => x !== '');
+}
+
+/**
+ * Validates one host name for HTTP-01 or local issuance. Single-label names
+ * (`localhost`) pass only when they are local: normaliseName refuses single
+ * labels because no public CA issues for them, but the local CA can.
+ */
+function checkHost(
+  raw: string,
+  localSuffixes: readonly string[],
+): { name: string } | { code: 'LABEL_WILDCARD' | 'LABEL_INVALID_HOST'; reason: string } {
+  if (raw.includes('*')) {
+    return { code: 'LABEL_WILDCARD', reason: 'wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name' };
+  }
+  if (raw.startsWith('~')) return { code: 'LABEL_INVALID_HOST', reason: 'regular-expression hosts (nginx-proxy\'s ~) are not supported; list each name' };
+  const r = normaliseSiteHost(raw, localSuffixes);
+  if ('reason' in r) return { code: 'LABEL_INVALID_HOST', reason: r.reason };
+  return { name: r.name };
+}
+
+function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: Claim[]; problems: RouteProblem[] } {
+  const problems: RouteProblem[] = [];
+  const bad = (code: string, s: Source, text: string, host?: string): void => {
+    problems.push(problem(code, c, `${where(s, c)}: ${text}`, { source: s.key, ...(host ? { host } : {}) }));
+  };
+
+  // --- should padlock look at this container at all? ---
+  const enableSrc = pick(c, LABELS.enable, undefined);
+  let enabled: boolean | undefined;
+  if (enableSrc) {
+    enabled = parseBool(enableSrc);
+    if (enabled === undefined) {
+      bad('LABEL_INVALID_VALUE', enableSrc, `"${enableSrc.value}" is not a boolean (true or false); the container is not routed until it is fixed`);
+      return { claims: [], problems };
+    }
+  }
+  if (enabled === false) return { claims: [], problems };
+  if (!options.exposedByDefault && enabled !== true) return { claims: [], problems };
+
+  // --- which names, and which of them get HTTPS ---
+  const hostLabel = pick(c, LABELS.host, undefined);
+  const wanted: Array<{ raw: string; https: boolean; src: Source }> = [];
+  if (hostLabel) {
+    for (const raw of splitList(hostLabel.value)) wanted.push({ raw, https: true, src: hostLabel });
+    if (wanted.length === 0) bad('LABEL_INVALID_HOST', hostLabel, 'no host name given; set a comma-separated list such as app.example.com');
+  } else {
+    const vhost = pick(c, undefined, ENV.virtualHost);
+    const certSrcs = [pick(c, undefined, ENV.letsencryptHost), pick(c, undefined, ENV.acmeHost)].filter((s): s is Source => s !== undefined);
+    const certNames = new Map<string, Source>();
+    for (const s of certSrcs) {
+      for (const raw of splitList(s.value)) {
+        const r = checkHost(raw, options.localSuffixes);
+        const key = 'name' in r ? r.name : raw;
+        if (!certNames.has(key)) certNames.set(key, s);
+      }
+    }
+    const routed = new Set<string>();
+    if (vhost) {
+      for (const raw of splitList(vhost.value)) {
+        const r = checkHost(raw, options.localSuffixes);
+        const key = 'name' in r ? r.name : raw;
+        routed.add(key);
+        wanted.push({ raw, https: certNames.has(key), src: vhost });
+      }
+    }
+    for (const [name, s] of certNames) {
+      if (!routed.has(name)) {
+        bad('LABEL_HOST_NOT_ROUTED', s, `${name} is not in VIRTUAL_HOST, so nothing routes it and padlock gets no certificate for it; add it to VIRTUAL_HOST`, name);
+      }
+    }
+  }
+  if (wanted.length === 0) {
+    if (enabled === true && !hostLabel) {
+      problems.push(
+        problem('LABEL_NO_HOST', c, `label ${LABELS.enable} on container ${c.name}: the container is enabled but names no host; set ${LABELS.host}`, { source: LABELS.enable }),
+      );
+    }
+    return { claims: [], problems };
+  }
+
+  // --- settings shared by all of the container's names: any error disables them all ---
+  let broken = false;
+  const fail = (code: string, s: Source, text: string): void => {
+    bad(code, s, `${text}; the container is not routed until it is fixed`);
+    broken = true;
+  };
+
+  const redirectSrc = pick(c, LABELS.redirect, undefined);
+  let redirect = true;
+  if (redirectSrc) {
+    const v = parseBool(redirectSrc);
+    if (v === undefined) fail('LABEL_INVALID_VALUE', redirectSrc, `"${redirectSrc.value}" is not a boolean (true or false)`);
+    else redirect = v;
+  }
+
+  const hstsSrc = pick(c, LABELS.hsts, undefined);
+  let hstsMaxAge: number | undefined;
+  if (hstsSrc) {
+    const v = hstsSrc.value.trim().toLowerCase();
+    // `1` reads as "on", like every other boolean here; a one-second max-age would be HSTS in name only.
+    if (TRUE.has(v)) hstsMaxAge = DEFAULT_HSTS_MAX_AGE;
+    else if (FALSE.has(v)) hstsMaxAge = undefined;
+    else if (/^\d{1,10}$/.test(v) && Number(v) <= 2 ** 31 - 1) hstsMaxAge = Number(v) === 0 ? undefined : Number(v);
+    else fail('LABEL_INVALID_VALUE', hstsSrc, `"${hstsSrc.value}" is neither true, false nor a max-age in seconds`);
+  }
+
+  const emailSrc = pick(c, LABELS.email, ENV.letsencryptEmail);
+  let email = options.defaultEmail;
+  if (emailSrc) {
+    const v = emailSrc.value.trim();
+    if (!/^[^\s@,]+@[^\s@,]+\.[^\s@,]+$/.test(v)) fail('LABEL_INVALID_VALUE', emailSrc, `"${emailSrc.value}" is not an email address`);
+    else email = v;
+  }
+
+  const upstream = resolveUpstream(c, options, fail);
+  if (broken || upstream === undefined) return { claims: [], problems };
+
+  // `starting` counts: Docker reports it until the first check passes, which with the default
+  // 30 s interval would hide every fresh deploy for half a minute (and a daemon restored with
+  // live-restore can leave it `starting` for good). The proxy skips an upstream that does not answer anyway.
+  if (c.health === 'unhealthy') {
+    problems.push(
+      problem('CONTAINER_UNHEALTHY', c, `container ${c.name} is unhealthy (its health check fails); padlock sends it no requests until the check passes`),
+    );
+    return { claims: [], problems };
+  }
+
+  // --- one claim per valid name; a bad name disables only itself ---
+  const claims: Claim[] = [];
+  const seen = new Set<string>();
+  for (const w of wanted) {
+    const r = checkHost(w.raw, options.localSuffixes);
+    if ('reason' in r) {
+      bad(r.code, w.src, `"${w.raw}" is not a usable host name: ${r.reason}; the container's other names still route`, w.raw);
+      continue;
+    }
+    if (seen.has(r.name)) continue;
+    seen.add(r.name);
+    claims.push({
+      host: r.name,
+      container: c,
+      // Redirecting is meaningless without HTTPS; pin it so it cannot cause a spurious conflict.
+      settings: {
+        https: w.https,
+        redirect: w.https ? redirect : false,
+        ...(hstsMaxAge !== undefined && w.https ? { hstsMaxAge } : {}),
+        ...(email !== undefined ? { email } : {}),
+      },
+      upstream: { url: upstream, containerId: c.id, containerName: c.name },
+    });
+  }
+  return { claims, problems };
+}
+
+/** The upstream URL, or undefined after reporting why through `fail`. */
+function resolveUpstream(
+  c: ContainerInfo,
+  options: DiscoveryOptions,
+  fail: (code: string, s: Source, text: string) => void,
+): string | undefined {
+  // Validate both port sources even when padlock.upstream makes them moot: a typo should be seen.
+  const portSrc = pick(c, LABELS.port, ENV.virtualPort);
+  let explicitPort: number | undefined;
+  if (portSrc) {
+    const v = portSrc.value.trim();
+    const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
+    if (!(n >= 1 && n <= 65535)) {
+      fail('LABEL_INVALID_PORT', portSrc, `"${portSrc.value}" is not a port (1-65535)`);
+      return undefined;
+    }
+    explicitPort = n;
+  }
+
+  const upSrc = pick(c, LABELS.upstream, undefined);
+  if (upSrc) {
+    const url = parseUpstreamUrl(upSrc.value);
+    if (typeof url !== 'string') {
+      fail('LABEL_INVALID_VALUE', upSrc, `"${upSrc.value}" is not an upstream URL (${url.reason}); use http://HOST:PORT or https://HOST:PORT`);
+      return undefined;
+    }
+    return url;
+  }
+
+  const protoSrc = pick(c, undefined, ENV.virtualProto);
+  let scheme = 'http';
+  if (protoSrc) {
+    const v = protoSrc.value.trim().toLowerCase();
+    if (v !== 'http' && v !== 'https') {
+      fail('LABEL_INVALID_VALUE', protoSrc, `"${protoSrc.value}" is not supported; padlock forwards http or https`);
+      return undefined;
+    }
+    scheme = v;
+  }
+
+  const hostNet = c.networkMode === 'host';
+  let port = explicitPort;
+  if (port === undefined) {
+    const exposed = c.exposedPorts;
+    if (exposed.length === 1) port = exposed[0];
+    else if (exposed.length > 1 && exposed.includes(80)) port = 80;
+    else if (exposed.length > 1) {
+      fail('LABEL_NO_PORT', { kind: 'label', key: LABELS.port, value: '' }, `the container exposes ports ${exposed.join(', ')}; set ${LABELS.port} to the one to use`);
+      return undefined;
+    } else if (!hostNet) port = 80;
+    else {
+      fail('LABEL_NO_PORT', { kind: 'label', key: LABELS.port, value: '' }, `the container uses the host network and exposes no port; set ${LABELS.port} to the port the app listens on`);
+      return undefined;
+    }
+  }
+
+  let ip: string | undefined;
+  if (hostNet) ip = '127.0.0.1';
+  else {
+    const names = Object.keys(c.networks).sort(cmp);
+    const shared = options.selfNetworks ? names.filter((n) => options.selfNetworks!.includes(n) && c.networks[n]?.ip) : [];
+    const chosen = shared[0] ?? names.find((n) => c.networks[n]?.ip);
+    ip = chosen ? c.networks[chosen]?.ip : undefined;
+  }
+  if (!ip) {
+    const shared = options.selfNetworks?.length ? ` shared with padlock (${options.selfNetworks.join(', ')}) or any other` : '';
+    fail(
+      'LABEL_NO_ADDRESS',
+      { kind: 'label', key: LABELS.upstream, value: '' },
+      `the container has no address on a network${shared} (network mode ${c.networkMode}); connect it to padlock's network or set ${LABELS.upstream}`,
+    );
+    return undefined;
+  }
+  return `${scheme}://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
+}
+
+function parseUpstreamUrl(value: string): string | { reason: string } {
+  let u: URL;
+  try {
+    u = new URL(value.trim());
+  } catch {
+    return { reason: 'it does not parse as a URL' };
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return { reason: `the scheme ${u.protocol.replace(/:$/, '')} is not http or https` };
+  if (u.username || u.password) return { reason: 'it holds credentials' };
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) return { reason: 'it has a path, query or fragment' };
+  if (!u.hostname) return { reason: 'it names no host' };
+  // URL drops a default port (`:80` for http); spell it out so every upstream reads the same.
+  const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+  return `${u.protocol}//${u.hostname}:${port}`;
+}

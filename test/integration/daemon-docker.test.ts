@@ -1,0 +1,175 @@
+/**
+ * `padlock run` against a real private dockerd and a real Pebble: label a
+ * container, get HTTPS. Pebble issues 10-second certificates here, so the
+ * daemon renews every few seconds while the tests run: every request below
+ * also crosses certificate reloads.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer, WebSocket, type ClientOptions } from 'ws';
+import { startPebble, freePort, type Pebble } from '../support/pebble.js';
+import { startDockerd, type Dockerd, type TestContainer } from '../support/dockerd.js';
+import { tempConfigDir, uniqueName } from '../support/padlock.js';
+import { startPadlockRun, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
+
+const VALIDITY_S = 10;
+
+let pebble: Pebble;
+let dockerd: Dockerd;
+let cfg: { dir: string; cleanup: () => Promise<void> };
+let daemon: RunningDaemon;
+const containers: TestContainer[] = [];
+
+async function run(name: string, opts: { labels?: Record<string, string>; env?: Record<string, string> }): Promise<{ c: TestContainer; port: number }> {
+  const port = await freePort();
+  const c = await dockerd.runContainer({ name, port, ...opts });
+  containers.push(c);
+  return { c, port };
+}
+
+const get = (name: string) => httpsGet(daemon.httpsPort, name, pebble.rootPem);
+const served = (name: string, text: string) => waitFor(`${name} to serve "${text}"`, async () => {
+  const r = await get(name).catch(() => undefined);
+  return r && r.status === 200 && r.body.includes(text) ? r : undefined;
+}, 30_000);
+
+before(async () => {
+  [pebble, dockerd, cfg] = await Promise.all([startPebble({ validitySeconds: VALIDITY_S }), startDockerd(), tempConfigDir()]);
+  daemon = await startPadlockRun([
+    '--docker-host', dockerd.dockerHost, '--config-dir', join(cfg.dir, 'store'),
+    '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
+    '--agree-tos', '--email', 'ops@example.com', '--check-interval', '5',
+  ], { httpPort: pebble.httpPort });
+});
+after(async () => {
+  await daemon?.stop();
+  for (const c of containers) await c.remove().catch(() => undefined);
+  await dockerd?.stop();
+  await pebble?.stop();
+  await cfg?.cleanup();
+});
+
+describe('padlock run with Docker', () => {
+  it('serves HTTPS for a labelled container within seconds, with a certificate trusted through the CA root only', async () => {
+    const name = uniqueName('web');
+    const started = Date.now();
+    await run('web-1', { labels: { 'padlock.host': name } });
+    const r = await served(name, 'web-1');
+    assert.match(String(r.peer.issuer.CN), /Pebble/);
+    assert.ok(Date.now() - started < 30_000);
+  });
+
+  it('spreads requests over two containers with the same name', async () => {
+    const name = uniqueName('pair');
+    await run('pair-a', { labels: { 'padlock.host': name } });
+    await run('pair-b', { labels: { 'padlock.host': name } });
+    await served(name, 'pair-');
+    const seen = new Set<string>();
+    await waitFor('both containers to answer', async () => {
+      const r = await get(name).catch(() => undefined);
+      if (r?.body.includes('pair-a')) seen.add('a');
+      if (r?.body.includes('pair-b')) seen.add('b');
+      return seen.size === 2;
+    }, 20_000, 20);
+  });
+
+  it('removes the route of a stopped container', async () => {
+    const name = uniqueName('stop');
+    const { c } = await run('stopme', { labels: { 'padlock.host': name } });
+    await served(name, 'stopme');
+    await c.stop();
+    await waitFor('the route to disappear', async () => {
+      const s = await daemon.status();
+      return !s['routes'].some((r: { host: string }) => r.host === name);
+    });
+    const after = await get(name).then((r) => r.status, (e: Error) => e.message);
+    assert.notEqual(after, 200);
+  });
+
+  it('reports a container with bad labels and leaves the others working', async () => {
+    const good = uniqueName('good');
+    await run('bad-port', { labels: { 'padlock.host': uniqueName('bad'), 'padlock.port': 'eighty' } });
+    await run('good-1', { labels: { 'padlock.host': good } });
+    await served(good, 'good-1');
+    const status = await waitFor('the problem to show', async () => {
+      const s = await daemon.status();
+      return s['problems'].some((p: { containerName?: string }) => p.containerName === 'bad-port') ? s : undefined;
+    });
+    const problem = status['problems'].find((p: { containerName?: string }) => p.containerName === 'bad-port');
+    assert.equal(problem.code, 'LABEL_INVALID_PORT');
+    assert.match(problem.message, /padlock\.port on container bad-port: "eighty" is not a port/);
+    assert.match(daemon.output(), /route disabled/);
+  });
+
+  it('honours nginx-proxy environment variables', async () => {
+    const name = uniqueName('vhost');
+    const port = await freePort();
+    const c = await dockerd.runContainer({ name: 'nginx-proxy-app', port, env: { VIRTUAL_HOST: name, VIRTUAL_PORT: String(port), LETSENCRYPT_HOST: name, LETSENCRYPT_EMAIL: 'app@example.com' } });
+    containers.push(c);
+    await served(name, 'nginx-proxy-app');
+  });
+
+  it('keeps a WebSocket open across certificate renewals and a route change for another name', async () => {
+    // The WebSocket upstream is a Node server on loopback, routed by a container's padlock.upstream label.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((r) => wss.once('listening', r));
+    wss.on('connection', (s) => s.on('message', (m) => s.send(`echo:${m}`)));
+    after(() => new Promise((r) => wss.close(() => r(undefined))));
+    const wsName = uniqueName('ws');
+    await run('ws-router', { labels: { 'padlock.host': wsName, 'padlock.upstream': `http://127.0.0.1:${(wss.address() as AddressInfo).port}` } });
+    const first = await waitFor('the WebSocket site certificate', () => get(wsName).then((r) => r.peer, () => undefined));
+
+    // Connect to 127.0.0.1 with the name as SNI and Host: no DNS.
+    const ws = new WebSocket(`wss://127.0.0.1:${daemon.httpsPort}/`, { ca: pebble.rootPem, servername: wsName, headers: { host: wsName } } as ClientOptions);
+    await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+    let closed = false;
+    ws.on('close', () => (closed = true));
+    const echo = (msg: string) => new Promise<string>((resolve, reject) => {
+      ws.once('message', (d) => resolve(String(d)));
+      setTimeout(() => reject(new Error('no echo')), 5000);
+      ws.send(msg);
+    });
+    assert.equal(await echo('one'), 'echo:one');
+
+    // A route change for another name, then a renewal of this name's certificate (10 s lifetime).
+    const other = uniqueName('other');
+    await run('other-1', { labels: { 'padlock.host': other } });
+    await served(other, 'other-1');
+    await waitFor('a renewed certificate for the WebSocket name', async () => {
+      const r = await get(wsName).catch(() => undefined);
+      return r && r.peer.serialNumber !== first.serialNumber;
+    }, 30_000, 250);
+    assert.equal(await echo('two'), 'echo:two');
+    assert.equal(closed, false, 'the WebSocket stayed open');
+    ws.close();
+  });
+
+  it('keeps serving while dockerd restarts, reconnects, and routes a container started after', async () => {
+    const name = uniqueName('steady');
+    await run('steady-1', { labels: { 'padlock.host': name } });
+    await served(name, 'steady-1');
+    let failures = 0;
+    let ok = 0;
+    let loop = true;
+    const load = (async () => {
+      const until = Date.now() + 60_000; // bounded
+      while (loop && Date.now() < until) {
+        const r = await get(name).catch(() => undefined);
+        if (r?.status === 200) ok += 1;
+        else failures += 1;
+        await new Promise((res) => setTimeout(res, 20));
+      }
+    })();
+    await dockerd.restart();
+    const late = uniqueName('late');
+    await waitFor('docker to be connected again', async () => (await daemon.status())['docker']?.connected === true, 30_000);
+    await run('late-1', { labels: { 'padlock.host': late } });
+    await served(late, 'late-1');
+    loop = false;
+    await load;
+    assert.ok(ok > 10, `requests during the restart: ${ok}`);
+    assert.equal(failures, 0, 'no request to a still-valid route failed during the restart');
+  });
+});

@@ -1,0 +1,604 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildDesiredState, type DiscoveryOptions } from '../../src/docker/labels.js';
+import { isLocalName } from '../../src/config/names.js';
+import { fromInspect, type ContainerInfo } from '../../src/docker/container.js';
+import { sameDesiredState, type DesiredState, type RouteProblem, type SiteSpec } from '../../src/state/desired-state.js';
+import type Dockerode from 'dockerode';
+
+const OPTS: DiscoveryOptions = { exposedByDefault: true, localSuffixes: ['localhost', 'internal', 'home.arpa'] };
+
+/** A running host-network container exposing 8080, created at `t` minutes past the hour. */
+function ctr(name: string, over: Partial<ContainerInfo> = {}, t = 0): ContainerInfo {
+  return {
+    id: `id-${name}`,
+    name,
+    labels: {},
+    env: {},
+    running: true,
+    networkMode: 'host',
+    networks: { host: {} },
+    exposedPorts: [8080],
+    createdAt: `2026-01-01T00:${String(t).padStart(2, '0')}:00Z`,
+    ...over,
+  };
+}
+
+/** A container on a user network (bridge-like), with the given addresses. */
+function netCtr(name: string, networks: Record<string, string | undefined>, over: Partial<ContainerInfo> = {}): ContainerInfo {
+  const nets: ContainerInfo['networks'] = {};
+  for (const [n, ip] of Object.entries(networks)) nets[n] = ip ? { ip } : {};
+  return ctr(name, { networkMode: Object.keys(networks)[0] ?? 'none', networks: nets, ...over });
+}
+
+function site(host: string, urls: Array<[container: string, url: string]>, over: Partial<SiteSpec> = {}): SiteSpec {
+  return {
+    host,
+    upstreams: urls.map(([c, url]) => ({ url, containerId: `id-${c}`, containerName: c })),
+    https: true,
+    redirect: true,
+    issuer: 'acme',
+    ...over,
+  };
+}
+
+function prob(code: string, container: string, message: string, extra: Partial<RouteProblem> = {}): RouteProblem {
+  return { code, message, containerId: `id-${container}`, containerName: container, ...extra };
+}
+
+interface Case {
+  desc: string;
+  containers: ContainerInfo[];
+  options?: Partial<DiscoveryOptions>;
+  expected: DesiredState;
+}
+
+const cases: Case[] = [
+  // --- padlock labels ---
+  {
+    desc: 'padlock.host on a host-network container with one exposed port routes to 127.0.0.1:that port',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com' } })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']])], problems: [] },
+  },
+  {
+    desc: 'a comma-separated padlock.host gives one site per name, normalised and de-duplicated',
+    containers: [ctr('web-1', { labels: { 'padlock.host': ' B.example.com , a.example.com., b.example.com,' } })],
+    expected: {
+      sites: [site('a.example.com', [['web-1', 'http://127.0.0.1:8080']]), site('b.example.com', [['web-1', 'http://127.0.0.1:8080']])],
+      problems: [],
+    },
+  },
+  {
+    desc: 'a container without host labels or env vars is not routed and not reported',
+    containers: [ctr('db', { labels: { 'com.example.role': 'db' } })],
+    expected: { sites: [], problems: [] },
+  },
+  {
+    desc: 'padlock.port picks the port when the container exposes several',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.port': '9000' }, exposedPorts: [8080, 9000] })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:9000']])], problems: [] },
+  },
+  {
+    desc: 'padlock.port wins over the one exposed port',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.port': '3000' } })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:3000']])], problems: [] },
+  },
+  {
+    desc: 'several exposed ports including 80 and no padlock.port use 80, as nginx-proxy does',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com' }, exposedPorts: [80, 443] })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:80']])], problems: [] },
+  },
+  {
+    desc: 'padlock.upstream overrides address and port resolution, with the default port spelled out',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.upstream': 'https://backend.internal' }, exposedPorts: [] })],
+    expected: { sites: [site('app.example.com', [['web-1', 'https://backend.internal:443']])], problems: [] },
+  },
+  {
+    desc: 'padlock.email sets the contact and wins over the default email',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.email': 'ops@example.com' } })],
+    options: { defaultEmail: 'default@example.com' },
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']], { email: 'ops@example.com' })], problems: [] },
+  },
+  {
+    desc: 'the default email applies when the container sets none',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com' } })],
+    options: { defaultEmail: 'default@example.com' },
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']], { email: 'default@example.com' })], problems: [] },
+  },
+  {
+    desc: 'padlock.redirect=false turns the HTTP to HTTPS redirect off',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.redirect': 'False' } })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']], { redirect: false })], problems: [] },
+  },
+  {
+    desc: 'padlock.hsts=true sends HSTS for one year',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.hsts': 'true' } })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']], { hstsMaxAge: 31536000 })], problems: [] },
+  },
+  {
+    desc: 'padlock.hsts with a number uses it as the max-age',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.hsts': '600' } })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']], { hstsMaxAge: 600 })], problems: [] },
+  },
+  {
+    desc: 'padlock.hsts=1 reads as true, like the other booleans, not as a one-second max-age',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.hsts': '1' } })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']], { hstsMaxAge: 31536000 })], problems: [] },
+  },
+  {
+    desc: 'padlock.hsts=0 and padlock.hsts=false both mean no HSTS',
+    containers: [
+      ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.hsts': '0' } }),
+      ctr('web-2', { labels: { 'padlock.host': 'b.example.com', 'padlock.hsts': 'false' } }),
+    ],
+    expected: {
+      sites: [site('a.example.com', [['web-1', 'http://127.0.0.1:8080']]), site('b.example.com', [['web-2', 'http://127.0.0.1:8080']])],
+      problems: [],
+    },
+  },
+
+  // --- padlock.enable and exposedByDefault ---
+  {
+    desc: 'padlock.enable=false excludes the container even when exposed by default',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.enable': 'false' } })],
+    expected: { sites: [], problems: [] },
+  },
+  {
+    desc: 'with exposedByDefault off, a container without padlock.enable=true is ignored',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com' } })],
+    options: { exposedByDefault: false },
+    expected: { sites: [], problems: [] },
+  },
+  {
+    desc: 'with exposedByDefault off, padlock.enable=true routes the container',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.enable': 'true' } })],
+    options: { exposedByDefault: false },
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']])], problems: [] },
+  },
+  {
+    desc: 'with exposedByDefault off, padlock.enable=false still excludes',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.enable': 'false' } })],
+    options: { exposedByDefault: false },
+    expected: { sites: [], problems: [] },
+  },
+  {
+    desc: 'padlock.enable=true without any host is reported',
+    containers: [ctr('web-1', { labels: { 'padlock.enable': 'true' } })],
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_NO_HOST', 'web-1', 'label padlock.enable on container web-1: the container is enabled but names no host; set padlock.host', { source: 'padlock.enable' })],
+    },
+  },
+
+  // --- nginx-proxy / acme-companion env vars ---
+  {
+    desc: 'VIRTUAL_HOST alone is served over plain HTTP, as nginx-proxy does',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'app.example.com' } })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']], { https: false, redirect: false })], problems: [] },
+  },
+  {
+    desc: 'LETSENCRYPT_HOST gives the listed VIRTUAL_HOST names HTTPS; the others stay plain HTTP',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'a.example.com,b.example.com', LETSENCRYPT_HOST: 'a.example.com', LETSENCRYPT_EMAIL: 'le@example.com' } })],
+    expected: {
+      sites: [
+        site('a.example.com', [['web-1', 'http://127.0.0.1:8080']], { email: 'le@example.com' }),
+        site('b.example.com', [['web-1', 'http://127.0.0.1:8080']], { https: false, redirect: false, email: 'le@example.com' }),
+      ],
+      problems: [],
+    },
+  },
+  {
+    desc: 'ACME_HOST is an alias of LETSENCRYPT_HOST',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'a.example.com', ACME_HOST: 'a.example.com' } })],
+    expected: { sites: [site('a.example.com', [['web-1', 'http://127.0.0.1:8080']])], problems: [] },
+  },
+  {
+    desc: 'VIRTUAL_PORT picks the port and VIRTUAL_PROTO=https the upstream scheme',
+    containers: [
+      ctr('web-1', { env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com', VIRTUAL_PORT: '8443', VIRTUAL_PROTO: 'https' }, exposedPorts: [8080, 8443] }),
+    ],
+    expected: { sites: [site('a.example.com', [['web-1', 'https://127.0.0.1:8443']])], problems: [] },
+  },
+  {
+    desc: 'a LETSENCRYPT_HOST name missing from VIRTUAL_HOST is not routed and is reported',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com,b.example.com' } })],
+    expected: {
+      sites: [site('a.example.com', [['web-1', 'http://127.0.0.1:8080']])],
+      problems: [
+        prob(
+          'LABEL_HOST_NOT_ROUTED',
+          'web-1',
+          'env LETSENCRYPT_HOST on container web-1: b.example.com is not in VIRTUAL_HOST, so nothing routes it and padlock gets no certificate for it; add it to VIRTUAL_HOST',
+          { source: 'LETSENCRYPT_HOST', host: 'b.example.com' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'padlock labels win over env vars: padlock.host replaces VIRTUAL_HOST, padlock.port VIRTUAL_PORT, padlock.email LETSENCRYPT_EMAIL',
+    containers: [
+      ctr('web-1', {
+        labels: { 'padlock.host': 'label.example.com', 'padlock.port': '9000', 'padlock.email': 'label@example.com' },
+        env: { VIRTUAL_HOST: 'env.example.com', LETSENCRYPT_HOST: 'env.example.com', VIRTUAL_PORT: '7000', LETSENCRYPT_EMAIL: 'env@example.com' },
+      }),
+    ],
+    expected: { sites: [site('label.example.com', [['web-1', 'http://127.0.0.1:9000']], { email: 'label@example.com' })], problems: [] },
+  },
+  {
+    desc: 'padlock.upstream wins over VIRTUAL_PROTO',
+    containers: [ctr('web-1', { labels: { 'padlock.upstream': 'http://10.1.2.3:81' }, env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com', VIRTUAL_PROTO: 'https' } })],
+    expected: { sites: [site('a.example.com', [['web-1', 'http://10.1.2.3:81']])], problems: [] },
+  },
+  {
+    desc: 'padlock.redirect and padlock.hsts apply to names from VIRTUAL_HOST too',
+    containers: [ctr('web-1', { labels: { 'padlock.redirect': 'no', 'padlock.hsts': 'yes' }, env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com' } })],
+    expected: { sites: [site('a.example.com', [['web-1', 'http://127.0.0.1:8080']], { redirect: false, hstsMaxAge: 31536000 })], problems: [] },
+  },
+
+  // --- upstream address ---
+  {
+    desc: 'on a container network, its address on the first network by name, port 80 when none is exposed',
+    containers: [netCtr('web-1', { zeta: '10.0.9.2', alpha: '10.0.1.2' }, { labels: { 'padlock.host': 'a.example.com' }, exposedPorts: [] })],
+    expected: { sites: [site('a.example.com', [['web-1', 'http://10.0.1.2:80']])], problems: [] },
+  },
+  {
+    desc: 'the first network without an address is skipped',
+    containers: [netCtr('web-1', { alpha: undefined, beta: '10.0.2.2' }, { labels: { 'padlock.host': 'a.example.com' } })],
+    expected: { sites: [site('a.example.com', [['web-1', 'http://10.0.2.2:8080']])], problems: [] },
+  },
+  {
+    desc: 'a network shared with padlock (selfNetworks) wins over the first network',
+    containers: [netCtr('web-1', { alpha: '10.0.1.2', proxy: '10.0.5.2' }, { labels: { 'padlock.host': 'a.example.com' } })],
+    options: { selfNetworks: ['proxy'] },
+    expected: { sites: [site('a.example.com', [['web-1', 'http://10.0.5.2:8080']])], problems: [] },
+  },
+  {
+    desc: 'with no shared network, the first network by name is used',
+    containers: [netCtr('web-1', { beta: '10.0.2.2', alpha: '10.0.1.2' }, { labels: { 'padlock.host': 'a.example.com' } })],
+    options: { selfNetworks: ['proxy'] },
+    expected: { sites: [site('a.example.com', [['web-1', 'http://10.0.1.2:8080']])], problems: [] },
+  },
+  {
+    desc: 'an IPv6-only network address is bracketed in the URL',
+    containers: [netCtr('web-1', { v6net: 'fd00::2' }, { labels: { 'padlock.host': 'a.example.com' } })],
+    expected: { sites: [site('a.example.com', [['web-1', 'http://[fd00::2]:8080']])], problems: [] },
+  },
+  {
+    desc: 'padlock.upstream wins over the host network and over container networks',
+    containers: [
+      ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.upstream': 'http://192.0.2.10:8000/' } }),
+      netCtr('web-2', { proxy: '10.0.5.2' }, { labels: { 'padlock.host': 'b.example.com', 'padlock.upstream': 'http://192.0.2.11:8000' } }),
+    ],
+    options: { selfNetworks: ['proxy'] },
+    expected: {
+      sites: [site('a.example.com', [['web-1', 'http://192.0.2.10:8000']]), site('b.example.com', [['web-2', 'http://192.0.2.11:8000']])],
+      problems: [],
+    },
+  },
+
+  // --- several containers, one name ---
+  {
+    desc: 'two containers with one name give one site with both upstreams, sorted by container name',
+    containers: [
+      ctr('web-2', { labels: { 'padlock.host': 'app.example.com', 'padlock.port': '8082' } }, 1),
+      ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.port': '8081' } }, 2),
+    ],
+    expected: {
+      sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8081'], ['web-2', 'http://127.0.0.1:8082']])],
+      problems: [],
+    },
+  },
+  {
+    desc: 'conflicting settings: the container created first keeps the name, the later one is reported and adds nothing',
+    containers: [
+      ctr('web-b', { labels: { 'padlock.host': 'app.example.com', 'padlock.port': '8082', 'padlock.hsts': 'true' } }, 5),
+      ctr('web-a', { labels: { 'padlock.host': 'app.example.com,other.example.com', 'padlock.port': '8081' } }, 9),
+    ],
+    expected: {
+      sites: [
+        site('app.example.com', [['web-b', 'http://127.0.0.1:8082']], { hstsMaxAge: 31536000 }),
+        site('other.example.com', [['web-a', 'http://127.0.0.1:8081']]),
+      ],
+      problems: [
+        prob(
+          'LABEL_CONFLICT',
+          'web-a',
+          'container web-a claims app.example.com with different settings (hsts off vs 31536000) than container web-b, which was created first and keeps it; give both the same settings or remove the name from one',
+          { host: 'app.example.com' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'conflict between HTTPS (padlock.host) and plain HTTP (VIRTUAL_HOST) for one name; same creation time: name decides',
+    containers: [
+      ctr('web-b', { env: { VIRTUAL_HOST: 'app.example.com' } }, 3),
+      ctr('web-a', { labels: { 'padlock.host': 'app.example.com', 'padlock.email': 'a@example.com' } }, 3),
+    ],
+    expected: {
+      sites: [site('app.example.com', [['web-a', 'http://127.0.0.1:8080']], { email: 'a@example.com' })],
+      problems: [
+        prob(
+          'LABEL_CONFLICT',
+          'web-b',
+          'container web-b claims app.example.com with different settings (https false vs true, redirect false vs true, email none vs a@example.com) than container web-a, which was created first and keeps it; give both the same settings or remove the name from one',
+          { host: 'app.example.com' },
+        ),
+      ],
+    },
+  },
+
+  // --- running and health ---
+  {
+    desc: 'a stopped container contributes nothing',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com' }, running: false })],
+    expected: { sites: [], problems: [] },
+  },
+  {
+    desc: 'an unhealthy container contributes no upstream and is reported; its healthy twin still serves',
+    containers: [
+      ctr('web-1', { labels: { 'padlock.host': 'app.example.com', 'padlock.port': '8081' }, health: 'unhealthy' }),
+      ctr('web-2', { labels: { 'padlock.host': 'app.example.com', 'padlock.port': '8082' }, health: 'healthy' }),
+    ],
+    expected: {
+      sites: [site('app.example.com', [['web-2', 'http://127.0.0.1:8082']])],
+      problems: [
+        prob('CONTAINER_UNHEALTHY', 'web-1', 'container web-1 is unhealthy (its health check fails); padlock sends it no requests until the check passes'),
+      ],
+    },
+  },
+  {
+    desc: 'a container whose health check is still starting is routed',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.example.com' }, health: 'starting' })],
+    expected: { sites: [site('app.example.com', [['web-1', 'http://127.0.0.1:8080']])], problems: [] },
+  },
+
+  // --- local names ---
+  {
+    desc: 'localhost, *.localhost, *.internal and *.home.arpa names use the local CA; localhost may be a single label',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'localhost,app.localhost,db.internal,nas.home.arpa,app.example.com' } })],
+    expected: {
+      sites: [
+        site('app.example.com', [['web-1', 'http://127.0.0.1:8080']]),
+        site('app.localhost', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
+        site('db.internal', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
+        site('localhost', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
+        site('nas.home.arpa', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
+      ],
+      problems: [],
+    },
+  },
+  {
+    desc: 'a configured local suffix makes its names local',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.lan' } })],
+    options: { localSuffixes: ['lan'] },
+    expected: { sites: [site('app.lan', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' })], problems: [] },
+  },
+
+  // --- bad labels ---
+  {
+    desc: 'a port that is not a number disables the container and names the label',
+    containers: [
+      ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.port': 'eighty' } }),
+      ctr('web-2', { labels: { 'padlock.host': 'b.example.com' } }),
+    ],
+    expected: {
+      sites: [site('b.example.com', [['web-2', 'http://127.0.0.1:8080']])],
+      problems: [
+        prob('LABEL_INVALID_PORT', 'web-1', 'label padlock.port on container web-1: "eighty" is not a port (1-65535); the container is not routed until it is fixed', {
+          source: 'padlock.port',
+        }),
+      ],
+    },
+  },
+  {
+    desc: 'a port out of range in VIRTUAL_PORT names the env var',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'a.example.com', VIRTUAL_PORT: '70000' } })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_PORT', 'web-1', 'env VIRTUAL_PORT on container web-1: "70000" is not a port (1-65535); the container is not routed until it is fixed', {
+          source: 'VIRTUAL_PORT',
+        }),
+      ],
+    },
+  },
+  {
+    desc: 'an invalid name disables only that name; the container\'s other names still route',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'good.example.com,bad_name.example.com' } })],
+    expected: {
+      sites: [site('good.example.com', [['web-1', 'http://127.0.0.1:8080']])],
+      problems: [
+        prob(
+          'LABEL_INVALID_HOST',
+          'web-1',
+          'label padlock.host on container web-1: "bad_name.example.com" is not a usable host name: the label "bad_name" may hold only letters, digits and inner hyphens; the container\'s other names still route',
+          { source: 'padlock.host', host: 'bad_name.example.com' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'a wildcard is refused because HTTP-01 cannot validate it',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '*.example.com' } })],
+    expected: {
+      sites: [],
+      problems: [
+        prob(
+          'LABEL_WILDCARD',
+          'web-1',
+          'label padlock.host on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name; the container\'s other names still route',
+          { source: 'padlock.host', host: '*.example.com' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'a single-label name that is not local is refused',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'intranet' } })],
+    expected: {
+      sites: [],
+      problems: [
+        prob(
+          'LABEL_INVALID_HOST',
+          'web-1',
+          'env VIRTUAL_HOST on container web-1: "intranet" is not a usable host name: it has a single label; a public certificate needs a registered domain such as example.com; the container\'s other names still route',
+          { source: 'VIRTUAL_HOST', host: 'intranet' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'an empty padlock.host is reported',
+    containers: [ctr('web-1', { labels: { 'padlock.host': ' , ' } })],
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_INVALID_HOST', 'web-1', 'label padlock.host on container web-1: no host name given; set a comma-separated list such as app.example.com', { source: 'padlock.host' })],
+    },
+  },
+  {
+    desc: 'bad boolean, hsts, email and upstream values are each reported with their label',
+    containers: [
+      ctr('a-redirect', { labels: { 'padlock.host': 'a.example.com', 'padlock.redirect': 'maybe' } }),
+      ctr('b-hsts', { labels: { 'padlock.host': 'b.example.com', 'padlock.hsts': 'forever' } }),
+      ctr('c-email', { labels: { 'padlock.host': 'c.example.com', 'padlock.email': 'not-an-email' } }),
+      ctr('d-upstream', { labels: { 'padlock.host': 'd.example.com', 'padlock.upstream': 'ftp://10.0.0.1:21' } }),
+      ctr('e-enable', { labels: { 'padlock.host': 'e.example.com', 'padlock.enable': 'sure' } }),
+      ctr('f-proto', { env: { VIRTUAL_HOST: 'f.example.com', VIRTUAL_PROTO: 'uwsgi' } }),
+      ctr('g-path', { labels: { 'padlock.host': 'g.example.com', 'padlock.upstream': 'http://10.0.0.1:80/app' } }),
+    ],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_VALUE', 'a-redirect', 'label padlock.redirect on container a-redirect: "maybe" is not a boolean (true or false); the container is not routed until it is fixed', { source: 'padlock.redirect' }),
+        prob('LABEL_INVALID_VALUE', 'b-hsts', 'label padlock.hsts on container b-hsts: "forever" is neither true, false nor a max-age in seconds; the container is not routed until it is fixed', { source: 'padlock.hsts' }),
+        prob('LABEL_INVALID_VALUE', 'c-email', 'label padlock.email on container c-email: "not-an-email" is not an email address; the container is not routed until it is fixed', { source: 'padlock.email' }),
+        prob(
+          'LABEL_INVALID_VALUE',
+          'd-upstream',
+          'label padlock.upstream on container d-upstream: "ftp://10.0.0.1:21" is not an upstream URL (the scheme ftp is not http or https); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
+          { source: 'padlock.upstream' },
+        ),
+        prob('LABEL_INVALID_VALUE', 'e-enable', 'label padlock.enable on container e-enable: "sure" is not a boolean (true or false); the container is not routed until it is fixed', { source: 'padlock.enable' }),
+        prob('LABEL_INVALID_VALUE', 'f-proto', 'env VIRTUAL_PROTO on container f-proto: "uwsgi" is not supported; padlock forwards http or https; the container is not routed until it is fixed', { source: 'VIRTUAL_PROTO' }),
+        prob(
+          'LABEL_INVALID_VALUE',
+          'g-path',
+          'label padlock.upstream on container g-path: "http://10.0.0.1:80/app" is not an upstream URL (it has a path, query or fragment); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
+          { source: 'padlock.upstream' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'a host-network container exposing no port and naming none is reported LABEL_NO_PORT',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.example.com' }, exposedPorts: [] })],
+    expected: {
+      sites: [],
+      problems: [
+        prob(
+          'LABEL_NO_PORT',
+          'web-1',
+          'label padlock.port on container web-1: the container uses the host network and exposes no port; set padlock.port to the port the app listens on; the container is not routed until it is fixed',
+          { source: 'padlock.port' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'several exposed ports without 80 and no padlock.port is reported LABEL_NO_PORT',
+    containers: [netCtr('web-1', { alpha: '10.0.1.2' }, { labels: { 'padlock.host': 'a.example.com' }, exposedPorts: [3000, 9229] })],
+    expected: {
+      sites: [],
+      problems: [
+        prob(
+          'LABEL_NO_PORT',
+          'web-1',
+          'label padlock.port on container web-1: the container exposes ports 3000, 9229; set padlock.port to the one to use; the container is not routed until it is fixed',
+          { source: 'padlock.port' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'a container with no address on any network is reported LABEL_NO_ADDRESS',
+    containers: [netCtr('web-1', { alpha: undefined }, { labels: { 'padlock.host': 'a.example.com' }, networkMode: 'none' })],
+    options: { selfNetworks: ['proxy'] },
+    expected: {
+      sites: [],
+      problems: [
+        prob(
+          'LABEL_NO_ADDRESS',
+          'web-1',
+          "label padlock.upstream on container web-1: the container has no address on a network shared with padlock (proxy) or any other (network mode none); connect it to padlock's network or set padlock.upstream; the container is not routed until it is fixed",
+          { source: 'padlock.upstream' },
+        ),
+      ],
+    },
+  },
+];
+
+describe('buildDesiredState', () => {
+  for (const c of cases) {
+    it(c.desc, () => {
+      const got = buildDesiredState(c.containers, { ...OPTS, ...c.options });
+      assert.deepEqual(got, c.expected);
+    });
+  }
+
+  it('gives the same state, byte for byte, whatever the listing order', () => {
+    const containers = [
+      ctr('web-3', { labels: { 'padlock.host': 'b.example.com,a.example.com', 'padlock.port': '8083' } }, 3),
+      ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.port': '8081' } }, 1),
+      ctr('web-2', { labels: { 'padlock.host': 'b.example.com', 'padlock.port': 'x' } }, 2),
+      ctr('web-4', { labels: { 'padlock.host': 'a.example.com', 'padlock.redirect': 'false' } }, 4),
+    ];
+    const first = buildDesiredState(containers, OPTS);
+    for (const order of [[3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]]) {
+      const again = buildDesiredState(order.map((i) => containers[i]!), OPTS);
+      assert.equal(JSON.stringify(again), JSON.stringify(first));
+      assert.ok(sameDesiredState(again, first));
+    }
+    assert.deepEqual(first.sites.map((s) => s.host), ['a.example.com', 'b.example.com']);
+    assert.deepEqual(first.problems.map((p) => `${p.containerName}:${p.code}`), ['web-2:LABEL_INVALID_PORT', 'web-4:LABEL_CONFLICT']);
+  });
+});
+
+describe('isLocalName', () => {
+  const table = [
+    { desc: 'localhost itself', name: 'localhost', local: true },
+    { desc: 'a subdomain of localhost', name: 'a.b.localhost', local: true },
+    { desc: 'a suffix given with a leading dot', name: 'x.corp', suffixes: ['.corp'], local: true },
+    { desc: 'a public name', name: 'example.com', local: false },
+    { desc: 'a name that only ends in the same letters', name: 'notinternal', local: false },
+  ];
+  for (const c of table) {
+    it(c.desc, () => assert.equal(isLocalName(c.name, c.suffixes ?? OPTS.localSuffixes), c.local));
+  }
+});
+
+describe('fromInspect', () => {
+  it('reduces an inspect answer, tolerating the nulls the API sends', () => {
+    const inspect = {
+      Id: 'abc',
+      Name: '/web-1',
+      Created: '2026-01-01T00:00:00Z',
+      State: { Running: true, Health: { Status: 'healthy' } },
+      Config: { Labels: null, Env: ['A=1', 'B=x=y', 'UNSET', 'A=2'], ExposedPorts: { '8080/tcp': {}, '53/udp': {}, '80/tcp': {} } },
+      HostConfig: { NetworkMode: 'mynet' },
+      NetworkSettings: { Networks: { mynet: { IPAddress: '10.0.0.2' }, v6: { IPAddress: '', GlobalIPv6Address: 'fd00::3' }, none: { IPAddress: '' } } },
+    } as unknown as Dockerode.ContainerInspectInfo;
+    assert.deepEqual(fromInspect(inspect), {
+      id: 'abc',
+      name: 'web-1',
+      labels: {},
+      env: { A: '2', B: 'x=y' },
+      running: true,
+      health: 'healthy',
+      networkMode: 'mynet',
+      networks: { mynet: { ip: '10.0.0.2' }, v6: { ip: 'fd00::3' }, none: {} },
+      exposedPorts: [80, 8080],
+      createdAt: '2026-01-01T00:00:00Z',
+    });
+  });
+});
