@@ -60,7 +60,6 @@ export async function loadRunConfig(argv: Record<string, unknown>, env: NodeJS.P
     if (v === undefined) continue;
     flags[key] = typeof v === 'string' ? fromString(key, v) : v;
   }
-  if (flags['configDir'] === undefined && env['PADLOCK_CONFIG_DIR']) flags['configDir'] = env['PADLOCK_CONFIG_DIR'];
   const config = parseRunConfig({ ...(file ? { file: await readConfigFile(file), fileName: file } : {}), env: envLayer(env), flags });
   return file ? { config, file } : { config };
 }
