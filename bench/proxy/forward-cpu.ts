@@ -193,7 +193,7 @@ async function main(): Promise<void> {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const best = Math.min(...[...results.values()].map((r) => median(r.cpu)));
   console.log(`\nforward CPU per request: N=${n} requests over C=${c} keep-alive client connections, ${runs} runs, node ${process.version}\n`);
-  console.log('| strategy | proxy CPU µs/req (median) | min–max | vs best | req/s (median, info) | upstream conns per run | failed |');
+  console.log('| strategy | proxy CPU µs/req (median) | min–max | vs best | req/s (median, info) | upstream conns per run (incl. warm-up) | failed |');
   console.log('|---|---|---|---|---|---|---|');
   for (const s of chosen) {
     const r = results.get(s)!;

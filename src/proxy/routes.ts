@@ -1,0 +1,176 @@
+/**
+ * The routing table: Host header -> site and its upstreams.
+ *
+ * A `RouteTable` is built once from the whole `SiteSpec[]` and never changes;
+ * a new desired state builds a new table that replaces the old one in one
+ * assignment. A request that already picked its upstream keeps it.
+ *
+ * Passive health lives outside the table, in an `UpstreamHealth` shared by
+ * successive tables, so a route reload does not forget that an upstream just
+ * refused connections. An upstream that failed to connect (or reset a fresh
+ * connection) is skipped for `downMs`; when every upstream of a host is down,
+ * one is still tried (the least recently failed), because refusing outright
+ * would turn a blip into an outage.
+ */
+import type { SiteSpec } from '../state/desired-state.js';
+import { systemClock, type Clock } from '../clock.js';
+
+/** One upstream as the forwarder needs it. `key` identifies it for health (the URL origin). */
+export interface UpstreamTarget {
+  readonly key: string;
+  readonly url: URL;
+  readonly containerName?: string;
+}
+
+/** Down-marks shared across route tables. Keyed by upstream origin (`http://10.0.0.5:8080`). */
+export class UpstreamHealth {
+  private readonly downUntil = new Map<string, number>();
+
+  constructor(
+    /** How long an upstream is skipped after a connect error or reset. */
+    readonly downMs = 10_000,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  markDown(key: string): void {
+    this.downUntil.set(key, this.clock.now().getTime() + this.downMs);
+  }
+
+  markUp(key: string): void {
+    this.downUntil.delete(key);
+  }
+
+  /** True while `key` is inside its down window. Expired marks are forgotten here. */
+  isDown(key: string): boolean {
+    const until = this.downUntil.get(key);
+    if (until === undefined) return false;
+    if (until > this.clock.now().getTime()) return true;
+    this.downUntil.delete(key);
+    return false;
+  }
+
+  /** When `key` comes back (ms since epoch), or 0 when it is up. */
+  downUntilMs(key: string): number {
+    return this.isDown(key) ? this.downUntil.get(key)! : 0;
+  }
+
+  /** How many upstreams are marked down now. */
+  downCount(): number {
+    let n = 0;
+    for (const key of [...this.downUntil.keys()]) if (this.isDown(key)) n++;
+    return n;
+  }
+}
+
+/** One host's route: its site settings and a round-robin cursor over its upstreams. */
+export class HostRoute {
+  readonly upstreams: readonly UpstreamTarget[];
+  private cursor = 0;
+
+  constructor(readonly site: Readonly<SiteSpec>, private readonly health: UpstreamHealth) {
+    this.upstreams = Object.freeze(site.upstreams.map((u) => toTarget(u.url, u.containerName)));
+  }
+
+  /**
+   * The next upstream, round robin, skipping those marked down and any in
+   * `exclude` (the one a retry is moving away from). When all candidates are
+   * down, the one whose down mark ends first. Undefined only when the site has
+   * no upstream left after `exclude`.
+   */
+  pick(exclude?: ReadonlySet<string>): UpstreamTarget | undefined {
+    const n = this.upstreams.length;
+    let fallback: UpstreamTarget | undefined;
+    let fallbackUntil = Infinity;
+    for (let i = 0; i < n; i++) {
+      const idx = (this.cursor + i) % n;
+      const up = this.upstreams[idx]!;
+      if (exclude?.has(up.key)) continue;
+      const until = this.health.downUntilMs(up.key);
+      if (until === 0) {
+        this.cursor = (idx + 1) % n;
+        return up;
+      }
+      if (until < fallbackUntil) {
+        fallback = up;
+        fallbackUntil = until;
+      }
+    }
+    if (fallback) this.cursor = (this.upstreams.indexOf(fallback) + 1) % n;
+    return fallback;
+  }
+
+  /** Marks `target` down for the health window (connect refused, connect timeout, fresh connection reset). */
+  markDown(target: UpstreamTarget): void {
+    this.health.markDown(target.key);
+  }
+
+  /** Clears a down mark after a successful response. */
+  markUp(target: UpstreamTarget): void {
+    this.health.markUp(target.key);
+  }
+}
+
+/** Host -> route, immutable. Exact hosts first, then one-label wildcard sites (`*.example.com`). */
+export class RouteTable {
+  private readonly routes: ReadonlyMap<string, HostRoute>;
+
+  constructor(sites: readonly SiteSpec[], readonly health: UpstreamHealth = new UpstreamHealth()) {
+    const routes = new Map<string, HostRoute>();
+    for (const site of sites) {
+      const host = site.host.toLowerCase().replace(/\.$/, '');
+      if (site.upstreams.length === 0 || routes.has(host)) continue;
+      routes.set(host, new HostRoute(Object.freeze({ ...site, host }), health));
+    }
+    this.routes = routes;
+  }
+
+  /**
+   * The route for a Host header value (`App.Example.com:8443`, `example.com.`,
+   * `[::1]:443`): port stripped, lowercased, trailing dot removed. Undefined for
+   * an unknown host or a missing/empty header.
+   */
+  lookup(hostHeader: string | undefined): HostRoute | undefined {
+    const host = hostFromHeader(hostHeader);
+    if (host === undefined) return undefined;
+    const exact = this.routes.get(host);
+    if (exact) return exact;
+    const dot = host.indexOf('.');
+    if (dot <= 0 || host.indexOf('.', dot + 1) < 0) return undefined;
+    return this.routes.get(`*${host.slice(dot)}`);
+  }
+
+  /** Every routed host (normalised), sorted. */
+  hosts(): string[] {
+    return [...this.routes.keys()].sort();
+  }
+
+  get size(): number {
+    return this.routes.size;
+  }
+}
+
+/** The host part of a Host header, normalised; undefined when empty or malformed. */
+export function hostFromHeader(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  let host = value.trim().toLowerCase();
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    if (end < 0) return undefined;
+    const rest = host.slice(end + 1);
+    if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return undefined;
+    host = host.slice(0, end + 1);
+  } else {
+    const colon = host.indexOf(':');
+    if (colon >= 0) {
+      if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return undefined;
+      host = host.slice(0, colon);
+    }
+  }
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  return host.length > 0 ? host : undefined;
+}
+
+function toTarget(url: string, containerName: string | undefined): UpstreamTarget {
+  const parsed = new URL(url);
+  return Object.freeze({ key: parsed.origin, url: parsed, ...(containerName ? { containerName } : {}) });
+}

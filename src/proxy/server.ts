@@ -1,0 +1,198 @@
+/**
+ * The data plane: the :80 and :443 fronts, the route table and the forwarder.
+ *
+ * Routes and certificates are immutable snapshots swapped whole:
+ * `setSites()` builds a new `RouteTable` and assigns it; the
+ * `CertificateRegistry` (owned by the caller) is `replace()`d. Neither touches
+ * an open connection, an in-flight request or a WebSocket. Passive upstream
+ * health survives route swaps.
+ *
+ * Start order is the caller's: load every stored certificate into the
+ * registry *before* `listen()`, so no handshake ever meets an empty registry.
+ */
+import type http from 'node:http';
+import type { Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { TokenMap } from '../acme/http01.js';
+import type { Logger } from '../log.js';
+import type { SiteSpec } from '../state/desired-state.js';
+import type { CertificateRegistry } from '../tls/contexts.js';
+import { Forwarder, type ForwardTimeouts } from './forward.js';
+import { createHttpFront, DEFAULT_SERVER_LIMITS, type ServerLimits } from './http-server.js';
+import { createHttpsFront } from './https-server.js';
+import { RouteTable, UpstreamHealth } from './routes.js';
+
+export interface ProxyTimeouts extends Partial<ServerLimits>, Partial<ForwardTimeouts> {
+  /** How long an upstream that failed to connect is skipped (default 10 s). */
+  upstreamDownMs?: number;
+}
+
+export interface ProxyServerOptions {
+  httpPort: number;
+  httpsPort: number;
+  /** Address to bind both fronts to; default all interfaces. */
+  bind?: string;
+  tokens: TokenMap;
+  certificates: CertificateRegistry;
+  logger: Logger;
+  timeouts?: ProxyTimeouts;
+  /** The HTTPS port named in redirects, when a port mapping makes it differ from the bound one. */
+  publicHttpsPort?: number;
+}
+
+export interface ProxyStats {
+  /** Client TCP connections open now (both fronts, WebSockets included). */
+  openConnections: number;
+  websockets: number;
+  /** Requests in flight now. */
+  inFlight: number;
+  /** Finished requests by status code; `0` counts requests cut before any answer. */
+  requestsByStatus: Record<string, number>;
+  upstreamConnectionsOpened: number;
+  upstreamRetries: number;
+  routes: number;
+  upstreamsDown: number;
+  certificates: { names: number; cachedContexts: number; builtContexts: number };
+}
+
+export class ProxyServer {
+  private routes: RouteTable;
+  private readonly health: UpstreamHealth;
+  private readonly forwarder: Forwarder;
+  private readonly http: http.Server;
+  private readonly https: http.Server;
+  private readonly sockets = new Set<Socket>();
+  private readonly byStatus = new Map<number, number>();
+  private inFlight = 0;
+  private bound: { httpPort: number; httpsPort: number } | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: ProxyServerOptions) {
+    this.log = opts.logger.child({ component: 'proxy' });
+    const t = opts.timeouts ?? {};
+    const limits: ServerLimits = {
+      headersTimeoutMs: t.headersTimeoutMs ?? DEFAULT_SERVER_LIMITS.headersTimeoutMs,
+      requestTimeoutMs: t.requestTimeoutMs ?? DEFAULT_SERVER_LIMITS.requestTimeoutMs,
+      keepAliveTimeoutMs: t.keepAliveTimeoutMs ?? DEFAULT_SERVER_LIMITS.keepAliveTimeoutMs,
+      maxHeaderSize: t.maxHeaderSize ?? DEFAULT_SERVER_LIMITS.maxHeaderSize,
+      handshakeTimeoutMs: t.handshakeTimeoutMs ?? DEFAULT_SERVER_LIMITS.handshakeTimeoutMs,
+    };
+    this.health = new UpstreamHealth(t.upstreamDownMs ?? 10_000);
+    this.routes = new RouteTable([], this.health);
+    this.forwarder = new Forwarder({
+      logger: this.log,
+      timeouts: {
+        ...(t.connectMs !== undefined ? { connectMs: t.connectMs } : {}),
+        ...(t.responseMs !== undefined ? { responseMs: t.responseMs } : {}),
+        ...(t.idleUpstreamMs !== undefined ? { idleUpstreamMs: t.idleUpstreamMs } : {}),
+      },
+    });
+    const deps = { routes: () => this.routes, forwarder: this.forwarder, logger: this.log, limits };
+    this.http = createHttpFront({
+      ...deps,
+      tokens: opts.tokens,
+      httpsPort: () => opts.publicHttpsPort ?? this.bound?.httpsPort ?? opts.httpsPort,
+    });
+    this.https = createHttpsFront({ ...deps, certificates: opts.certificates });
+    for (const server of [this.http, this.https]) {
+      server.on('connection', (socket: Socket) => this.track(socket));
+      server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => this.count(res));
+    }
+  }
+
+  /** Replaces the whole route table. Requests already forwarded keep their upstream. */
+  setSites(sites: readonly SiteSpec[]): void {
+    this.routes = new RouteTable(sites, this.health);
+    this.log.info('routes replaced', { hosts: this.routes.size });
+  }
+
+  /** Starts both fronts. Port 0 picks a free port; the real ports are returned. Rejects (and closes both) if either cannot bind. */
+  async listen(): Promise<{ httpPort: number; httpsPort: number }> {
+    if (this.bound) return this.bound;
+    try {
+      const httpPort = await listenOn(this.http, this.opts.httpPort, this.opts.bind);
+      const httpsPort = await listenOn(this.https, this.opts.httpsPort, this.opts.bind);
+      this.bound = { httpPort, httpsPort };
+    } catch (err) {
+      for (const s of [this.http, this.https]) if (s.listening) s.close();
+      throw err;
+    }
+    this.log.info('listening', { ...this.bound, bind: this.opts.bind ?? '*' });
+    return this.bound;
+  }
+
+  /**
+   * Graceful stop (SIGTERM): stop accepting, close idle keep-alive
+   * connections, let in-flight requests finish for up to `drainMs`, then
+   * destroy what is left (WebSockets included). Idempotent: a second call
+   * returns the first call's promise.
+   */
+  close(options: { drainMs?: number } = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.drainMs ?? 10_000);
+    return this.closing;
+  }
+
+  stats(): ProxyStats {
+    const f = this.forwarder.stats();
+    return {
+      openConnections: this.sockets.size,
+      websockets: f.websockets,
+      inFlight: this.inFlight,
+      requestsByStatus: Object.fromEntries([...this.byStatus].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v])),
+      upstreamConnectionsOpened: f.upstreamConnectionsOpened,
+      upstreamRetries: f.retries,
+      routes: this.routes.size,
+      upstreamsDown: this.health.downCount(),
+      certificates: this.opts.certificates.stats(),
+    };
+  }
+
+  private async shutdown(drainMs: number): Promise<void> {
+    const closed = [this.http, this.https].map(
+      (s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())),
+    );
+    this.log.info('draining', { inFlight: this.inFlight, drainMs });
+    const deadline = Date.now() + drainMs;
+    // Keep closing connections as they go idle: a keep-alive client must not start a new request on a closing server.
+    while (this.inFlight > 0 && Date.now() < deadline) {
+      this.http.closeIdleConnections();
+      this.https.closeIdleConnections();
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
+    if (this.inFlight > 0) this.log.warn('drain deadline passed; cutting requests', { inFlight: this.inFlight });
+    this.forwarder.destroyWebSockets();
+    const gone = [...this.sockets].map((s) => new Promise((resolve) => s.once('close', resolve)));
+    this.http.closeAllConnections();
+    this.https.closeAllConnections();
+    for (const s of this.sockets) s.destroy();
+    await Promise.all([...closed, ...gone]);
+    this.forwarder.close();
+    this.log.info('stopped');
+  }
+
+  private track(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private count(res: http.ServerResponse): void {
+    this.inFlight++;
+    res.once('close', () => {
+      this.inFlight--;
+      const status = res.headersSent ? res.statusCode : 0;
+      this.byStatus.set(status, (this.byStatus.get(status) ?? 0) + 1);
+    });
+  }
+}
+
+function listenOn(server: http.Server, port: number, host: string | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen({ port, ...(host ? { host } : {}) }, () => {
+      server.off('error', onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}

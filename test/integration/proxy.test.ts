@@ -1,0 +1,615 @@
+/**
+ * The data plane end to end: real upstream `http.Server`s and a real
+ * ProxyServer on 127.0.0.1 port 0, real HTTPS/TLS/WebSocket clients that trust
+ * only the test root and connect to 127.0.0.1 with `servername` and `Host`
+ * set. No name is ever resolved.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import WebSocket, { WebSocketServer } from 'ws';
+import { TokenMap } from '../../src/acme/http01.js';
+import { silentLogger } from '../../src/log.js';
+import { ProxyServer, type ProxyTimeouts } from '../../src/proxy/server.js';
+import { CertificateRegistry, type CertificateEntry } from '../../src/tls/contexts.js';
+import type { SiteSpec } from '../../src/state/desired-state.js';
+import { DAY, TestPki, type TestCert } from '../support/certs.js';
+
+// ---------- upstreams ----------
+
+interface Seen {
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+interface Upstream {
+  name: string;
+  port: number;
+  url: string;
+  /** TCP connections the upstream accepted. */
+  connections: number;
+  seen: Seen[];
+  close(): Promise<void>;
+}
+
+/** An upstream that answers JSON about what it received; `/hang` never answers; `?delay=MS` waits; WebSocket echo. */
+async function startUpstream(name: string): Promise<Upstream> {
+  const state = { connections: 0, seen: [] as Seen[] };
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => (body += d));
+    req.on('end', () => {
+      state.seen.push({ url: req.url ?? '', headers: req.headers, body });
+      if ((req.url ?? '').startsWith('/hang')) return;
+      const delay = Number(new URL(req.url ?? '/', 'http://upstream.invalid').searchParams.get('delay') ?? 0);
+      setTimeout(() => {
+        const payload = JSON.stringify({ name, url: req.url, body });
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          connection: 'keep-alive, x-up-hop',
+          'x-up-hop': 'must not reach the client',
+          'x-end-to-end': 'kept',
+        });
+        res.end(payload);
+      }, delay);
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  server.on('connection', () => state.connections++);
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws, req) => {
+    state.seen.push({ url: req.url ?? '', headers: req.headers, body: '' });
+    ws.on('message', (m) => ws.send(`${name}:${String(m)}`));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    name,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get connections() {
+      return state.connections;
+    },
+    seen: state.seen,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** A loopback port with nothing listening (connections are refused). */
+async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+// ---------- clients ----------
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  fingerprint?: string;
+  socket: net.Socket;
+}
+
+interface Ask {
+  host: string;
+  path?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  servername?: string;
+  agent?: http.Agent | false;
+}
+
+let root: TestCert;
+
+function httpsGet(port: number, ask: Ask): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: ask.path ?? '/',
+        method: ask.method ?? 'GET',
+        servername: ask.servername ?? ask.host,
+        ca: root.cert,
+        headers: { host: ask.host, ...ask.headers },
+        agent: ask.agent ?? false,
+      },
+      (res) => {
+        let body = '';
+        const socket = res.socket as tls.TLSSocket;
+        const fingerprint = socket.getPeerCertificate().fingerprint256;
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, fingerprint, socket }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('client timeout')));
+    req.end(ask.body);
+  });
+}
+
+function httpGet(port: number, ask: Ask): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, path: ask.path ?? '/', method: ask.method ?? 'GET', headers: { host: ask.host, ...ask.headers }, agent: ask.agent ?? false },
+      (res) => {
+        let body = '';
+        const socket = res.socket;
+        res.setEncoding('utf8').on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, socket }));
+      },
+    );
+    req.on('error', reject);
+    req.setTimeout(10_000, () => req.destroy(new Error('client timeout')));
+    req.end(ask.body);
+  });
+}
+
+/** The certificate a fresh TLS handshake for `servername` is shown, or the handshake error. */
+function handshake(
+  port: number,
+  servername: string,
+): Promise<{ fingerprint: string; alpn: string | false | null; protocol: string | null } | { error: NodeJS.ErrnoException }> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, ca: root.cert, ALPNProtocols: ['h2', 'http/1.1'] });
+    s.once('secureConnect', () => {
+      resolve({ fingerprint: s.getPeerCertificate().fingerprint256, alpn: s.alpnProtocol, protocol: s.getProtocol() });
+      s.destroy();
+    });
+    s.once('error', (error: NodeJS.ErrnoException) => resolve({ error }));
+  });
+}
+
+function openWebSocket(port: number, host: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    // ws hands TLS options (servername, ca) through to tls.connect; its types only list some.
+    const options: WebSocket.ClientOptions & tls.ConnectionOptions = { headers: { host }, servername: host, ca: root.cert };
+    const ws = new WebSocket(`wss://127.0.0.1:${port}/chat`, options);
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+function echo(ws: WebSocket, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no echo within 5 s')), 5_000);
+    ws.once('message', (m) => {
+      clearTimeout(timer);
+      resolve(String(m));
+    });
+    ws.send(text);
+  });
+}
+
+// ---------- fixtures ----------
+
+const site = (host: string, upstreams: string[], extra: Partial<SiteSpec> = {}): SiteSpec => ({
+  host,
+  upstreams: upstreams.map((url) => ({ url })),
+  https: true,
+  redirect: true,
+  issuer: 'acme',
+  ...extra,
+});
+
+const fp = (c: TestCert) => new X509Certificate(c.cert).fingerprint256;
+
+describe('proxy data plane', () => {
+  let pki: TestPki;
+  const certs: Record<string, TestCert> = {};
+  let renewedApp: TestCert;
+  let registry: CertificateRegistry;
+  let tokens: TokenMap;
+  let proxy: ProxyServer;
+  let ports: { httpPort: number; httpsPort: number };
+  const upstreams: Upstream[] = [];
+  const NAMES = ['app.example.com', 'two.example.com', 'down.example.com', 'slow.example.com', 'ws.example.com', 'other.example.com', 'hsts.example.com'];
+
+  const snapshot = (override: Record<string, { cert: TestCert; version: string }> = {}): Map<string, CertificateEntry> => {
+    const m = new Map<string, CertificateEntry>();
+    for (const name of NAMES) m.set(name, { certPem: certs[name]!.cert, keyPem: certs[name]!.key, version: '1' });
+    for (const [name, { cert, version }] of Object.entries(override)) m.set(name, { certPem: cert.cert, keyPem: cert.key, version });
+    return m;
+  };
+  const up = async (name: string) => {
+    const u = await startUpstream(name);
+    upstreams.push(u);
+    return u;
+  };
+  const newProxy = async (timeouts: ProxyTimeouts = {}) => {
+    const p = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens, certificates: registry, logger: silentLogger, timeouts });
+    return { p, ports: await p.listen() };
+  };
+
+  before(async () => {
+    pki = await TestPki.create();
+    const now = Date.now();
+    root = await pki.issue({ cn: 'Proxy Test Root', kind: 'ca', notBefore: new Date(now - DAY), notAfter: new Date(now + 30 * DAY) });
+    const leaf = { issuer: root, kind: 'leaf' as const, notBefore: new Date(now - DAY), notAfter: new Date(now + 10 * DAY) };
+    for (const name of NAMES) certs[name] = await pki.issue({ ...leaf, cn: name, names: [name] });
+    renewedApp = await pki.issue({ ...leaf, cn: 'app.example.com', names: ['app.example.com'] });
+    registry = new CertificateRegistry();
+    registry.replace(snapshot());
+    tokens = new TokenMap();
+    ({ p: proxy, ports } = await newProxy({ connectMs: 1_000, responseMs: 1_500, upstreamDownMs: 60_000 }));
+  });
+
+  after(async () => {
+    await proxy?.close({ drainMs: 0 });
+    for (const u of upstreams) await u.close();
+    await pki?.cleanup();
+  });
+
+  it('proxies a 200 with its body, and the upstream sees X-Forwarded-* and no hop-by-hop header', async () => {
+    const a = await up('a');
+    proxy.setSites([site('app.example.com', [a.url])]);
+    const r = await httpsGet(ports.httpsPort, {
+      host: 'app.example.com',
+      path: '/hello?x=1',
+      method: 'POST',
+      body: 'ping',
+      headers: {
+        connection: 'keep-alive, x-client-hop',
+        'x-client-hop': 'secret',
+        'keep-alive': 'timeout=99',
+        'proxy-authorization': 'Basic Zm9vOmJhcg==',
+        te: 'trailers',
+        'x-forwarded-for': '203.0.113.9',
+        'x-forwarded-proto': 'spoofed',
+      },
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(JSON.parse(r.body), { name: 'a', url: '/hello?x=1', body: 'ping' });
+    const seen = a.seen.at(-1)!;
+    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    assert.equal(seen.headers['x-forwarded-proto'], 'https');
+    assert.equal(seen.headers['x-forwarded-host'], 'app.example.com');
+    assert.equal(seen.headers['x-forwarded-port'], '443');
+    assert.equal(seen.headers.host, 'app.example.com');
+    for (const h of ['x-client-hop', 'keep-alive', 'proxy-authorization', 'te']) assert.equal(seen.headers[h], undefined, `${h} reached the upstream`);
+    assert.notEqual(seen.headers.connection, 'keep-alive, x-client-hop');
+    // And back: the upstream's Connection-named header is gone, end-to-end ones stay.
+    assert.equal(r.headers['x-up-hop'], undefined);
+    assert.equal(r.headers['x-end-to-end'], 'kept');
+    assert.equal(r.headers['strict-transport-security'], undefined, 'no HSTS unless the site asks');
+  });
+
+  it('keeps the client connection alive and reuses one upstream connection', async () => {
+    const a = await up('keepalive');
+    proxy.setSites([site('app.example.com', [a.url])]);
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const sockets = new Set<net.Socket>();
+      for (let i = 0; i < 10; i++) {
+        const r = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: `/k${i}`, agent });
+        assert.equal(r.status, 200);
+        assert.notEqual(r.headers.connection, 'close');
+        sockets.add(r.socket);
+      }
+      assert.equal(sockets.size, 1, 'one client connection for ten requests');
+      assert.equal(a.seen.length, 10);
+      assert.equal(a.connections, 1, 'one upstream connection for ten requests');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('round robins over two upstreams', async () => {
+    const [a, b] = [await up('rr-a'), await up('rr-b')];
+    proxy.setSites([site('two.example.com', [a.url, b.url])]);
+    const names: string[] = [];
+    for (let i = 0; i < 6; i++) names.push(JSON.parse((await httpsGet(ports.httpsPort, { host: 'two.example.com' })).body).name);
+    assert.deepEqual(names.filter((n) => n === 'rr-a').length, 3);
+    assert.deepEqual(names.filter((n) => n === 'rr-b').length, 3);
+  });
+
+  it('skips an upstream that refuses connections: every request still gets 200', async () => {
+    const live = await up('live');
+    const dead = `http://127.0.0.1:${await deadPort()}`;
+    proxy.setSites([site('two.example.com', [dead, live.url])]);
+    const before = proxy.stats().upstreamRetries;
+    for (let i = 0; i < 6; i++) {
+      const r = await httpsGet(ports.httpsPort, { host: 'two.example.com' });
+      assert.equal(r.status, 200);
+      assert.equal(JSON.parse(r.body).name, 'live');
+    }
+    assert.equal(live.seen.length, 6);
+    assert.equal(proxy.stats().upstreamRetries - before, 1, 'one retry, then the dead one is skipped');
+    assert.ok(proxy.stats().upstreamsDown >= 1);
+  });
+
+  it('retries an idempotent request once when a reused upstream connection is reset, but never a POST with a body', async () => {
+    // A raw upstream: the first request on each connection is answered keep-alive; the second one is met with a reset.
+    const raw = net.createServer((sock) => {
+      let buffered = '';
+      let answered = 0;
+      sock.on('error', () => undefined);
+      sock.setEncoding('utf8').on('data', (d: string) => {
+        buffered += d;
+        let end: number;
+        while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+          const head = buffered.slice(0, end);
+          const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+          if (buffered.length < end + 4 + length) return;
+          buffered = buffered.slice(end + 4 + length);
+          if (answered++ === 0) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
+          else return void sock.resetAndDestroy();
+        }
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(raw.address() as net.AddressInfo).port}`;
+      proxy.setSites([site('app.example.com', [url])]);
+      const retriesBefore = proxy.stats().upstreamRetries;
+      assert.equal((await httpsGet(ports.httpsPort, { host: 'app.example.com', path: '/one' })).status, 200);
+      const second = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: '/two' });
+      assert.equal(second.status, 200, 'the GET met a reset on the reused connection and was retried');
+      assert.equal(proxy.stats().upstreamRetries - retriesBefore, 1);
+      const post = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: '/three', method: 'POST', body: 'payload' });
+      assert.equal(post.status, 502, 'a POST is not replayed');
+      assert.equal(proxy.stats().upstreamRetries - retriesBefore, 1);
+    } finally {
+      await new Promise<void>((r) => raw.close(() => r()));
+    }
+  });
+
+  it('answers 502 for a down upstream and 504 for a slow one, naming no address', async () => {
+    const deadP = await deadPort();
+    const slow = await up('slow');
+    proxy.setSites([site('down.example.com', [`http://127.0.0.1:${deadP}`]), site('slow.example.com', [slow.url])]);
+    const down = await httpsGet(ports.httpsPort, { host: 'down.example.com' });
+    assert.equal(down.status, 502);
+    const late = await httpsGet(ports.httpsPort, { host: 'slow.example.com', path: '/hang' });
+    assert.equal(late.status, 504);
+    for (const page of [down, late]) {
+      assert.match(page.headers['content-type'] ?? '', /^text\/html/);
+      assert.match(page.body, new RegExp(String(page.status)));
+      for (const leak of ['127.0.0.1', String(deadP), String(slow.port), 'ECONN', 'Error', ' at ']) assert.ok(!page.body.includes(leak), `page leaks ${leak}`);
+    }
+  });
+
+  it(':80 answers the ACME challenge for any host, 308 to HTTPS with the port, 404 for unknown hosts, and proxies a plain-HTTP site', async () => {
+    const plain = await up('plain');
+    proxy.setSites([site('app.example.com', [plain.url]), site('plain.example.com', [plain.url], { https: false })]);
+    tokens.set('tok_abc-1', 'tok_abc-1.thumbprint');
+    try {
+      const ch = await httpGet(ports.httpPort, { host: 'not-routed.example.com', path: '/.well-known/acme-challenge/tok_abc-1' });
+      assert.equal(ch.status, 200);
+      assert.equal(ch.body, 'tok_abc-1.thumbprint');
+      const redirect = await httpGet(ports.httpPort, { host: 'App.Example.com:80', path: '/a/b?c=d&e' });
+      assert.equal(redirect.status, 308);
+      assert.equal(redirect.headers.location, `https://app.example.com:${ports.httpsPort}/a/b?c=d&e`);
+      assert.equal((await httpGet(ports.httpPort, { host: 'unknown.example.com' })).status, 404);
+      const proxied = await httpGet(ports.httpPort, { host: 'plain.example.com', path: '/p' });
+      assert.equal(proxied.status, 200);
+      assert.equal(JSON.parse(proxied.body).url, '/p');
+      assert.equal(plain.seen.at(-1)!.headers['x-forwarded-proto'], 'http');
+      assert.equal(plain.seen.at(-1)!.headers['x-forwarded-port'], '80');
+      const ws = new WebSocket(`ws://127.0.0.1:${ports.httpPort}/live`, { headers: { host: 'plain.example.com' } });
+      await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+      assert.equal(await echo(ws, 'hi'), 'plain:hi');
+      ws.close();
+    } finally {
+      tokens.delete('tok_abc-1');
+    }
+  });
+
+  it('refuses an unknown SNI name with an unrecognized_name alert, and answers 421 to a Host the connection does not serve', async () => {
+    const a = await up('sni');
+    proxy.setSites([site('app.example.com', [a.url]), site('other.example.com', [a.url])]);
+    const known = await handshake(ports.httpsPort, 'app.example.com');
+    assert.ok('fingerprint' in known, 'a known name completes the handshake');
+    assert.equal(known.alpn, 'http/1.1', 'h2 is not offered yet');
+    assert.equal(known.protocol, 'TLSv1.3');
+    const unknown = await handshake(ports.httpsPort, 'unknown.example.com');
+    assert.ok('error' in unknown, 'the handshake must fail');
+    assert.equal(unknown.error.code, 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME');
+    const noSni = await handshake(ports.httpsPort, '');
+    assert.ok('error' in noSni, 'no SNI: no default certificate is shown');
+    const misdirected = await httpsGet(ports.httpsPort, { servername: 'app.example.com', host: 'other.example.com' });
+    assert.equal(misdirected.status, 421);
+    assert.equal(a.seen.length, 0, 'nothing was forwarded');
+    const routeless = await httpsGet(ports.httpsPort, { host: 'hsts.example.com' });
+    assert.equal(routeless.status, 421, 'a certificate but no route');
+  });
+
+  it('adds HSTS for a site with hstsMaxAge, and only for it', async () => {
+    const a = await up('hsts');
+    proxy.setSites([site('hsts.example.com', [a.url], { hstsMaxAge: 31_536_000 }), site('app.example.com', [a.url])]);
+    assert.equal((await httpsGet(ports.httpsPort, { host: 'hsts.example.com' })).headers['strict-transport-security'], 'max-age=31536000');
+    assert.equal((await httpsGet(ports.httpsPort, { host: 'app.example.com' })).headers['strict-transport-security'], undefined);
+  });
+
+  it('keeps a WebSocket open and echoing across a certificate replace() and a route change for another name', async () => {
+    const w = await up('ws');
+    const other = await up('other');
+    proxy.setSites([site('ws.example.com', [w.url]), site('other.example.com', [other.url])]);
+    const ws = await openWebSocket(ports.httpsPort, 'ws.example.com');
+    try {
+      assert.equal(await echo(ws, 'one'), 'ws:one');
+      assert.equal(proxy.stats().websockets, 1);
+      registry.replace(snapshot({ 'ws.example.com': { cert: certs['other.example.com']!, version: 'swapped' }, 'app.example.com': { cert: renewedApp, version: '2' } }));
+      assert.equal(await echo(ws, 'two'), 'ws:two');
+      proxy.setSites([site('ws.example.com', [w.url]), site('other.example.com', [w.url])]);
+      assert.equal(await echo(ws, 'three'), 'ws:three');
+      registry.replace(snapshot());
+      proxy.setSites([site('ws.example.com', [w.url])]);
+      assert.equal(await echo(ws, 'four'), 'ws:four');
+      assert.equal(ws.readyState, WebSocket.OPEN);
+      assert.equal(w.seen.at(-1)!.headers['x-forwarded-proto'], 'https');
+    } finally {
+      ws.close();
+    }
+  });
+
+  it('under a bounded load loop, 50 certificate replacements fail no request, and new handshakes see the new certificate', async () => {
+    const a = await up('load');
+    proxy.setSites([site('app.example.com', [a.url])]);
+    const deadline = Date.now() + 3_000;
+    const PER_CLIENT = 300;
+    let ok = 0;
+    const failures: string[] = [];
+    const fingerprints = new Set<string>();
+    let stop = false;
+    const client = async (keepAlive: boolean) => {
+      const agent = keepAlive ? new https.Agent({ keepAlive: true, maxSockets: 1 }) : false;
+      try {
+        for (let i = 0; i < PER_CLIENT && !stop && Date.now() < deadline; i++) {
+          try {
+            const r = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: `/load${i}`, agent });
+            if (r.status === 200) ok++;
+            else failures.push(`status ${r.status}`);
+            if (r.fingerprint) fingerprints.add(r.fingerprint);
+          } catch (err) {
+            failures.push((err as Error).message);
+          }
+        }
+      } finally {
+        if (agent) agent.destroy();
+      }
+    };
+    // Two clients reuse one connection, two open a new TLS connection (a new handshake) per request.
+    const clients = [client(true), client(true), client(false), client(false)];
+    const versions = [renewedApp, certs['app.example.com']!];
+    for (let i = 1; i <= 50; i++) {
+      registry.replace(snapshot({ 'app.example.com': { cert: versions[i % 2]!, version: `load-${i}` } }));
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    // Pin the last version and check that a fresh handshake now gets it.
+    registry.replace(snapshot({ 'app.example.com': { cert: renewedApp, version: 'final' } }));
+    const seenNow = await handshake(ports.httpsPort, 'app.example.com');
+    stop = true;
+    await Promise.all(clients);
+    assert.deepEqual(failures, []);
+    assert.ok(ok > 0);
+    assert.ok('fingerprint' in seenNow);
+    assert.equal(seenNow.fingerprint, fp(renewedApp));
+    assert.ok(fingerprints.has(fp(renewedApp)) && fingerprints.has(fp(certs['app.example.com']!)), 'clients saw both certificates');
+    registry.replace(snapshot());
+  });
+});
+
+describe('proxy shutdown', () => {
+  it('close({ drainMs }) lets an in-flight slow request finish, then stops accepting', async () => {
+    const pki = await TestPki.create();
+    const slow = await startUpstream('drain');
+    const now = Date.now();
+    root = await pki.issue({ cn: 'Drain Root', kind: 'ca', notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
+    const leaf = await pki.issue({ cn: 'app.example.com', issuer: root, kind: 'leaf', names: ['app.example.com'], notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
+    const registry = new CertificateRegistry();
+    registry.replace(new Map([['app.example.com', { certPem: leaf.cert, keyPem: leaf.key, version: '1' }]]));
+    const proxy = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens: new TokenMap(), certificates: registry, logger: silentLogger });
+    try {
+      const { httpsPort } = await proxy.listen();
+      proxy.setSites([site('app.example.com', [slow.url])]);
+      const inFlight = httpsGet(httpsPort, { host: 'app.example.com', path: '/s?delay=400' });
+      while (slow.seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(proxy.stats().inFlight, 1);
+      const closed = proxy.close({ drainMs: 5_000 });
+      const r = await inFlight;
+      assert.equal(r.status, 200);
+      assert.equal(JSON.parse(r.body).name, 'drain');
+      await closed;
+      assert.equal(proxy.stats().openConnections, 0);
+      await assert.rejects(httpsGet(httpsPort, { host: 'app.example.com' }), /ECONNREFUSED/);
+      assert.equal(proxy.stats().requestsByStatus['200'], 1);
+    } finally {
+      await proxy.close({ drainMs: 0 });
+      await slow.close();
+      await pki.cleanup();
+    }
+  });
+
+  it('close({ drainMs }) cuts a request that outlives the drain window', async () => {
+    const pki = await TestPki.create();
+    const slow = await startUpstream('cut');
+    const now = Date.now();
+    root = await pki.issue({ cn: 'Cut Root', kind: 'ca', notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
+    const leaf = await pki.issue({ cn: 'app.example.com', issuer: root, kind: 'leaf', names: ['app.example.com'], notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
+    const registry = new CertificateRegistry();
+    registry.replace(new Map([['app.example.com', { certPem: leaf.cert, keyPem: leaf.key, version: '1' }]]));
+    const proxy = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens: new TokenMap(), certificates: registry, logger: silentLogger });
+    try {
+      const { httpsPort } = await proxy.listen();
+      proxy.setSites([site('app.example.com', [slow.url])]);
+      // Settled into a value at once, so the rejection is never unhandled while close() runs.
+      const ws = await openWebSocket(httpsPort, 'app.example.com');
+      const wsClosed = new Promise((resolve) => ws.once('close', resolve));
+      assert.equal(await echo(ws, 'x'), 'cut:x');
+      const inFlight = httpsGet(httpsPort, { host: 'app.example.com', path: '/hang' }).then(
+        (r) => `answered ${r.status}`,
+        (err: NodeJS.ErrnoException) => err,
+      );
+      while (!slow.seen.some((x) => x.url.startsWith('/hang'))) await new Promise((r) => setTimeout(r, 10));
+      await proxy.close({ drainMs: 100 });
+      const outcome = await inFlight;
+      assert.ok(outcome instanceof Error, `the request should be cut, got ${String(outcome)}`);
+      assert.equal(outcome.code, 'ECONNRESET');
+      await wsClosed;
+      assert.equal(proxy.stats().websockets, 0);
+      assert.equal(proxy.stats().openConnections, 0);
+    } finally {
+      await proxy.close({ drainMs: 0 });
+      await slow.close();
+      await pki.cleanup();
+    }
+  });
+});
+
+describe('slow-client protection', () => {
+  it('answers 431 to an oversized request head and closes a connection whose head never completes', async () => {
+    const registry = new CertificateRegistry();
+    const proxy = new ProxyServer({
+      httpPort: 0,
+      httpsPort: 0,
+      bind: '127.0.0.1',
+      tokens: new TokenMap(),
+      certificates: registry,
+      logger: silentLogger,
+      timeouts: { headersTimeoutMs: 300, requestTimeoutMs: 1_000, maxHeaderSize: 4_096 },
+    });
+    try {
+      const { httpPort } = await proxy.listen();
+      proxy.setSites([site('plain.example.com', ['http://127.0.0.1:9'], { https: false })]);
+      const big = await httpGet(httpPort, { host: 'plain.example.com', headers: { 'x-big': 'x'.repeat(8_192) } });
+      assert.equal(big.status, 431);
+
+      // A slowloris client: half a request head, then silence. The server must end it by itself.
+      const outcome = await new Promise<string>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: httpPort }, () => s.write('GET / HTTP/1.1\r\nHost: plain.example.com\r\nX-Slow: 1\r\n'));
+        let got = '';
+        s.setEncoding('utf8').on('data', (d: string) => (got += d));
+        const guard = setTimeout(() => {
+          s.destroy();
+          resolve('still open after 10 s');
+        }, 10_000);
+        s.on('close', () => {
+          clearTimeout(guard);
+          resolve(got.split('\r\n')[0] ?? '');
+        });
+        s.on('error', () => undefined);
+      });
+      assert.equal(outcome, 'HTTP/1.1 408 Request Timeout');
+    } finally {
+      await proxy.close({ drainMs: 0 });
+    }
+  });
+});

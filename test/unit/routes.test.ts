@@ -1,0 +1,126 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { RouteTable, UpstreamHealth, hostFromHeader } from '../../src/proxy/routes.js';
+import type { SiteSpec } from '../../src/state/desired-state.js';
+
+function site(host: string, ...ports: number[]): SiteSpec {
+  return {
+    host,
+    upstreams: ports.map((p) => ({ url: `http://127.0.0.1:${p}`, containerName: `c${p}` })),
+    https: true,
+    redirect: true,
+    issuer: 'acme',
+  };
+}
+
+/** A clock the test moves by hand. */
+function manualClock(start = 1_000_000) {
+  let t = start;
+  return { now: () => new Date(t), advance: (ms: number) => (t += ms) };
+}
+
+describe('hostFromHeader', () => {
+  const cases: { desc: string; input: string | undefined; want: string | undefined }[] = [
+    { desc: 'plain name', input: 'app.example.com', want: 'app.example.com' },
+    { desc: 'uppercase is folded', input: 'App.Example.COM', want: 'app.example.com' },
+    { desc: 'port is stripped', input: 'app.example.com:8443', want: 'app.example.com' },
+    { desc: 'trailing dot is removed', input: 'app.example.com.', want: 'app.example.com' },
+    { desc: 'trailing dot and port', input: 'app.example.com.:443', want: 'app.example.com' },
+    { desc: 'IPv6 literal with port keeps its brackets', input: '[::1]:443', want: '[::1]' },
+    { desc: 'non-numeric port is malformed', input: 'app.example.com:https', want: undefined },
+    { desc: 'missing header', input: undefined, want: undefined },
+    { desc: 'empty header', input: '', want: undefined },
+    { desc: 'unclosed IPv6 bracket', input: '[::1', want: undefined },
+  ];
+  for (const c of cases) {
+    it(c.desc, () => assert.equal(hostFromHeader(c.input), c.want));
+  }
+});
+
+describe('RouteTable.lookup', () => {
+  const table = new RouteTable([site('app.example.com', 1), site('*.apps.example.com', 2), site('Other.Example.com.', 3)]);
+  const cases: { desc: string; host: string | undefined; want: string | undefined }[] = [
+    { desc: 'exact host', host: 'app.example.com', want: 'app.example.com' },
+    { desc: 'case and port in the Host header', host: 'APP.example.com:8443', want: 'app.example.com' },
+    { desc: 'a site spec host is normalised too', host: 'other.example.com', want: 'other.example.com' },
+    { desc: 'one-label wildcard site', host: 'x.apps.example.com', want: '*.apps.example.com' },
+    { desc: 'wildcard does not match two labels', host: 'a.b.apps.example.com', want: undefined },
+    { desc: 'wildcard does not match the bare parent', host: 'apps.example.com', want: undefined },
+    { desc: 'unknown host', host: 'nope.example.com', want: undefined },
+    { desc: 'no Host header', host: undefined, want: undefined },
+  ];
+  for (const c of cases) {
+    it(c.desc, () => assert.equal(table.lookup(c.host)?.site.host, c.want));
+  }
+
+  it('skips a site with no upstreams and keeps the first of duplicate hosts', () => {
+    const t = new RouteTable([site('a.example.com'), site('b.example.com', 1), site('b.example.com', 2)]);
+    assert.equal(t.lookup('a.example.com'), undefined);
+    assert.equal(t.lookup('b.example.com')?.upstreams[0]?.url.port, '1');
+    assert.deepEqual(t.hosts(), ['b.example.com']);
+  });
+});
+
+describe('HostRoute.pick', () => {
+  it('round robins over the upstreams', () => {
+    const route = new RouteTable([site('a.example.com', 1, 2, 3)]).lookup('a.example.com')!;
+    const ports = Array.from({ length: 6 }, () => route.pick()!.url.port);
+    assert.deepEqual(ports, ['1', '2', '3', '1', '2', '3']);
+  });
+
+  it('skips an upstream marked down until its window ends', () => {
+    const clock = manualClock();
+    const health = new UpstreamHealth(5_000, clock);
+    const route = new RouteTable([site('a.example.com', 1, 2)], health).lookup('a.example.com')!;
+    route.markDown(route.upstreams[0]!);
+    assert.deepEqual(Array.from({ length: 4 }, () => route.pick()!.url.port), ['2', '2', '2', '2']);
+    clock.advance(5_001);
+    const after = new Set(Array.from({ length: 4 }, () => route.pick()!.url.port));
+    assert.deepEqual([...after].sort(), ['1', '2']);
+  });
+
+  it('still tries one upstream when all are down: the one that comes back first', () => {
+    const clock = manualClock();
+    const health = new UpstreamHealth(5_000, clock);
+    const route = new RouteTable([site('a.example.com', 1, 2)], health).lookup('a.example.com')!;
+    route.markDown(route.upstreams[1]!);
+    clock.advance(100);
+    route.markDown(route.upstreams[0]!);
+    assert.equal(route.pick()?.url.port, '2');
+  });
+
+  it('excludes the upstream a retry moves away from, and answers undefined when none is left', () => {
+    const route = new RouteTable([site('a.example.com', 1, 2)]).lookup('a.example.com')!;
+    const first = route.pick()!;
+    const other = route.pick(new Set([first.key]))!;
+    assert.notEqual(other.key, first.key);
+    const single = new RouteTable([site('s.example.com', 9)]).lookup('s.example.com')!;
+    assert.equal(single.pick(new Set([single.upstreams[0]!.key])), undefined);
+  });
+
+  it('markUp clears a down mark at once', () => {
+    const health = new UpstreamHealth(60_000);
+    const route = new RouteTable([site('a.example.com', 1, 2)], health).lookup('a.example.com')!;
+    route.markDown(route.upstreams[0]!);
+    assert.equal(health.downCount(), 1);
+    route.markUp(route.upstreams[0]!);
+    assert.equal(health.downCount(), 0);
+  });
+
+  it('keeps down marks across a table swap through the shared health', () => {
+    const health = new UpstreamHealth(60_000);
+    const old = new RouteTable([site('a.example.com', 1, 2)], health);
+    old.lookup('a.example.com')!.markDown(old.lookup('a.example.com')!.upstreams[0]!);
+    const next = new RouteTable([site('a.example.com', 1, 2), site('b.example.com', 1)], health);
+    assert.equal(next.lookup('b.example.com')!.pick()!.url.port, '1', 'all down: still tried');
+    assert.deepEqual(Array.from({ length: 3 }, () => next.lookup('a.example.com')!.pick()!.url.port), ['2', '2', '2']);
+  });
+
+  it('the table is not changed by mutating the SiteSpec it was built from', () => {
+    const spec = site('a.example.com', 1);
+    const t = new RouteTable([spec]);
+    spec.upstreams.push({ url: 'http://127.0.0.1:2' });
+    spec.host = 'z.example.com';
+    assert.equal(t.lookup('a.example.com')?.upstreams.length, 1);
+  });
+});
