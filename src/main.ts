@@ -83,7 +83,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}), ...(serverCa ? { serverCa } : {}) },
     httpPort: config.httpPort,
     concurrency: config.concurrency,
-    checkIntervalMs: config.checkInterval * 1000,
+    renewCron: config.renewCron,
     onSnapshot: (snapshot) => registry.replace(snapshot),
   });
   const proxy = new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger });

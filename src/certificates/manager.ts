@@ -4,13 +4,16 @@
  * each change.
  *
  * It re-plans (state/reconcile.ts) whenever the sites change, a job ends, a
- * renewal falls due or a backoff ends, and at least every `checkIntervalMs`.
+ * renewal falls due or a backoff ends, and on a node-cron tick (`renewCron`,
+ * every 10 minutes by default), which also re-reads state other processes
+ * (`padlock revoke`, `padlock renew`) may have changed.
  * It runs at most `concurrency` orders at once and one job per name; the
  * store lock also keeps other processes off the same name. Every ACME
  * certificate goes through obtainLineage (verify before store); local-CA
  * certificates are verified against the local root the same way.
  */
 import { EventEmitter } from 'node:events';
+import { schedule, type ScheduledTask } from 'node-cron';
 import { obtainLineage, failureOf, recordFailure } from './obtain.js';
 import type { FailureRecord } from './policy.js';
 import { planCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
@@ -42,7 +45,8 @@ export interface ManagerOptions {
   /** The port the daemon answers HTTP-01 on, recorded in lineage metadata. */
   httpPort: number;
   concurrency: number;
-  checkIntervalMs: number;
+  /** node-cron expression for the periodic full check (re-reads state changed by other processes). */
+  renewCron: string;
   onSnapshot: (snapshot: CertificateSnapshot) => void;
 }
 
@@ -75,6 +79,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   private readonly running = new Map<string, Promise<void>>();
   private readonly queue: Array<Extract<Action, { kind: 'obtain' | 'renew' }>> = [];
   private timer: NodeJS.Timeout | undefined;
+  private tick: ScheduledTask | undefined;
   private lastPlan: Plan = { actions: [] };
   private failures = new Map<string, FailureRecord>();
   private readonly states = new Map<string, Record<string, unknown> | null>();
@@ -106,12 +111,18 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
 
   start(): void {
     this.stopped = false;
+    this.tick = schedule(this.opts.renewCron, () => {
+      this.fullRefresh = true;
+      this.replan();
+    }, { name: 'padlock-renewal-check', noOverlap: true, unref: true });
     this.replan();
   }
 
   /** Stops planning; waits up to `waitMs` for orders in flight. */
   async stop(waitMs = 10_000): Promise<void> {
     this.stopped = true;
+    await this.tick?.destroy();
+    this.tick = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.queue.length = 0;
@@ -196,13 +207,14 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       }
     }
     this.pump();
+    // Besides the cron tick, wake exactly when the next renewal falls due or a backoff ends.
     if (this.timer) clearTimeout(this.timer);
-    const next = Math.min(plan.nextCheck ? plan.nextCheck.getTime() - now.getTime() : Infinity, this.opts.checkIntervalMs);
-    this.timer = setTimeout(() => {
-      this.fullRefresh = true;
-      this.replan();
-    }, Math.max(250, Math.min(next, 2 ** 31 - 1)));
-    this.timer.unref();
+    this.timer = undefined;
+    if (plan.nextCheck) {
+      const wait = Math.max(250, Math.min(plan.nextCheck.getTime() - now.getTime(), 2 ** 31 - 1));
+      this.timer = setTimeout(() => this.replan(), wait);
+      this.timer.unref();
+    }
   }
 
   private pump(): void {

@@ -5,6 +5,7 @@
  * validated once, and every problem is reported at once with its path.
  */
 import { z } from 'zod';
+import { validate as validCron } from 'node-cron';
 import { PadlockError } from '../errors.js';
 
 const port = (what: string) => z.number().int().min(0, `${what} must be a port (0-65535)`).max(65535, `${what} must be a port (0-65535)`);
@@ -39,7 +40,7 @@ export const runConfigSchema = z.object({
   adminListen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'adminListen must be HOST:PORT').default('127.0.0.1:9180').describe('Admin API (status, health) address'),
   localSuffixes: z.array(z.string().min(1)).default(['localhost', 'internal', 'home.arpa']).describe('Name suffixes that get certificates from the local CA'),
   concurrency: z.number().int().min(1).max(100).default(4).describe('ACME orders in flight at once'),
-  checkInterval: z.number().int().min(5).default(600).describe('Seconds between renewal checks'),
+  renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),

@@ -40,7 +40,7 @@ before(async () => {
   daemon = await startPadlockRun([
     '--docker-host', dockerd.dockerHost, '--config-dir', join(cfg.dir, 'store'),
     '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
-    '--agree-tos', '--email', 'ops@example.com', '--check-interval', '5',
+    '--agree-tos', '--email', 'ops@example.com',
   ], { httpPort: pebble.httpPort });
 });
 after(async () => {
