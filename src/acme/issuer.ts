@@ -27,6 +27,9 @@ export interface OrderRequest {
   responder: ChallengeResponder;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
+  /** Told when the CA accepted the order, and when it failed to validate a name (for the governor's ledger). */
+  onOrderCreated?: () => Promise<void>;
+  onValidationFailed?: (name: string) => Promise<void>;
   /** How long to wait for validation and for issuance. Default 90 s each. */
   validationTimeoutMs?: number;
   issuanceTimeoutMs?: number;
@@ -67,6 +70,7 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
     c.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) }),
   )) as Order;
   progress({ step: 'order', message: `order created for ${names.join(', ')}`, url: order.url });
+  await request.onOrderCreated?.();
 
   // Section 7.5: fetch each authorization; answer those still pending.
   const authzs = (await client.call('fetching authorizations', (c) => c.getAuthorizations(order))) as Authz[];
@@ -103,7 +107,10 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
         (a) => a.status !== 'pending',
         { timeoutMs: validationTimeoutMs, initialDelayMs: 50, maxDelayMs: 2000, ...(request.signal ? { signal: request.signal } : {}) },
       );
-      if (settled.status !== 'valid') throw challengeFailure(name, settled, responder);
+      if (settled.status !== 'valid') {
+        await request.onValidationFailed?.(name);
+        throw challengeFailure(name, settled, responder);
+      }
       progress({ step: 'validated', name, message: `${name} validated` });
     }));
   } finally {

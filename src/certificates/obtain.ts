@@ -17,6 +17,7 @@ import type { TrustAnchors } from '../tls/roots.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { nextAttemptAfterFailure, type FailureRecord } from './policy.js';
+import { Governor, type LedgerEvent } from './governor.js';
 
 export interface ObtainDeps {
   store: CertStore;
@@ -75,12 +76,24 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
     client = await openAccount(store, accountOptions);
     progress({ step: 'account', message: `using account ${client.inner.getAccountUrl()}`, url: client.inner.getAccountUrl() });
 
+    // Never plan an order the CA's rate limits would refuse (see governor.ts).
+    const governor = new Governor(store, meta.server, clock);
+    const hold = await governor.check(meta.domains);
+    if (hold) {
+      throw new PadlockError('ACME_RATE_LIMITED',
+        `padlock holds back the order for ${meta.domains.join(', ')}: ${hold.message}, at the CA's limit; the next order is allowed after ${hold.until.toISOString()}`,
+        { retryable: true, details: { limit: hold.limit, retryAfter: hold.until.toISOString(), selfImposed: true } });
+    }
+    const count = (event: LedgerEvent) => governor.record(event).catch((e: unknown) => log.warn('could not update the rate-limit ledger', { error: errorMessage(e) }));
+
     const keyPem = await chooseKey(store, request.meta);
     const orderRequest = {
       names: meta.domains,
       keyPem,
       responder: request.responder,
       onProgress: progress,
+      onOrderCreated: () => count({ kind: 'order' }),
+      onValidationFailed: (name: string) => count({ kind: 'failed-validation', name }),
       ...(request.signal ? { signal: request.signal } : {}),
     };
     let issued;
@@ -107,6 +120,7 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
 
     const fullMeta: LineageMeta = { ...meta, updatedAt: clock.now().toISOString() };
     const version = await store.putVersion(meta.name, { cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: keyPem }, fullMeta);
+    await count({ kind: 'issued', names: meta.domains });
     await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null });
     const stored = await store.readLineage(meta.name);
     const result: ObtainResult = {
@@ -163,7 +177,9 @@ export async function recordFailure(store: CertStore, name: string, err: unknown
   const now = clock.now();
   const problem = findCause(err, (e): e is AcmeProblemError => e instanceof AcmeProblemError);
   const failures = (prev?.failures ?? 0) + 1;
-  const retryAfter = problem?.retryAfter;
+  // The CA's Retry-After, or the governor's own "allowed after".
+  const ownHold = err instanceof PadlockError && typeof err.details['retryAfter'] === 'string' ? new Date(err.details['retryAfter']) : undefined;
+  const retryAfter = problem?.retryAfter ?? ownHold;
   const record: FailureRecord = {
     failures,
     lastError: {
@@ -173,7 +189,7 @@ export async function recordFailure(store: CertStore, name: string, err: unknown
     },
     lastAttemptAt: now.toISOString(),
     nextAttemptAt: nextAttemptAfterFailure(failures, now, retryAfter ? { retryAfter } : {}).toISOString(),
-    rateLimited: isRateLimited(err),
+    rateLimited: isRateLimited(err) || (err instanceof PadlockError && err.code === 'ACME_RATE_LIMITED'),
   };
   await store.writeState(name, { ...state, failure: record });
 }

@@ -129,9 +129,10 @@ async function issue(args: IssueArgs): Promise<void> {
       return;
     }
   }
-  const blocked = blockedUntil(failureOf(await store.readState(meta.name)), clock.now(), { forced: true });
+  const failure = failureOf(await store.readState(meta.name));
+  const blocked = blockedUntil(failure, clock.now(), { forced: true });
   if (blocked) {
-    throw new PadlockError('ACME_RATE_LIMITED', `the CA rate-limited ${meta.name}; padlock will not ask again before ${blocked.toISOString()}`, { retryable: true });
+    throw new PadlockError('ACME_RATE_LIMITED', `${meta.name} is rate limited (${failure?.lastError?.message ?? 'by the CA'}); padlock will not ask again before ${blocked.toISOString()}`, { retryable: true });
   }
 
   const responder = responderFor(meta.challenge);

@@ -51,7 +51,7 @@ describe('a CA rate limit', () => {
     // Even a forced run does not ask again before the CA's time.
     const again = await runCli(['issue', '-d', name, '--force-renewal', ...flags, '--config-dir', cfg.dir]);
     assert.equal(again.code, 1);
-    assert.match(again.stderr, new RegExp(`the CA rate-limited ${name}; padlock will not ask again before ${new Date(retryAt).toISOString().replace(/\./g, '\\.')}`));
+    assert.match(again.stderr, new RegExp(`${name} is rate limited \\(creating an order for ${name}: the CA refused \\(rateLimited\\).*\\); padlock will not ask again before ${new Date(retryAt).toISOString().replace(/\./g, '\\.')}`));
     assert.equal(fake.newOrderRequests(), 1, 'the CA was not asked again');
   });
 
@@ -80,4 +80,21 @@ describe('a CA rate limit', () => {
     assert.equal(insist.code, 1);
     assert.equal(fake.newOrderRequests(), before + 2, 'only an explicit --ignore-rate-limit asks again');
   });
+
+  it('is never reached for duplicates: padlock holds back a 6th certificate for the same names in 7 days, without asking', async () => {
+    const name = uniqueName('dup');
+    for (let i = 0; i < 5; i++) {
+      const r = await runCli(['issue', '-d', name, '--force-renewal', ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+      assert.equal(r.code, 0, `issuance ${i + 1}: ${r.stderr}`);
+    }
+    const sixth = await runCli(['issue', '-d', name, '--force-renewal', ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+    assert.equal(sixth.code, 1);
+    assert.match(sixth.stderr, new RegExp(`padlock holds back the order for ${name}: 5 certificates for exactly ${name} in the last 7 days.*allowed after \\S+ \\[ACME_RATE_LIMITED\\]`));
+    assert.doesNotMatch(sixth.stderr, /^ {2}order /m, 'no order was placed');
+    // The hold is remembered: the next run refuses before contacting the CA at all.
+    const seventh = await runCli(['issue', '-d', name, '--force-renewal', ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+    assert.match(seventh.stderr, /padlock will not ask again before/);
+    assert.doesNotMatch(seventh.stderr, /^ {2}account /m);
+  });
 });
+
