@@ -154,6 +154,24 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     return out;
   }
 
+  /**
+   * Re-reads every state and plans now, as the cron tick does; resolves when
+   * the planning pass is done (jobs it started may still be running; see `idle`).
+   */
+  async checkNow(): Promise<void> {
+    this.fullRefresh = true;
+    this.replan();
+    while (this.planning) await this.planning;
+  }
+
+  /** Resolves when no job is running or queued. */
+  async idle(): Promise<void> {
+    while (this.running.size || this.queue.length || this.planning) {
+      await Promise.allSettled([...this.running.values(), this.planning]);
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
   /** How many orders are in flight now (for tests and metrics). */
   get inFlight(): number {
     return this.running.size;
@@ -315,6 +333,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
         issuer: lineage.meta.server === LOCAL_ISSUER ? 'local' : 'acme',
         notBefore: leaf.notBefore,
         notAfter: leaf.notAfter,
+        obtainedAt: new Date(lineage.meta.updatedAt),
       },
     });
   }

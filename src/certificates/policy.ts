@@ -30,12 +30,24 @@ export function renewalTime(v: Validity): Date {
   return new Date(v.notAfter.getTime() - lifetime * share);
 }
 
-/** Decides whether to renew now. `forced` is certbot's --force-renewal. */
-export function decideRenewal(v: Validity, now: Date, options: { forced?: boolean; revoked?: boolean } = {}): RenewalDecision {
-  const dueAt = renewalTime(v);
+/**
+ * Decides whether to renew now. `forced` is certbot's --force-renewal.
+ *
+ * `obtainedAt` (when padlock stored the certificate, by padlock's clock)
+ * guards against a renewal loop: a certificate obtained less than a third of
+ * its lifetime ago is not renewed again by date, even if its dates say it is
+ * due. That happens when this clock and the CA's disagree, or a CA backdates;
+ * without the guard every fresh certificate would be due at once.
+ */
+export function decideRenewal(v: Validity, now: Date, options: { forced?: boolean; revoked?: boolean; obtainedAt?: Date } = {}): RenewalDecision {
+  let dueAt = renewalTime(v);
   if (options.forced) return { due: true, reason: 'forced', dueAt };
   if (options.revoked) return { due: true, reason: 'revoked', dueAt };
   if (now.getTime() >= v.notAfter.getTime()) return { due: true, reason: 'expired', dueAt };
+  if (options.obtainedAt) {
+    const earliest = options.obtainedAt.getTime() + (v.notAfter.getTime() - v.notBefore.getTime()) / 3;
+    if (earliest > dueAt.getTime()) dueAt = new Date(earliest);
+  }
   if (now.getTime() >= dueAt.getTime()) return { due: true, reason: 'lifetime-share', dueAt };
   return { due: false, reason: 'not-due', dueAt };
 }

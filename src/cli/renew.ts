@@ -83,7 +83,7 @@ async function renew(args: RenewArgs): Promise<void> {
     const state = await disk.readState(name);
     const leaf = describeCertificate(lineage.bundle.cert);
     const now = clock.now();
-    const decision = decideRenewal(leaf, now, { forced: args['force-renewal'], revoked: Boolean(state?.['revokedAt']) });
+    const decision = decideRenewal(leaf, now, { forced: args['force-renewal'], revoked: Boolean(state?.['revokedAt']), obtainedAt: new Date(lineage.meta.updatedAt) });
     if (!decision.due) return { name, action: 'not-due', dueAt: decision.dueAt.toISOString() };
     const failure = failureOf(state);
     const until = blockedUntil(failure, now, { forced: args['force-renewal'], ignoreRateLimit: args['ignore-rate-limit'] });

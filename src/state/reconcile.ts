@@ -14,7 +14,7 @@ export type Issuer = 'acme' | 'local';
 export interface StoredCertificate {
   name: string;
   /** Absent when padlock has tried but never obtained one. */
-  cert?: { domains: string[]; issuer: Issuer; notBefore: Date; notAfter: Date };
+  cert?: { domains: string[]; issuer: Issuer; notBefore: Date; notAfter: Date; obtainedAt?: Date };
   failure?: FailureRecord;
   revoked?: boolean;
 }
@@ -66,7 +66,7 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'issuer-changed', ...email });
       continue;
     }
-    const decision = decideRenewal(cert, now, { revoked: have?.revoked ?? false });
+    const decision = decideRenewal(cert, now, { revoked: have?.revoked ?? false, ...(cert.obtainedAt ? { obtainedAt: cert.obtainedAt } : {}) });
     if (decision.due) {
       actions.push({ kind: 'renew', name, domains, issuer: site.issuer, reason: decision.reason, ...email });
     } else {

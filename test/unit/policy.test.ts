@@ -28,6 +28,16 @@ describe('renewal policy without ARI', () => {
     assert.equal(renewalTime({ notBefore: t0, notAfter: at(90 * DAY) }).toISOString(), at(60 * DAY).toISOString());
   });
 
+  it('does not renew a certificate obtained moments ago whose dates already say due (clock skew), until a third of its lifetime passed', () => {
+    // The CA's clock is 70 days behind ours: by its dates the fresh certificate is already in its renewal window.
+    const v = { notBefore: t0, notAfter: at(90 * DAY) };
+    const obtainedAt = at(70 * DAY);
+    assert.equal(decideRenewal(v, at(70 * DAY + 60_000), { obtainedAt }).due, false);
+    assert.equal(decideRenewal(v, at(70 * DAY + 60_000), { obtainedAt }).dueAt.toISOString(), at(100 * DAY).toISOString(), 'a third of the lifetime after it was obtained');
+    assert.equal(decideRenewal(v, at(91 * DAY), { obtainedAt }).reason, 'expired', 'expiry still wins');
+    assert.equal(decideRenewal(v, at(61 * DAY), { obtainedAt: at(0) }).reason, 'lifetime-share', 'normal renewals are unaffected');
+  });
+
   it('renews a revoked certificate at once, and a forced one even when fresh', () => {
     const v = { notBefore: t0, notAfter: at(90 * DAY) };
     assert.equal(decideRenewal(v, at(DAY), { revoked: true }).reason, 'revoked');

@@ -1,0 +1,189 @@
+/**
+ * The daemon's certificate manager against a real Pebble: how many orders
+ * run at once, what happens while the CA is down, and how a rate limit and a
+ * restart are honoured. Time moves through an injected clock; the manager is
+ * asked to check with checkNow(), as its cron tick would.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { startPebble, type Pebble } from '../support/pebble.js';
+import { startTcpSwitch } from '../support/tcp-switch.js';
+import { startRateLimitCa } from '../support/rate-limit-ca.js';
+import { CertificateManager, type CertificateSnapshot } from '../../src/certificates/manager.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { TokenMap, handleChallengeRequest } from '../../src/acme/http01.js';
+import { loadTrustAnchors } from '../../src/tls/roots.js';
+import { silentLogger } from '../../src/log.js';
+import type { SiteSpec } from '../../src/state/desired-state.js';
+import type { CertStore, Unlock } from '../../src/store/store.js';
+import type { Clock } from '../../src/clock.js';
+
+const DAY = 86_400_000;
+let pebble: Pebble;
+let tokens: TokenMap;
+let challengeServer: http.Server;
+
+before(async () => {
+  pebble = await startPebble();
+  tokens = new TokenMap();
+  // The daemon's :80 in miniature: answers HTTP-01 from the shared token map.
+  challengeServer = http.createServer((req, res) => {
+    if (!handleChallengeRequest(tokens, req, res)) res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => challengeServer.listen(pebble.httpPort, '127.0.0.1', r));
+});
+after(async () => {
+  challengeServer?.closeAllConnections();
+  await new Promise((r) => challengeServer?.close(r));
+  await pebble?.stop();
+});
+
+const site = (host: string): SiteSpec => ({ host, upstreams: [{ url: 'http://127.0.0.1:1' }], https: true, redirect: true, issuer: 'acme' });
+
+/** A clock the test moves. */
+function movableClock(): Clock & { advance(ms: number): void } {
+  let offset = 0;
+  return { now: () => new Date(Date.now() + offset), advance: (ms: number) => { offset += ms; } };
+}
+
+async function makeManager(opts: { store: CertStore; server: string; clock: Clock; concurrency?: number; snapshots?: CertificateSnapshot[] }) {
+  const serverCa = await readFile(pebble.serverCaFile, 'utf8');
+  const roots = await loadTrustAnchors({ extraFiles: [pebble.rootsFile] });
+  const manager = new CertificateManager({
+    store: opts.store,
+    clock: opts.clock,
+    logger: silentLogger,
+    roots,
+    tokens,
+    server: opts.server,
+    account: { agreeTos: true, serverCa, email: 'ops@example.com' },
+    httpPort: pebble.httpPort,
+    concurrency: opts.concurrency ?? 4,
+    // Never fires during a test: time moves by checkNow().
+    renewCron: '0 0 1 1 *',
+    onSnapshot: (s) => opts.snapshots?.push(s),
+  });
+  await manager.load();
+  return manager;
+}
+
+/** A memory store that counts how many lineage locks are held at once: one per order in flight. */
+class CountingStore extends MemoryStore {
+  held = 0;
+  maxHeld = 0;
+  override async lock(name: string, options?: Parameters<MemoryStore['lock']>[1]): Promise<Unlock> {
+    const unlock = await super.lock(name, options);
+    if (name === 'padlock-governor') return unlock;
+    this.held += 1;
+    this.maxHeld = Math.max(this.maxHeld, this.held);
+    let released = false;
+    return async () => {
+      if (!released) {
+        released = true;
+        this.held -= 1;
+      }
+      await unlock();
+    };
+  }
+}
+
+describe('certificate manager', () => {
+  it('gets 50 new names certificates with never more than 5 orders in flight', async () => {
+    const store = new CountingStore();
+    const snapshots: CertificateSnapshot[] = [];
+    const manager = await makeManager({ store, server: pebble.directoryUrl, clock: movableClock(), concurrency: 5, snapshots });
+    const names = Array.from({ length: 50 }, (_, i) => `n${i}-${process.pid}.example.com`);
+    manager.start();
+    manager.setSites(names.map(site));
+    await manager.idle();
+    await manager.stop();
+    assert.equal(store.maxHeld, 5, 'five at a time, and no more');
+    assert.equal(snapshots.at(-1)?.size, 50, 'every name is served');
+    assert.deepEqual((await store.listLineages()).sort(), [...names].sort());
+  });
+
+  it('keeps the current certificate while the CA is down, backs off, remembers it across a restart, and recovers', async () => {
+    const ca = await startTcpSwitch(new URL(pebble.directoryUrl).port ? Number(new URL(pebble.directoryUrl).port) : 443);
+    after(() => ca.close());
+    const server = pebble.directoryUrl.replace(/:\d+\//, `:${ca.port}/`);
+    const store = new MemoryStore();
+    const clock = movableClock();
+    const snapshots: CertificateSnapshot[] = [];
+    const name = `down-${process.pid}.example.com`;
+    const failed: string[] = [];
+    const manager = await makeManager({ store, server, clock, snapshots });
+    manager.on('cert_failed', (e) => failed.push(e.error.code));
+    manager.start();
+    manager.setSites([site(name)]);
+    await manager.idle();
+    const first = snapshots.at(-1)?.get(name)?.version;
+    assert.ok(first, 'issued while the CA was up');
+
+    // Pebble's certificates last 5 years: 3.5 years on, this one is due; the CA is down.
+    ca.down();
+    clock.advance(3.5 * 365 * DAY);
+    await manager.checkNow();
+    await manager.idle();
+    assert.deepEqual(failed, ['ACME_UNREACHABLE']);
+    assert.equal(snapshots.at(-1)?.get(name)?.version, first, 'the current certificate keeps serving');
+    const status = manager.status().find((c) => c.name === name);
+    assert.equal(status?.state, 'valid');
+    assert.equal(status?.lastError?.code, 'ACME_UNREACHABLE');
+    assert.ok(status?.nextAttemptAt && Date.parse(status.nextAttemptAt) > clock.now().getTime(), 'a backoff is set');
+
+    // Within the backoff nothing is attempted, however often padlock checks.
+    await manager.checkNow();
+    await manager.checkNow();
+    await manager.idle();
+    assert.equal(failed.length, 1);
+    await manager.stop();
+
+    // A restarted manager on the same store honours the same backoff.
+    const restarted = await makeManager({ store, server, clock, snapshots });
+    restarted.on('cert_failed', (e) => failed.push(e.error.code));
+    restarted.start();
+    restarted.setSites([site(name)]);
+    await restarted.checkNow();
+    await restarted.idle();
+    assert.equal(failed.length, 1, 'no attempt right after the restart');
+
+    // The CA comes back and the backoff ends: the renewal goes through.
+    ca.up();
+    clock.advance(2 * 60_000);
+    const recovered = new Promise<boolean>((r) => restarted.once('cert_obtained', (e) => r(e.renewal)));
+    await restarted.checkNow();
+    await restarted.idle();
+    assert.equal(await recovered, true);
+    assert.notEqual(snapshots.at(-1)?.get(name)?.version, first);
+    assert.equal(restarted.status().find((c) => c.name === name)?.lastError, undefined);
+    await restarted.stop();
+  });
+
+  it('reschedules after a 429 with Retry-After and does not ask again early', async () => {
+    const fake = await startRateLimitCa(pebble, 3600);
+    after(() => fake.close());
+    const clock = movableClock();
+    const manager = await makeManager({ store: new MemoryStore(), server: fake.directoryUrl, clock });
+    const name = `limited-${process.pid}.example.com`;
+    manager.start();
+    manager.setSites([site(name)]);
+    await manager.idle();
+    assert.equal(fake.newOrderRequests(), 1);
+    const status = manager.status().find((c) => c.name === name);
+    assert.equal(status?.lastError?.acmeType, 'rateLimited');
+    assert.ok(Math.abs(Date.parse(status!.nextAttemptAt!) - (clock.now().getTime() + 3600_000)) < 5_000, 'next attempt at the CA Retry-After');
+
+    clock.advance(59 * 60_000);
+    await manager.checkNow();
+    await manager.idle();
+    assert.equal(fake.newOrderRequests(), 1, 'not before the Retry-After');
+
+    clock.advance(2 * 60_000);
+    await manager.checkNow();
+    await manager.idle();
+    assert.equal(fake.newOrderRequests(), 2, 'asked again once the Retry-After passed');
+    await manager.stop();
+  });
+});
