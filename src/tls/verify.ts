@@ -57,21 +57,7 @@ export interface VerifyResult {
 }
 
 /** The verification error codes {@link verifyCertificate} throws. */
-export type VerifyErrorCode = Extract<
-  ErrorCode,
-  | 'CERT_UNPARSEABLE'
-  | 'CERT_EXPIRED'
-  | 'CERT_NOT_YET_VALID'
-  | 'CERT_NAME_MISMATCH'
-  | 'CERT_KEY_MISMATCH'
-  | 'CHAIN_UNTRUSTED'
-  | 'CHAIN_MISSING_INTERMEDIATE'
-  | 'CHAIN_BAD_SIGNATURE'
-  | 'CHAIN_INVALID_PURPOSE'
-  | 'CHAIN_INVALID_CA'
-  | 'CHAIN_PATH_LENGTH'
-  | 'CHAIN_INVALID'
->;
+export type VerifyErrorCode = Extract<ErrorCode, `CERT_${string}` | `CHAIN_${string}`>;
 
 const OPENSSL_TIMEOUT_MS = 10_000;
 

@@ -15,12 +15,13 @@
  * left that belongs to this daemon (containerd shims are reparented to init).
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, existsSync, readFileSync, readdirSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, openSync, readSync, closeSync } from 'node:fs';
 import { mkdtemp, mkdir, copyFile, symlink, rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { join, delimiter } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Docker from 'dockerode';
+import { onPath, requireProgram } from './programs.js';
 
 const execFileP = promisify(execFile);
 
@@ -69,25 +70,6 @@ const IMAGE_TAG = '1';
 const READY_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
 const LIFETIME_S = 1800;
-
-function onPath(cmd: string): string | undefined {
-  for (const d of [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin']) {
-    if (!d) continue;
-    try {
-      accessSync(join(d, cmd), fsConstants.X_OK);
-      return join(d, cmd);
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
-}
-
-function requireProgram(cmd: string, pkg: string, why: string): string {
-  const p = onPath(cmd);
-  if (!p) throw new Error(`test harness: the program "${cmd}" (${why}) is missing; install the Debian package: apt-get install ${pkg}`);
-  return p;
-}
 
 /** The static busybox from `busybox-static`; a dynamic one cannot run in an image with no libc. */
 function staticBusybox(): string {

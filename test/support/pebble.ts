@@ -14,15 +14,16 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
-import { rmSync, accessSync, constants as fsConstants } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, delimiter } from 'node:path';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { onPath, requireProgram } from './programs.js';
 
 const execFileP = promisify(execFile);
 
@@ -115,26 +116,6 @@ async function freeTcpUdpPort(): Promise<number> {
     if (ok) return port;
   }
   throw new Error('freeTcpUdpPort: no port free for both TCP and UDP on 127.0.0.1');
-}
-
-function onPath(cmd: string): string | undefined {
-  for (const d of (process.env.PATH ?? '').split(delimiter)) {
-    if (!d) continue;
-    const p = join(d, cmd);
-    try {
-      accessSync(p, fsConstants.X_OK);
-      return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
-}
-
-function requireProgram(cmd: string, pkg: string, why: string): string {
-  const p = onPath(cmd);
-  if (!p) throw new Error(`test harness: the program "${cmd}" (${why}) is missing; install the Debian package: apt-get install ${pkg}`);
-  return p;
 }
 
 // --- process bookkeeping: a failing test must never leak a CA or DNS server ---
