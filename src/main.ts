@@ -61,7 +61,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const log = logger.child({ component: 'daemon' });
 
   // Everything that can be checked before touching the network is checked here, all at once.
-  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile);
+  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile)
+    .map((s) => (s.profile || !config.profile || !s.https ? s : { ...s, profile: config.profile }));
   const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
   const [store, roots, serverCa] = await Promise.all([
     openFsStore(config.configDir, { clock }),

@@ -147,6 +147,16 @@ export class AcmeClient {
     return dir;
   }
 
+  /**
+   * An unauthenticated GET (RFC 9773 section 4.1: renewalInfo is a plain GET,
+   * not POST-as-GET) over this client's agent, trust, timeout and signal.
+   * Resolves for every HTTP status; rejects only with ACME_UNREACHABLE.
+   */
+  async get(url: string): Promise<{ status: number; headers: Record<string, string>; body: unknown }> {
+    const { status, headers, data } = await this.request(url, 'get', {});
+    return { status, headers, body: data };
+  }
+
   /** Closes idle keep-alive connections to the CA. */
   close(): void {
     this.httpsAgent.destroy();

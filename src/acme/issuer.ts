@@ -9,6 +9,7 @@ import { AcmeClient, pollUntil, parseRetryAfter } from './client.js';
 import type { ChallengeResponder } from './http01.js';
 import { AcmeProblemError, PadlockError, shortProblemType, type AcmeProblem } from '../errors.js';
 import { createCsr } from '../tls/keys.js';
+import { isAlreadyReplaced } from './ari.js';
 
 /** Steps a person sees while padlock issues (see ProgressEvent). */
 export type IssueStep = 'account' | 'order' | 'challenge' | 'validating' | 'validated' | 'finalizing' | 'downloading' | 'verifying' | 'saved' | 'hook';
@@ -27,6 +28,10 @@ export interface OrderRequest {
   responder: ChallengeResponder;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
+  /** draft-ietf-acme-profiles: the profile to order (already checked against the directory). */
+  profile?: string;
+  /** RFC 9773 section 5: the CertID of the certificate this order replaces. */
+  replaces?: string;
   /** Told when the CA accepted the order, and when it failed to validate a name (for the governor's ledger). */
   onOrderCreated?: () => Promise<void>;
   onValidationFailed?: (name: string) => Promise<void>;
@@ -65,10 +70,23 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
   const validationTimeoutMs = request.validationTimeoutMs ?? 90_000;
   const issuanceTimeoutMs = request.issuanceTimeoutMs ?? 90_000;
 
-  // RFC 8555 section 7.4: newOrder.
-  const order = (await client.call(`creating an order for ${names.join(', ')}`, (c) =>
-    c.createOrder({ identifiers: names.map((value) => ({ type: 'dns', value })) }),
-  )) as Order;
+  // RFC 8555 section 7.4: newOrder, with RFC 9773's `replaces` and the draft's `profile` when given.
+  const newOrder = (replaces: string | undefined) => client.call(`creating an order for ${names.join(', ')}`, (c) =>
+    c.createOrder({
+      identifiers: names.map((value) => ({ type: 'dns', value })),
+      ...(request.profile ? { profile: request.profile } : {}),
+      ...(replaces ? { replaces } : {}),
+    } as Parameters<acme.Client["createOrder"]>[0]),
+  ) as Promise<Order>;
+  let order: Order;
+  try {
+    order = await newOrder(request.replaces);
+  } catch (err) {
+    // RFC 9773 section 5: the certificate was already replaced by another order; try once without `replaces`.
+    if (!request.replaces || !isAlreadyReplaced(err)) throw err;
+    progress({ step: 'order', message: 'the CA says the current certificate was already replaced; ordering without "replaces"' });
+    order = await newOrder(undefined);
+  }
   progress({ step: 'order', message: `order created for ${names.join(', ')}`, url: order.url });
   await request.onOrderCreated?.();
 

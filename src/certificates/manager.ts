@@ -20,6 +20,8 @@ import { planCertificates, type Action, type Plan, type StoredCertificate } from
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertStore, LineageMeta } from '../store/store.js';
 import { TokenMapResponder, type TokenMap } from '../acme/http01.js';
+import type { AcmeClient } from '../acme/client.js';
+import { anonymousClient, checkAri } from './ari-check.js';
 import type { AccountOptions } from '../acme/account.js';
 import { describeCertificate } from '../tls/inspect.js';
 import { verifyCertificate } from '../tls/verify.js';
@@ -63,6 +65,8 @@ export interface CertificateStatus {
 
 interface Cached {
   version: number;
+  /** The directory URL of the CA that issued it (asked for ARI). */
+  server: string;
   certPem: string;
   keyPem: string;
   info: NonNullable<StoredCertificate['cert']>;
@@ -84,6 +88,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   private failures = new Map<string, FailureRecord>();
   private readonly states = new Map<string, Record<string, unknown> | null>();
   private fullRefresh = true;
+  private readonly ariClients = new Map<string, { client: AcmeClient; failedUntil?: number }>();
   private stopped = false;
   private planning: Promise<void> | undefined;
   private replanRequested = false;
@@ -122,6 +127,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   async stop(waitMs = 10_000): Promise<void> {
     this.stopped = true;
     await this.tick?.destroy();
+    for (const { client } of this.ariClients.values()) client.close();
     this.tick = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -205,7 +211,15 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       if (full || !this.states.has(name)) this.states.set(name, await this.opts.store.readState(name));
       const state = this.states.get(name) ?? null;
       const failure = failureOf(state);
-      const cert = this.cache.get(name)?.info;
+      const cached = this.cache.get(name);
+      let cert = cached?.info;
+      // RFC 9773: the CA's window replaces the lifetime rule when it offers ARI.
+      const source = cached && cert?.issuer === 'acme' ? await this.ariSource(cached.server) : undefined;
+      if (cached && cert && source) {
+        const ari = await checkAri({ source, store: this.opts.store, name, certPem: cached.certPem, notBefore: cert.notBefore, notAfter: cert.notAfter, clock: this.opts.clock, logger: this.log, state });
+        if (ari?.polled) this.states.delete(name);
+        if (ari) cert = { ...cert, ari: { due: ari.due, at: ari.at, reason: ari.reason, ...(ari.pollAt ? { pollAt: ari.pollAt } : {}) } };
+      }
       stored.push({
         name,
         ...(cert ? { cert } : {}),
@@ -232,6 +246,28 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       const wait = Math.max(250, Math.min(plan.nextCheck.getTime() - now.getTime(), 2 ** 31 - 1));
       this.timer = setTimeout(() => this.replan(), wait);
       this.timer.unref();
+    }
+  }
+
+  /**
+   * A client for reading a CA's directory and renewal information, once per
+   * CA; undefined while the CA is unreachable (re-tried after 5 minutes), so
+   * an outage costs one request per pass, not one per certificate.
+   */
+  private async ariSource(server: string): Promise<AcmeClient | undefined> {
+    let entry = this.ariClients.get(server);
+    if (entry?.failedUntil && entry.failedUntil > Date.now()) return undefined;
+    try {
+      if (!entry) {
+        entry = { client: await anonymousClient(server, this.opts.account.serverCa ? { serverCa: this.opts.account.serverCa } : {}) };
+        this.ariClients.set(server, entry);
+      }
+      await entry.client.directory();
+      delete entry.failedUntil;
+      return entry.client;
+    } catch {
+      if (entry) entry.failedUntil = Date.now() + 5 * 60_000;
+      return undefined;
     }
   }
 
@@ -278,6 +314,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       ellipticCurve: 'P-256',
       challenge: { type: 'standalone', port: this.opts.httpPort },
       ...(action.email ?? this.opts.account.email ? { email: (action.email ?? this.opts.account.email)! } : {}),
+      ...(action.profile ? { profile: action.profile } : {}),
     };
     const result = await obtainLineage({ store: this.opts.store, clock: this.opts.clock, logger: this.log, roots: this.opts.roots }, {
       meta,
@@ -326,6 +363,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     const leaf = describeCertificate(lineage.bundle.cert);
     this.cache.set(name, {
       version: lineage.version,
+      server: lineage.meta.server,
       certPem: lineage.bundle.fullchain,
       keyPem: lineage.bundle.privkey,
       info: {

@@ -18,6 +18,7 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { nextAttemptAfterFailure, type FailureRecord } from './policy.js';
 import { Governor, type LedgerEvent } from './governor.js';
+import { certId, checkProfile, renewalInfoUrl } from '../acme/ari.js';
 
 export interface ObtainDeps {
   store: CertStore;
@@ -86,8 +87,24 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
     }
     const count = (event: LedgerEvent) => governor.record(event).catch((e: unknown) => log.warn('could not update the rate-limit ledger', { error: errorMessage(e) }));
 
+    // draft-ietf-acme-profiles: a required profile the CA lacks fails here, a preferred one falls back with a warning.
+    const directory = await client.directory();
+    const choice = checkProfile(directory['meta'], {
+      ...(meta.profile ? { profile: meta.profile } : {}),
+      ...(meta.requiredProfile ? { requiredProfile: meta.requiredProfile } : {}),
+    }, { server: meta.server, names: meta.domains });
+    if (choice.warning) {
+      progress({ step: 'order', message: choice.warning });
+      log.warn(choice.warning);
+    }
+    // RFC 9773 section 5: a renewal names the certificate it replaces, when the CA speaks ARI.
+    const current = await store.readLineage(meta.name);
+    const replaces = current && renewalInfoUrl(directory) ? safeCertId(current.bundle.cert) : undefined;
+
     const keyPem = await chooseKey(store, request.meta);
     const orderRequest = {
+      ...(choice.profile ? { profile: choice.profile } : {}),
+      ...(replaces ? { replaces } : {}),
       names: meta.domains,
       keyPem,
       responder: request.responder,
@@ -140,6 +157,14 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
   } finally {
     client?.close();
     await unlock();
+  }
+}
+
+function safeCertId(pem: string): string | undefined {
+  try {
+    return certId(pem);
+  } catch {
+    return undefined;
   }
 }
 

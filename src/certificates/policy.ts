@@ -14,7 +14,8 @@ export interface Validity {
   notAfter: Date;
 }
 
-export type RenewalReason = 'not-due' | 'lifetime-share' | 'expired' | 'forced' | 'revoked';
+/** Why a certificate is (not) due. The `ari-*` reasons come from the CA's renewal window (RFC 9773). */
+export type RenewalReason = 'not-due' | 'lifetime-share' | 'expired' | 'forced' | 'revoked' | 'ari-window' | 'ari-past-window';
 
 export interface RenewalDecision {
   due: boolean;

@@ -29,6 +29,8 @@ interface IssueArgs extends AcmeArgs {
   'force-renewal': boolean;
   'dry-run': boolean;
   'deploy-hook'?: string | undefined;
+  profile?: string | undefined;
+  'required-profile'?: string | undefined;
   standalone?: boolean | undefined;
   webroot?: boolean | undefined;
   'webroot-path'?: string | undefined;
@@ -50,6 +52,8 @@ export const issueCommand: CommandModule<object, IssueArgs> = {
       .option('force-renewal', { type: 'boolean', default: false, describe: 'Issue even if the current certificate for these names is not yet due' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Do the whole flow against the CA, store nothing, run no hook' })
       .option('deploy-hook', { type: 'string', describe: 'Shell command run after success, with RENEWED_LINEAGE and RENEWED_DOMAINS set' })
+      .option('profile', { type: 'string', describe: "ACME profile to ask for (e.g. shortlived); the CA's default, with a warning, when it doesn't offer it" })
+      .option('required-profile', { type: 'string', describe: 'ACME profile that must be used; fail when the CA does not offer it' })
       .example('$0 issue -d example.com -d www.example.com --email me@example.com --agree-tos', 'standalone HTTP-01 on port 80')
       .example('$0 issue -d example.com --webroot -w /var/www/html --agree-tos', 'through an existing web server') as never,
   handler: async (args) => {
@@ -85,6 +89,10 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
   if (args.webroot && args.standalone) problems.add('--webroot and --standalone are two ways to answer the challenge; pass one');
   const webroot = args.webroot || (args['webroot-path'] !== undefined && !args.standalone);
   if (webroot && !args['webroot-path']) problems.add('--webroot needs -w DIR, the document root your web server serves for these names');
+  for (const opt of ['profile', 'required-profile'] as const) {
+    const v = args[opt];
+    if (v !== undefined) problems.check(/^[A-Za-z0-9._-]{1,64}$/.test(v), `--${opt} "${v}" is not a profile name`);
+  }
   const port = args['http-01-port'];
   problems.check(Number.isInteger(port) && port > 0 && port < 65536, `--http-01-port ${port} is not a port (1-65535)`);
   problems.throwIfAny();
@@ -100,6 +108,8 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
       : { type: 'standalone', port, ...(args['http-01-address'] ? { address: args['http-01-address'] } : {}) },
     ...(args.email ? { email: args.email } : {}),
     ...(args['deploy-hook'] ? { deployHook: args['deploy-hook'] } : {}),
+    ...(args.profile ? { profile: args.profile } : {}),
+    ...(args['required-profile'] ? { requiredProfile: args['required-profile'] } : {}),
     ...(args['trusted-roots'] ? { trustedRoots: args['trusted-roots'] } : {}),
     ...(serverCaPath(args) ? { serverCa: serverCaPath(args) } : {}),
   };

@@ -14,6 +14,8 @@ import { describeCertificate } from '../tls/inspect.js';
 import type { ChallengeResponder } from '../acme/http01.js';
 import { systemClock } from '../clock.js';
 import { PadlockError, errorMessage } from '../errors.js';
+import type { AcmeClient } from '../acme/client.js';
+import { anonymousClient, checkAri } from '../certificates/ari-check.js';
 import { withStoreOptions, openStore, makeLogger, progressPrinter, reportError, responderFor, readPemOption, output, dryRunStore } from './common.js';
 
 interface RenewArgs {
@@ -32,8 +34,8 @@ interface RenewArgs {
 }
 
 type Outcome =
-  | { name: string; action: 'renewed'; reason: RenewalReason; notAfter: string; version: number; hookError?: unknown }
-  | { name: string; action: 'not-due'; dueAt: string }
+  | { name: string; action: 'renewed'; reason: RenewalReason; notAfter: string; version: number; hookError?: unknown; explanationURL?: string }
+  | { name: string; action: 'not-due'; dueAt: string; explanationURL?: string }
   | { name: string; action: 'backoff'; until: string; lastError?: unknown }
   | { name: string; action: 'busy' }
   | { name: string; action: 'local' }
@@ -74,6 +76,24 @@ async function renew(args: RenewArgs): Promise<void> {
   const say = progressPrinter(args);
   const responders = new Map<string, ChallengeResponder>();
   const outcomes: Outcome[] = [];
+  // One anonymous client per CA for renewal information (RFC 9773); undefined when the CA can't be read.
+  const ariClients = new Map<string, Promise<AcmeClient | undefined>>();
+  const ariSource = (server: string, serverCaPath: string | undefined) => {
+    if (server.startsWith('padlock:')) return Promise.resolve(undefined);
+    let client = ariClients.get(server);
+    if (!client) {
+      client = (async () => {
+        const serverCa = await readPemOption('--server-ca', serverCaPath);
+        const c = await anonymousClient(server, { ...(serverCa ? { serverCa } : {}), timeoutMs: args.timeout * 1000, logger });
+        return c.directory().then(() => c, () => {
+          c.close();
+          return undefined;
+        });
+      })();
+      ariClients.set(server, client);
+    }
+    return client;
+  };
 
   const renewOne = async (name: string): Promise<Outcome> => {
     const lineage = await disk.readLineage(name);
@@ -83,8 +103,19 @@ async function renew(args: RenewArgs): Promise<void> {
     const state = await disk.readState(name);
     const leaf = describeCertificate(lineage.bundle.cert);
     const now = clock.now();
-    const decision = decideRenewal(leaf, now, { forced: args['force-renewal'], revoked: Boolean(state?.['revokedAt']), obtainedAt: new Date(lineage.meta.updatedAt) });
-    if (!decision.due) return { name, action: 'not-due', dueAt: decision.dueAt.toISOString() };
+    const revoked = Boolean(state?.['revokedAt']);
+    let decision = decideRenewal(leaf, now, { forced: args['force-renewal'], revoked, obtainedAt: new Date(lineage.meta.updatedAt) });
+    let explanationURL: string | undefined;
+    if (!args['force-renewal'] && !revoked) {
+      // RFC 9773: when the CA offers renewal information, its window decides.
+      const source = await ariSource(lineage.meta.server, args['server-ca'] ?? lineage.meta.serverCa ?? (process.env['PADLOCK_SERVER_CA'] || undefined));
+      const ari = source && await checkAri({ source, store: disk, name, certPem: lineage.bundle.cert, notBefore: leaf.notBefore, notAfter: leaf.notAfter, clock, logger, state });
+      if (ari && (ari.reason === 'ari-window' || ari.reason === 'ari-past-window')) {
+        decision = { due: ari.due, reason: ari.due ? ari.reason : 'not-due', dueAt: ari.at };
+        explanationURL = ari.explanationURL;
+      }
+    }
+    if (!decision.due) return { name, action: 'not-due', dueAt: decision.dueAt.toISOString(), ...(explanationURL ? { explanationURL } : {}) };
     const failure = failureOf(state);
     const until = blockedUntil(failure, now, { forced: args['force-renewal'], ignoreRateLimit: args['ignore-rate-limit'] });
     if (until) return { name, action: 'backoff', until: until.toISOString(), lastError: failure?.lastError };
@@ -116,7 +147,7 @@ async function renew(args: RenewArgs): Promise<void> {
       if (meta.deployHook && !args['dry-run'] && result.lineageDir) {
         await runDeployHook({ command: meta.deployHook, lineageDir: result.lineageDir, domains: result.domains }).catch((e: unknown) => (hookError = e));
       }
-      return { name, action: 'renewed', reason: decision.reason, notAfter: result.notAfter.toISOString(), version: result.version, ...(hookError ? { hookError } : {}) };
+      return { name, action: 'renewed', reason: decision.reason, notAfter: result.notAfter.toISOString(), version: result.version, ...(hookError ? { hookError } : {}), ...(explanationURL ? { explanationURL } : {}) };
     } catch (err) {
       if (err instanceof PadlockError && err.code === 'STORE_LOCKED') return { name, action: 'busy' };
       const e = err instanceof PadlockError ? err : new PadlockError('ACME_PROBLEM', errorMessage(err), { cause: err });
@@ -133,14 +164,15 @@ async function renew(args: RenewArgs): Promise<void> {
     await Promise.all(workers);
   } finally {
     await Promise.all([...responders.values()].map((r) => r.close()));
+    for (const c of ariClients.values()) (await c)?.close();
   }
 
   outcomes.sort((a, b) => a.name.localeCompare(b.name));
   const failed = outcomes.filter((o) => o.action === 'failed' || (o.action === 'renewed' && o.hookError));
   const lines = outcomes.map((o) => {
     switch (o.action) {
-      case 'renewed': return `${o.name}: renewed (${o.reason}), valid until ${o.notAfter}${o.hookError ? `; deploy hook failed: ${errorMessage(o.hookError)}` : ''}`;
-      case 'not-due': return `${o.name}: not due until ${o.dueAt}`;
+      case 'renewed': return `${o.name}: renewed (${o.reason}), valid until ${o.notAfter}${o.explanationURL ? `; the CA explains: ${o.explanationURL}` : ''}${o.hookError ? `; deploy hook failed: ${errorMessage(o.hookError)}` : ''}`;
+      case 'not-due': return `${o.name}: not due until ${o.dueAt}${o.explanationURL ? ` (the CA explains: ${o.explanationURL})` : ''}`;
       case 'backoff': return `${o.name}: waiting until ${o.until} after a failure (${(o.lastError as { message?: string } | undefined)?.message ?? 'unknown'})`;
       case 'busy': return `${o.name}: skipped, another padlock process is working on it`;
       case 'local': return `${o.name}: issued by padlock's local CA; padlock run renews it`;

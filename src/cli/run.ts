@@ -73,7 +73,7 @@ export const runCommand: CommandModule<object, Record<string, unknown>> = {
       const { config, file } = await loadRunConfig(argv, process.env);
       const logger = createLogger({ level: config.logLevel });
       const discovery: Discovery | null = config.docker
-        ? dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), logger })
+        ? dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), ...(config.profile ? { defaultProfile: config.profile } : {}), logger })
         : null;
       const daemon = await startDaemon(config, { discovery, logger, ...(file ? { configFile: file } : {}) });
       let stopping = false;

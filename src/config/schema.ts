@@ -13,6 +13,7 @@ const port = (what: string) => z.number().int().min(0, `${what} must be a port (
 export const staticSiteSchema = z.object({
   host: z.string().min(1),
   upstream: z.union([z.string(), z.array(z.string()).min(1)]),
+  profile: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).optional(),
   redirect: z.boolean().default(true),
   hsts: z.union([z.boolean(), z.number().int().min(0)]).default(false),
   https: z.boolean().default(true),
@@ -30,6 +31,7 @@ export const runConfigSchema = z.object({
   server: z.url({ protocol: /^https?$/, error: 'server must be an http(s) URL of an ACME directory' }).optional().describe("ACME directory URL (default: Let's Encrypt production)"),
   staging: z.boolean().default(false).describe("Use Let's Encrypt's staging CA"),
   email: z.email({ error: 'email must be an email address' }).optional().describe('Contact email for the ACME account and alerts'),
+  profile: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'profile must be a profile name such as "shortlived"').optional().describe('ACME profile to ask for when the CA offers it (labels may override with padlock.profile)'),
   agreeTos: z.boolean().default(false).describe("Agree to the CA's terms of service"),
   configDir: z.string().min(1).default('/etc/padlock').describe('Where certificates, accounts and state live'),
   trustedRoots: z.string().optional().describe('PEM file of extra trust anchors for verifying issued chains'),

@@ -45,6 +45,7 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
       redirect: e.redirect,
       ...(hsts ? { hstsMaxAge: hsts } : {}),
       ...(e.email ? { email: e.email } : {}),
+      ...(e.profile ? { profile: e.profile } : {}),
       issuer: host.issuer,
     });
   });

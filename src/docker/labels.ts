@@ -14,6 +14,7 @@
  * | `padlock.port` | the container port to send requests to | the one exposed port; else see "port" below |
  * | `padlock.upstream` | an explicit `http(s)://host[:port]` URL; overrides address and port resolution | none |
  * | `padlock.email` | contact email for the certificate of these names | `defaultEmail` |
+ * | `padlock.profile` | ACME profile to ask for (e.g. `shortlived`); the CA default when it doesn't offer it | `defaultProfile` |
  * | `padlock.redirect` | redirect plain HTTP to HTTPS (308) | `true` |
  * | `padlock.hsts` | `true` (or `1`, `yes`, `on`) = max-age 31536000, another number = that max-age, `false`/`0` = off | off |
  * | `padlock.enable` | `false` always excludes; with exposedByDefault off, only `true` includes | (exposedByDefault) |
@@ -88,6 +89,8 @@ export interface DiscoveryOptions {
   localSuffixes: string[];
   /** Email for names whose container sets none. */
   defaultEmail?: string;
+  /** ACME profile for names whose container sets no `padlock.profile`. */
+  defaultProfile?: string;
 }
 
 /** The label keys padlock reads. */
@@ -96,6 +99,7 @@ export const LABELS = {
   port: 'padlock.port',
   upstream: 'padlock.upstream',
   email: 'padlock.email',
+  profile: 'padlock.profile',
   redirect: 'padlock.redirect',
   hsts: 'padlock.hsts',
   enable: 'padlock.enable',
@@ -118,7 +122,7 @@ export const DEFAULT_HSTS_MAX_AGE = 31_536_000;
 interface Claim {
   host: string;
   container: ContainerInfo;
-  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string };
+  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string; profile?: string };
   upstream: Upstream;
 }
 
@@ -161,6 +165,7 @@ export function buildDesiredState(containers: readonly ContainerInfo[], options:
         redirect: claim.settings.redirect,
         ...(claim.settings.hstsMaxAge !== undefined ? { hstsMaxAge: claim.settings.hstsMaxAge } : {}),
         ...(claim.settings.email !== undefined ? { email: claim.settings.email } : {}),
+        ...(claim.settings.profile !== undefined ? { profile: claim.settings.profile } : {}),
         issuer: isLocalName(claim.host, options.localSuffixes) ? 'local' : 'acme',
       };
       sites.set(claim.host, { spec, winner: claim.container });
@@ -204,6 +209,7 @@ function settingDifferences(spec: SiteSpec, s: Claim['settings']): string[] {
   if (spec.redirect !== s.redirect) d.push(`redirect ${s.redirect} vs ${spec.redirect}`);
   if (spec.hstsMaxAge !== s.hstsMaxAge) d.push(`hsts ${s.hstsMaxAge ?? 'off'} vs ${spec.hstsMaxAge ?? 'off'}`);
   if (spec.email !== s.email) d.push(`email ${s.email ?? 'none'} vs ${spec.email ?? 'none'}`);
+  if (spec.profile !== s.profile) d.push(`profile ${s.profile ?? 'default'} vs ${spec.profile ?? 'default'}`);
   return d;
 }
 
@@ -354,6 +360,14 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
     else email = v;
   }
 
+  const profileSrc = pick(c, LABELS.profile, undefined);
+  let profile = options.defaultProfile;
+  if (profileSrc) {
+    const v = profileSrc.value.trim();
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(v)) fail('LABEL_INVALID_VALUE', profileSrc, `"${profileSrc.value}" is not a profile name (letters, digits, ".", "_", "-")`);
+    else profile = v;
+  }
+
   const upstream = resolveUpstream(c, options, fail);
   if (broken || upstream === undefined) return { claims: [], problems };
 
@@ -387,6 +401,7 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
         redirect: w.https ? redirect : false,
         ...(hstsMaxAge !== undefined && w.https ? { hstsMaxAge } : {}),
         ...(email !== undefined ? { email } : {}),
+        ...(profile !== undefined && w.https ? { profile } : {}),
       },
       upstream: { url: upstream, containerId: c.id, containerName: c.name },
     });

@@ -34,6 +34,8 @@ export interface SiteSpec {
   hstsMaxAge?: number;
   /** Contact email for this name's certificate and alerts. */
   email?: string;
+  /** ACME profile to ask for (draft-ietf-acme-profiles); the CA's default when absent or not offered. */
+  profile?: string;
   /** Names padlock can never get a public certificate for (localhost, *.internal...) use the local CA. */
   issuer: 'acme' | 'local';
 }

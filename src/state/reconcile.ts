@@ -14,14 +14,22 @@ export type Issuer = 'acme' | 'local';
 export interface StoredCertificate {
   name: string;
   /** Absent when padlock has tried but never obtained one. */
-  cert?: { domains: string[]; issuer: Issuer; notBefore: Date; notAfter: Date; obtainedAt?: Date };
+  cert?: {
+    domains: string[];
+    issuer: Issuer;
+    notBefore: Date;
+    notAfter: Date;
+    obtainedAt?: Date;
+    /** The CA's renewal window decision (RFC 9773), when the CA offers ARI; it replaces the lifetime rule. */
+    ari?: { due: boolean; at: Date; reason: 'ari-window' | 'ari-past-window' | 'lifetime-share' | 'expired' | 'replaced'; pollAt?: Date };
+  };
   failure?: FailureRecord;
   revoked?: boolean;
 }
 
 export type Action =
-  | { kind: 'obtain'; name: string; domains: string[]; issuer: Issuer; email?: string; reason: 'new' | 'names-changed' | 'issuer-changed' }
-  | { kind: 'renew'; name: string; domains: string[]; issuer: Issuer; email?: string; reason: RenewalReason }
+  | { kind: 'obtain'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; reason: 'new' | 'names-changed' | 'issuer-changed' }
+  | { kind: 'renew'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; reason: RenewalReason }
   | { kind: 'wait'; name: string; until: Date; lastError?: string }
   | { kind: 'keep'; name: string; dueAt: Date }
   | { kind: 'retire'; name: string };
@@ -46,7 +54,7 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
   for (const [name, site] of wanted) {
     const have = byName.get(name);
     const domains = [name];
-    const email = site.email ? { email: site.email } : {};
+    const email = { ...(site.email ? { email: site.email } : {}), ...(site.profile ? { profile: site.profile } : {}) };
     const blocked = blockedUntil(have?.failure, now);
     if (blocked) {
       actions.push({ kind: 'wait', name, until: blocked, ...(have?.failure?.lastError ? { lastError: have.failure.lastError.message } : {}) });
@@ -66,7 +74,11 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'issuer-changed', ...email });
       continue;
     }
-    const decision = decideRenewal(cert, now, { revoked: have?.revoked ?? false, ...(cert.obtainedAt ? { obtainedAt: cert.obtainedAt } : {}) });
+    const ari = cert.ari;
+    if (ari?.pollAt) consider(ari.pollAt);
+    const decision = ari && !have?.revoked && (ari.reason === 'ari-window' || ari.reason === 'ari-past-window')
+      ? { due: ari.due, reason: ari.due ? ari.reason : ('not-due' as const), dueAt: ari.at }
+      : decideRenewal(cert, now, { revoked: have?.revoked ?? false, ...(cert.obtainedAt ? { obtainedAt: cert.obtainedAt } : {}) });
     if (decision.due) {
       actions.push({ kind: 'renew', name, domains, issuer: site.issuer, reason: decision.reason, ...email });
     } else {

@@ -59,6 +59,10 @@ export interface LineageMeta {
   trustedRoots?: string;
   /** PEM file (path) trusted for the ACME server's own HTTPS, for a private CA. */
   serverCa?: string;
+  /** ACME profile to ask for when the CA offers it (draft-ietf-acme-profiles); falls back to the CA default. */
+  profile?: string;
+  /** ACME profile that must be used; the order fails when the CA does not offer it. */
+  requiredProfile?: string;
   /** ISO time of the last successful issuance. */
   updatedAt: string;
 }
