@@ -23,6 +23,9 @@ import { createLogger, type Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
 import { PadlockError, errorMessage } from './errors.js';
 import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from './acme/directories.js';
+import { channelsFromConfig } from './notify/config.js';
+import { Notifier } from './notify/notifier.js';
+import { attachAlerts } from './notify/alerts.js';
 
 /** A source of discovered routes (the Docker watcher). */
 export interface Discovery {
@@ -72,6 +75,10 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     }) : Promise.resolve(undefined),
   ]);
 
+  // Alerts: email and/or webhook when configured. A failed alert never touches a certificate.
+  const channels = await channelsFromConfig(config, process.env);
+  const notifier = channels.length ? new Notifier({ channels, store, clock, logger: logger.child({ component: 'notify' }) }) : undefined;
+
   const tokens = new TokenMap();
   const registry = new CertificateRegistry();
   const manager = new CertificateManager({
@@ -102,6 +109,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     log.info('routes updated', { sites: desired.sites.length, problems: desired.problems.length });
   };
 
+  if (notifier) attachAlerts({ notifier, store, clock, logger }, manager, (name) => desired.sites.find((site) => site.host === name)?.email);
   await manager.load();
   proxy.setSites(desired.sites);
   manager.setSites(desired.sites);
@@ -135,6 +143,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       time: clock.now().toISOString(),
       listeners: ports,
       docker: discovery ? discoveryStatus ?? { connected: false, since: null } : 'disabled',
+      notifications: notifier ? notifier.describe() : 'none configured',
       routes: desired.sites.map((s) => ({ ...s, certificate: manager.status().find((c) => c.name === s.host) ?? null })),
       problems: desired.problems,
       certificates: manager.status(),
@@ -165,6 +174,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       log.info('stopping: draining connections', { drainSeconds: config.drainSeconds });
       await discovery?.stop();
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
+      await notifier?.close();
       log.info('stopped');
     },
   };

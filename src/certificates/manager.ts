@@ -72,9 +72,20 @@ interface Cached {
   info: NonNullable<StoredCertificate['cert']>;
 }
 
+/** A served certificate as seen by a full check (for expiry alerts). */
+export interface CheckedCertificate {
+  name: string;
+  notBefore: Date;
+  notAfter: Date;
+  /** The site's contact email (padlock.email / LETSENCRYPT_EMAIL), if any. */
+  email?: string;
+}
+
 export interface ManagerEvents {
   cert_obtained: [{ name: string; issuer: string; notAfter: Date; renewal: boolean }];
   cert_failed: [{ name: string; error: PadlockError }];
+  /** After each full check (start, cron tick, checkNow): every certificate of a wanted HTTPS site. */
+  checked: [CheckedCertificate[]];
 }
 
 export class CertificateManager extends EventEmitter<ManagerEvents> {
@@ -229,6 +240,14 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     }
     const now = this.opts.clock.now();
     const plan = planCertificates(this.sites, stored, now);
+    if (full) {
+      const checked: CheckedCertificate[] = [];
+      for (const site of this.sites) {
+        const c = site.https ? this.cache.get(site.host) : undefined;
+        if (c) checked.push({ name: site.host, notBefore: c.info.notBefore, notAfter: c.info.notAfter, ...(site.email ? { email: site.email } : {}) });
+      }
+      this.emit('checked', checked);
+    }
     this.failures = new Map(stored.filter((s) => s.failure).map((s) => [s.name, s.failure!]));
     this.lastPlan = plan;
     const due = new Set(plan.actions.filter((a) => a.kind === 'obtain' || a.kind === 'renew').map((a) => a.name));

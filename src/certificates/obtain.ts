@@ -213,6 +213,7 @@ export async function recordFailure(store: CertStore, name: string, err: unknown
       ...(problem ? { acmeType: problem.acmeType } : {}),
     },
     lastAttemptAt: now.toISOString(),
+    firstFailureAt: prev?.firstFailureAt ?? now.toISOString(),
     nextAttemptAt: nextAttemptAfterFailure(failures, now, retryAfter ? { retryAfter } : {}).toISOString(),
     rateLimited: isRateLimited(err) || (err instanceof PadlockError && err.code === 'ACME_RATE_LIMITED'),
   };

@@ -58,6 +58,8 @@ export interface FailureRecord {
   failures: number;
   lastError?: { code: string; message: string; acmeType?: string };
   lastAttemptAt?: string;
+  /** When this run of failures began (ISO), for the alert window. */
+  firstFailureAt?: string;
   /** No new attempt before this time (ISO). */
   nextAttemptAt?: string;
   /** True when the wait comes from the CA's rate limit / Retry-After. */

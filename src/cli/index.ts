@@ -7,6 +7,7 @@ import { hideBin } from 'yargs/helpers';
 import { issueCommand } from './issue.js';
 import { runCommand } from './run.js';
 import { trustCommand } from './trust.js';
+import { notifyCommand } from './notify.js';
 import { certificatesCommand } from './certificates.js';
 import { renewCommand } from './renew.js';
 import { revokeCommand } from './revoke.js';
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(verifyCommand)
     .command(checkCommand)
     .command(trustCommand)
+    .command(notifyCommand)
     .demandCommand(1, 'Name a command; see padlock --help.')
     .strict()
     .version(VERSION)

@@ -6,20 +6,19 @@
  * Exit 0 when every channel accepted the message, 1 when any failed, when
  * the settings are invalid, or when no channel is configured.
  */
-import { readFile } from 'node:fs/promises';
 import type { Argv, CommandModule, Options } from 'yargs';
-import { parse as parseYaml } from 'yaml';
 import { systemClock } from '../clock.js';
 import { PadlockError, errorMessage } from '../errors.js';
 import { createLogger, silentLogger } from '../log.js';
 import { NOTIFY_KEYS, channelsFromConfig, notifyConfigSchema, notifyEnvLayer, parseNotifyConfig, type NotifyConfigKey } from '../notify/config.js';
 import { Notifier } from '../notify/notifier.js';
 import { reportError } from './common.js';
+import { envName, flagName } from '../config/schema.js';
+import { readConfigFile } from '../config/file.js';
 
-const envName = (key: string) => 'PADLOCK_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
-const flagName = (key: string) => key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 
-function notifyOptions(): Record<string, Options> {
+/** The notify flags (one per notifyConfigSchema key), plus --config, --json, --timeout, --verbose. */
+export function notifyOptions(): Record<string, Options> {
   const out: Record<string, Options> = {
     config: { type: 'string', describe: 'YAML or JSON config file; its notify keys are used (also $PADLOCK_CONFIG)' },
     json: { type: 'boolean', default: false, describe: 'Print one JSON document on stdout instead of text' },
@@ -40,26 +39,9 @@ function notifyOptions(): Record<string, Options> {
   return out;
 }
 
-async function readConfigFile(path: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new PadlockError('CONFIG_INVALID', `config file ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new PadlockError('CONFIG_INVALID', `config file ${path}: not valid YAML or JSON: ${errorMessage(err)}`, { cause: err });
-  }
-  if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new PadlockError('CONFIG_INVALID', `config file ${path}: the top level must be a mapping of keys`);
-  return doc as Record<string, unknown>;
-}
-
 /** The flag layer: strings converted like env values (`--notify-to a,b --notify-to c` is three addresses). */
-function flagLayer(argv: Record<string, unknown>): Record<string, unknown> {
+/** The notify keys given as flags, converted for the schema. */
+export function notifyFlagLayer(argv: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of NOTIFY_KEYS as NotifyConfigKey[]) {
     const v = argv[flagName(key)];
@@ -77,7 +59,7 @@ async function notifyTest(argv: Record<string, unknown>): Promise<void> {
   const json = argv['json'] === true;
   const env = process.env;
   const file = (argv['config'] as string | undefined) ?? (env['PADLOCK_CONFIG'] || undefined);
-  const config = parseNotifyConfig({ ...(file ? { file: await readConfigFile(file), fileName: file } : {}), env: notifyEnvLayer(env), flags: flagLayer(argv) }, env);
+  const config = parseNotifyConfig({ ...(file ? { file: await readConfigFile(file), fileName: file } : {}), env: notifyEnvLayer(env), flags: notifyFlagLayer(argv) }, env);
   const timeoutMs = Math.max(1, Number(argv['timeout'] ?? 15)) * 1000;
   const channels = await channelsFromConfig(config, env, { timeoutMs });
   if (channels.length === 0) throw new PadlockError('CONFIG_INVALID', NO_CHANNEL);

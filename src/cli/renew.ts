@@ -5,7 +5,7 @@
  * backoff; one another process is renewing is skipped.
  */
 import type { CommandModule } from 'yargs';
-import { obtainLineage, failureOf } from '../certificates/obtain.js';
+import { obtainLineage, failureOf, recordFailure } from '../certificates/obtain.js';
 import { runDeployHook } from '../certificates/hooks.js';
 import { decideRenewal, blockedUntil, type RenewalReason } from '../certificates/policy.js';
 import type { CertStore, LineageMeta } from '../store/store.js';
@@ -16,9 +16,21 @@ import { systemClock } from '../clock.js';
 import { PadlockError, errorMessage } from '../errors.js';
 import type { AcmeClient } from '../acme/client.js';
 import { anonymousClient, checkAri } from '../certificates/ari-check.js';
+import { channelsFromConfig, notifyEnvLayer, parseNotifyConfig } from '../notify/config.js';
+import { Notifier } from '../notify/notifier.js';
+import { alertExpiry, alertFailure, alertSuccess, type AlertContext } from '../notify/alerts.js';
+import { notifyOptions, notifyFlagLayer } from './notify.js';
+import { readConfigFile } from '../config/file.js';
 import { withStoreOptions, openStore, makeLogger, progressPrinter, reportError, responderFor, readPemOption, output, dryRunStore } from './common.js';
 
+/** The alert flags (--smtp-host, --notify-to, --webhook-url...) and --config, shared with padlock notify test. */
+function notifyFlags() {
+  const { json: _j, timeout: _t, verbose: _v, ...rest } = notifyOptions();
+  return rest;
+}
+
 interface RenewArgs {
+  config?: string | undefined;
   'config-dir': string;
   json: boolean;
   'cert-name'?: string | undefined;
@@ -34,7 +46,7 @@ interface RenewArgs {
 }
 
 type Outcome =
-  | { name: string; action: 'renewed'; reason: RenewalReason; notAfter: string; version: number; hookError?: unknown; explanationURL?: string }
+  | { name: string; action: 'renewed'; reason: RenewalReason; notAfter: string; version: number; hookError?: unknown; explanationURL?: string; recoveredFrom?: number }
   | { name: string; action: 'not-due'; dueAt: string; explanationURL?: string }
   | { name: string; action: 'backoff'; until: string; lastError?: unknown }
   | { name: string; action: 'busy' }
@@ -55,7 +67,8 @@ export const renewCommand: CommandModule<object, RenewArgs> = {
       .option('concurrency', { type: 'number', default: 4, describe: 'Orders in flight at once' })
       .option('timeout', { type: 'number', default: 30, describe: 'Seconds to wait for any one request to the CA' })
       .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'Print errors only' })
-      .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also print JSON log lines on stderr' }) as never,
+      .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also print JSON log lines on stderr' })
+      .options(notifyFlags()) as never,
   handler: async (args) => {
     try {
       await renew(args);
@@ -74,6 +87,17 @@ async function renew(args: RenewArgs): Promise<void> {
     throw new PadlockError('STORE_NOT_FOUND', `no certificate named ${args['cert-name']} in ${disk.location}; see padlock certificates`);
   }
   const say = progressPrinter(args);
+  // Alerts (email, webhook) when configured: failures in their alert window, recoveries, expiry warnings.
+  const channels = await channelsFromConfig(parseNotifyConfig({
+    ...(args.config ? { file: await readConfigFile(args.config), fileName: args.config } : {}),
+    env: notifyEnvLayer(process.env),
+    flags: notifyFlagLayer(args as unknown as Record<string, unknown>),
+  }, process.env), process.env);
+  const notifier = channels.length
+    // A cron run must end: few, short retries.
+    ? new Notifier({ channels, store: disk, clock, logger, retry: { attempts: 3, initialMs: 2_000, maxMs: 5_000 } })
+    : undefined;
+  const alerts: AlertContext | undefined = notifier ? { notifier, store: disk, clock, logger } : undefined;
   const responders = new Map<string, ChallengeResponder>();
   const outcomes: Outcome[] = [];
   // One anonymous client per CA for renewal information (RFC 9773); undefined when the CA can't be read.
@@ -103,6 +127,7 @@ async function renew(args: RenewArgs): Promise<void> {
     const state = await disk.readState(name);
     const leaf = describeCertificate(lineage.bundle.cert);
     const now = clock.now();
+    if (alerts) alertExpiry(alerts, [{ name, notBefore: leaf.notBefore, notAfter: leaf.notAfter, ...(lineage.meta.email ? { email: lineage.meta.email } : {}) }]);
     const revoked = Boolean(state?.['revokedAt']);
     let decision = decideRenewal(leaf, now, { forced: args['force-renewal'], revoked, obtainedAt: new Date(lineage.meta.updatedAt) });
     let explanationURL: string | undefined;
@@ -130,7 +155,11 @@ async function renew(args: RenewArgs): Promise<void> {
     }
     const store: CertStore = args['dry-run'] ? await dryRunStore(disk, meta.server) : disk;
     try {
-      await responder.prepare();
+      // A challenge that cannot be served is a failed renewal too: record it (backoff, alerts).
+      await responder.prepare().catch(async (err: unknown) => {
+        if (!args['dry-run']) await recordFailure(disk, name, err, clock);
+        throw err;
+      });
       const [serverCa, roots] = await Promise.all([
         readPemOption('--server-ca', serverCaPath),
         loadTrustAnchors(meta.trustedRoots ? { extraFiles: [meta.trustedRoots] } : {}),
@@ -147,10 +176,12 @@ async function renew(args: RenewArgs): Promise<void> {
       if (meta.deployHook && !args['dry-run'] && result.lineageDir) {
         await runDeployHook({ command: meta.deployHook, lineageDir: result.lineageDir, domains: result.domains }).catch((e: unknown) => (hookError = e));
       }
+      if (alerts && failure) alertSuccess(alerts, name, result.domains, result.notAfter, failure.failures, meta.email);
       return { name, action: 'renewed', reason: decision.reason, notAfter: result.notAfter.toISOString(), version: result.version, ...(hookError ? { hookError } : {}), ...(explanationURL ? { explanationURL } : {}) };
     } catch (err) {
       if (err instanceof PadlockError && err.code === 'STORE_LOCKED') return { name, action: 'busy' };
       const e = err instanceof PadlockError ? err : new PadlockError('ACME_PROBLEM', errorMessage(err), { cause: err });
+      if (alerts) await alertFailure(alerts, name, e, meta.email).catch(() => undefined);
       return { name, action: 'failed', error: e };
     }
   };
@@ -165,6 +196,8 @@ async function renew(args: RenewArgs): Promise<void> {
   } finally {
     await Promise.all([...responders.values()].map((r) => r.close()));
     for (const c of ariClients.values()) (await c)?.close();
+    await notifier?.flush();
+    await notifier?.close();
   }
 
   outcomes.sort((a, b) => a.name.localeCompare(b.name));

@@ -3,12 +3,11 @@
  * flag > PADLOCK_* env var > config file > default, validated once.
  */
 import type { CommandModule, Options } from 'yargs';
-import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { runConfigSchema, parseRunConfig, envLayer, flagName, envName, keyKind, fromString, type RunConfigKey, type RunConfig } from '../config/schema.js';
 import { startDaemon, type Discovery } from '../main.js';
 import { PadlockError, errorMessage } from '../errors.js';
 import { reportError } from './common.js';
+import { readConfigFile } from '../config/file.js';
 import { createLogger } from '../log.js';
 import { dockerDiscovery } from '../docker/discovery.js';
 
@@ -30,25 +29,6 @@ function options(): Record<string, Options> {
     };
   }
   return out;
-}
-
-/** Reads the config file: YAML (JSON is YAML too). */
-export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    throw new PadlockError('CONFIG_INVALID', `config file ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`, { cause: err });
-  }
-  let doc: unknown;
-  try {
-    doc = parseYaml(text);
-  } catch (err) {
-    throw new PadlockError('CONFIG_INVALID', `config file ${path}: not valid YAML or JSON: ${errorMessage(err)}`, { cause: err });
-  }
-  if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new PadlockError('CONFIG_INVALID', `config file ${path}: the top level must be a mapping of keys`);
-  return doc as Record<string, unknown>;
 }
 
 /** Builds the validated config from argv, env and the file. */

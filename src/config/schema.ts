@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { validate as validCron } from 'node-cron';
+import { notifyConfigSchema } from '../notify/config.js';
 import { PadlockError } from '../errors.js';
 
 const port = (what: string) => z.number().int().min(0, `${what} must be a port (0-65535)`).max(65535, `${what} must be a port (0-65535)`);
@@ -46,7 +47,7 @@ export const runConfigSchema = z.object({
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
-}).strict();
+}).extend(notifyConfigSchema.shape).strict();
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
 export type StaticSite = z.infer<typeof staticSiteSchema>;

@@ -6,13 +6,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server';
 import { Notifier, type NotifierTimers } from '../../src/notify/notifier.js';
 import { createEmailChannel, type EmailSettings } from '../../src/notify/email.js';
@@ -23,7 +21,7 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import { PadlockError } from '../../src/errors.js';
 import { TestPki, DAY } from '../support/certs.js';
-import { repoRoot } from '../support/cli.js';
+import { runCli, repoRoot } from '../support/cli.js';
 
 const HOUR = 3_600_000;
 
@@ -614,31 +612,11 @@ describe('webhook notifications', () => {
 
 // ---------- padlock notify test ----------
 
-/**
- * Runs `padlock notify test` in its own process. Until src/cli/index.ts
- * registers the command, this launches the command module itself through
- * yargs (the same wiring index.ts uses), so exit codes and output are real.
- */
-function runNotifyCli(args: string[], env: Record<string, string | undefined> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const moduleUrl = pathToFileURL(join(repoRoot, 'src', 'cli', 'notify.ts')).href;
-  const script = `import yargs from 'yargs'; import { notifyCommand } from ${JSON.stringify(moduleUrl)};
-await yargs(process.argv.slice(1)).scriptName('padlock').command(notifyCommand).demandCommand(1).strict().parseAsync();`;
-  return new Promise((resolve, reject) => {
-    const childEnv: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...process.env, ...env })) if (v !== undefined && !k.startsWith('PADLOCK_')) childEnv[k] = v;
-    for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = v;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, 'notify', 'test', ...args], { cwd: repoRoot, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Runs the real `padlock notify test` (bin/padlock), with no PADLOCK_* settings inherited from this process. */
+function runNotifyCli(args: string[], env: Record<string, string | undefined> = {}) {
+  const clean: Record<string, string | undefined> = {};
+  for (const k of Object.keys(process.env)) if (k.startsWith('PADLOCK_')) clean[k] = undefined;
+  return runCli(['notify', 'test', ...args], { env: { ...clean, ...env } });
 }
 
 describe('padlock notify test', () => {
