@@ -8,6 +8,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { startFakeAcme, type FakeAcme } from '../support/fake-acme.js';
 import { runCli } from '../support/cli.js';
@@ -19,8 +20,8 @@ let cfg: { dir: string; cleanup: () => Promise<void> };
 const fakes: FakeAcme[] = [];
 
 before(async () => {
-  // 8-second certificates: by the lifetime rule they are due after 4 s, so only ARI can say "not yet".
-  pebble = await startPebble({ validitySeconds: 8 });
+  // 20-second certificates: by the lifetime rule they are due after 10 s, so only ARI can say "not yet".
+  pebble = await startPebble({ validitySeconds: 20 });
   cfg = await tempConfigDir();
 });
 after(async () => {
@@ -52,7 +53,9 @@ describe('ARI', () => {
   it("follows the CA's window over the lifetime rule, shows its explanation, and does not poll again before Retry-After", async () => {
     const f = await fake({ ari: { mode: 'future', explanationURL: 'https://ca.example/why', retryAfter: 21600 } });
     const { name, cert } = await lineageAt(f, 'ari-future');
-    await sleep(4500); // past the lifetime rule's due time
+    // Past the lifetime rule's due time (half of a short lifetime), with the certificate still valid.
+    const leaf = new X509Certificate(cert);
+    await sleep((Date.parse(leaf.validFrom) + Date.parse(leaf.validTo)) / 2 + 500 - Date.now());
     const first = await renew(name);
     assert.equal(first.code, 0, first.stderr);
     const result = JSON.parse(first.stdout).results[0];
