@@ -19,6 +19,8 @@ import { silentLogger } from '../../src/log.js';
 import type { SiteSpec } from '../../src/state/desired-state.js';
 import type { CertStore, Unlock } from '../../src/store/store.js';
 import type { Clock } from '../../src/clock.js';
+import { Notifier } from '../../src/notify/notifier.js';
+import { attachAlerts } from '../../src/notify/alerts.js';
 
 const DAY = 86_400_000;
 let pebble: Pebble;
@@ -104,7 +106,7 @@ describe('certificate manager', () => {
     assert.deepEqual((await store.listLineages()).sort(), [...names].sort());
   });
 
-  it('keeps the current certificate while the CA is down, backs off, remembers it across a restart, and recovers', async () => {
+  it('keeps the current certificate while the CA is down, backs off, remembers it across a restart, alerts after the third failure, and recovers with a recovery alert', async () => {
     const ca = await startTcpSwitch(new URL(pebble.directoryUrl).port ? Number(new URL(pebble.directoryUrl).port) : 443);
     after(() => ca.close());
     const server = pebble.directoryUrl.replace(/:\d+\//, `:${ca.port}/`);
@@ -149,16 +151,37 @@ describe('certificate manager', () => {
     await restarted.idle();
     assert.equal(failed.length, 1, 'no attempt right after the restart');
 
-    // The CA comes back and the backoff ends: the renewal goes through.
+    // Alerts go out through the real notifier (an in-memory channel here; SMTP is tested in notify.test.ts).
+    const sent: string[] = [];
+    const notifier = new Notifier({ channels: [{ name: 'capture', target: 'memory', send: async (d) => void sent.push(d.event.kind) }], store, clock, logger: silentLogger });
+    attachAlerts({ notifier, store, clock, logger: silentLogger }, restarted, () => undefined);
+
+    // Two more failures after their backoffs (1 min, then 10 min): the third is in the alert window.
+    for (const wait of [2 * 60_000, 11 * 60_000]) {
+      clock.advance(wait);
+      await restarted.checkNow();
+      await restarted.idle();
+    }
+    await notifier.flush();
+    assert.equal(failed.length, 3);
+    assert.deepEqual(sent.filter((k) => k === 'renewal_failed'), ['renewal_failed'], 'one failure alert, after the third attempt');
+
+    // The CA comes back and the backoff ends: the renewal goes through, and the recovery is announced.
     ca.up();
-    clock.advance(2 * 60_000);
-    const recovered = new Promise<boolean>((r) => restarted.once('cert_obtained', (e) => r(e.renewal)));
+    clock.advance(2 * 60 * 60_000); // past the third backoff: 100 minutes plus up to 10 % jitter
+    const recovered = new Promise<boolean>((r, reject) => {
+      restarted.once('cert_obtained', (e) => r(e.renewal));
+      setTimeout(() => reject(new Error('no renewal after the backoff ended')), 30_000).unref();
+    });
     await restarted.checkNow();
     await restarted.idle();
     assert.equal(await recovered, true);
     assert.notEqual(snapshots.at(-1)?.get(name)?.version, first);
     assert.equal(restarted.status().find((c) => c.name === name)?.lastError, undefined);
+    await notifier.flush();
+    assert.ok(sent.includes('recovered'), `sent: ${sent.join(', ')}`);
     await restarted.stop();
+    await notifier.close();
   });
 
   it('reschedules after a 429 with Retry-After and does not ask again early', async () => {
