@@ -26,6 +26,7 @@ import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from './acme/directories.
 import { channelsFromConfig } from './notify/config.js';
 import { Notifier } from './notify/notifier.js';
 import { attachAlerts } from './notify/alerts.js';
+import { companionFromConfig, companionChallenge, companionInitial, companionListener } from './companion/companion.js';
 
 /** A source of discovered routes (the Docker watcher). */
 export interface Discovery {
@@ -79,6 +80,10 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const channels = await channelsFromConfig(config, process.env);
   const notifier = channels.length ? new Notifier({ channels, store, clock, logger: logger.child({ component: 'notify' }) }) : undefined;
 
+  // Companion mode: certificates also go to nginx-proxy's folder, and HTTP-01 through its webroot.
+  const companion = companionFromConfig(config, logger);
+  const challenge = await companionChallenge(config);
+
   const tokens = new TokenMap();
   const registry = new CertificateRegistry();
   const manager = new CertificateManager({
@@ -93,6 +98,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     concurrency: config.concurrency,
     renewCron: config.renewCron,
     onSnapshot: (snapshot) => registry.replace(snapshot),
+    ...(challenge ?? {}),
   });
   const proxy = new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger });
 
@@ -110,7 +116,9 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   };
 
   if (notifier) attachAlerts({ notifier, store, clock, logger }, manager, (name) => desired.sites.find((site) => site.host === name)?.email);
+  if (companion) manager.on('cert_obtained', companionListener(store, companion));
   await manager.load();
+  if (companion) await companionInitial(store, companion);
   proxy.setSites(desired.sites);
   manager.setSites(desired.sites);
 
@@ -144,6 +152,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       listeners: ports,
       docker: discovery ? discoveryStatus ?? { connected: false, since: null } : 'disabled',
       notifications: notifier ? notifier.describe() : 'none configured',
+      companion: companion ? companion.status() : 'disabled',
       routes: desired.sites.map((s) => ({ ...s, certificate: manager.status().find((c) => c.name === s.host) ?? null })),
       problems: desired.problems,
       certificates: manager.status(),
@@ -175,6 +184,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       await discovery?.stop();
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
       await notifier?.close();
+      await companion?.close();
+      await challenge?.responder.close();
       log.info('stopped');
     },
   };

@@ -19,7 +19,7 @@ import type { FailureRecord } from './policy.js';
 import { planCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertStore, LineageMeta } from '../store/store.js';
-import { TokenMapResponder, type TokenMap } from '../acme/http01.js';
+import { TokenMapResponder, type TokenMap, type ChallengeResponder } from '../acme/http01.js';
 import type { AcmeClient } from '../acme/client.js';
 import { anonymousClient, checkAri } from './ari-check.js';
 import type { AccountOptions } from '../acme/account.js';
@@ -50,6 +50,10 @@ export interface ManagerOptions {
   /** node-cron expression for the periodic full check (re-reads state changed by other processes). */
   renewCron: string;
   onSnapshot: (snapshot: CertificateSnapshot) => void;
+  /** How HTTP-01 is answered; default: the daemon's own :80 through `tokens`. Companion mode uses nginx's webroot. */
+  responder?: ChallengeResponder;
+  /** The challenge settings recorded with each lineage (default: standalone on `httpPort`). */
+  challenge?: LineageMeta['challenge'];
 }
 
 /** One name's certificate status, for the status API. */
@@ -103,13 +107,13 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   private stopped = false;
   private planning: Promise<void> | undefined;
   private replanRequested = false;
-  private readonly responder: TokenMapResponder;
+  private readonly responder: ChallengeResponder;
   private readonly log: Logger;
 
   constructor(private readonly opts: ManagerOptions) {
     super();
     this.log = opts.logger.child({ component: 'certificates' });
-    this.responder = new TokenMapResponder(opts.tokens, `padlock's HTTP server on port ${opts.httpPort}`);
+    this.responder = opts.responder ?? new TokenMapResponder(opts.tokens, `padlock's HTTP server on port ${opts.httpPort}`);
   }
 
   /** Loads every stored certificate (before the HTTPS port opens) and publishes the first snapshot. */
@@ -331,7 +335,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       server: this.opts.server,
       keyType: 'ecdsa',
       ellipticCurve: 'P-256',
-      challenge: { type: 'standalone', port: this.opts.httpPort },
+      challenge: this.opts.challenge ?? { type: 'standalone', port: this.opts.httpPort },
       ...(action.email ?? this.opts.account.email ? { email: (action.email ?? this.opts.account.email)! } : {}),
       ...(action.profile ? { profile: action.profile } : {}),
     };

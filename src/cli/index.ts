@@ -8,6 +8,7 @@ import { issueCommand } from './issue.js';
 import { runCommand } from './run.js';
 import { trustCommand } from './trust.js';
 import { notifyCommand } from './notify.js';
+import { importCommand } from './import.js';
 import { certificatesCommand } from './certificates.js';
 import { renewCommand } from './renew.js';
 import { revokeCommand } from './revoke.js';
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(checkCommand)
     .command(trustCommand)
     .command(notifyCommand)
+    .command(importCommand)
     .demandCommand(1, 'Name a command; see padlock --help.')
     .strict()
     .version(VERSION)

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { validate as validCron } from 'node-cron';
 import { notifyConfigSchema } from '../notify/config.js';
+import { companionConfigSchema, companionConfigProblems } from '../companion/companion.js';
 import { PadlockError } from '../errors.js';
 
 const port = (what: string) => z.number().int().min(0, `${what} must be a port (0-65535)`).max(65535, `${what} must be a port (0-65535)`);
@@ -47,7 +48,7 @@ export const runConfigSchema = z.object({
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
-}).extend(notifyConfigSchema.shape).strict();
+}).extend(notifyConfigSchema.shape).extend(companionConfigSchema.shape).strict();
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
 export type StaticSite = z.infer<typeof staticSiteSchema>;
@@ -104,7 +105,12 @@ export function parseRunConfig(layers: { file?: Record<string, unknown>; fileNam
   apply(layers.env, 'env');
   apply(layers.flags, 'flag');
   const result = runConfigSchema.safeParse(merged);
-  if (result.success) return Object.freeze(result.data) as RunConfig;
+  if (result.success) {
+    // Rules across several keys, which one schema field cannot express.
+    const cross = companionConfigProblems(result.data);
+    if (cross.length) throw new PadlockError('CONFIG_INVALID', cross.length === 1 ? cross[0]! : `${cross.length} configuration problems:\n  - ${cross.join('\n  - ')}`, { details: { problems: cross } });
+    return Object.freeze(result.data) as RunConfig;
+  }
   const problems = result.error.issues.map((issue) => {
     const key = String(issue.path[0] ?? '');
     const from = origin.get(key);

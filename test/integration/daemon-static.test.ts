@@ -5,7 +5,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { writeFile } from 'node:fs/promises';
+import { writeFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
@@ -125,3 +125,25 @@ describe('padlock run configuration errors', () => {
     assert.match(r.stderr, /sites\.1\.upstream: "ftp:\/\/x" must be http:\/\/ or https:\/\//);
   });
 });
+
+describe('padlock run as a certificate companion', () => {
+  it("writes each certificate into the companion folder in nginx-proxy's layout", async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'companion.yaml');
+    await writeFile(file, `sites:\n  - host: shop.localhost\n    upstream: http://127.0.0.1:9\n`);
+    const certs = join(dir.dir, 'nginx-certs');
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir.dir, 'store'), '--companion-dir', certs]);
+    try {
+      const crt = await waitFor('shop.localhost.crt', () => readFile(join(certs, 'shop.localhost.crt'), 'utf8').catch(() => undefined));
+      const stored = await readFile(join(dir.dir, 'store', 'live', 'shop.localhost', 'fullchain.pem'), 'utf8');
+      assert.equal(crt, stored);
+      assert.equal((await stat(join(certs, 'shop.localhost.key'))).mode & 0o777, 0o600);
+      const status = await d.status();
+      assert.notEqual(status['companion'], 'disabled');
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  });
+});
+

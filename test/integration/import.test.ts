@@ -5,7 +5,6 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, readdir, symlink, writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,29 +14,9 @@ import { runCli, repoRoot, type CliResult } from '../support/cli.js';
 import { pebbleFlags, tempConfigDir, uniqueName } from '../support/padlock.js';
 import { TestPki, DAY } from '../support/certs.js';
 
-/**
- * Runs `padlock import ...`. Until `import` is registered in src/cli/index.ts
- * the built CLI does not know it; then this runs the same command module
- * through test/fixtures/import/cli.ts.
- */
-let builtKnowsImport: boolean | undefined;
-async function padlock(args: string[]): Promise<CliResult> {
-  if (args[0] !== 'import') return runCli(args);
-  builtKnowsImport ??= /\bimport\b/.test((await runCli(['--help'])).stdout);
-  if (builtKnowsImport) return runCli(args, { timeoutMs: 90_000 });
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'test/fixtures/import/cli.ts'), ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+/** Runs the real CLI (bin/padlock); imports of many certificates can take a while. */
+function padlock(args: string[]): Promise<CliResult> {
+  return runCli(args, { timeoutMs: 90_000 });
 }
 
 interface Issued { name: string; domains: string[]; cert: string; chain: string; fullchain: string; privkey: string }
