@@ -67,6 +67,12 @@ export interface ForwarderOptions {
   timeouts?: Partial<ForwardTimeouts>;
   /** Most concurrent connections to one upstream origin (default 256). */
   maxSocketsPerUpstream?: number;
+  /**
+   * Called once per failed upstream attempt (connection refused, timeouts,
+   * resets; a retried attempt counts too) while the client is still there.
+   * For metrics; it must not throw and must be cheap.
+   */
+  onUpstreamError?: (host: string, error: string) => void;
 }
 
 /** What the front server knows about the request that the upstream cannot. */
@@ -141,9 +147,11 @@ export class Forwarder {
   private readonly upgraded = new Set<Duplex>();
   private opened = 0;
   private retried = 0;
+  private readonly onUpstreamError: ((host: string, error: string) => void) | undefined;
 
   constructor(options: ForwarderOptions) {
     this.log = options.logger;
+    this.onUpstreamError = options.onUpstreamError;
     this.timeouts = { ...DEFAULT_FORWARD_TIMEOUTS, ...options.timeouts };
     const agentOptions = {
       keepAlive: true,
@@ -188,6 +196,7 @@ export class Forwarder {
       const code = errorCode(err);
       // After the upgrade the socket carries WebSocket frames: an HTTP error page would corrupt them; just close.
       if (this.upgraded.has(socket)) return void socket.destroy();
+      this.onUpstreamError?.(route.site.host, code);
       if (CONNECT_FAILURES.has(code)) route.markDown(target);
       this.log.warn('websocket upstream failed', { host: route.site.host, upstream: target.containerName, error: code });
       rawError(socket, code === 'ECONNECT_TIMEOUT' || code === RESPONSE_TIMEOUT ? 504 : 502);
@@ -265,6 +274,7 @@ export class Forwarder {
       if (!res.destroyed) res.destroy();
       return;
     }
+    this.onUpstreamError?.(attempt.route.site.host, code);
     const connectFailed = CONNECT_FAILURES.has(code);
     const reset = code === 'ECONNRESET' || code === 'EPIPE';
     // A reset of a reused keep-alive socket is usually the upstream closing it as we wrote: not a sign it is down.

@@ -139,6 +139,11 @@ export class RouteTable {
     return this.routes.get(`*${host.slice(dot)}`);
   }
 
+  /** Every route, sorted by host (for status pages). */
+  all(): HostRoute[] {
+    return [...this.routes.values()].sort((a, b) => a.site.host.localeCompare(b.site.host));
+  }
+
   /** Every routed host (normalised), sorted. */
   hosts(): string[] {
     return [...this.routes.keys()].sort();

@@ -38,6 +38,30 @@ export interface ProxyServerOptions {
   timeouts?: ProxyTimeouts;
   /** The HTTPS port named in redirects, when a port mapping makes it differ from the bound one. */
   publicHttpsPort?: number;
+  /** Request instrumentation (metrics); absent means none, at no cost. */
+  observer?: ProxyObserver;
+}
+
+/**
+ * What the proxy reports per request, for metrics. Implementations must be
+ * cheap and must not throw: they run on the request path.
+ */
+export interface ProxyObserver {
+  /**
+   * One finished request on either front. `host` is the routed site's host
+   * (`*.example.com` for a wildcard route), or undefined when no route
+   * matched, so label sets stay bounded by the route table. `status` is 0
+   * when the request was cut before any answer.
+   */
+  request(host: string | undefined, status: number, seconds: number): void;
+  /** One failed upstream attempt (refused, timed out, reset), retried or not. */
+  upstreamError(host: string, error: string): void;
+}
+
+/** One route's upstreams with their passive health, for the status API. */
+export interface RouteUpstreams {
+  host: string;
+  upstreams: Array<{ url: string; containerName?: string; healthy: boolean; downUntil?: string }>;
 }
 
 export interface ProxyStats {
@@ -80,8 +104,10 @@ export class ProxyServer {
     };
     this.health = new UpstreamHealth(t.upstreamDownMs ?? 10_000);
     this.routes = new RouteTable([], this.health);
+    const observer = opts.observer;
     this.forwarder = new Forwarder({
       logger: this.log,
+      ...(observer ? { onUpstreamError: (host: string, error: string) => observer.upstreamError(host, error) } : {}),
       timeouts: {
         ...(t.connectMs !== undefined ? { connectMs: t.connectMs } : {}),
         ...(t.responseMs !== undefined ? { responseMs: t.responseMs } : {}),
@@ -97,7 +123,7 @@ export class ProxyServer {
     this.https = createHttpsFront({ ...deps, certificates: opts.certificates });
     for (const server of [this.http, this.https]) {
       server.on('connection', (socket: Socket) => this.track(socket));
-      server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => this.count(res));
+      server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.count(req, res));
     }
   }
 
@@ -148,6 +174,25 @@ export class ProxyServer {
     };
   }
 
+  /**
+   * Every route with its upstreams and their passive health now (an upstream
+   * is unhealthy while inside its down window after a failed connect).
+   */
+  upstreamStatus(): RouteUpstreams[] {
+    return this.routes.all().map((route) => ({
+      host: route.site.host,
+      upstreams: route.upstreams.map((u) => {
+        const until = this.health.downUntilMs(u.key);
+        return {
+          url: u.url.origin,
+          ...(u.containerName ? { containerName: u.containerName } : {}),
+          healthy: until === 0,
+          ...(until ? { downUntil: new Date(until).toISOString() } : {}),
+        };
+      }),
+    }));
+  }
+
   private async shutdown(drainMs: number): Promise<void> {
     const closed = [this.http, this.https].map(
       (s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())),
@@ -176,12 +221,17 @@ export class ProxyServer {
     socket.once('close', () => this.sockets.delete(socket));
   }
 
-  private count(res: http.ServerResponse): void {
+  private count(req: http.IncomingMessage, res: http.ServerResponse): void {
     this.inFlight++;
+    const observer = this.opts.observer;
+    // Looked up now: the table may be swapped before the response ends.
+    const host = observer ? this.routes.lookup(req.headers.host)?.site.host : undefined;
+    const started = observer ? performance.now() : 0;
     res.once('close', () => {
       this.inFlight--;
       const status = res.headersSent ? res.statusCode : 0;
       this.byStatus.set(status, (this.byStatus.get(status) ?? 0) + 1);
+      observer?.request(host, status, (performance.now() - started) / 1000);
     });
   }
 }

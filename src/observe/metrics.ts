@@ -1,0 +1,277 @@
+/**
+ * Prometheus metrics (`GET /metrics`), on a private prom-client Registry
+ * (never the global one, so two daemons in one process, as in tests, do not
+ * share counters).
+ *
+ * Two kinds of families:
+ * - read at scrape time from a `MetricsSource` (certificate timestamps, rate
+ *   limits, open connections, WebSockets): always the current value, nothing
+ *   to keep in sync;
+ * - fed by hooks the other parts call (renewal outcomes, ACME request
+ *   latency, proxy requests, upstream errors).
+ *
+ * Label cardinality is bounded: `host` is a routed host or `_unknown`;
+ * `name` is a certificate name padlock manages; `reason`, `error` and
+ * `status` pass through `labelValue`, which folds anything unexpected into
+ * `other`.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ProxyObserver, ProxyStats } from '../proxy/server.js';
+import { isRateLimitedStatus, type CertificateInput } from './status.js';
+
+/** What /metrics reads at scrape time. Called on every scrape (several times per scrape): keep it cheap. */
+export interface MetricsSource {
+  certificates(): readonly CertificateInput[];
+  proxy?(): ProxyStats | undefined;
+  now?(): Date;
+}
+
+export interface MetricsOptions {
+  source?: MetricsSource;
+  /** Buckets (seconds) of the proxy request-duration histogram. */
+  requestBuckets?: number[];
+  /** Buckets (seconds) of the ACME request-latency histogram. */
+  acmeBuckets?: number[];
+}
+
+/** The host label for requests that matched no route. */
+export const UNKNOWN_HOST = '_unknown';
+
+const DEFAULT_REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+const DEFAULT_ACME_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const STATES = ['valid', 'obtaining', 'renewing', 'waiting', 'missing', 'retired'] as const;
+
+/** A safe label value: short identifier-like text, else `other`. */
+export function labelValue(value: string | undefined, fallback = 'other'): string {
+  if (!value) return fallback;
+  return /^[A-Za-z0-9_.:-]{1,48}$/.test(value) ? value : 'other';
+}
+
+/**
+ * The failure reason label for a certificate error: the short ACME problem
+ * type when the CA sent one (`rateLimited`, `unauthorized`, ...), else
+ * padlock's error code (`ACME_UNREACHABLE`, `CHAIN_UNTRUSTED`, ...).
+ */
+export function failureReason(error: { code?: string; acmeType?: string; details?: Record<string, unknown> }): string {
+  const acmeType = error.acmeType ?? (typeof error.details?.['acmeType'] === 'string' ? (error.details['acmeType'] as string) : undefined);
+  return labelValue(acmeType && !acmeType.includes(':') ? acmeType : error.code, 'unknown');
+}
+
+/**
+ * padlock's metric families and the hooks that feed them. One instance per
+ * daemon; hooks are cheap and never throw.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private source: MetricsSource | undefined;
+  private readonly attempts: Counter<'outcome'>;
+  private readonly failures: Counter<'reason'>;
+  private readonly acmeLatency: Histogram<'status'>;
+  private readonly requests: Counter<'host' | 'status'>;
+  private readonly duration: Histogram<'host'>;
+  private readonly upstreamErrors: Counter<'host' | 'error'>;
+
+  /** Pass this to `new ProxyServer({ observer })`. */
+  readonly proxyObserver: ProxyObserver = {
+    request: (host, status, seconds) => this.proxyRequest(host, status, seconds),
+    upstreamError: (host, error) => this.upstreamError(host, error),
+  };
+
+  constructor(options: MetricsOptions = {}) {
+    this.source = options.source;
+    const registers = [this.registry];
+    const self = this;
+    const now = () => (this.source?.now?.() ?? new Date()).getTime();
+
+    new Gauge({
+      name: 'padlock_certificate_not_after_timestamp_seconds',
+      help: 'When each certificate expires (Unix seconds).',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of self.certificates()) if (c.notAfter) this.set({ name: c.name }, Date.parse(c.notAfter) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'padlock_certificate_next_renewal_timestamp_seconds',
+      help: 'When padlock next acts on each certificate: its renewal time, or the end of a failure backoff (Unix seconds).',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.reset();
+        const t = now();
+        for (const c of self.certificates()) {
+          const waiting = c.nextAttemptAt && Date.parse(c.nextAttemptAt) > t ? c.nextAttemptAt : undefined;
+          const at = waiting ?? c.renewAt;
+          if (at) this.set({ name: c.name }, Date.parse(at) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'padlock_certificate_rate_limited_until_timestamp_seconds',
+      help: "When the CA's rate limit on a certificate ends (Unix seconds); only names rate-limited now.",
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.reset();
+        const t = now();
+        for (const c of self.certificates()) {
+          if (c.nextAttemptAt && Date.parse(c.nextAttemptAt) > t && isRateLimitedStatus(c)) this.set({ name: c.name }, Date.parse(c.nextAttemptAt) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'padlock_certificate_state',
+      help: 'Each certificate\'s state: 1 for the current one (valid, obtaining, renewing, waiting, missing, retired).',
+      labelNames: ['name', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of self.certificates()) for (const s of STATES) this.set({ name: c.name, state: s }, c.state === s ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'padlock_certificate_failing',
+      help: '1 when the last attempt for a certificate failed and no success came since.',
+      labelNames: ['name'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of self.certificates()) this.set({ name: c.name }, c.lastError ? 1 : 0);
+      },
+    });
+
+    this.attempts = new Counter({
+      name: 'padlock_certificate_renewal_attempts_total',
+      help: 'Finished certificate orders (first issuance and renewals) by outcome.',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.failures = new Counter({
+      name: 'padlock_certificate_renewal_failures_total',
+      help: 'Failed certificate orders by reason: the ACME problem type, else padlock\'s error code.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.acmeLatency = new Histogram({
+      name: 'padlock_acme_request_duration_seconds',
+      help: 'Latency of each HTTP request to the ACME CA, by response status (0: no response).',
+      labelNames: ['status'],
+      buckets: options.acmeBuckets ?? DEFAULT_ACME_BUCKETS,
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'padlock_proxy_requests_total',
+      help: `Proxied requests by routed host (${UNKNOWN_HOST} when no route matched) and status (0: cut before an answer).`,
+      labelNames: ['host', 'status'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'padlock_proxy_request_duration_seconds',
+      help: 'Time from request to the end of the response, by routed host.',
+      labelNames: ['host'],
+      buckets: options.requestBuckets ?? DEFAULT_REQUEST_BUCKETS,
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'padlock_proxy_upstream_errors_total',
+      help: 'Failed upstream attempts (refused, timed out, reset) by host and error.',
+      labelNames: ['host', 'error'],
+      registers,
+    });
+
+    const fromProxy = (name: string, help: string, pick: (s: ProxyStats) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = self.proxyStats();
+          if (s) this.set(pick(s));
+        },
+      });
+    fromProxy('padlock_proxy_open_connections', 'Client TCP connections open now (both fronts, WebSockets included).', (s) => s.openConnections);
+    fromProxy('padlock_proxy_websockets', 'WebSockets proxied now.', (s) => s.websockets);
+    fromProxy('padlock_proxy_requests_in_flight', 'Requests being answered now.', (s) => s.inFlight);
+    fromProxy('padlock_proxy_routes', 'Routed hosts.', (s) => s.routes);
+    fromProxy('padlock_proxy_upstreams_down', 'Upstreams inside their down window after a failed connect.', (s) => s.upstreamsDown);
+    // Monotonic counts kept by the proxy itself: exposed as counters, set from the source at scrape.
+    for (const [name, help, pick] of [
+      ['padlock_proxy_upstream_connections_opened_total', 'Upstream connections opened (not reused).', (s: ProxyStats) => s.upstreamConnectionsOpened],
+      ['padlock_proxy_upstream_retries_total', 'Requests retried on another (or a fresh) upstream connection.', (s: ProxyStats) => s.upstreamRetries],
+    ] as const) {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const s = self.proxyStats();
+          if (!s) return;
+          this.reset();
+          this.inc(pick(s));
+        },
+      });
+    }
+  }
+
+  /** Sets (or replaces) what scrapes read, when it exists only after the Metrics object. */
+  setSource(source: MetricsSource): void {
+    this.source = source;
+  }
+
+  /**
+   * Hook: one certificate order finished (the manager's `cert_obtained` is
+   * `success`, `cert_failed` is `failure` with `failureReason(error)`).
+   */
+  renewal(outcome: 'success' | 'failure', reason?: string): void {
+    this.attempts.inc({ outcome });
+    if (outcome === 'failure') this.failures.inc({ reason: labelValue(reason, 'unknown') });
+  }
+
+  /** Hook: one HTTP request to the ACME CA took `ms`; `status` 0 when no response came. */
+  acmeRequest(ms: number, status: number): void {
+    this.acmeLatency.observe({ status: statusLabel(status) }, ms / 1000);
+  }
+
+  /** Hook (via `proxyObserver`): one finished proxied request. */
+  proxyRequest(host: string | undefined, status: number, seconds: number): void {
+    const h = host ?? UNKNOWN_HOST;
+    this.requests.inc({ host: h, status: statusLabel(status) });
+    this.duration.observe({ host: h }, seconds);
+  }
+
+  /** Hook (via `proxyObserver`): one failed upstream attempt. */
+  upstreamError(host: string, error: string): void {
+    this.upstreamErrors.inc({ host: host || UNKNOWN_HOST, error: labelValue(error) });
+  }
+
+  /** The Prometheus text exposition of every family. */
+  async exposition(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private certificates(): readonly CertificateInput[] {
+    try {
+      return this.source?.certificates() ?? [];
+    } catch {
+      return [];
+    }
+  }
+
+  private proxyStats(): ProxyStats | undefined {
+    try {
+      return this.source?.proxy?.();
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function statusLabel(status: number): string {
+  return Number.isInteger(status) && status >= 0 && status < 1000 ? String(status) : 'other';
+}
