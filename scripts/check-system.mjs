@@ -10,6 +10,7 @@ const needs = [
   { cmd: 'dockerd', pkg: 'docker.io', why: 'a private Docker engine for discovery tests' },
   { cmd: 'containerd', pkg: 'docker.io', why: "the Docker engine's runtime" },
   { cmd: 'busybox', pkg: 'busybox-static', why: 'the tiny test image' },
+  { cmd: 'chromium', pkg: 'chromium', why: 'the dashboard test (headless)' },
 ];
 const missing = needs.filter((n) => spawnSync('sh', ['-c', `command -v ${n.cmd} || test -x /usr/sbin/${n.cmd} || test -x /bin/${n.cmd}`]).status !== 0);
 const major = Number(process.versions.node.split('.')[0]);

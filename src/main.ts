@@ -17,6 +17,9 @@ import { TokenMap } from './acme/http01.js';
 import { CertificateManager } from './certificates/manager.js';
 import { ProxyServer } from './proxy/server.js';
 import { AdminServer } from './observe/admin.js';
+import { Metrics, failureReason } from './observe/metrics.js';
+import { buildStatusDocument } from './observe/status.js';
+import { loadAdminToken } from './observe/admin-auth.js';
 import { mergeDesiredState } from './state/merge.js';
 import { EMPTY_DESIRED_STATE, sameDesiredState, type DesiredState } from './state/desired-state.js';
 import { createLogger, type Logger } from './log.js';
@@ -68,6 +71,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const fixed = staticSites(config.sites, config.localSuffixes, options.configFile)
     .map((s) => (s.profile || !config.profile || !s.https ? s : { ...s, profile: config.profile }));
   const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
+  const adminToken = await loadAdminToken(config);
+  const metrics = new Metrics();
   const [store, roots, serverCa] = await Promise.all([
     openFsStore(config.configDir, { clock }),
     loadTrustAnchors(config.trustedRoots ? { extraFiles: [config.trustedRoots] } : {}),
@@ -98,9 +103,13 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     concurrency: config.concurrency,
     renewCron: config.renewCron,
     onSnapshot: (snapshot) => registry.replace(snapshot),
+    onAcmeResponse: (ms, status) => metrics.acmeRequest(ms, status),
     ...(challenge ?? {}),
   });
-  const proxy = new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger });
+  manager.on('cert_obtained', () => metrics.renewal('success'));
+  manager.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
+  const proxy = new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver });
+  metrics.setSource({ certificates: () => manager.status(), proxy: () => proxy.stats(), now: () => clock.now() });
 
   let discovered: DesiredState = EMPTY_DESIRED_STATE;
   let desired: DesiredState = mergeDesiredState(fixed, discovered);
@@ -145,20 +154,27 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
 
   const admin = new AdminServer({
     listen: config.adminListen,
+    ...(adminToken ? { token: adminToken } : {}),
+    logger,
+    metrics,
     ready: () => ready,
-    status: () => ({
+    status: () => buildStatusDocument({
+      now: clock.now(),
       ready,
-      time: clock.now().toISOString(),
       listeners: ports,
       docker: discovery ? discoveryStatus ?? { connected: false, since: null } : 'disabled',
-      notifications: notifier ? notifier.describe() : 'none configured',
-      companion: companion ? companion.status() : 'disabled',
-      routes: desired.sites.map((s) => ({ ...s, certificate: manager.status().find((c) => c.name === s.host) ?? null })),
+      sites: desired.sites,
       problems: desired.problems,
       certificates: manager.status(),
       proxy: proxy.stats(),
+      upstreams: proxy.upstreamStatus(),
+      sections: {
+        notifications: notifier ? notifier.describe() : 'none configured',
+        companion: companion ? companion.status() : 'disabled',
+      },
     }),
   });
+
 
   let ports = { http: 0, https: 0, admin: 0 };
   try {

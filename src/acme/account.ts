@@ -18,6 +18,8 @@ export interface AccountOptions {
   signal?: AbortSignal;
   logger: Logger;
   clock: Clock;
+  /** Metrics hook for every request to the CA. */
+  onAcmeResponse?: (ms: number, status: number) => void;
   /** Called when an account is registered (new, or again after the CA forgot it). */
   onRegistered?: (accountUrl: string, reason: 'new' | 'ca-forgot') => void;
 }
@@ -75,6 +77,7 @@ function makeClient(record: AccountRecord, options: AccountOptions): AcmeClient 
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     logger: options.logger,
+    ...(options.onAcmeResponse ? { onResponse: options.onAcmeResponse } : {}),
   };
   return new AcmeClient(clientOptions);
 }

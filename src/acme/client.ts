@@ -40,6 +40,8 @@ export interface AcmeClientOptions {
   /** Cancels every request of this client. */
   signal?: AbortSignal;
   logger?: Logger;
+  /** Told the duration and HTTP status of every request (0 when it failed without an answer), for metrics. */
+  onResponse?: (ms: number, status: number) => void;
 }
 
 /** The shape acme-client's HttpClient.request resolves with (axios-like). */
@@ -75,6 +77,7 @@ export class AcmeClient {
   private readonly timeoutMs: number;
   private readonly log: Logger;
   private readonly signal: AbortSignal | undefined;
+  private readonly onResponse: ((ms: number, status: number) => void) | undefined;
   private cachedDirectory: Record<string, unknown> | undefined;
 
   constructor(options: AcmeClientOptions) {
@@ -82,6 +85,7 @@ export class AcmeClient {
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.log = options.logger ?? silentLogger;
     this.signal = options.signal;
+    this.onResponse = options.onResponse;
     this.httpsAgent = new https.Agent({
       keepAlive: true,
       maxSockets: 8,
@@ -204,6 +208,7 @@ export class AcmeClient {
             const nonce = headers['replay-nonce'];
             if (nonce && method.toLowerCase() !== 'head') this.nonces.push(nonce);
             this.log.debug('acme response', { method, url, status, ms: Math.round(performance.now() - started) });
+            this.onResponse?.(performance.now() - started, status);
             if (status >= 400 && data && typeof data === 'object' && typeof (data as AcmeProblem).type === 'string') {
               const ctx = calls.getStore();
               const retryAfter = parseRetryAfter(headers['retry-after'], new Date());
@@ -215,6 +220,7 @@ export class AcmeClient {
         },
       );
       req.on('timeout', () => {
+        this.onResponse?.(performance.now() - started, 0);
         req.destroy(
           new PadlockError('ACME_UNREACHABLE', `the CA did not answer ${method.toUpperCase()} ${url} within ${this.timeoutMs / 1000} s`, {
             retryable: true,
@@ -224,6 +230,7 @@ export class AcmeClient {
       });
       req.on('error', (err) => {
         if (err instanceof PadlockError) return reject(err);
+        this.onResponse?.(performance.now() - started, 0);
         const code = (err as NodeJS.ErrnoException).code;
         reject(
           new PadlockError(

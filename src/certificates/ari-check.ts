@@ -52,7 +52,7 @@ export function ariFromJson(raw: unknown, id: string): AriState | undefined {
 }
 
 /** A client for unauthenticated reads (directory, renewalInfo); it never signs anything, so its key is throwaway. */
-export async function anonymousClient(server: string, options: { serverCa?: string; timeoutMs?: number; logger?: Logger } = {}): Promise<AcmeClient> {
+export async function anonymousClient(server: string, options: { serverCa?: string; timeoutMs?: number; logger?: Logger; onResponse?: (ms: number, status: number) => void } = {}): Promise<AcmeClient> {
   return new AcmeClient({ directoryUrl: server, accountKey: await generatePrivateKey({ keyType: 'ecdsa' }), ...options });
 }
 

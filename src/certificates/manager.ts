@@ -50,6 +50,8 @@ export interface ManagerOptions {
   /** node-cron expression for the periodic full check (re-reads state changed by other processes). */
   renewCron: string;
   onSnapshot: (snapshot: CertificateSnapshot) => void;
+  /** Metrics hook for every request to the CA. */
+  onAcmeResponse?: (ms: number, status: number) => void;
   /** How HTTP-01 is answered; default: the daemon's own :80 through `tokens`. Companion mode uses nginx's webroot. */
   responder?: ChallengeResponder;
   /** The challenge settings recorded with each lineage (default: standalone on `httpPort`). */
@@ -60,7 +62,10 @@ export interface ManagerOptions {
 export interface CertificateStatus {
   name: string;
   issuer?: string;
+  notBefore?: string;
   notAfter?: string;
+  /** The last failure was a rate limit (the CA's, or padlock's own governor). */
+  rateLimited?: boolean;
   state: 'valid' | 'obtaining' | 'renewing' | 'waiting' | 'missing' | 'retired';
   renewAt?: string;
   lastError?: { code: string; message: string; acmeType?: string };
@@ -159,7 +164,8 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       const base: CertificateStatus = {
         name: a.name,
         state: 'valid',
-        ...(c ? { issuer: c.info.issuer, notAfter: c.info.notAfter.toISOString() } : {}),
+        ...(c ? { issuer: c.info.issuer, notBefore: c.info.notBefore.toISOString(), notAfter: c.info.notAfter.toISOString() } : {}),
+        ...(this.failures.get(a.name)?.rateLimited ? { rateLimited: true } : {}),
         ...(this.failures.get(a.name)?.lastError ? { lastError: this.failures.get(a.name)!.lastError! } : {}),
         ...(this.failures.get(a.name)?.nextAttemptAt ? { nextAttemptAt: this.failures.get(a.name)!.nextAttemptAt! } : {}),
       };
@@ -282,7 +288,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     if (entry?.failedUntil && entry.failedUntil > Date.now()) return undefined;
     try {
       if (!entry) {
-        entry = { client: await anonymousClient(server, this.opts.account.serverCa ? { serverCa: this.opts.account.serverCa } : {}) };
+        entry = { client: await anonymousClient(server, { ...(this.opts.account.serverCa ? { serverCa: this.opts.account.serverCa } : {}), ...(this.opts.onAcmeResponse ? { onResponse: this.opts.onAcmeResponse } : {}) }) };
         this.ariClients.set(server, entry);
       }
       await entry.client.directory();
@@ -339,7 +345,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       ...(action.email ?? this.opts.account.email ? { email: (action.email ?? this.opts.account.email)! } : {}),
       ...(action.profile ? { profile: action.profile } : {}),
     };
-    const result = await obtainLineage({ store: this.opts.store, clock: this.opts.clock, logger: this.log, roots: this.opts.roots }, {
+    const result = await obtainLineage({ store: this.opts.store, clock: this.opts.clock, logger: this.log, roots: this.opts.roots, ...(this.opts.onAcmeResponse ? { onAcmeResponse: this.opts.onAcmeResponse } : {}) }, {
       meta,
       account: { ...this.opts.account, ...(action.email ? { email: action.email } : {}) },
       responder: this.responder,

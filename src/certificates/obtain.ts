@@ -26,6 +26,8 @@ export interface ObtainDeps {
   logger: Logger;
   /** Trust anchors an issued chain must build to. */
   roots: TrustAnchors;
+  /** Metrics hook for every request to the CA. */
+  onAcmeResponse?: (ms: number, status: number) => void;
 }
 
 export interface ObtainRequest {
@@ -70,6 +72,7 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
       directoryUrl: meta.server,
       logger: log,
       clock,
+      ...(deps.onAcmeResponse ? { onAcmeResponse: deps.onAcmeResponse } : {}),
       ...(request.signal ? { signal: request.signal } : {}),
       onRegistered: (url, reason) =>
         progress({ step: 'account', url, message: reason === 'new' ? `registered a new account with ${meta.server}` : `the CA no longer knew our account; registered it again` }),

@@ -9,6 +9,7 @@ import { runCommand } from './run.js';
 import { trustCommand } from './trust.js';
 import { notifyCommand } from './notify.js';
 import { importCommand } from './import.js';
+import { statusCommand } from './status.js';
 import { certificatesCommand } from './certificates.js';
 import { renewCommand } from './renew.js';
 import { revokeCommand } from './revoke.js';
@@ -33,6 +34,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(trustCommand)
     .command(notifyCommand)
     .command(importCommand)
+    .command(statusCommand)
     .demandCommand(1, 'Name a command; see padlock --help.')
     .strict()
     .version(VERSION)

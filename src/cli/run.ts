@@ -9,6 +9,7 @@ import { PadlockError, errorMessage } from '../errors.js';
 import { reportError } from './common.js';
 import { readConfigFile } from '../config/file.js';
 import { createLogger } from '../log.js';
+import { prettyWriter } from '../observe/pretty-log.js';
 import { dockerDiscovery } from '../docker/discovery.js';
 
 const KEYS = (Object.keys(runConfigSchema.shape) as RunConfigKey[]).filter((k) => k !== 'sites');
@@ -51,7 +52,9 @@ export const runCommand: CommandModule<object, Record<string, unknown>> = {
   handler: async (argv) => {
     try {
       const { config, file } = await loadRunConfig(argv, process.env);
-      const logger = createLogger({ level: config.logLevel });
+      // Readable lines on a terminal, JSON lines otherwise (or as logFormat says). Redaction happens before either.
+      const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stderr.isTTY === true);
+      const logger = createLogger({ level: config.logLevel, ...(pretty ? { write: prettyWriter(process.stderr) } : {}) });
       const discovery: Discovery | null = config.docker
         ? dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), ...(config.profile ? { defaultProfile: config.profile } : {}), logger })
         : null;

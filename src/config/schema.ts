@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { validate as validCron } from 'node-cron';
 import { notifyConfigSchema } from '../notify/config.js';
 import { companionConfigSchema, companionConfigProblems } from '../companion/companion.js';
+import { adminConfigSchema, adminAccessProblem } from '../observe/admin-auth.js';
 import { PadlockError } from '../errors.js';
 
 const port = (what: string) => z.number().int().min(0, `${what} must be a port (0-65535)`).max(65535, `${what} must be a port (0-65535)`);
@@ -47,8 +48,9 @@ export const runConfigSchema = z.object({
   renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
+  logFormat: z.enum(['auto', 'json', 'pretty']).default('auto').describe('Log lines as JSON, readable text, or auto (readable when stderr is a terminal)'),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
-}).extend(notifyConfigSchema.shape).extend(companionConfigSchema.shape).strict();
+}).extend(notifyConfigSchema.shape).extend(companionConfigSchema.shape).extend(adminConfigSchema.shape).strict();
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
 export type StaticSite = z.infer<typeof staticSiteSchema>;
@@ -107,7 +109,9 @@ export function parseRunConfig(layers: { file?: Record<string, unknown>; fileNam
   const result = runConfigSchema.safeParse(merged);
   if (result.success) {
     // Rules across several keys, which one schema field cannot express.
-    const cross = companionConfigProblems(result.data);
+    const adminHost = /^\[?([^\]]*?)\]?:\d+$/.exec(result.data.adminListen)?.[1] ?? result.data.adminListen;
+    const admin = adminAccessProblem(adminHost, result.data.adminToken ?? result.data.adminTokenFile);
+    const cross = [...companionConfigProblems(result.data), ...(admin ? [admin] : [])];
     if (cross.length) throw new PadlockError('CONFIG_INVALID', cross.length === 1 ? cross[0]! : `${cross.length} configuration problems:\n  - ${cross.join('\n  - ')}`, { details: { problems: cross } });
     return Object.freeze(result.data) as RunConfig;
   }

@@ -93,6 +93,26 @@ describe('padlock run with static sites', () => {
     assert.ok(names.includes(localName));
   });
 
+  it('shows the routes with padlock status, and exports certificate and ACME metrics', async () => {
+    const table = await runCli(['status', '--admin-listen', `127.0.0.1:${daemon.adminPort}`]);
+    assert.equal(table.code, 0, table.stderr);
+    assert.match(table.stdout, /^padlock: ready, 2 names/m);
+    assert.match(table.stdout, new RegExp(publicName.replace(/\./g, '\\.')));
+    const json = JSON.parse((await runCli(['status', '--json', '--admin-listen', `127.0.0.1:${daemon.adminPort}`])).stdout);
+    assert.equal(json.ready, true);
+
+    const metrics = await new Promise<string>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: daemon.adminPort, path: '/metrics' }, (r) => {
+        let body = '';
+        r.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+    assert.match(metrics, new RegExp(`padlock_certificate_not_after_timestamp_seconds\\{name="${publicName.replace(/\./g, '\\.')}"\\} \\d+`));
+    const acme = /padlock_acme_request_duration_seconds_count\{status="200"\} (\d+)/.exec(metrics);
+    assert.ok(acme && Number(acme[1]) > 0, 'ACME requests were timed');
+    assert.match(metrics, /padlock_certificate_renewal_attempts_total\{outcome="success"\} [1-9]/);
+  });
+
   it('drains and exits 0 on SIGTERM', async () => {
     const code = await daemon.stop();
     assert.equal(code, 0, daemon.output());
