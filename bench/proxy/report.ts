@@ -1,0 +1,100 @@
+/**
+ * The proxy bench's record (the JSON it writes) and its markdown table.
+ */
+import type { MemSample } from './procs.js';
+import type { HandshakeResult, WrkResult } from './load.js';
+
+export interface CpuShare {
+  /** CPU seconds (user+system) of the proxy's processes during the phase. */
+  proxyCpuSeconds: number;
+  /** Proxy CPU time per completed request (or handshake), µs. */
+  cpuUsPerOp?: number;
+  /** Average number of cores the proxy kept busy. */
+  proxyCores: number;
+  /** Whole machine during the phase, in cores: everything, the upstream, the load tools (and this bench), and the rest (other work on the machine). */
+  machine?: { busyCores: number; upstreamCores: number; toolCores: number; otherCores: number };
+}
+
+export interface ProxyRun {
+  proxy: string;
+  round: number;
+  ok: boolean;
+  error?: string;
+  /** Load average just before this proxy started. */
+  loadavgBefore: number[];
+  /** Fraction of the machine's CPUs busy over the last second before this proxy started, and how long the bench waited for that. */
+  busyBefore?: number;
+  waitedSeconds?: number;
+  /** Spawn to first 200 through the proxy. */
+  readySeconds?: number;
+  /** The SHA-256 fingerprint the proxy presented for `localhost`, and whether it is the shared certificate. */
+  certFingerprint?: string;
+  sameCertificate?: boolean;
+  tlsProtocol?: string;
+  memIdle?: MemSample;
+  memAfterKeepAlive?: MemSample;
+  memAfterAll?: MemSample;
+  keepAlive?: WrkResult & { cpu?: CpuShare };
+  handshakes?: HandshakeResult & { cpu?: CpuShare };
+  /** wrk with `Connection: close`: wrk resumes the TLS session on each reconnect. */
+  reconnect?: WrkResult & { cpu?: CpuShare };
+  resumption?: { resumed: boolean; detail: string };
+  /** Last lines of the proxy's own output, when something failed. */
+  outputTail?: string;
+}
+
+export interface ProxyBenchReport {
+  benchmark: 'proxy';
+  startedAt: string;
+  finishedAt: string;
+  options: { seconds: number; handshakeSeconds: number; warmupSeconds: number; connections: number; threads: number; rounds: number; proxies: string[]; phases: string[]; waitIdleSeconds: number; cpuProf?: string };
+  machine: { cpus: number; cpuModel: string; loadavgBefore: number[]; busyBefore?: number; node: string; platform: string };
+  versions: Record<string, string>;
+  upstream: { kind: string; body: string; bytes: number };
+  certificate: { source: string; fingerprint256: string; keyType: string; padlockFirstStartSeconds?: number };
+  dnsCheck: { checked: boolean; clean?: boolean; suspicious: string[]; note: string };
+  runs: ProxyRun[];
+  profile?: unknown;
+}
+
+const f = (x: number | undefined, digits = 0): string => (x === undefined || Number.isNaN(x) ? '–' : x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+const ms = (x: number | undefined): string => (x === undefined ? '–' : x < 10 ? x.toFixed(2) : x.toFixed(1));
+
+function errorsOf(w: WrkResult | undefined): string {
+  if (!w) return '–';
+  const s = w.socketErrors;
+  const n = (s ? s.connect + s.read + s.write + s.timeout : 0) + (w.non2xx ?? 0);
+  return String(n);
+}
+
+export function markdownTable(r: ProxyBenchReport): string {
+  const c = r.options.connections;
+  const lines = [
+    `| round | proxy | req/s keep-alive | p50 ms | p99 ms | errors | proxy CPU µs/req (cores) | full handshakes/s | resumed reconnects/s | resumes | RSS MiB idle → after | PSS MiB after | other load (cores) |`,
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|',
+  ];
+  for (const p of r.runs) {
+    if (!p.ok && !p.keepAlive?.rps) {
+      lines.push(`| ${p.round} | ${p.proxy} | failed: ${(p.error ?? '').replace(/\|/g, '\\|').replace(/\s+/g, ' ').slice(0, 140)} | | | | | | | | | | |`);
+      continue;
+    }
+    const label = p.proxy === 'node-hello' ? 'node-hello (reference: no proxy)' : p.proxy === 'padlock' ? '**padlock**' : p.proxy;
+    const k = p.keepAlive;
+    const h = p.handshakes;
+    const hs = h?.ok ? `${f(h.perSecond)}${h.failed ? ` (${h.failed} failed)` : ''}` : h ? 'failed' : '–';
+    const cpu = k?.cpu ? `${f(k.cpu.cpuUsPerOp)} (${k.cpu.proxyCores.toFixed(2)})` : '–';
+    lines.push(
+      `| ${p.round} | ${label} | ${f(k?.rps)} | ${ms(k?.latencyMs?.p50)} | ${ms(k?.latencyMs?.p99)} | ${errorsOf(k)} | ${cpu} | ${hs} | ` +
+        `${p.reconnect?.ok ? f(p.reconnect.rps) : p.reconnect ? 'failed' : '–'} | ${p.resumption ? (p.resumption.resumed ? 'yes' : 'no') : '–'} | ` +
+        `${f(p.memIdle?.rssMiB, 1)} → ${f(p.memAfterAll?.rssMiB ?? p.memAfterKeepAlive?.rssMiB, 1)} | ${f(p.memAfterAll?.pssMiB ?? p.memAfterKeepAlive?.pssMiB, 1)} | ${k?.cpu?.machine ? k.cpu.machine.otherCores.toFixed(2) : '–'} |`,
+    );
+  }
+  lines.push('');
+  lines.push(
+    `wrk -t${r.options.threads} -c${c} -d${r.options.seconds}s --latency (after a ${r.options.warmupSeconds} s warm-up); ` +
+      `full handshakes: curl --no-sessionid, Connection: close, ${c} in flight over ${Math.min(2, r.machine.cpus)} processes, ${r.options.handshakeSeconds} s; ` +
+      `resumed reconnects: wrk -H 'Connection: close' ${r.options.handshakeSeconds} s. Proxy CPU = user+system of the proxy's processes during the keep-alive run; ` +
+      `other load = machine CPU busy during that run minus the proxy, the upstream, wrk and the bench (work by other processes on the machine: noise).`,
+  );
+  return lines.join('\n');
+}
