@@ -26,6 +26,7 @@ import { startPebble, type Pebble } from '../../test/support/pebble.js';
 import { runTimed, killAllChildren } from './child.js';
 import { lego, certbot, padlock, type Tool, type ToolName } from './tools.js';
 import { markdownTable, type Attempt, type BenchReport, type ToolResult } from './report.js';
+import { positiveInt } from '../args.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -40,14 +41,6 @@ const { values } = parseArgs({
   },
 });
 
-function positiveInt(name: string, v: string | undefined): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`bench: --${name} must be a positive integer, got ${JSON.stringify(v)}`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const runs = positiveInt('runs', values.runs);
 const nameCount = positiveInt('names', values.names);

@@ -29,6 +29,7 @@ import { startUpstream, nginxPlan, caddyPlan, padlockPlan, nodeHelloPlan, PROXIE
 import { wrk, fullHandshakes, waitReady, resumptionProbe, dnsCheck, sleep, toolEnv, fingerprintOf, killLoad } from './load.js';
 import { markdownTable, type ProxyRun, type ProxyBenchReport, type CpuShare } from './report.js';
 import { summarizeFile, profileMarkdown, type ProfileSummary } from './profile.js';
+import { positiveInt } from '../args.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 const PHASES = ['keepalive', 'handshakes', 'reconnect'] as const;
@@ -51,14 +52,6 @@ const { values } = parseArgs({
   },
 });
 
-function positiveInt(name: string, v: string | undefined): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`bench: --${name} must be a positive integer, got ${JSON.stringify(v)}`);
-    process.exit(2);
-  }
-  return n;
-}
 
 const seconds = positiveInt('seconds', values.seconds);
 const connections = positiveInt('connections', values.connections);
