@@ -16,6 +16,7 @@ import { CertificateRegistry } from './tls/contexts.js';
 import { TokenMap } from './acme/http01.js';
 import { CertificateManager } from './certificates/manager.js';
 import { ProxyServer } from './proxy/server.js';
+import { ProxyCluster } from './proxy/cluster.js';
 import { AdminServer } from './observe/admin.js';
 import { Metrics, failureReason } from './observe/metrics.js';
 import { buildStatusDocument } from './observe/status.js';
@@ -91,6 +92,19 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
 
   const tokens = new TokenMap();
   const registry = new CertificateRegistry();
+  // workers > 1: the data plane runs in cluster workers; this process keeps everything else.
+  const proxyCluster = config.workers > 1
+    ? new ProxyCluster({
+      workers: config.workers,
+      httpPort: config.httpPort,
+      httpsPort: config.httpsPort,
+      ...(config.bind ? { bind: config.bind } : {}),
+      logger,
+      logLevel: config.logLevel,
+      pretty: config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stderr.isTTY === true),
+      observer: metrics.proxyObserver,
+    })
+    : undefined;
   const manager = new CertificateManager({
     store,
     clock,
@@ -102,13 +116,15 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     httpPort: config.httpPort,
     concurrency: config.concurrency,
     renewCron: config.renewCron,
-    onSnapshot: (snapshot) => registry.replace(snapshot),
+    onSnapshot: (snapshot) => (proxyCluster ?? registry).replace(snapshot),
     onAcmeResponse: (ms, status) => metrics.acmeRequest(ms, status),
+    // With workers, a token counts as presented only once every worker answers it.
+    ...(proxyCluster ? { responder: proxyCluster.challengeResponder() } : {}),
     ...(challenge ?? {}),
   });
   manager.on('cert_obtained', () => metrics.renewal('success'));
   manager.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
-  const proxy = new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver });
+  const proxy = proxyCluster ?? new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver });
   metrics.setSource({ certificates: () => manager.status(), proxy: () => proxy.stats(), now: () => clock.now() });
 
   let discovered: DesiredState = EMPTY_DESIRED_STATE;
@@ -171,6 +187,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       sections: {
         notifications: notifier ? notifier.describe() : 'none configured',
         companion: companion ? companion.status() : 'disabled',
+        ...(proxyCluster ? { workers: proxyCluster.describe() } : {}),
       },
     }),
   });

@@ -138,6 +138,13 @@ https://${HOST}:${port} {
   };
 }
 
+/**
+ * padlock's data-plane processes in the bench: `--workers N` (node:cluster),
+ * 2 by default (one per core, like nginx's workers); `BENCH_PADLOCK_WORKERS=1`
+ * measures the single-process data plane.
+ */
+export const PADLOCK_WORKERS = Math.max(1, Math.floor(Number(process.env['BENCH_PADLOCK_WORKERS'] ?? 2)) || 2);
+
 /** padlock run with one static site; its local CA issues `localhost` on first start. */
 export function padlockPlan(
   bin: string,
@@ -146,6 +153,7 @@ export function padlockPlan(
   upstreamPort: number,
   capSeconds: () => number,
   extraEnv: Record<string, string> = {},
+  workers: number = PADLOCK_WORKERS,
 ): ProxyPlan & { configDir: string } {
   const configDir = join(dir, 'config');
   return {
@@ -165,6 +173,7 @@ export function padlockPlan(
           'run', '--docker', 'false', '--config', conf,
           '--http-port', String(ports.http), '--https-port', String(ports.https), '--bind', '127.0.0.1',
           '--admin-listen', `127.0.0.1:${ports.admin}`, '--config-dir', configDir, '--log-level', 'warn',
+          '--workers', String(workers),
         ],
         { env, capSeconds: capSeconds() },
       );

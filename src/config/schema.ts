@@ -46,6 +46,7 @@ export const runConfigSchema = z.object({
   localSuffixes: z.array(z.string().min(1)).default(['localhost', 'internal', 'home.arpa']).describe('Name suffixes that get certificates from the local CA'),
   concurrency: z.number().int().min(1).max(100).default(4).describe('ACME orders in flight at once'),
   renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
+  workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
   logFormat: z.enum(['auto', 'json', 'pretty']).default('auto').describe('Log lines as JSON, readable text, or auto (readable when stderr is a terminal)'),

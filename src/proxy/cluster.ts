@@ -1,0 +1,453 @@
+/**
+ * The data plane in N `node:cluster` worker processes (`workers` > 1).
+ *
+ * The primary keeps everything else (config, store, certificates, ACME,
+ * discovery, admin API, metrics) and drives the workers through this class,
+ * which has the surface `main.ts` uses on a `ProxyServer`: `setSites()`,
+ * `replace(snapshot)` for certificates, `listen()`, `close()`, `stats()` and
+ * `upstreamStatus()`. Each worker runs a whole `ProxyServer` (:80 and :443);
+ * the workers share the listening sockets through the cluster module, which
+ * hands connections out round robin.
+ *
+ * ## State reaches every worker
+ * The primary holds the current routes, certificate snapshot and HTTP-01
+ * tokens. A worker gets all three in its `init` message and applies them
+ * before it listens, so it never accepts a connection with less than the
+ * primary had then. Every later change goes to every initialised worker, in
+ * order, over its IPC channel (FIFO): routes whole, certificates as a diff
+ * against what was last sent (by version), tokens one by one.
+ *
+ * ## HTTP-01 is race-free
+ * The CA may fetch a challenge through any worker (round robin), and it does
+ * so only after padlock answers the challenge URL (RFC 8555 section 7.5.1).
+ * `challengeResponder().present()` sets the token in the primary's map, sends
+ * it to every worker, and resolves only when every worker has acknowledged
+ * that it applied it (a worker that exits meanwhile counts as done: it serves
+ * nothing; a worker still starting gets the token in its `init`). So by the
+ * time the issuer tells the CA to validate, every worker that can accept a
+ * connection answers the token. No ack within `ackTimeoutMs` fails the
+ * challenge before the CA is asked, which costs a retry, never a failed
+ * validation.
+ *
+ * ## Stats and metrics
+ * Workers report every `reportMs`: their `ProxyStats`, their upstream health
+ * (when it changed) and their metric events batched by (host, status,
+ * duration rounded up to 0.1 ms). The primary replays the events into the
+ * observer (so `Metrics` histograms and counters are exact up to that
+ * rounding) and sums the stats. Counts of a worker that exited are kept, so
+ * counters never go down.
+ *
+ * A worker that exits unexpectedly is replaced (at most once a second).
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { ChallengeResponder } from '../acme/http01.js';
+import type { Level, Logger } from '../log.js';
+import type { SiteSpec } from '../state/desired-state.js';
+import type { CertificateEntry, CertificateSnapshot } from '../tls/contexts.js';
+import { RouteTable, UpstreamHealth } from './routes.js';
+import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
+
+// ---- the IPC protocol (plain JSON data) ----
+
+export interface WorkerSettings {
+  httpPort: number;
+  httpsPort: number;
+  bind?: string;
+  logLevel: Level;
+  pretty: boolean;
+  /** 1-based worker slot, for log lines. */
+  slot: number;
+  /** How often the worker reports stats and metric events (ms). */
+  reportMs: number;
+}
+
+export type ToWorker =
+  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; tokens: Array<[string, string]> }
+  | { t: 'sites'; sites: SiteSpec[] }
+  | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[] }
+  | { t: 'token'; id: number; set?: [string, string]; del?: string }
+  | { t: 'close'; drainMs: number };
+
+/** Metric events batched by a worker: [host or null, status, duration in 0.1 ms units (rounded up), count]. */
+export type RequestBatch = Array<[string | null, number, number, number]>;
+/** [host, error, count]. */
+export type UpstreamErrorBatch = Array<[string, string, number]>;
+
+export type FromWorker =
+  | { t: 'hello' }
+  | { t: 'listening'; httpPort: number; httpsPort: number }
+  | { t: 'listen-error'; message: string; code?: string }
+  | { t: 'ack'; id: number }
+  | { t: 'report'; stats: ProxyStats; upstreams?: RouteUpstreams[]; requests: RequestBatch; upstreamErrors: UpstreamErrorBatch }
+  | { t: 'closed' };
+
+/** Durations travel in 0.1 ms units, rounded up: a histogram bound that is a multiple of 0.1 ms keeps every observation on its side. */
+export const DURATION_UNIT_S = 1e-4;
+export function durationUnits(seconds: number): number {
+  return Math.max(0, Math.ceil(seconds / DURATION_UNIT_S - 1e-6));
+}
+
+// ---- the primary side ----
+
+export interface ProxyClusterOptions {
+  workers: number;
+  httpPort: number;
+  httpsPort: number;
+  bind?: string;
+  logger: Logger;
+  logLevel: Level;
+  pretty: boolean;
+  observer?: ProxyObserver;
+  /** Default 1000. */
+  reportMs?: number;
+  /** How long `present()` waits for every worker's ack (default 10 s). */
+  ackTimeoutMs?: number;
+  /** How long `listen()` waits for every worker (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+interface Slot {
+  slot: number;
+  worker: Worker;
+  initialised: boolean;
+  listening: boolean;
+  stats?: ProxyStats;
+  upstreams?: RouteUpstreams[];
+  onListen?: (r: { ok: true; httpPort: number; httpsPort: number } | { ok: false; error: Error }) => void;
+  exited: Promise<void>;
+}
+
+const EMPTY_STATS: ProxyStats = {
+  openConnections: 0, websockets: 0, inFlight: 0, requestsByStatus: {}, upstreamConnectionsOpened: 0, upstreamRetries: 0,
+  routes: 0, upstreamsDown: 0, certificates: { names: 0, cachedContexts: 0, builtContexts: 0 },
+};
+
+export class ProxyCluster {
+  private sites: SiteSpec[] = [];
+  private routes = new RouteTable([]);
+  private certs = new Map<string, CertificateEntry>();
+  /** HTTP-01 tokens being presented: the source of truth a starting worker gets in its `init`. */
+  private readonly tokens = new Map<string, string>();
+  private readonly slots = new Map<number, Slot>();
+  private readonly pendingAcks = new Map<number, { waiting: Set<number>; done: () => void }>();
+  private nextAck = 1;
+  /** Monotonic counts of workers that exited. */
+  private readonly retired = { byStatus: new Map<string, number>(), upstreamConnectionsOpened: 0, upstreamRetries: 0, builtContexts: 0 };
+  private bound: { httpPort: number; httpsPort: number } | undefined;
+  private listening: Promise<{ httpPort: number; httpsPort: number }> | undefined;
+  private closing: Promise<void> | undefined;
+  private lastRespawn = 0;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: ProxyClusterOptions) {
+    if (!cluster.isPrimary) throw new Error('ProxyCluster runs in the primary process only');
+    this.log = opts.logger.child({ component: 'proxy-cluster' });
+  }
+
+  /** Replaces the whole route table in every worker. */
+  setSites(sites: readonly SiteSpec[]): void {
+    this.sites = sites.map((s) => ({ ...s, upstreams: s.upstreams.map((u) => ({ ...u })) }));
+    this.routes = new RouteTable(this.sites);
+    this.broadcast({ t: 'sites', sites: this.sites });
+  }
+
+  /** Certificates: the manager's `onSnapshot`. Sends every worker what changed (by version). */
+  replace(snapshot: CertificateSnapshot): void {
+    const next = new Map<string, CertificateEntry>();
+    for (const [name, entry] of snapshot) next.set(name.toLowerCase(), { certPem: entry.certPem, keyPem: entry.keyPem, version: entry.version });
+    const set: Array<[string, CertificateEntry]> = [];
+    for (const [name, entry] of next) if (this.certs.get(name)?.version !== entry.version) set.push([name, entry]);
+    const del = [...this.certs.keys()].filter((name) => !next.has(name));
+    this.certs = next;
+    if (set.length || del.length) this.broadcast({ t: 'certs', set, del });
+  }
+
+  /**
+   * The manager's HTTP-01 responder: `present()` resolves once every worker
+   * answers the token (see the module comment).
+   */
+  challengeResponder(): ChallengeResponder {
+    return {
+      describe: () => `padlock's HTTP server on port ${this.opts.httpPort} (${this.opts.workers} workers)`,
+      prepare: async () => {},
+      present: async (token, keyAuthorization) => {
+        this.tokens.set(token, keyAuthorization);
+        await this.acked({ set: [token, keyAuthorization] });
+      },
+      remove: async (token) => {
+        this.tokens.delete(token);
+        await this.acked({ del: token }).catch(() => undefined);
+      },
+      close: async () => {},
+    };
+  }
+
+  /** Forks the workers and resolves with the real ports once every one listens. Rejects (and stops them) if any cannot. */
+  listen(): Promise<{ httpPort: number; httpsPort: number }> {
+    this.listening ??= this.start();
+    return this.listening;
+  }
+
+  /** Drains every worker (each stops accepting, lets requests finish for up to `drainMs`), then they exit. Idempotent. */
+  close(options: { drainMs?: number } = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.drainMs ?? 10_000);
+    return this.closing;
+  }
+
+  /** The workers' stats summed (as of their last report, at most `reportMs` old). */
+  stats(): ProxyStats {
+    const byStatus = new Map(this.retired.byStatus);
+    const out: ProxyStats = {
+      ...EMPTY_STATS,
+      requestsByStatus: {},
+      upstreamConnectionsOpened: this.retired.upstreamConnectionsOpened,
+      upstreamRetries: this.retired.upstreamRetries,
+      routes: this.routes.size,
+      certificates: { names: this.certs.size, cachedContexts: 0, builtContexts: this.retired.builtContexts },
+    };
+    for (const { stats: s } of this.slots.values()) {
+      if (!s) continue;
+      out.openConnections += s.openConnections;
+      out.websockets += s.websockets;
+      out.inFlight += s.inFlight;
+      out.upstreamConnectionsOpened += s.upstreamConnectionsOpened;
+      out.upstreamRetries += s.upstreamRetries;
+      out.certificates.cachedContexts += s.certificates.cachedContexts;
+      out.certificates.builtContexts += s.certificates.builtContexts;
+      for (const [k, v] of Object.entries(s.requestsByStatus)) byStatus.set(k, (byStatus.get(k) ?? 0) + v);
+    }
+    out.requestsByStatus = Object.fromEntries([...byStatus].sort((a, b) => Number(a[0]) - Number(b[0])));
+    out.upstreamsDown = this.upstreamStatus().reduce((n, r) => n + r.upstreams.filter((u) => !u.healthy).length, 0);
+    return out;
+  }
+
+  /** Every route with its upstreams; an upstream is unhealthy while any worker has it in its down window. */
+  upstreamStatus(): RouteUpstreams[] {
+    const down = new Map<string, number>();
+    const now = Date.now();
+    for (const { upstreams } of this.slots.values()) {
+      for (const r of upstreams ?? []) {
+        for (const u of r.upstreams) {
+          const until = u.downUntil ? Date.parse(u.downUntil) : 0;
+          if (!u.healthy && until > now) down.set(`${r.host}\0${u.url}`, Math.max(until, down.get(`${r.host}\0${u.url}`) ?? 0));
+        }
+      }
+    }
+    return this.routes.all().map((route) => ({
+      host: route.site.host,
+      upstreams: route.upstreams.map((u) => {
+        const until = down.get(`${route.site.host}\0${u.url.origin}`) ?? 0;
+        return {
+          url: u.url.origin,
+          ...(u.containerName ? { containerName: u.containerName } : {}),
+          healthy: until === 0,
+          ...(until ? { downUntil: new Date(until).toISOString() } : {}),
+        };
+      }),
+    }));
+  }
+
+  /** Per worker, for the status document. */
+  describe(): Array<{ slot: number; pid: number | undefined; listening: boolean; requests: number; openConnections: number }> {
+    return [...this.slots.values()].sort((a, b) => a.slot - b.slot).map((s) => ({
+      slot: s.slot,
+      pid: s.worker.process.pid,
+      listening: s.listening,
+      requests: Object.values(s.stats?.requestsByStatus ?? {}).reduce((a, b) => a + b, 0),
+      openConnections: s.stats?.openConnections ?? 0,
+    }));
+  }
+
+  // ---- internals ----
+
+  private async start(): Promise<{ httpPort: number; httpsPort: number }> {
+    const here = fileURLToPath(import.meta.url);
+    const exec = here.replace(/cluster\.(ts|js)$/, (_m, ext: string) => `worker.${ext}`);
+    if (!existsSync(exec)) throw new Error(`proxy worker module not found at ${exec}`);
+    cluster.setupPrimary({ exec, args: [] });
+    cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal));
+    const started = Array.from({ length: this.opts.workers }, (_, i) => this.fork(i + 1));
+    const deadline = this.opts.startTimeoutMs ?? 30_000;
+    try {
+      const results = await Promise.all(started.map((p) => withTimeout(p, deadline, 'a proxy worker did not start listening in time')));
+      const first = results[0]!;
+      for (const r of results) {
+        if (r.httpPort !== first.httpPort || r.httpsPort !== first.httpsPort) throw new Error(`proxy workers listen on different ports: ${JSON.stringify(results)}`);
+      }
+      this.bound = first;
+      this.log.info('listening', { ...first, workers: this.opts.workers, bind: this.opts.bind ?? '*' });
+      return first;
+    } catch (err) {
+      await this.close({ drainMs: 0 });
+      throw err;
+    }
+  }
+
+  private fork(slot: number): Promise<{ httpPort: number; httpsPort: number }> {
+    const worker = cluster.fork({ PADLOCK_PROXY_WORKER: String(slot) });
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    const entry: Slot = { slot, worker, initialised: false, listening: false, exited };
+    this.slots.set(worker.id, entry);
+    worker.on('message', (msg: FromWorker) => this.onMessage(entry, msg));
+    worker.on('error', (err) => this.log.warn('proxy worker IPC error', { slot, error: err.message }));
+    return new Promise((resolve, reject) => {
+      entry.onListen = (r) => {
+        entry.onListen = undefined;
+        if (r.ok) resolve({ httpPort: r.httpPort, httpsPort: r.httpsPort });
+        else reject(r.error);
+      };
+    });
+  }
+
+  private onMessage(entry: Slot, msg: FromWorker): void {
+    switch (msg.t) {
+      case 'hello': {
+        const settings: WorkerSettings = {
+          // Always the configured ports (0 stays 0): cluster shares one listening handle per (address, port) key.
+          httpPort: this.opts.httpPort,
+          httpsPort: this.opts.httpsPort,
+          ...(this.opts.bind ? { bind: this.opts.bind } : {}),
+          logLevel: this.opts.logLevel,
+          pretty: this.opts.pretty,
+          slot: entry.slot,
+          reportMs: this.opts.reportMs ?? 1000,
+        };
+        this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens] });
+        entry.initialised = true;
+        return;
+      }
+      case 'listening':
+        entry.listening = true;
+        entry.onListen?.({ ok: true, httpPort: msg.httpPort, httpsPort: msg.httpsPort });
+        return;
+      case 'listen-error':
+        entry.onListen?.({ ok: false, error: Object.assign(new Error(msg.message), msg.code ? { code: msg.code } : {}) });
+        return;
+      case 'ack': {
+        const pending = this.pendingAcks.get(msg.id);
+        if (pending) {
+          pending.waiting.delete(entry.worker.id);
+          if (pending.waiting.size === 0) pending.done();
+        }
+        return;
+      }
+      case 'report':
+        entry.stats = msg.stats;
+        if (msg.upstreams) entry.upstreams = msg.upstreams;
+        this.replay(msg);
+        return;
+      case 'closed':
+        return;
+    }
+  }
+
+  /** Metric events from a worker, into the primary's observer. */
+  private replay(msg: Extract<FromWorker, { t: 'report' }>): void {
+    const observer = this.opts.observer;
+    if (!observer) return;
+    try {
+      for (const [host, status, units, count] of msg.requests) {
+        const seconds = units * DURATION_UNIT_S;
+        for (let i = 0; i < count; i++) observer.request(host ?? undefined, status, seconds);
+      }
+      for (const [host, error, count] of msg.upstreamErrors) for (let i = 0; i < count; i++) observer.upstreamError(host, error);
+    } catch (err) {
+      this.log.warn('metrics replay failed', { error: (err as Error).message });
+    }
+  }
+
+  private onExit(worker: Worker, code: number | null, signal: string | null): void {
+    const entry = this.slots.get(worker.id);
+    if (!entry) return;
+    this.slots.delete(worker.id);
+    this.retire(entry.stats);
+    for (const [id, pending] of this.pendingAcks) {
+      if (pending.waiting.delete(worker.id) && pending.waiting.size === 0) {
+        this.pendingAcks.delete(id);
+        pending.done();
+      }
+    }
+    entry.onListen?.({ ok: false, error: new Error(`proxy worker ${entry.slot} exited before listening (code ${code}, signal ${signal})`) });
+    if (this.closing || !this.bound) return;
+    this.log.error('proxy worker exited; starting a new one', { slot: entry.slot, pid: worker.process.pid, code, signal });
+    const wait = Math.max(0, this.lastRespawn + 1000 - Date.now());
+    this.lastRespawn = Date.now() + wait;
+    setTimeout(() => {
+      if (this.closing) return;
+      this.fork(entry.slot).catch((err: unknown) => this.log.error('replacement proxy worker failed', { slot: entry.slot, error: (err as Error).message }));
+    }, wait).unref();
+  }
+
+  private retire(stats: ProxyStats | undefined): void {
+    if (!stats) return;
+    for (const [k, v] of Object.entries(stats.requestsByStatus)) this.retired.byStatus.set(k, (this.retired.byStatus.get(k) ?? 0) + v);
+    this.retired.upstreamConnectionsOpened += stats.upstreamConnectionsOpened;
+    this.retired.upstreamRetries += stats.upstreamRetries;
+    this.retired.builtContexts += stats.certificates.builtContexts;
+  }
+
+  private acked(change: { set?: [string, string]; del?: string }): Promise<void> {
+    const id = this.nextAck++;
+    const targets = [...this.slots.values()].filter((s) => s.initialised);
+    if (targets.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingAcks.delete(id);
+        reject(new Error(`not every proxy worker confirmed the HTTP-01 token within ${this.opts.ackTimeoutMs ?? 10_000} ms`));
+      }, this.opts.ackTimeoutMs ?? 10_000);
+      timer.unref();
+      this.pendingAcks.set(id, {
+        waiting: new Set(targets.map((s) => s.worker.id)),
+        done: () => {
+          clearTimeout(timer);
+          this.pendingAcks.delete(id);
+          resolve();
+        },
+      });
+      for (const s of targets) this.send(s, { t: 'token', id, ...change });
+    });
+  }
+
+  private broadcast(msg: ToWorker): void {
+    for (const s of this.slots.values()) if (s.initialised) this.send(s, msg);
+  }
+
+  private send(entry: Slot, msg: ToWorker): void {
+    if (!entry.worker.isConnected()) return;
+    try {
+      entry.worker.send(msg);
+    } catch (err) {
+      this.log.warn('cannot reach proxy worker', { slot: entry.slot, error: (err as Error).message });
+    }
+  }
+
+  private async shutdown(drainMs: number): Promise<void> {
+    const all = [...this.slots.values()];
+    if (all.length === 0) return;
+    this.log.info('draining proxy workers', { workers: all.length, drainMs });
+    for (const s of all) {
+      if (s.initialised) this.send(s, { t: 'close', drainMs });
+      else s.worker.kill('SIGTERM');
+    }
+    const hardStop = setTimeout(() => {
+      for (const s of all) if (!s.worker.isDead()) s.worker.process.kill('SIGKILL');
+    }, drainMs + 5_000);
+    hardStop.unref();
+    await Promise.all(all.map((s) => s.exited));
+    clearTimeout(hardStop);
+    this.log.info('proxy workers stopped');
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+      timer.unref();
+    }),
+  ]);
+}

@@ -1,0 +1,150 @@
+/**
+ * The entry module of a data-plane worker process (`workers` > 1; see
+ * `proxy/cluster.ts`). It runs one `ProxyServer` (:80 and :443, sockets shared
+ * with the other workers through `node:cluster`) from the state the primary
+ * sends: routes, certificates and HTTP-01 tokens. It never touches the store,
+ * the CA or Docker.
+ *
+ * Signals: SIGTERM and SIGINT are ignored here; the primary gets them too
+ * (process group, systemd, Docker) and drains every worker itself. If the
+ * primary dies, the IPC channel closes and the cluster module exits this
+ * process.
+ */
+import cluster from 'node:cluster';
+import { TokenMap } from '../acme/http01.js';
+import { createLogger, type Logger } from '../log.js';
+import { prettyWriter } from '../observe/pretty-log.js';
+import { CertificateRegistry, type CertificateEntry } from '../tls/contexts.js';
+import { durationUnits, type FromWorker, type ToWorker, type WorkerSettings } from './cluster.js';
+import { ProxyServer, type ProxyObserver } from './server.js';
+
+if (!cluster.isWorker || typeof process.send !== 'function') {
+  process.stderr.write('padlock: proxy/worker.js runs only as a cluster worker of `padlock run --workers N`\n');
+  process.exit(2);
+}
+
+const send = (msg: FromWorker, cb?: () => void): void => {
+  if (!process.connected) return;
+  process.send!(msg, undefined, {}, () => cb?.());
+};
+
+const tokens = new TokenMap();
+let certs = new Map<string, CertificateEntry>();
+let proxy: ProxyServer | undefined;
+let registry: CertificateRegistry | undefined;
+let log: Logger | undefined;
+let reportTimer: NodeJS.Timeout | undefined;
+let lastUpstreams = '';
+let closing = false;
+
+// Metric events, batched until the next report.
+const requests = new Map<string, [string | null, number, number, number]>();
+const upstreamErrors = new Map<string, [string, string, number]>();
+const observer: ProxyObserver = {
+  request(host, status, seconds) {
+    const units = durationUnits(seconds);
+    const key = `${host ?? ''}\0${status}\0${units}`;
+    const hit = requests.get(key);
+    if (hit) hit[3]++;
+    else requests.set(key, [host ?? null, status, units, 1]);
+  },
+  upstreamError(host, error) {
+    const key = `${host}\0${error}`;
+    const hit = upstreamErrors.get(key);
+    if (hit) hit[2]++;
+    else upstreamErrors.set(key, [host, error, 1]);
+  },
+};
+
+function report(cb?: () => void): void {
+  if (!proxy) return cb?.();
+  const upstreams = proxy.upstreamStatus();
+  const json = JSON.stringify(upstreams);
+  const changed = json !== lastUpstreams;
+  lastUpstreams = json;
+  send({
+    t: 'report',
+    stats: proxy.stats(),
+    ...(changed ? { upstreams } : {}),
+    requests: [...requests.values()],
+    upstreamErrors: [...upstreamErrors.values()],
+  }, cb);
+  requests.clear();
+  upstreamErrors.clear();
+}
+
+async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init' }>): Promise<void> {
+  log = createLogger({ level: settings.logLevel, ...(settings.pretty ? { write: prettyWriter(process.stderr) } : {}) }, { worker: settings.slot });
+  const logger = log;
+  for (const [token, keyAuthorization] of msg.tokens) tokens.set(token, keyAuthorization);
+  certs = new Map(msg.certs);
+  registry = new CertificateRegistry({
+    onContextError: (name, err) => logger.error('stored certificate cannot be used for TLS', { name, error: (err as Error).message }),
+  });
+  registry.replace(certs);
+  proxy = new ProxyServer({
+    httpPort: settings.httpPort,
+    httpsPort: settings.httpsPort,
+    ...(settings.bind ? { bind: settings.bind } : {}),
+    tokens,
+    certificates: registry,
+    logger,
+    observer,
+  });
+  proxy.setSites(msg.sites);
+  try {
+    const ports = await proxy.listen();
+    send({ t: 'listening', ...ports });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    send({ t: 'listen-error', message: e.message, ...(e.code ? { code: e.code } : {}) }, () => process.exit(1));
+    return;
+  }
+  reportTimer = setInterval(() => report(), settings.reportMs);
+  reportTimer.unref();
+}
+
+async function close(drainMs: number): Promise<void> {
+  if (closing) return;
+  closing = true;
+  if (reportTimer) clearInterval(reportTimer);
+  await proxy?.close({ drainMs });
+  // The last counts, then goodbye.
+  report(() => send({ t: 'closed' }, () => process.exit(0)));
+  if (!proxy || !process.connected) process.exit(0);
+}
+
+process.on('message', (msg: ToWorker) => {
+  switch (msg.t) {
+    case 'init':
+      void init(msg.settings, msg).catch((err: unknown) => {
+        send({ t: 'listen-error', message: (err as Error).message }, () => process.exit(1));
+      });
+      return;
+    case 'sites':
+      proxy?.setSites(msg.sites);
+      return;
+    case 'certs': {
+      const next = new Map(certs);
+      for (const name of msg.del) next.delete(name);
+      for (const [name, entry] of msg.set) next.set(name, entry);
+      certs = next;
+      registry?.replace(next);
+      return;
+    }
+    case 'token':
+      if (msg.set) tokens.set(msg.set[0], msg.set[1]);
+      if (msg.del !== undefined) tokens.delete(msg.del);
+      send({ t: 'ack', id: msg.id });
+      return;
+    case 'close':
+      void close(msg.drainMs).catch((err: unknown) => {
+        log?.error('drain failed', { error: (err as Error).message });
+        process.exit(1);
+      });
+      return;
+  }
+});
+process.on('SIGTERM', () => {});
+process.on('SIGINT', () => {});
+send({ t: 'hello' });
