@@ -82,9 +82,15 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
   try {
     order = await newOrder(request.replaces);
   } catch (err) {
-    // RFC 9773 section 5: the certificate was already replaced by another order; try once without `replaces`.
-    if (!request.replaces || !isAlreadyReplaced(err)) throw err;
-    progress({ step: 'order', message: 'the CA says the current certificate was already replaced; ordering without "replaces"' });
+    // RFC 9773 section 5: the CA refused the `replaces` (already replaced, or a certificate it does not
+    // attribute to this account); try once without it rather than fail every renewal.
+    if (!request.replaces || !(err instanceof AcmeProblemError) || err.acmeType === 'rateLimited') throw err;
+    progress({
+      step: 'order',
+      message: isAlreadyReplaced(err)
+        ? 'the CA says the current certificate was already replaced; ordering without "replaces"'
+        : `the CA refused "replaces" (${err.acmeType}); ordering without it`,
+    });
     order = await newOrder(undefined);
   }
   progress({ step: 'order', message: `order created for ${names.join(', ')}`, url: order.url });

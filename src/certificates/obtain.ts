@@ -67,6 +67,16 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
   const unlock = await store.lock(meta.name, { waitMs: request.lockWaitMs ?? 0, ...(request.signal ? { signal: request.signal } : {}) });
   let client: AcmeClient | undefined;
   try {
+    // Never plan an order the CA's rate limits would refuse (see governor.ts).
+    const governor = new Governor(store, meta.server, clock);
+    const hold = await governor.check(meta.domains);
+    if (hold) {
+      throw new PadlockError('ACME_RATE_LIMITED',
+        `padlock holds back the order for ${meta.domains.join(', ')}: ${hold.message}, at the CA's limit; the next order is allowed after ${hold.until.toISOString()}`,
+        { retryable: true, details: { limit: hold.limit, retryAfter: hold.until.toISOString(), selfImposed: true } });
+    }
+    const count = (event: LedgerEvent) => governor.record(event).catch((e: unknown) => log.warn('could not update the rate-limit ledger', { error: errorMessage(e) }));
+
     const accountOptions: AccountOptions = {
       ...request.account,
       directoryUrl: meta.server,
@@ -80,15 +90,6 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
     client = await openAccount(store, accountOptions);
     progress({ step: 'account', message: `using account ${client.inner.getAccountUrl()}`, url: client.inner.getAccountUrl() });
 
-    // Never plan an order the CA's rate limits would refuse (see governor.ts).
-    const governor = new Governor(store, meta.server, clock);
-    const hold = await governor.check(meta.domains);
-    if (hold) {
-      throw new PadlockError('ACME_RATE_LIMITED',
-        `padlock holds back the order for ${meta.domains.join(', ')}: ${hold.message}, at the CA's limit; the next order is allowed after ${hold.until.toISOString()}`,
-        { retryable: true, details: { limit: hold.limit, retryAfter: hold.until.toISOString(), selfImposed: true } });
-    }
-    const count = (event: LedgerEvent) => governor.record(event).catch((e: unknown) => log.warn('could not update the rate-limit ledger', { error: errorMessage(e) }));
 
     // draft-ietf-acme-profiles: a required profile the CA lacks fails here, a preferred one falls back with a warning.
     const directory = await client.directory();
@@ -100,9 +101,12 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
       progress({ step: 'order', message: choice.warning });
       log.warn(choice.warning);
     }
-    // RFC 9773 section 5: a renewal names the certificate it replaces, when the CA speaks ARI.
+    // RFC 9773 section 5: a renewal names the certificate it replaces, when the CA speaks ARI. A CA only
+    // accepts that for a certificate the same account ordered there (not after an import or a --server change).
+    const accountUrl = client.inner.getAccountUrl();
     const current = await store.readLineage(meta.name);
-    const replaces = current && renewalInfoUrl(directory) ? safeCertId(current.bundle.cert) : undefined;
+    const ownCertificate = current?.meta.server === meta.server && current.meta.accountUrl === accountUrl;
+    const replaces = current && ownCertificate && renewalInfoUrl(directory) ? safeCertId(current.bundle.cert) : undefined;
 
     const keyPem = await chooseKey(store, request.meta);
     const orderRequest = {
@@ -127,6 +131,8 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
       issued = await orderCertificate(client, orderRequest);
     }
     log.info('certificate issued', { orderUrl: issued.orderUrl });
+    // Counted now, even if it fails verification below: the CA counted it too.
+    await count({ kind: 'issued', names: meta.domains });
 
     progress({ step: 'verifying', message: 'verifying the chain, names, key and validity' });
     const verified = await verifyCertificate({
@@ -138,9 +144,8 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
       clock,
     });
 
-    const fullMeta: LineageMeta = { ...meta, updatedAt: clock.now().toISOString() };
+    const fullMeta: LineageMeta = { ...meta, accountUrl: client.inner.getAccountUrl(), updatedAt: clock.now().toISOString() };
     const version = await store.putVersion(meta.name, { cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: keyPem }, fullMeta);
-    await count({ kind: 'issued', names: meta.domains });
     await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null });
     const stored = await store.readLineage(meta.name);
     const result: ObtainResult = {

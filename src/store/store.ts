@@ -59,6 +59,8 @@ export interface LineageMeta {
   trustedRoots?: string;
   /** PEM file (path) trusted for the ACME server's own HTTPS, for a private CA. */
   serverCa?: string;
+  /** The account URL that ordered the current version (a CA accepts ARI `replaces` only from it). */
+  accountUrl?: string;
   /** ACME profile to ask for when the CA offers it (draft-ietf-acme-profiles); falls back to the CA default. */
   profile?: string;
   /** ACME profile that must be used; the order fails when the CA does not offer it. */

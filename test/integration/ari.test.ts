@@ -81,14 +81,29 @@ describe('ARI', () => {
   });
 
   it('sends replaces with the old CertID, and on alreadyReplaced retries once without it', async () => {
-    const f = await fake({ ari: 'current', newOrder: 'record' });
-    const { name, cert } = await lineageAt(f, 'ari-replaces');
+    // Issued through the fake's directory: the same account that renews ordered it, as a CA requires for `replaces`.
+    const f = await fake({ ari: 'current' });
+    const name = uniqueName('ari-replaces');
+    const r0 = await runCli(['issue', '-d', name, ...pebbleFlags(pebble).map((x) => (x === pebble.directoryUrl ? f.directoryUrl : x)), '--config-dir', cfg.dir]);
+    assert.equal(r0.code, 0, r0.stderr);
+    const cert = await readFile(join(cfg.dir, 'live', name, 'cert.pem'), 'utf8');
+    f.setNewOrderMode('record');
     const r = await renew(name);
     assert.equal(r.code, 1, 'the fake refuses every order in record mode');
     assert.equal(f.newOrders.length, 2);
     assert.equal(f.newOrders[0]!.payload['replaces'], certId(cert));
     assert.equal(f.newOrders[1]!.payload['replaces'], undefined);
     assert.match(r.stderr, /already replaced; ordering without "replaces"/);
+  });
+});
+
+describe('ARI replaces and ownership', () => {
+  it('does not send replaces for a certificate another account ordered (an imported one, or from another CA URL)', async () => {
+    const f = await fake({ ari: 'current', newOrder: 'record', newOrderProblems: [{ status: 500, type: 'urn:ietf:params:acme:error:serverInternal' }] });
+    const { name } = await lineageAt(f, 'ari-foreign');
+    await renew(name);
+    assert.equal(f.newOrders.length, 1);
+    assert.equal(f.newOrders[0]!.payload['replaces'], undefined);
   });
 });
 

@@ -91,6 +91,8 @@ export interface FakeAcme {
   setAri(answer: AriMode | AriAnswer, certId?: string): void;
   /** Replaces the queue of newOrder answers. */
   setNewOrderProblems(problems: NewOrderProblem[]): void;
+  /** Switches where newOrder goes, for directories fetched from now on. */
+  setNewOrderMode(mode: 'pebble' | 'record'): void;
   close(): Promise<void>;
 }
 
@@ -144,6 +146,7 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
   let defaultAri: AriMode | AriAnswer = opts.ari ?? 'future';
   const byCertId = new Map(Object.entries(opts.ariByCertId ?? {}));
   let problems = [...(opts.newOrderProblems ?? DEFAULT_NEW_ORDER_PROBLEMS)];
+  let newOrderMode = opts.newOrder ?? 'pebble';
   let answered = 0;
   const renewalInfoRequests: FakeAcme['renewalInfoRequests'] = [];
   const newOrders: RecordedNewOrder[] = [];
@@ -187,7 +190,7 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
       send(res, 200, {
         ...upstream,
         ...(opts.renewalInfo === false ? {} : { renewalInfo: `http://127.0.0.1:${port}/renewal-info` }),
-        ...(opts.newOrder === 'record' ? { newOrder: `http://127.0.0.1:${port}/new-order` } : {}),
+        ...(newOrderMode === 'record' ? { newOrder: `http://127.0.0.1:${port}/new-order` } : {}),
         meta,
       });
       return;
@@ -199,7 +202,7 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
       answerRenewalInfo(res, id);
       return;
     }
-    if (path === '/new-order' && req.method === 'POST' && opts.newOrder === 'record') {
+    if (path === '/new-order' && req.method === 'POST' && newOrderMode === 'record') {
       let body = '';
       req.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => {
         let jws: Record<string, unknown> = {};
@@ -233,6 +236,9 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
     setAri(answer, certId) {
       if (certId === undefined) defaultAri = answer;
       else byCertId.set(certId, answer);
+    },
+    setNewOrderMode(mode) {
+      newOrderMode = mode;
     },
     setNewOrderProblems(next) {
       problems = [...next];
