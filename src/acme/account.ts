@@ -29,6 +29,24 @@ export interface AccountOptions {
  * store has none. The account key is created once and stored (0600).
  */
 export async function openAccount(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
+  const existing = await store.readAccount(options.directoryUrl);
+  if (existing?.accountUrl) {
+    const client = makeClient(existing, options);
+    await client.directory();
+    return client;
+  }
+  // Several orders may start at once (the daemon, renew --concurrency): only one registers; the others then read its account.
+  const unlock = await store.lock(ACCOUNT_LOCK, { waitMs: 60_000, ...(options.signal ? { signal: options.signal } : {}) });
+  try {
+    return await openAccountLocked(store, options);
+  } finally {
+    await unlock();
+  }
+}
+
+const ACCOUNT_LOCK = 'padlock-account';
+
+async function openAccountLocked(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
   let record = await store.readAccount(options.directoryUrl);
   if (!record) {
     record = {
@@ -52,8 +70,17 @@ export async function openAccount(store: CertStore, options: AccountOptions): Pr
  * fresh client. The same key is kept, so nothing else changes.
  */
 export async function reregisterAccount(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
+  const unlock = await store.lock(ACCOUNT_LOCK, { waitMs: 60_000 });
+  try {
+    return await reregisterLocked(store, options);
+  } finally {
+    await unlock();
+  }
+}
+
+async function reregisterLocked(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
   const record = await store.readAccount(options.directoryUrl);
-  if (!record) return openAccount(store, options);
+  if (!record) return openAccountLocked(store, options);
   const { accountUrl: _dropped, ...rest } = record;
   const fresh: AccountRecord = rest;
   const client = makeClient(fresh, options);

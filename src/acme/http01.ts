@@ -68,14 +68,23 @@ export function handleChallengeRequest(tokens: TokenMap, req: http.IncomingMessa
 export class StandaloneResponder implements ChallengeResponder {
   readonly tokens = new TokenMap();
   private server: http.Server | undefined;
+  private preparing: Promise<void> | undefined;
   constructor(private readonly port: number, private readonly address?: string) {}
 
   describe(): string {
     return `padlock's HTTP server on ${this.address ?? '*'}:${this.port}`;
   }
 
-  async prepare(): Promise<void> {
-    if (this.server) return;
+  /** Binds once, even when several orders call it at the same time (renew --concurrency). */
+  prepare(): Promise<void> {
+    this.preparing ??= this.bind().catch((err: unknown) => {
+      this.preparing = undefined;
+      throw err;
+    });
+    return this.preparing;
+  }
+
+  private async bind(): Promise<void> {
     const server = http.createServer((req, res) => {
       if (!handleChallengeRequest(this.tokens, req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     });
@@ -110,8 +119,10 @@ export class StandaloneResponder implements ChallengeResponder {
   }
 
   async close(): Promise<void> {
+    await this.preparing?.catch(() => undefined);
     const server = this.server;
     this.server = undefined;
+    this.preparing = undefined;
     if (!server) return;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -41,6 +41,19 @@ describe('standalone HTTP-01 responder', () => {
     }
   });
 
+  it('binds once when several renewals prepare it at the same time', async () => {
+    const port = await freePort();
+    const r = new StandaloneResponder(port, '127.0.0.1');
+    try {
+      const results = await Promise.allSettled([r.prepare(), r.prepare(), r.prepare()]);
+      assert.deepEqual(results.map((x) => x.status), ['fulfilled', 'fulfilled', 'fulfilled']);
+      await r.present('tok', 'tok.k');
+      assert.deepEqual(await get(port, '/.well-known/acme-challenge/tok'), { status: 200, body: 'tok.k' });
+    } finally {
+      await r.close();
+    }
+  });
+
   it('fails before any order with a clear error when the port is taken', async () => {
     const blocker = http.createServer();
     await new Promise<void>((res) => blocker.listen(0, '127.0.0.1', res));
