@@ -91,7 +91,7 @@ export interface CheckedCertificate {
 }
 
 export interface ManagerEvents {
-  cert_obtained: [{ name: string; issuer: string; notAfter: Date; renewal: boolean }];
+  cert_obtained: [{ name: string; issuer: string; notAfter: Date; renewal: boolean; previousFailures: number }];
   cert_failed: [{ name: string; error: PadlockError }];
   /** After each full check (start, cron tick, checkNow): every certificate of a wanted HTTPS site. */
   checked: [CheckedCertificate[]];
@@ -107,6 +107,11 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   private lastPlan: Plan = { actions: [] };
   private failures = new Map<string, FailureRecord>();
   private readonly states = new Map<string, Record<string, unknown> | null>();
+  /**
+   * Names not to try again before a time, whatever the stored state says: after a busy lock or an error
+   * that could not be recorded (disk full), so a failing job can never spin.
+   */
+  private readonly holds = new Map<string, number>();
   private fullRefresh = true;
   private readonly ariClients = new Map<string, { client: AcmeClient; failedUntil?: number }>();
   private stopped = false;
@@ -123,7 +128,10 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
 
   /** Loads every stored certificate (before the HTTPS port opens) and publishes the first snapshot. */
   async load(): Promise<void> {
-    for (const name of await this.opts.store.listLineages()) await this.refresh(name);
+    for (const name of await this.opts.store.listLineages()) {
+      // One unreadable lineage must not stop the others from serving.
+      await this.refresh(name).catch((err: unknown) => this.log.error('cannot read this certificate; skipping it', { name, error: errorMessage(err) }));
+    }
     this.publish();
   }
 
@@ -229,7 +237,12 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     this.fullRefresh = false;
     for (const name of names) {
       // States change only through jobs here (re-read after each) or from outside (the periodic pass re-reads all).
-      if (full || !this.states.has(name)) this.states.set(name, await this.opts.store.readState(name));
+      if (full || !this.states.has(name)) {
+        this.states.set(name, await this.opts.store.readState(name).catch((err: unknown) => {
+          this.log.error('cannot read this certificate\'s state; planning without it', { name, error: errorMessage(err) });
+          return null;
+        }));
+      }
       const state = this.states.get(name) ?? null;
       const failure = failureOf(state);
       const cached = this.cache.get(name);
@@ -262,8 +275,15 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     this.lastPlan = plan;
     const due = new Set(plan.actions.filter((a) => a.kind === 'obtain' || a.kind === 'renew').map((a) => a.name));
     for (let i = this.queue.length - 1; i >= 0; i--) if (!due.has(this.queue[i]!.name)) this.queue.splice(i, 1);
+    let heldUntil: number | undefined;
     for (const a of plan.actions) {
       if ((a.kind === 'obtain' || a.kind === 'renew') && !this.running.has(a.name) && !this.queue.some((q) => q.name === a.name)) {
+        const hold = this.holds.get(a.name);
+        if (hold !== undefined && hold > now.getTime()) {
+          heldUntil = Math.min(heldUntil ?? Infinity, hold);
+          continue;
+        }
+        this.holds.delete(a.name);
         this.queue.push(a);
       }
     }
@@ -271,8 +291,9 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     // Besides the cron tick, wake exactly when the next renewal falls due or a backoff ends.
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (plan.nextCheck) {
-      const wait = Math.max(250, Math.min(plan.nextCheck.getTime() - now.getTime(), 2 ** 31 - 1));
+    const wakeAt = Math.min(plan.nextCheck?.getTime() ?? Infinity, heldUntil ?? Infinity);
+    if (wakeAt !== Infinity) {
+      const wait = Math.max(250, Math.min(wakeAt - now.getTime(), 2 ** 31 - 1));
       this.timer = setTimeout(() => this.replan(), wait);
       this.timer.unref();
     }
@@ -322,13 +343,16 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       await this.refresh(name);
       this.publish();
       log.info('certificate ready', { notAfter: notAfter.toISOString() });
-      this.emit('cert_obtained', { name, issuer: action.issuer, notAfter, renewal: action.kind === 'renew' });
+      this.emit('cert_obtained', { name, issuer: action.issuer, notAfter, renewal: action.kind === 'renew', previousFailures: this.failures.get(name)?.failures ?? 0 });
     } catch (err) {
       const error = err instanceof PadlockError ? err : new PadlockError('ACME_PROBLEM', errorMessage(err), { cause: err });
       if (error.code === 'STORE_LOCKED') {
-        log.info('another padlock is working on this certificate; will look again later');
+        this.holds.set(name, this.opts.clock.now().getTime() + 30_000);
+        log.info('another padlock is working on this certificate; will look again in 30 s');
         return;
       }
+      // The stored failure record (if it could be written) sets the real backoff; this is the floor.
+      this.holds.set(name, this.opts.clock.now().getTime() + 30_000);
       log.warn('certificate failed; the current one (if any) keeps serving', { code: error.code, error: error.message });
       this.emit('cert_failed', { name, error });
     }

@@ -58,15 +58,12 @@ export function alertExpiry(ctx: AlertContext, certs: readonly CheckedCertificat
 
 /** Subscribes the notifier to the daemon's certificate manager. `emailFor` gives a site's contact address. */
 export function attachAlerts(ctx: AlertContext, manager: CertificateManager, emailFor: (name: string) => string | undefined): void {
-  const failures = new Map<string, number>();
   manager.on('cert_failed', ({ name, error }) => {
-    failures.set(name, (failures.get(name) ?? 0) + 1);
     alertFailure(ctx, name, error, emailFor(name)).catch((e: unknown) => ctx.logger.warn('could not prepare a failure alert', { name, error: errorMessage(e) }));
   });
-  manager.on('cert_obtained', ({ name, notAfter }) => {
-    const n = failures.get(name) ?? 0;
-    failures.delete(name);
-    if (n > 0) alertSuccess(ctx, name, [name], notAfter, n, emailFor(name));
+  // The failure count comes from the stored record, so a recovery after a restart is still announced.
+  manager.on('cert_obtained', ({ name, notAfter, previousFailures }) => {
+    if (previousFailures > 0) alertSuccess(ctx, name, [name], notAfter, previousFailures, emailFor(name));
   });
   manager.on('checked', (certs) => alertExpiry(ctx, certs));
 }
