@@ -119,7 +119,13 @@ async function renew(args: RenewArgs): Promise<void> {
     return client;
   };
 
-  const renewOne = async (name: string): Promise<Outcome> => {
+  // One unreadable lineage fails on its own; the others still renew.
+  const renewOne = (name: string): Promise<Outcome> => renewLineage(name).catch((err: unknown) => ({
+    name,
+    action: 'failed' as const,
+    error: err instanceof PadlockError ? err : new PadlockError('STORE_CORRUPT', `${name}: ${errorMessage(err)}`, { cause: err }),
+  }));
+  const renewLineage = async (name: string): Promise<Outcome> => {
     const lineage = await disk.readLineage(name);
     if (!lineage) return { name, action: 'busy' };
     // The local CA's root and its leaves are not ACME lineages; padlock run keeps them fresh.

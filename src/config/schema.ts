@@ -5,6 +5,7 @@
  * validated once, and every problem is reported at once with its path.
  */
 import { z } from 'zod';
+import { shownValue } from './shown.js';
 import { validate as validCron } from 'node-cron';
 import { notifyConfigSchema } from '../notify/config.js';
 import { companionConfigSchema, companionConfigProblems } from '../companion/companion.js';
@@ -120,7 +121,7 @@ export function parseRunConfig(layers: { file?: Record<string, unknown>; fileNam
     const key = String(issue.path[0] ?? '');
     const from = origin.get(key);
     const where = from === 'env' ? envName(key) : from === 'flag' ? `--${flagName(key)}` : from ? `${from}: ${issue.path.join('.')}` : issue.path.join('.');
-    const value = key && key in merged && issue.path.length === 1 ? ` (got ${JSON.stringify(merged[key])})` : '';
+    const value = key && key in merged && issue.path.length === 1 ? shownValue(key, merged[key]) : '';
     if (issue.code === 'unrecognized_keys') return `${layers.fileName ? `config file ${layers.fileName}` : 'config'}: unknown key(s) ${issue.keys.join(', ')}`;
     return `${where || 'config'}: ${issue.message}${value}`;
   });

@@ -6,21 +6,16 @@
 import type { SiteSpec } from '../state/desired-state.js';
 import type { StaticSite } from './schema.js';
 import { normaliseSiteHost } from './names.js';
+import { shownUrl } from './shown.js';
+import { parseUpstreamUrl } from './upstream.js';
 import { PadlockError } from '../errors.js';
 
 export const HSTS_DEFAULT_MAX_AGE = 31_536_000;
 
-/** Parses an upstream URL: http(s)://host:port with no path. */
+/** Parses an upstream URL; `host:port` alone means http. */
 export function parseUpstream(input: string): string | { reason: string } {
-  let u: URL;
-  try {
-    u = new URL(input.includes('://') ? input : `http://${input}`);
-  } catch {
-    return { reason: `"${input}" is not a URL like http://127.0.0.1:8080` };
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return { reason: `"${input}" must be http:// or https://` };
-  if (u.pathname !== '/' || u.search || u.username) return { reason: `"${input}" must be scheme://host:port only (no path, query or credentials)` };
-  return `${u.protocol}//${u.host}`;
+  const r = parseUpstreamUrl(input.includes('://') ? input : `http://${input}`);
+  return typeof r === 'string' ? r : { reason: `"${shownUrl(input)}" is not an upstream URL (${r.reason}); use http://HOST:PORT or https://HOST:PORT` };
 }
 
 export function staticSites(entries: readonly StaticSite[], localSuffixes: readonly string[], fileName = 'config file'): SiteSpec[] {

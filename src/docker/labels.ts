@@ -76,6 +76,8 @@
  * One whose check is still `starting` is routed: see the comment in the code.
  */
 import { isLocalName, normaliseSiteHost } from '../config/names.js';
+import { shownUrl } from '../config/shown.js';
+import { parseUpstreamUrl } from '../config/upstream.js';
 import type { DesiredState, RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
 import type { ContainerInfo } from './container.js';
 
@@ -432,7 +434,7 @@ function resolveUpstream(
   if (upSrc) {
     const url = parseUpstreamUrl(upSrc.value);
     if (typeof url !== 'string') {
-      fail('LABEL_INVALID_VALUE', upSrc, `"${upSrc.value}" is not an upstream URL (${url.reason}); use http://HOST:PORT or https://HOST:PORT`);
+      fail('LABEL_INVALID_VALUE', upSrc, `"${shownUrl(upSrc.value)}" is not an upstream URL (${url.reason}); use http://HOST:PORT or https://HOST:PORT`);
       return undefined;
     }
     return url;
@@ -485,18 +487,3 @@ function resolveUpstream(
   return `${scheme}://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
 }
 
-function parseUpstreamUrl(value: string): string | { reason: string } {
-  let u: URL;
-  try {
-    u = new URL(value.trim());
-  } catch {
-    return { reason: 'it does not parse as a URL' };
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return { reason: `the scheme ${u.protocol.replace(/:$/, '')} is not http or https` };
-  if (u.username || u.password) return { reason: 'it holds credentials' };
-  if ((u.pathname !== '/' && u.pathname !== '') || u.search || u.hash) return { reason: 'it has a path, query or fragment' };
-  if (!u.hostname) return { reason: 'it names no host' };
-  // URL drops a default port (`:80` for http); spell it out so every upstream reads the same.
-  const port = u.port || (u.protocol === 'https:' ? '443' : '80');
-  return `${u.protocol}//${u.hostname}:${port}`;
-}

@@ -12,6 +12,7 @@ import { PadlockError } from '../errors.js';
 import type { Channel } from './events.js';
 import { createEmailChannel, readSmtpPassword } from './email.js';
 import { createWebhookChannel } from './webhook.js';
+import { shownValue } from '../config/shown.js';
 
 export const notifyConfigSchema = z.object({
   smtpHost: z.string().min(1, 'smtpHost must not be empty').optional().describe('SMTP server for alert emails (enables email alerts)'),
@@ -97,7 +98,7 @@ export function parseNotifyConfig(layers: { file?: Record<string, unknown>; file
       const key = String(issue.path[0] ?? '');
       const from = origin.get(key);
       const where = from === 'env' ? envName(key) : from === 'flag' ? `--${flagName(key)}` : from === 'file' ? `config file${layers.fileName ? ` ${layers.fileName}` : ''}: ${issue.path.join('.')}` : issue.path.join('.');
-      const value = key in merged ? ` (got ${JSON.stringify(issue.path.length > 1 ? pick(merged[key], issue.path.slice(1)) : merged[key])})` : '';
+      const value = key in merged ? shownValue(key, issue.path.length > 1 ? pick(merged[key], issue.path.slice(1)) : merged[key]) : '';
       problems.push(`${where || 'config'}: ${issue.message}${value}`);
     }
   } else {

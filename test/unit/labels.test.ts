@@ -476,7 +476,7 @@ const cases: Case[] = [
         prob(
           'LABEL_INVALID_VALUE',
           'd-upstream',
-          'label padlock.upstream on container d-upstream: "ftp://10.0.0.1:21" is not an upstream URL (the scheme ftp is not http or https); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
+          'label padlock.upstream on container d-upstream: "ftp://10.0.0.1" is not an upstream URL (the scheme ftp is not http or https); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
           { source: 'padlock.upstream' },
         ),
         prob('LABEL_INVALID_VALUE', 'e-enable', 'label padlock.enable on container e-enable: "sure" is not a boolean (true or false); the container is not routed until it is fixed', { source: 'padlock.enable' }),
@@ -484,7 +484,7 @@ const cases: Case[] = [
         prob(
           'LABEL_INVALID_VALUE',
           'g-path',
-          'label padlock.upstream on container g-path: "http://10.0.0.1:80/app" is not an upstream URL (it has a path, query or fragment); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
+          'label padlock.upstream on container g-path: "http://10.0.0.1/…" is not an upstream URL (it has a path, query or fragment); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
           { source: 'padlock.upstream' },
         ),
       ],
@@ -602,3 +602,16 @@ describe('fromInspect', () => {
     });
   });
 });
+
+describe('messages never repeat a secret', () => {
+  it('an upstream label with credentials is refused without showing them', () => {
+    const state = buildDesiredState([{
+      id: 'c1c1c1c1c1c1', name: 'creds', labels: { 'padlock.host': 'c.example.com', 'padlock.upstream': 'http://admin:hunter2@127.0.0.1:8080' },
+      env: {}, running: true, networkMode: 'host', networks: {}, exposedPorts: [], createdAt: new Date(0).toISOString(),
+    }], { exposedByDefault: true, localSuffixes: [] });
+    assert.equal(state.problems[0]?.code, 'LABEL_INVALID_VALUE');
+    assert.match(state.problems[0]!.message, /holds credentials/);
+    assert.doesNotMatch(JSON.stringify(state), /hunter2|admin:/);
+  });
+});
+
