@@ -26,6 +26,7 @@ import acme from 'acme-client';
 import { AcmeProblemError, PadlockError, errorMessage, type AcmeProblem } from '../errors.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
+import { shownUrl } from '../config/shown.js';
 
 export interface AcmeClientOptions {
   directoryUrl: string;
@@ -136,11 +137,18 @@ export class AcmeClient {
     } catch (err) {
       throw err instanceof PadlockError ? err : new PadlockError('ACME_UNREACHABLE', errorMessage(err), { cause: err, retryable: true });
     }
+    if (resp.status === 429 || resp.status === 503) {
+      // Busy or rate limited, not misconfigured: retry later, when the CA says.
+      const retryAfter = parseRetryAfter(resp.headers['retry-after'], new Date());
+      throw new PadlockError('ACME_UNREACHABLE',
+        `the CA at ${shownUrl(this.directoryUrl, { keepPath: true })} answered ${resp.status} (${resp.status === 429 ? 'rate limited' : 'unavailable'}) for its directory; padlock will try again later`,
+        { retryable: true, details: { url: shownUrl(this.directoryUrl, { keepPath: true }), status: resp.status, ...(retryAfter ? { retryAfter: retryAfter.toISOString() } : {}) } });
+    }
     const dir = resp.data as Record<string, unknown> | undefined;
     const missing = ['newNonce', 'newAccount', 'newOrder'].filter((k) => typeof dir?.[k] !== 'string');
     if (resp.status !== 200 || typeof dir !== 'object' || missing.length) {
       throw new PadlockError('ACME_BAD_DIRECTORY',
-        `${this.directoryUrl} is not an ACME directory (HTTP ${resp.status}${missing.length && resp.status === 200 ? `, no ${missing.join('/')}` : ''}); check --server`,
+        `${shownUrl(this.directoryUrl, { keepPath: true })} is not an ACME directory (HTTP ${resp.status}${missing.length && resp.status === 200 ? `, no ${missing.join('/')}` : ''}); check --server`,
         { details: { url: this.directoryUrl, status: resp.status } });
     }
     // Hand it to acme-client so it does not fetch it again.
@@ -222,9 +230,9 @@ export class AcmeClient {
       req.on('timeout', () => {
         this.onResponse?.(performance.now() - started, 0);
         req.destroy(
-          new PadlockError('ACME_UNREACHABLE', `the CA did not answer ${method.toUpperCase()} ${url} within ${this.timeoutMs / 1000} s`, {
+          new PadlockError('ACME_UNREACHABLE', `the CA did not answer ${method.toUpperCase()} ${shownUrl(url)} within ${this.timeoutMs / 1000} s`, {
             retryable: true,
-            details: { url },
+            details: { url: shownUrl(url) },
           }),
         );
       });
@@ -236,7 +244,7 @@ export class AcmeClient {
           new PadlockError(
             'ACME_UNREACHABLE',
             `cannot reach the CA at ${target.origin} (${code ?? errorMessage(err)}): check --server, the network, and --server-ca for a private CA`,
-            { retryable: true, cause: err, details: { url } },
+            { retryable: true, cause: err, details: { url: shownUrl(url) } },
           ),
         );
       });

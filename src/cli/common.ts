@@ -9,6 +9,7 @@ import type { ProgressEvent } from '../acme/issuer.js';
 import type { CertStore } from '../store/store.js';
 import { openFsStore } from '../store/fs-store.js';
 import { MemoryStore } from '../store/memory-store.js';
+import { GOVERNOR_STATE } from '../certificates/governor.js';
 import { systemClock } from '../clock.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { StandaloneResponder, WebrootResponder, type ChallengeResponder } from '../acme/http01.js';
@@ -87,9 +88,10 @@ export class Problems {
 }
 
 /** The directory URL the options name, validated. */
-export function resolveServer(args: AcmeArgs, problems: Problems): string {
+export function resolveServer(args: AcmeArgs & { 'dry-run'?: boolean }, problems: Problems): string {
   if (args.server && args.staging) problems.add('--server and --staging both name a CA; pass only one');
-  const url = args.server ?? (args.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
+  // As certbot does: a dry run never touches Let's Encrypt production.
+  const url = args.server ?? (args.staging || args['dry-run'] ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
   try {
     const u = new URL(url);
     if (u.protocol !== 'https:' && u.protocol !== 'http:') problems.add(`--server ${url} must be an https:// URL`);
@@ -168,10 +170,23 @@ export function output(args: { json: boolean; quiet?: boolean }, json: Record<st
   else if (!args.quiet) process.stdout.write(human + '\n');
 }
 
-/** A memory store that starts with the real store's account for this CA, so a dry run writes nothing to disk. */
-export async function dryRunStore(disk: CertStore, server: string): Promise<CertStore> {
+/** The CA a dry run talks to: Let's Encrypt staging instead of production, as certbot does. */
+export function dryRunServer(server: string): string {
+  return server === LETSENCRYPT_PRODUCTION ? LETSENCRYPT_STAGING : server;
+}
+
+/**
+ * A memory store for a dry run: it starts with the real store's account for
+ * this CA, the lineage's failure record and the rate-limit ledger (so a dry
+ * run respects a backoff), and writes nothing to disk.
+ */
+export async function dryRunStore(disk: CertStore, server: string, name: string): Promise<CertStore> {
   const mem = new MemoryStore();
   const account = await disk.readAccount(server);
   if (account) await mem.writeAccount(account);
+  for (const stateName of [name, GOVERNOR_STATE]) {
+    const state = await disk.readState(stateName);
+    if (state) await mem.writeState(stateName, state);
+  }
   return mem;
 }

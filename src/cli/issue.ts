@@ -125,14 +125,15 @@ async function issue(args: IssueArgs): Promise<void> {
     loadTrustAnchors(args['trusted-roots'] ? { extraFiles: [args['trusted-roots']] } : {}),
   ]);
   const diskStore = await openStore(args['config-dir']);
-  const store: CertStore = args['dry-run'] ? await dryRunStore(diskStore, meta.server) : diskStore;
+  const store: CertStore = args['dry-run'] ? await dryRunStore(diskStore, meta.server, meta.name) : diskStore;
   const say = progressPrinter(args);
 
   // certbot's non-interactive default: keep a certificate for the same names that is not yet due.
   const existing = await diskStore.readLineage(meta.name);
-  if (existing && !args['force-renewal'] && !args['dry-run'] && sameNames(existing.meta.domains, meta.domains)) {
+  const revoked = Boolean((await diskStore.readState(meta.name))?.['revokedAt']);
+  if (existing && !revoked && !args['force-renewal'] && !args['dry-run'] && sameNames(existing.meta.domains, meta.domains)) {
     const leaf = describeCertificate(existing.bundle.cert);
-    const decision = decideRenewal(leaf, clock.now());
+    const decision = decideRenewal(leaf, clock.now(), { obtainedAt: new Date(existing.meta.updatedAt) });
     if (!decision.due) {
       output(args, { ok: true, action: 'kept', name: meta.name, domains: meta.domains, notAfter: leaf.notAfter.toISOString(), renewAfter: decision.dueAt.toISOString(), fullchainPath: existing.paths?.fullchain },
         `Certificate ${meta.name} is not yet due for renewal (due ${decision.dueAt.toISOString()}); kept it. Pass --force-renewal to issue anyway.`);

@@ -21,7 +21,7 @@ import { Notifier } from '../notify/notifier.js';
 import { alertExpiry, alertFailure, alertSuccess, type AlertContext } from '../notify/alerts.js';
 import { notifyOptions, notifyFlagLayer } from './notify.js';
 import { readConfigFile } from '../config/file.js';
-import { withStoreOptions, openStore, makeLogger, progressPrinter, reportError, responderFor, readPemOption, output, dryRunStore } from './common.js';
+import { withStoreOptions, openStore, makeLogger, progressPrinter, reportError, responderFor, readPemOption, output, dryRunStore, dryRunServer } from './common.js';
 
 /** The alert flags (--smtp-host, --notify-to, --webhook-url...) and --config, shared with padlock notify test. */
 function notifyFlags() {
@@ -151,7 +151,11 @@ async function renew(args: RenewArgs): Promise<void> {
     const until = blockedUntil(failure, now, { forced: args['force-renewal'], ignoreRateLimit: args['ignore-rate-limit'] });
     if (until) return { name, action: 'backoff', until: until.toISOString(), lastError: failure?.lastError };
 
-    const meta: LineageMeta = { ...lineage.meta, ...(args['deploy-hook'] ? { deployHook: args['deploy-hook'] } : {}) };
+    const meta: LineageMeta = {
+      ...lineage.meta,
+      ...(args['deploy-hook'] ? { deployHook: args['deploy-hook'] } : {}),
+      ...(args['dry-run'] ? { server: dryRunServer(lineage.meta.server) } : {}),
+    };
     const serverCaPath = args['server-ca'] ?? meta.serverCa ?? (process.env['PADLOCK_SERVER_CA'] || undefined);
     const key = JSON.stringify(meta.challenge);
     let responder = responders.get(key);
@@ -159,7 +163,7 @@ async function renew(args: RenewArgs): Promise<void> {
       responder = responderFor(meta.challenge);
       responders.set(key, responder);
     }
-    const store: CertStore = args['dry-run'] ? await dryRunStore(disk, meta.server) : disk;
+    const store: CertStore = args['dry-run'] ? await dryRunStore(disk, meta.server, name) : disk;
     try {
       // A challenge that cannot be served is a failed renewal too: record it (backoff, alerts).
       await responder.prepare().catch(async (err: unknown) => {

@@ -6,11 +6,15 @@
 
 const SECRET_KEY = /(token|password|secret|hmac|webhook|url|auth|credential|cookie|passphrase)/i;
 
-/** A URL as safe to print: scheme, host and port only. Anything that doesn't parse is hidden. */
-export function shownUrl(input: string): string {
+/**
+ * A URL as safe to print: scheme, host and port, never credentials or a
+ * query. The path is kept only with `keepPath` (for ACME directory URLs,
+ * where a wrong path is the usual mistake). Anything that doesn't parse is hidden.
+ */
+export function shownUrl(input: string, options: { keepPath?: boolean } = {}): string {
   try {
     const u = new URL(input.includes('://') ? input : `http://${input}`);
-    const rest = u.pathname !== '/' || u.search || u.hash ? '/…' : '';
+    const rest = options.keepPath ? u.pathname + (u.search || u.hash ? '?…' : '') : u.pathname !== '/' || u.search || u.hash ? '/…' : '';
     return `${u.protocol}//${u.username || u.password ? '…@' : ''}${u.host}${rest}`;
   } catch {
     return '(a value that is not a URL)';

@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
-import { writeFile, readdir, mkdtemp, rm } from 'node:fs/promises';
+import { writeFile, readdir, mkdtemp, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
@@ -133,6 +133,23 @@ describe('padlock issue refuses bad input before ordering', () => {
       assert.match(r.stderr, new RegExp(`http://127\\.0\\.0\\.1:${port}/directory is not an ACME directory .*\\[ACME_BAD_DIRECTORY\\]`));
     } finally {
       await new Promise((res) => notAcme.close(res));
+    }
+  });
+
+  it('treats a rate-limited directory as "try later", honouring its Retry-After', async () => {
+    const busy = http.createServer((_q, res) => res.writeHead(429, { 'retry-after': '7200', 'content-type': 'text/plain' }).end('slow down'));
+    await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+    try {
+      const port = (busy.address() as net.AddressInfo).port;
+      const name = uniqueName('busyca');
+      const flags = pebbleFlags(pebble).map((f) => (f === pebble.directoryUrl ? `http://127.0.0.1:${port}/dir` : f));
+      const r = await runCli(['issue', '-d', name, ...flags, '--config-dir', cfg.dir]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /answered 429 \(rate limited\) for its directory; padlock will try again later \[ACME_UNREACHABLE\]/);
+      const state = JSON.parse(await readFile(join(cfg.dir, 'state', `${name}.json`), 'utf8'));
+      assert.ok(Date.parse(state.failure.nextAttemptAt) > Date.now() + 7000_000, 'the next attempt waits for the Retry-After');
+    } finally {
+      await new Promise((res) => busy.close(res));
     }
   });
 
