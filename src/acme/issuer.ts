@@ -99,8 +99,12 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
   // Section 7.5: fetch each authorization; answer those still pending.
   const authzs = (await client.call('fetching authorizations', (c) => c.getAuthorizations(order))) as Authz[];
   const presented: string[] = [];
+  // When one name fails, stop polling the others; clean up only once every name has settled,
+  // so no token presented late is left behind (a file in a webroot).
+  const stop = new AbortController();
+  const pollSignal = request.signal ? AbortSignal.any([request.signal, stop.signal]) : stop.signal;
   try {
-    await Promise.all(authzs.map(async (authz) => {
+    const settled = await Promise.allSettled(authzs.map(async (authz) => {
       const name = authz.identifier.value;
       if (authz.status === 'valid') {
         progress({ step: 'validated', name, message: `${name} is already validated (the CA reused a recent authorization)` });
@@ -129,14 +133,20 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
         `validation of ${name}`,
         () => fetchResource<Authz>(client, `checking validation of ${name}`, authz.url),
         (a) => a.status !== 'pending',
-        { timeoutMs: validationTimeoutMs, initialDelayMs: 50, maxDelayMs: 2000, ...(request.signal ? { signal: request.signal } : {}) },
+        { timeoutMs: validationTimeoutMs, initialDelayMs: 50, maxDelayMs: 2000, signal: pollSignal },
       );
       if (settled.status !== 'valid') {
         await request.onValidationFailed?.(name);
         throw challengeFailure(name, settled, responder);
       }
       progress({ step: 'validated', name, message: `${name} validated` });
-    }));
+    }).map((p) => p.catch((err: unknown) => {
+      stop.abort(err);
+      throw err;
+    })));
+    // The others were aborted with the first failure itself as the reason, so any rejection carries it.
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } finally {
     await Promise.all(presented.map((t) => responder.remove(t).catch(() => undefined)));
   }

@@ -165,8 +165,11 @@ describe('padlock issue refuses bad input before ordering', () => {
     await new Promise<void>((res) => impostor.listen(pebble.httpPort, '127.0.0.1', res));
     try {
       const name = uniqueName('wrong');
-      const r = await runCli(['issue', '-d', name, '--webroot', '-w', await mkdtemp(join(tmpdir(), 'padlock-www-')), ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+      const webroot = await mkdtemp(join(tmpdir(), 'padlock-www-'));
+      after(() => rm(webroot, { recursive: true, force: true }));
+      const r = await runCli(['issue', '-d', name, '-d', `www.${name}`, '--webroot', '-w', webroot, ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
       assert.equal(r.code, 1);
+      assert.deepEqual(await readdir(webroot), [], 'every challenge file is removed, for both names');
       assert.match(r.stderr, new RegExp(`the CA could not validate ${name} \\(unauthorized\\): .*The CA fetched http://${name}/\\.well-known/acme-challenge/… but got the wrong answer.*\\[ACME_CHALLENGE_FAILED\\]`));
       assert.ok(!(await lineages(cfg.dir)).includes(name), 'nothing was stored');
     } finally {
