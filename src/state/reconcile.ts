@@ -66,7 +66,7 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'new', ...email });
       continue;
     }
-    if (cert.domains.length !== 1 || cert.domains[0] !== name) {
+    if (!cert.domains.includes(name)) {
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'names-changed', ...email });
       continue;
     }
@@ -80,7 +80,8 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       ? { due: ari.due, reason: ari.due ? ari.reason : ('not-due' as const), dueAt: ari.at }
       : decideRenewal(cert, now, { revoked: have?.revoked ?? false, ...(cert.obtainedAt ? { obtainedAt: cert.obtainedAt } : {}) });
     if (decision.due) {
-      actions.push({ kind: 'renew', name, domains, issuer: site.issuer, reason: decision.reason, ...email });
+      // A lineage that also covers other names (made by padlock issue, e.g. with www.) keeps them all.
+      actions.push({ kind: 'renew', name, domains: cert.domains, issuer: site.issuer, reason: decision.reason, ...email });
     } else {
       actions.push({ kind: 'keep', name, dueAt: decision.dueAt });
       consider(decision.dueAt);

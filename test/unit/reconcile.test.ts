@@ -27,7 +27,8 @@ describe('planCertificates', () => {
     { desc: 'waits out a backoff even when there is no certificate yet', sites: [site('b.example.com')], stored: [{ name: 'b.example.com', failure: { failures: 1, nextAttemptAt: new Date(now.getTime() + 60_000).toISOString() } }], expect: { 'b.example.com': 'wait' } },
     { desc: 'obtains once an earlier failure backoff has ended', sites: [site('b.example.com')], stored: [{ name: 'b.example.com', failure: { failures: 1, nextAttemptAt: ago(1).toISOString() } }], expect: { 'b.example.com': 'obtain:new' } },
     { desc: 'does not retire a name that never got a certificate', sites: [], stored: [{ name: 'gone.example.com', failure: { failures: 1 } }], expect: {} },
-    { desc: 'orders again when the stored names differ', sites: [site('a.example.com')], stored: [cert('a.example.com', { domains: ['a.example.com', 'www.a.example.com'] })], expect: { 'a.example.com': 'obtain:names-changed' } },
+    { desc: 'orders again when the stored certificate does not cover the host', sites: [site('a.example.com')], stored: [cert('a.example.com', { domains: ['b.example.com'] })], expect: { 'a.example.com': 'obtain:names-changed' } },
+    { desc: 'keeps a stored certificate that covers the host and more names (made by padlock issue)', sites: [site('a.example.com')], stored: [cert('a.example.com', { domains: ['a.example.com', 'www.a.example.com'] })], expect: { 'a.example.com': 'keep' } },
     { desc: 'orders again when a name moves to the local CA', sites: [site('a.localhost', { issuer: 'local' })], stored: [cert('a.localhost')], expect: { 'a.localhost': 'obtain:issuer-changed' } },
   ];
   for (const c of cases) {
@@ -46,5 +47,11 @@ describe('planCertificates', () => {
       now,
     );
     assert.equal(plan.nextCheck?.toISOString(), soon.toISOString());
+  });
+
+  it('renews such a certificate with all its names, not only the host', () => {
+    const plan = planCertificates([site('a.example.com')], [cert('a.example.com', { domains: ['a.example.com', 'www.a.example.com'], notBefore: ago(61), notAfter: new Date(ago(61).getTime() + 90 * DAY) })], now);
+    const renew = plan.actions.find((a) => a.kind === 'renew');
+    assert.deepEqual(renew && 'domains' in renew ? renew.domains : [], ['a.example.com', 'www.a.example.com']);
   });
 });
