@@ -7,7 +7,7 @@
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-const SECRET_FIELD = /(key|token|password|secret|hmac|authorization)/i;
+const SECRET_FIELD = /(key|token|password|secret|hmac|authorization|webhook|credential|cookie|passphrase)/i;
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -26,7 +26,9 @@ export interface LoggerOptions {
 
 /** Replaces the value of every secret-looking field with "[redacted]", recursively. */
 export function redact(value: unknown, depth = 0): unknown {
-  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (value === null || typeof value !== 'object') return value;
+  // Deeper than anything padlock logs on purpose: cut it rather than risk an unredacted secret.
+  if (depth > 6) return '[truncated]';
   if (value instanceof Error) return { message: value.message, code: (value as { code?: unknown }).code };
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
   const out: Record<string, unknown> = {};

@@ -12,6 +12,9 @@ import { runCli } from '../support/cli.js';
 import { tempConfigDir, uniqueName } from '../support/padlock.js';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 
+/** Tests that need no CA point at a dead loopback one, so nothing could ever reach Let's Encrypt. */
+const NO_CA = ['--server', 'https://127.0.0.1:1/dir'];
+
 let pebble: Pebble;
 let cfg: { dir: string; cleanup: () => Promise<void> };
 let app: Awaited<ReturnType<typeof startUpstream>>;
@@ -125,7 +128,7 @@ describe('padlock run configuration errors', () => {
     after(dir.cleanup);
     const file = join(dir.dir, 'bad.yaml');
     await writeFile(file, 'concurrency: 0\nbogus: true\nsites:\n  - host: "*.example.com"\n    upstream: "ftp://x"\n');
-    const r = await runCli(['run', '--config', file, '--https-port', 'eighty', '--docker', 'false', '--config-dir', dir.dir], { env: { PADLOCK_EMAIL: 'not-an-email' } });
+    const r = await runCli(['run', '--config', file, '--https-port', 'eighty', '--docker', 'false', '--config-dir', dir.dir, ...NO_CA], { env: { PADLOCK_EMAIL: 'not-an-email' } });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /--https-port: .*\(got "eighty"\)/);
     assert.match(r.stderr, /PADLOCK_EMAIL: email must be an email address/);
@@ -139,7 +142,7 @@ describe('padlock run configuration errors', () => {
     after(dir.cleanup);
     const file = join(dir.dir, 'sites.yaml');
     await writeFile(file, 'sites:\n  - host: "*.example.com"\n    upstream: "http://127.0.0.1:1"\n  - host: ok.example.com\n    upstream: "ftp://x"\n');
-    const r = await runCli(['run', '--config', file, '--docker', 'false', '--config-dir', dir.dir, '--admin-listen', '127.0.0.1:0', '--http-port', '0', '--https-port', '0']);
+    const r = await runCli(['run', '--config', file, '--docker', 'false', '--config-dir', dir.dir, '--admin-listen', '127.0.0.1:0', '--http-port', '0', '--https-port', '0', '--bind', '127.0.0.1', ...NO_CA]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /sites\.0\.host "\*\.example\.com": wildcard names need the DNS-01 challenge/);
     assert.match(r.stderr, /sites\.1\.upstream: "ftp:\/\/x" is not an upstream URL \(the scheme ftp is not http or https\)/);
@@ -153,7 +156,7 @@ describe('padlock run as a certificate companion', () => {
     const file = join(dir.dir, 'companion.yaml');
     await writeFile(file, `sites:\n  - host: shop.localhost\n    upstream: http://127.0.0.1:9\n`);
     const certs = join(dir.dir, 'nginx-certs');
-    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir.dir, 'store'), '--companion-dir', certs]);
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir.dir, 'store'), '--companion-dir', certs, ...NO_CA]);
     try {
       const crt = await waitFor('shop.localhost.crt', () => readFile(join(certs, 'shop.localhost.crt'), 'utf8').catch(() => undefined));
       const stored = await readFile(join(dir.dir, 'store', 'live', 'shop.localhost', 'fullchain.pem'), 'utf8');

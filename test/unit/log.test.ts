@@ -21,6 +21,16 @@ describe('structured log', () => {
     assert.doesNotMatch(lines[0]!, /BEGIN PRIVATE KEY|c2VjcmV0|hunter2|"abc"/);
   });
 
+  it('redacts inside arrays and deep objects, and cuts what is nested too deep to check', () => {
+    const lines: string[] = [];
+    const log = createLogger({ write: (l) => lines.push(l) });
+    let deep: Record<string, unknown> = { password: 'p4ss-deep' };
+    for (let i = 0; i < 10; i++) deep = { level: deep };
+    log.warn('x', { channels: [{ webhookUrl: 'https://hooks.example/T0K3N' }], deep, smtpPasswordFile: '/run/secret' });
+    assert.doesNotMatch(lines[0]!, /T0K3N|p4ss-deep|\/run\/secret/);
+    assert.match(lines[0]!, /\[truncated\]/);
+  });
+
   it('drops lines below the level', () => {
     const lines: string[] = [];
     createLogger({ write: (l) => lines.push(l), level: 'warn' }).info('quiet');
