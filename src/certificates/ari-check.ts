@@ -56,6 +56,53 @@ export async function anonymousClient(server: string, options: { serverCa?: stri
   return new AcmeClient({ directoryUrl: server, accountKey: await generatePrivateKey({ keyType: 'ecdsa' }), ...options });
 }
 
+/**
+ * One anonymous client per CA for renewal-information reads. A CA whose
+ * directory cannot be read is skipped for `retryMs` (5 minutes), so an
+ * outage costs one request per pass, not one per certificate. Local
+ * (`padlock:`) issuers have none.
+ */
+export class AriSources {
+  private readonly entries = new Map<string, { client?: Promise<AcmeClient>; failedUntil?: number }>();
+  constructor(private readonly opts: {
+    serverCaFor: (server: string) => Promise<string | undefined> | string | undefined;
+    timeoutMs?: number;
+    logger?: Logger;
+    onResponse?: (ms: number, status: number) => void;
+    retryMs?: number;
+  }) {}
+
+  async get(server: string): Promise<AcmeClient | undefined> {
+    if (server.startsWith('padlock:')) return undefined;
+    let entry = this.entries.get(server);
+    if (!entry) this.entries.set(server, (entry = {}));
+    if (entry.failedUntil && entry.failedUntil > Date.now()) return undefined;
+    try {
+      entry.client ??= (async () => {
+        const serverCa = await this.opts.serverCaFor(server);
+        return anonymousClient(server, {
+          ...(serverCa ? { serverCa } : {}),
+          ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+          ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+          ...(this.opts.onResponse ? { onResponse: this.opts.onResponse } : {}),
+        });
+      })();
+      const client = await entry.client;
+      await client.directory();
+      delete entry.failedUntil;
+      return client;
+    } catch {
+      entry.failedUntil = Date.now() + (this.opts.retryMs ?? 5 * 60_000);
+      return undefined;
+    }
+  }
+
+  close(): void {
+    for (const e of this.entries.values()) void e.client?.then((c) => c.close(), () => undefined);
+    this.entries.clear();
+  }
+}
+
 export interface AriCheckInput {
   source: RenewalInfoSource;
   store: CertStore;
@@ -98,24 +145,22 @@ export async function checkAri(input: AriCheckInput): Promise<(AriDecision & { p
   let ari = ariFromJson(known?.['ari'], id);
   let decision = ariDecision(ari, facts, now);
   if (!(decision.pollAt && decision.pollAt.getTime() <= now.getTime())) return { ...decision, polled: false };
-  if (decision.pollAt && decision.pollAt.getTime() <= now.getTime()) {
-    try {
-      const info = await fetchRenewalInfo(source, certPem, clock);
-      ari = applyRenewalInfo(ari, info, now, input.random ?? Math.random);
-      logger.info('renewal information from the CA', {
-        name,
-        windowStart: iso(info.window.start),
-        windowEnd: iso(info.window.end),
-        renewAt: iso(ari.chosen),
-        ...(info.explanationURL ? { explanationURL: info.explanationURL } : {}),
-      });
-    } catch (err) {
-      const e = err instanceof PadlockError ? err : undefined;
-      ari = applyAriError(ari, { message: errorMessage(err), ...(e ? { code: e.code, retryable: e.retryable } : {}) }, now);
-      logger.warn('could not read renewal information; keeping the last window or the lifetime rule', { name, error: errorMessage(err) });
-    }
-    await store.writeState(name, { ...(await store.readState(name)), ari: ariToJson(ari, id) });
-    decision = ariDecision(ari, facts, now);
+  try {
+    const info = await fetchRenewalInfo(source, certPem, clock);
+    ari = applyRenewalInfo(ari, info, now, input.random ?? Math.random);
+    logger.info('renewal information from the CA', {
+      name,
+      windowStart: iso(info.window.start),
+      windowEnd: iso(info.window.end),
+      renewAt: iso(ari.chosen),
+      ...(info.explanationURL ? { explanationURL: info.explanationURL } : {}),
+    });
+  } catch (err) {
+    const e = err instanceof PadlockError ? err : undefined;
+    ari = applyAriError(ari, { message: errorMessage(err), ...(e ? { code: e.code, retryable: e.retryable } : {}) }, now);
+    logger.warn('could not read renewal information; keeping the last window or the lifetime rule', { name, error: errorMessage(err) });
   }
+  await store.writeState(name, { ...(await store.readState(name)), ari: ariToJson(ari, id) });
+  decision = ariDecision(ari, facts, now);
   return { ...decision, polled: true };
 }

@@ -20,8 +20,7 @@ import { planCertificates, type Action, type Plan, type StoredCertificate } from
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertStore, LineageMeta } from '../store/store.js';
 import { TokenMapResponder, type TokenMap, type ChallengeResponder } from '../acme/http01.js';
-import type { AcmeClient } from '../acme/client.js';
-import { anonymousClient, checkAri } from './ari-check.js';
+import { AriSources, checkAri } from './ari-check.js';
 import type { AccountOptions } from '../acme/account.js';
 import { describeCertificate } from '../tls/inspect.js';
 import { verifyCertificate } from '../tls/verify.js';
@@ -113,7 +112,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
    */
   private readonly holds = new Map<string, number>();
   private fullRefresh = true;
-  private readonly ariClients = new Map<string, { client: AcmeClient; failedUntil?: number }>();
+  private readonly ari: AriSources;
   private stopped = false;
   private planning: Promise<void> | undefined;
   private replanRequested = false;
@@ -123,6 +122,11 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   constructor(private readonly opts: ManagerOptions) {
     super();
     this.log = opts.logger.child({ component: 'certificates' });
+    this.ari = new AriSources({
+      serverCaFor: () => opts.account.serverCa,
+      logger: this.log,
+      ...(opts.onAcmeResponse ? { onResponse: opts.onAcmeResponse } : {}),
+    });
     this.responder = opts.responder ?? new TokenMapResponder(opts.tokens, `padlock's HTTP server on port ${opts.httpPort}`);
   }
 
@@ -155,7 +159,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   async stop(waitMs = 10_000): Promise<void> {
     this.stopped = true;
     await this.tick?.destroy();
-    for (const { client } of this.ariClients.values()) client.close();
+    this.ari.close();
     this.tick = undefined;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -248,7 +252,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       const cached = this.cache.get(name);
       let cert = cached?.info;
       // RFC 9773: the CA's window replaces the lifetime rule when it offers ARI.
-      const source = cached && cert?.issuer === 'acme' ? await this.ariSource(cached.server) : undefined;
+      const source = cached && cert?.issuer === 'acme' ? await this.ari.get(cached.server) : undefined;
       if (cached && cert && source) {
         const ari = await checkAri({ source, store: this.opts.store, name, certPem: cached.certPem, notBefore: cert.notBefore, notAfter: cert.notAfter, clock: this.opts.clock, logger: this.log, state });
         if (ari?.polled) this.states.delete(name);
@@ -296,28 +300,6 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       const wait = Math.max(250, Math.min(wakeAt - now.getTime(), 2 ** 31 - 1));
       this.timer = setTimeout(() => this.replan(), wait);
       this.timer.unref();
-    }
-  }
-
-  /**
-   * A client for reading a CA's directory and renewal information, once per
-   * CA; undefined while the CA is unreachable (re-tried after 5 minutes), so
-   * an outage costs one request per pass, not one per certificate.
-   */
-  private async ariSource(server: string): Promise<AcmeClient | undefined> {
-    let entry = this.ariClients.get(server);
-    if (entry?.failedUntil && entry.failedUntil > Date.now()) return undefined;
-    try {
-      if (!entry) {
-        entry = { client: await anonymousClient(server, { ...(this.opts.account.serverCa ? { serverCa: this.opts.account.serverCa } : {}), ...(this.opts.onAcmeResponse ? { onResponse: this.opts.onAcmeResponse } : {}) }) };
-        this.ariClients.set(server, entry);
-      }
-      await entry.client.directory();
-      delete entry.failedUntil;
-      return entry.client;
-    } catch {
-      if (entry) entry.failedUntil = Date.now() + 5 * 60_000;
-      return undefined;
     }
   }
 

@@ -88,3 +88,23 @@ export function blockedUntil(record: FailureRecord | undefined, now: Date, optio
   if (options.forced && (!record.rateLimited || options.ignoreRateLimit)) return undefined;
   return until;
 }
+
+/** What an ARI check (acme/ari.ts) concluded, as far as the decision needs it. */
+export interface AriVerdict {
+  due: boolean;
+  at: Date;
+  reason: string;
+}
+
+/**
+ * The one rule for "which decides": the CA's renewal window (RFC 9773) when
+ * it gave one, else the lifetime rule. A revocation or a forced renewal
+ * always wins; so does expiry, which decideRenewal already reports.
+ */
+export function decideWithAri(v: Validity, now: Date, ari: AriVerdict | undefined, options: { forced?: boolean; revoked?: boolean; obtainedAt?: Date } = {}): RenewalDecision {
+  const base = decideRenewal(v, now, options);
+  if (!ari || options.forced || options.revoked || base.reason === 'expired') return base;
+  if (ari.reason !== 'ari-window' && ari.reason !== 'ari-past-window') return base;
+  return { due: ari.due, reason: ari.due ? ari.reason : 'not-due', dueAt: ari.at };
+}
+

@@ -7,15 +7,14 @@
 import type { CommandModule } from 'yargs';
 import { obtainLineage, failureOf, recordFailure } from '../certificates/obtain.js';
 import { runDeployHook } from '../certificates/hooks.js';
-import { decideRenewal, blockedUntil, type RenewalReason } from '../certificates/policy.js';
+import { decideWithAri, blockedUntil, type RenewalReason } from '../certificates/policy.js';
 import type { CertStore, LineageMeta } from '../store/store.js';
 import { loadTrustAnchors } from '../tls/roots.js';
 import { describeCertificate } from '../tls/inspect.js';
 import type { ChallengeResponder } from '../acme/http01.js';
 import { systemClock } from '../clock.js';
 import { PadlockError, errorMessage } from '../errors.js';
-import type { AcmeClient } from '../acme/client.js';
-import { anonymousClient, checkAri } from '../certificates/ari-check.js';
+import { AriSources, checkAri } from '../certificates/ari-check.js';
 import { channelsFromConfig, notifyEnvLayer, parseNotifyConfig } from '../notify/config.js';
 import { Notifier } from '../notify/notifier.js';
 import { alertExpiry, alertFailure, alertSuccess, type AlertContext } from '../notify/alerts.js';
@@ -100,24 +99,15 @@ async function renew(args: RenewArgs): Promise<void> {
   const alerts: AlertContext | undefined = notifier ? { notifier, store: disk, clock, logger } : undefined;
   const responders = new Map<string, ChallengeResponder>();
   const outcomes: Outcome[] = [];
-  // One anonymous client per CA for renewal information (RFC 9773); undefined when the CA can't be read.
-  const ariClients = new Map<string, Promise<AcmeClient | undefined>>();
-  const ariSource = (server: string, serverCaPath: string | undefined) => {
-    if (server.startsWith('padlock:')) return Promise.resolve(undefined);
-    let client = ariClients.get(server);
-    if (!client) {
-      client = (async () => {
-        const serverCa = await readPemOption('--server-ca', serverCaPath);
-        const c = await anonymousClient(server, { ...(serverCa ? { serverCa } : {}), timeoutMs: args.timeout * 1000, logger });
-        return c.directory().then(() => c, () => {
-          c.close();
-          return undefined;
-        });
-      })();
-      ariClients.set(server, client);
-    }
-    return client;
-  };
+  // One anonymous client per CA for renewal information (RFC 9773); the first lineage's --server-ca for a CA serves it.
+  const ariSources = new AriSources({
+    serverCaFor: async (server) => {
+      const lineageCa = (await Promise.all(names.map((n) => disk.readMeta(n).catch(() => null)))).find((m) => m?.server === server)?.serverCa;
+      return readPemOption('--server-ca', args['server-ca'] ?? lineageCa ?? (process.env['PADLOCK_SERVER_CA'] || undefined));
+    },
+    timeoutMs: args.timeout * 1000,
+    logger,
+  });
 
   // One unreadable lineage fails on its own; the others still renew.
   const renewOne = (name: string): Promise<Outcome> => renewLineage(name).catch((err: unknown) => ({
@@ -135,17 +125,11 @@ async function renew(args: RenewArgs): Promise<void> {
     const now = clock.now();
     if (alerts) alertExpiry(alerts, [{ name, notBefore: leaf.notBefore, notAfter: leaf.notAfter, ...(lineage.meta.email ? { email: lineage.meta.email } : {}) }]);
     const revoked = Boolean(state?.['revokedAt']);
-    let decision = decideRenewal(leaf, now, { forced: args['force-renewal'], revoked, obtainedAt: new Date(lineage.meta.updatedAt) });
-    let explanationURL: string | undefined;
-    if (!args['force-renewal'] && !revoked) {
-      // RFC 9773: when the CA offers renewal information, its window decides.
-      const source = await ariSource(lineage.meta.server, args['server-ca'] ?? lineage.meta.serverCa ?? (process.env['PADLOCK_SERVER_CA'] || undefined));
-      const ari = source && await checkAri({ source, store: disk, name, certPem: lineage.bundle.cert, notBefore: leaf.notBefore, notAfter: leaf.notAfter, clock, logger, state });
-      if (ari && (ari.reason === 'ari-window' || ari.reason === 'ari-past-window')) {
-        decision = { due: ari.due, reason: ari.due ? ari.reason : 'not-due', dueAt: ari.at };
-        explanationURL = ari.explanationURL;
-      }
-    }
+    // RFC 9773: when the CA offers renewal information, its window decides (see decideWithAri).
+    const source = args['force-renewal'] || revoked ? undefined : await ariSources.get(lineage.meta.server);
+    const ari = source ? await checkAri({ source, store: disk, name, certPem: lineage.bundle.cert, notBefore: leaf.notBefore, notAfter: leaf.notAfter, clock, logger, state }) : undefined;
+    const decision = decideWithAri(leaf, now, ari, { forced: args['force-renewal'], revoked, obtainedAt: new Date(lineage.meta.updatedAt) });
+    const explanationURL = ari?.explanationURL;
     if (!decision.due) return { name, action: 'not-due', dueAt: decision.dueAt.toISOString(), ...(explanationURL ? { explanationURL } : {}) };
     const failure = failureOf(state);
     const until = blockedUntil(failure, now, { forced: args['force-renewal'], ignoreRateLimit: args['ignore-rate-limit'] });
@@ -205,7 +189,7 @@ async function renew(args: RenewArgs): Promise<void> {
     await Promise.all(workers);
   } finally {
     await Promise.all([...responders.values()].map((r) => r.close()));
-    for (const c of ariClients.values()) (await c)?.close();
+    ariSources.close();
     await notifier?.flush();
     await notifier?.close();
   }

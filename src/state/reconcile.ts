@@ -6,7 +6,7 @@
  * stay on disk.
  */
 import type { SiteSpec } from './desired-state.js';
-import { decideRenewal, blockedUntil, type FailureRecord, type RenewalReason } from '../certificates/policy.js';
+import { decideWithAri, blockedUntil, type FailureRecord, type RenewalReason } from '../certificates/policy.js';
 
 export type Issuer = 'acme' | 'local';
 
@@ -76,9 +76,7 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
     }
     const ari = cert.ari;
     if (ari?.pollAt) consider(ari.pollAt);
-    const decision = ari && !have?.revoked && (ari.reason === 'ari-window' || ari.reason === 'ari-past-window')
-      ? { due: ari.due, reason: ari.due ? ari.reason : ('not-due' as const), dueAt: ari.at }
-      : decideRenewal(cert, now, { revoked: have?.revoked ?? false, ...(cert.obtainedAt ? { obtainedAt: cert.obtainedAt } : {}) });
+    const decision = decideWithAri(cert, now, ari, { revoked: have?.revoked ?? false, ...(cert.obtainedAt ? { obtainedAt: cert.obtainedAt } : {}) });
     if (decision.due) {
       // A lineage that also covers other names (made by padlock issue, e.g. with www.) keeps them all.
       actions.push({ kind: 'renew', name, domains: cert.domains, issuer: site.issuer, reason: decision.reason, ...email });
