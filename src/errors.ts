@@ -2,8 +2,9 @@
  * Typed errors with stable codes.
  *
  * Every error padlock raises on purpose is a `PadlockError` with a literal `code`
- * that scripts, notifications and tests can match on, a `retryable` flag the
- * renewal governor uses, and the original `cause` kept intact.
+ * that scripts, notifications and tests can match on, a `retryable` flag
+ * (worth trying again unchanged: network, 5xx, rate limits after their
+ * window; the ARI poller and alerts read it), and the original `cause` kept intact.
  */
 
 /** Every stable error code padlock emits. Codes never change meaning once released. */

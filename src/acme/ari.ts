@@ -273,14 +273,17 @@ export function applyRenewalInfo(prev: AriState | undefined, info: RenewalInfo, 
  * after 1, 10 and 100 minutes; after that, and for any long-term error
  * (invalid object, 4xx, refused connection), the next poll is in 6 hours.
  */
-export function applyAriError(prev: AriState | undefined, error: { message: string; code?: string; retryable?: boolean }, now: Date): AriState {
+export function applyAriError(prev: AriState | undefined, error: { message: string; code?: string; retryable?: boolean; retryAfter?: Date }, now: Date): AriState {
   const errors = (prev?.consecutiveErrors ?? 0) + 1;
   const wait = (error.retryable ? ARI_TEMPORARY_BACKOFF_MS[errors - 1] : undefined) ?? ARI_DEFAULT_POLL_MS;
+  // A CA that said when to come back (429/503 with Retry-After) is not asked earlier; the clamp still applies.
+  const own = now.getTime() + wait;
+  const asked = error.retryAfter ? clampRetryAfter(error.retryAfter, now).getTime() : 0;
   return {
     ...prev,
     lastError: { at: new Date(now.getTime()), message: error.message, ...(error.code ? { code: error.code } : {}) },
     consecutiveErrors: errors,
-    nextPollAt: new Date(now.getTime() + wait),
+    nextPollAt: new Date(Math.max(own, asked)),
   };
 }
 

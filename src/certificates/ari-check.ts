@@ -14,7 +14,7 @@ import {
 import type { CertStore } from '../store/store.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import { PadlockError, errorMessage } from '../errors.js';
+import { AcmeProblemError, PadlockError, errorMessage } from '../errors.js';
 
 type Json = Record<string, unknown>;
 const iso = (d: Date | undefined) => (d ? d.toISOString() : undefined);
@@ -157,7 +157,8 @@ export async function checkAri(input: AriCheckInput): Promise<(AriDecision & { p
     });
   } catch (err) {
     const e = err instanceof PadlockError ? err : undefined;
-    ari = applyAriError(ari, { message: errorMessage(err), ...(e ? { code: e.code, retryable: e.retryable } : {}) }, now);
+    const retryAfter = err instanceof AcmeProblemError ? err.retryAfter : typeof e?.details['retryAfter'] === 'string' ? new Date(e.details['retryAfter']) : undefined;
+    ari = applyAriError(ari, { message: errorMessage(err), ...(e ? { code: e.code, retryable: e.retryable } : {}), ...(retryAfter ? { retryAfter } : {}) }, now);
     logger.warn('could not read renewal information; keeping the last window or the lifetime rule', { name, error: errorMessage(err) });
   }
   await store.writeState(name, { ...(await store.readState(name)), ari: ariToJson(ari, id) });

@@ -146,7 +146,9 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
 
     const fullMeta: LineageMeta = { ...meta, accountUrl: client.inner.getAccountUrl(), updatedAt: clock.now().toISOString() };
     const version = await store.putVersion(meta.name, { cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: keyPem }, fullMeta);
-    await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null });
+    // The certificate is stored and current: a failure to clear the old failure record must not turn that into a failure.
+    await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null })
+      .catch((e: unknown) => log.warn('stored the certificate, but could not clear its failure record', { error: errorMessage(e) }));
     const stored = await store.readLineage(meta.name);
     const result: ObtainResult = {
       name: meta.name,

@@ -385,3 +385,14 @@ describe('certificate profiles (draft-ietf-acme-profiles)', () => {
     });
   }
 });
+
+describe('ARI errors and Retry-After', () => {
+  const now = new Date('2026-11-26T12:00:00Z');
+  it('does not poll again before the CA Retry-After after a 429, and still clamps it to 12 hours', () => {
+    const twoHours = new Date(now.getTime() + 2 * 3600_000);
+    assert.equal(applyAriError(undefined, { message: 'rate limited', retryable: true, retryAfter: twoHours }, now).nextPollAt?.toISOString(), twoHours.toISOString());
+    const twoDays = new Date(now.getTime() + 48 * 3600_000);
+    assert.equal(applyAriError(undefined, { message: 'rate limited', retryable: true, retryAfter: twoDays }, now).nextPollAt?.toISOString(), new Date(now.getTime() + 12 * 3600_000).toISOString());
+  });
+});
+
