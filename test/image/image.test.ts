@@ -15,7 +15,6 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, copyFile, chmod, rm, readFile } from 'node:fs/promises';
 import { statSync, mkdirSync, writeFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -25,7 +24,7 @@ import type Docker from 'dockerode';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { startDockerd, type Dockerd } from '../support/dockerd.js';
 import { ensureBaseImage, type BaseImage } from '../support/base-image.js';
-import { requireProgram } from '../support/programs.js';
+import { runBounded, requireProgram } from '../support/programs.js';
 import { repoRoot } from '../support/cli.js';
 import { httpsGet, getJson, waitFor } from '../support/daemon.js';
 import { uniqueName } from '../support/padlock.js';
@@ -49,34 +48,10 @@ const since = (t0: number): number => Math.round(performance.now() - t0);
 function dockerBuild(baseImage: string): Promise<void> {
   const docker = requireProgram('docker', 'docker.io', 'the docker CLI, for docker build (it reads .dockerignore)');
   const args = ['build', '--network', 'host', '--pull=false', '--build-arg', `NODE_IMAGE=${baseImage}`, '-t', IMAGE, repoRoot];
-  return new Promise((resolve, reject) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: dockerd.dockerHost, DOCKER_BUILDKIT: '0' };
-    delete env.DOCKER_CONTEXT;
-    delete env.DOCKER_TLS_VERIFY;
-    const child = spawn(docker, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    const add = (d: Buffer): void => {
-      buildLog = (buildLog + d.toString('utf8')).slice(-30_000);
-    };
-    child.stdout.on('data', add);
-    child.stderr.on('data', add);
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-      reject(new Error(`docker build took longer than ${BUILD_TIMEOUT_MS / 1000} s\n${buildLog}`));
-    }, BUILD_TIMEOUT_MS);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve();
-      else reject(new Error(`docker ${args.join(' ')} failed (${code})\n${buildLog}`));
-    });
-  });
+  const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_HOST: dockerd.dockerHost, DOCKER_BUILDKIT: '0' };
+  delete env.DOCKER_CONTEXT;
+  delete env.DOCKER_TLS_VERIFY;
+  return runBounded(`docker ${args.join(' ')}`, docker, args, { env, timeoutMs: BUILD_TIMEOUT_MS, tailChars: 30_000, onOutput: (out) => (buildLog = out) }).then(() => undefined);
 }
 
 /** Runs the image once to completion (one-off mode) and returns its exit code and output. */

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type Docker from 'dockerode';
-import { requireProgram } from './programs.js';
+import { runBounded, requireProgram } from './programs.js';
 import { repoRoot } from './cli.js';
 
 const execFileP = promisify(execFile);
@@ -138,33 +138,8 @@ export async function debootstrapRoot(log: (s: string) => void = () => {}): Prom
   log(`base image: debootstrap --variant=minbase ${BASE_SUITE} from ${mirror} into ${dir} (once; cached afterwards)`);
   const args = ['--variant=minbase', `--arch=${arch}`, `--include=${BASE_INCLUDE.join(',')}`, BASE_SUITE, work, mirror];
   try {
-    await new Promise<void>((resolve, reject) => {
-      // Only the mirror is contacted; proxies from the environment are kept as apt would use them.
-      const child = spawn(debootstrap, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-      let out = '';
-      const add = (b: Buffer): void => {
-        out = (out + b.toString('utf8')).slice(-20_000);
-      };
-      child.stdout.on('data', add);
-      child.stderr.on('data', add);
-      const timer = setTimeout(() => {
-        try {
-          process.kill(-child.pid!, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-        reject(new Error(`base image: debootstrap took longer than ${DEBOOTSTRAP_TIMEOUT_MS / 1000} s\n${out}`));
-      }, DEBOOTSTRAP_TIMEOUT_MS);
-      child.on('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      child.on('exit', (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0) resolve();
-        else reject(new Error(`base image: debootstrap ${args.join(' ')} failed (${code ?? signal})\n${out}`));
-      });
-    });
+    // Only the mirror is contacted; proxies from the environment are kept as apt would use them.
+    await runBounded(`base image: debootstrap ${args.join(' ')}`, debootstrap, args, { timeoutMs: DEBOOTSTRAP_TIMEOUT_MS });
     // No package caches in the image; debootstrap already removed its .debs.
     for (const p of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
       const full = join(work, p);
