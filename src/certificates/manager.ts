@@ -113,6 +113,8 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   private readonly holds = new Map<string, number>();
   private fullRefresh = true;
   private readonly ari: AriSources;
+  /** Cancels orders in flight when the daemon stops. */
+  private readonly abort = new AbortController();
   private stopped = false;
   private planning: Promise<void> | undefined;
   private replanRequested = false;
@@ -155,9 +157,10 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     this.replan();
   }
 
-  /** Stops planning; waits up to `waitMs` for orders in flight. */
+  /** Stops planning and cancels orders in flight (not counted as failures); waits up to `waitMs` for them to end. */
   async stop(waitMs = 10_000): Promise<void> {
     this.stopped = true;
+    this.abort.abort(new Error('padlock is stopping'));
     await this.tick?.destroy();
     this.ari.close();
     this.tick = undefined;
@@ -327,6 +330,10 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       log.info('certificate ready', { notAfter: notAfter.toISOString() });
       this.emit('cert_obtained', { name, issuer: action.issuer, notAfter, renewal: action.kind === 'renew', previousFailures: this.failures.get(name)?.failures ?? 0 });
     } catch (err) {
+      if (this.abort.signal.aborted) {
+        log.info('order cancelled because padlock is stopping; it will be tried again after the restart');
+        return;
+      }
       const error = err instanceof PadlockError ? err : new PadlockError('ACME_PROBLEM', errorMessage(err), { cause: err });
       if (error.code === 'STORE_LOCKED') {
         this.holds.set(name, this.opts.clock.now().getTime() + 30_000);
@@ -355,6 +362,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       meta,
       account: { ...this.opts.account, ...(action.email ? { email: action.email } : {}) },
       responder: this.responder,
+      signal: this.abort.signal,
     });
     return result.notAfter;
   }

@@ -38,8 +38,6 @@ export interface ObtainRequest {
   responder: ChallengeResponder;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
-  /** How long to wait for another process holding this lineage's lock. Default 0. */
-  lockWaitMs?: number;
 }
 
 export interface ObtainResult {
@@ -64,7 +62,8 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
   const { meta } = request;
   const progress = request.onProgress ?? (() => {});
   const log = logger.child({ name: meta.name });
-  const unlock = await store.lock(meta.name, { waitMs: request.lockWaitMs ?? 0, ...(request.signal ? { signal: request.signal } : {}) });
+  // Never wait for another process working on the same name: it is already doing this job.
+  const unlock = await store.lock(meta.name, { waitMs: 0, ...(request.signal ? { signal: request.signal } : {}) });
   let client: AcmeClient | undefined;
   try {
     // Never plan an order the CA's rate limits would refuse (see governor.ts).
@@ -162,7 +161,10 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
     log.info('certificate stored', { version, notAfter: verified.leaf.notAfter.toISOString() });
     return result;
   } catch (err) {
-    await recordFailure(store, meta.name, err, clock).catch((e: unknown) => log.warn('could not record the failure', { error: errorMessage(e) }));
+    // A cancelled order (shutdown) is not the CA's failure: no backoff, no alert.
+    if (!request.signal?.aborted) {
+      await recordFailure(store, meta.name, err, clock).catch((e: unknown) => log.warn('could not record the failure', { error: errorMessage(e) }));
+    }
     throw err;
   } finally {
     client?.close();

@@ -7,6 +7,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { startTcpSwitch } from '../support/tcp-switch.js';
@@ -205,6 +206,28 @@ describe('certificate manager', () => {
     assert.equal(attempts, 2, 'the test lock and one attempt by the manager in a second');
     await manager.stop();
     await release();
+  });
+
+  it('cancels an order in flight on stop, without counting it as a failure', async () => {
+    // A "CA" that accepts connections and never answers: the order hangs until padlock stops.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((sock) => sockets.push(sock));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    after(() => {
+      for (const sock of sockets) sock.destroy();
+      silent.close();
+    });
+    const store = new MemoryStore();
+    const manager = await makeManager({ store, server: `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}/dir`, clock: movableClock() });
+    const name = `hang-${process.pid}.example.com`;
+    manager.start();
+    manager.setSites([site(name)]);
+    while (manager.inFlight === 0) await new Promise((r) => setTimeout(r, 10));
+    const started = Date.now();
+    await manager.stop(20_000);
+    assert.ok(Date.now() - started < 5_000, `stopped in ${Date.now() - started} ms, not after the 30 s request timeout`);
+    assert.equal(manager.inFlight, 0);
+    assert.equal((await store.readState(name))?.['failure'] ?? null, null, 'no failure recorded, so no backoff after the restart');
   });
 
   it('reschedules after a 429 with Retry-After and does not ask again early', async () => {
