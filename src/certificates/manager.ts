@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { schedule, type ScheduledTask } from 'node-cron';
-import { obtainLineage, failureOf, recordFailure } from './obtain.js';
+import { obtainLineage, failureOf, recordFailure, verifyAndStore } from './obtain.js';
 import type { FailureRecord } from './policy.js';
 import { planCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
 import type { SiteSpec } from '../state/desired-state.js';
@@ -23,7 +23,6 @@ import { TokenMapResponder, type TokenMap, type ChallengeResponder } from '../ac
 import { AriSources, checkAri } from './ari-check.js';
 import type { AccountOptions } from '../acme/account.js';
 import { describeCertificate } from '../tls/inspect.js';
-import { verifyCertificate } from '../tls/verify.js';
 import type { TrustAnchors } from '../tls/roots.js';
 import { generatePrivateKey } from '../tls/keys.js';
 import { ensureLocalRoot, issueLocalCertificate, LOCAL_ISSUER, LOCAL_ROOT_SERVER } from '../tls/local-ca.js';
@@ -374,17 +373,11 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       const root = await ensureLocalRoot(store, clock);
       const key = await generatePrivateKey({ keyType: 'ecdsa', ellipticCurve: 'P-256' });
       const bundle = await issueLocalCertificate(root, action.domains, key, clock);
-      const verified = await verifyCertificate({ cert: bundle.cert, key, names: action.domains, roots: { pem: root.certPem, count: 1, sources: ['padlock local CA'] }, clock });
-      await store.putVersion(action.name, bundle, {
-        name: action.name,
-        domains: action.domains,
-        server: LOCAL_ISSUER,
-        keyType: 'ecdsa',
-        ellipticCurve: 'P-256',
-        challenge: { type: 'standalone', port: this.opts.httpPort },
-        updatedAt: clock.now().toISOString(),
-      });
-      await store.writeState(action.name, { ...(await store.readState(action.name)), failure: null, revokedAt: null });
+      const { verified } = await verifyAndStore(
+        { store, clock, logger: this.log, roots: { pem: root.certPem, count: 1, sources: ['padlock local CA'] } },
+        bundle,
+        { name: action.name, domains: action.domains, server: LOCAL_ISSUER, keyType: 'ecdsa', ellipticCurve: 'P-256', challenge: { type: 'standalone', port: this.opts.httpPort } },
+      );
       return verified.leaf.notAfter;
     } catch (err) {
       await recordFailure(store, action.name, err, clock).catch(() => undefined);

@@ -10,7 +10,7 @@ import { orderCertificate, type ProgressEvent } from '../acme/issuer.js';
 import type { ChallengeResponder } from '../acme/http01.js';
 import type { AcmeClient } from '../acme/client.js';
 import { AcmeProblemError, PadlockError, errorMessage, findCause, isRateLimited } from '../errors.js';
-import type { CertStore, LineageMeta } from '../store/store.js';
+import type { CertBundle, CertStore, LineageMeta } from '../store/store.js';
 import { generatePrivateKey, describePrivateKey } from '../tls/keys.js';
 import { verifyCertificate } from '../tls/verify.js';
 import type { TrustAnchors } from '../tls/roots.js';
@@ -134,20 +134,11 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
     await count({ kind: 'issued', names: meta.domains });
 
     progress({ step: 'verifying', message: 'verifying the chain, names, key and validity' });
-    const verified = await verifyCertificate({
-      cert: issued.cert,
-      chain: issued.chain,
-      key: keyPem,
-      names: meta.domains,
-      roots: deps.roots,
-      clock,
-    });
-
-    const fullMeta: LineageMeta = { ...meta, accountUrl: client.inner.getAccountUrl(), updatedAt: clock.now().toISOString() };
-    const version = await store.putVersion(meta.name, { cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: keyPem }, fullMeta);
-    // The certificate is stored and current: a failure to clear the old failure record must not turn that into a failure.
-    await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null })
-      .catch((e: unknown) => log.warn('stored the certificate, but could not clear its failure record', { error: errorMessage(e) }));
+    const { verified, version } = await verifyAndStore(
+      { store, clock, logger: log, roots: deps.roots },
+      { cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: keyPem },
+      { ...meta, accountUrl: client.inner.getAccountUrl() },
+    );
     const stored = await store.readLineage(meta.name);
     const result: ObtainResult = {
       name: meta.name,
@@ -170,6 +161,25 @@ export async function obtainLineage(deps: ObtainDeps, request: ObtainRequest): P
     client?.close();
     await unlock();
   }
+}
+
+/**
+ * The end of every issuance, ACME or local CA: verify the chain, names, key
+ * and validity, make the new version current, and clear the failure record.
+ * A certificate that fails verification is never stored.
+ */
+export async function verifyAndStore(
+  deps: ObtainDeps,
+  bundle: CertBundle,
+  meta: Omit<LineageMeta, 'updatedAt'>,
+): Promise<{ verified: Awaited<ReturnType<typeof verifyCertificate>>; version: number }> {
+  const { store, clock, logger } = deps;
+  const verified = await verifyCertificate({ cert: bundle.cert, chain: bundle.chain, key: bundle.privkey, names: meta.domains, roots: deps.roots, clock });
+  const version = await store.putVersion(meta.name, bundle, { ...meta, updatedAt: clock.now().toISOString() });
+  // The certificate is stored and current: a failure to clear the old failure record must not turn that into a failure.
+  await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null })
+    .catch((e: unknown) => logger.warn('stored the certificate, but could not clear its failure record', { error: errorMessage(e) }));
+  return { verified, version };
 }
 
 function safeCertId(pem: string): string | undefined {
