@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket, type ClientOptions } from 'ws';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { startDockerd, type Dockerd, type TestContainer } from '../support/dockerd.js';
-import { tempConfigDir, uniqueName } from '../support/padlock.js';
+import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 
 const VALIDITY_S = 10;
@@ -39,8 +39,7 @@ before(async () => {
   [pebble, dockerd, cfg] = await Promise.all([startPebble({ validitySeconds: VALIDITY_S }), startDockerd(), tempConfigDir()]);
   daemon = await startPadlockRun([
     '--docker-host', dockerd.dockerHost, '--config-dir', join(cfg.dir, 'store'),
-    '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
-    '--agree-tos', '--email', 'ops@example.com',
+    ...pebbleRunFlags(pebble),
   ], { httpPort: pebble.httpPort });
 });
 after(async () => {

@@ -9,7 +9,7 @@ import { writeFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
-import { tempConfigDir, uniqueName } from '../support/padlock.js';
+import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 
 /** Tests that need no CA point at a dead loopback one, so nothing could ever reach Let's Encrypt. */
@@ -37,8 +37,7 @@ before(async () => {
   ].join('\n'));
   daemon = await startPadlockRun([
     '--config', file, '--docker', 'false', '--config-dir', join(cfg.dir, 'store'),
-    '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
-    '--agree-tos', '--email', 'ops@example.com',
+    ...pebbleRunFlags(pebble),
   ], { httpPort: pebble.httpPort });
 });
 after(async () => {

@@ -12,7 +12,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
-import { tempConfigDir, uniqueName } from '../support/padlock.js';
+import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 
 let pebble: Pebble;
@@ -39,8 +39,7 @@ before(async () => {
   ].join('\n'));
   daemon = await startPadlockRun([
     '--config', file, '--docker', 'false', '--config-dir', join(cfg.dir, 'store'), '--workers', '2',
-    '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
-    '--agree-tos', '--email', 'ops@example.com',
+    ...pebbleRunFlags(pebble),
   ], { httpPort: pebble.httpPort });
 });
 after(async () => {

@@ -17,6 +17,11 @@ export function pebbleFlags(pebble: Pebble, extra: { email?: string } = {}): str
   ];
 }
 
+/** The flags that point `padlock run` at a test Pebble (its HTTP port is set by startPadlockRun's httpPort). */
+export function pebbleRunFlags(pebble: Pebble): string[] {
+  return ['--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile, '--agree-tos', '--email', 'ops@example.com'];
+}
+
 /** A fresh config dir, removed by the returned cleanup. */
 export async function tempConfigDir(prefix = 'padlock-cfg-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
