@@ -114,7 +114,11 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   private readonly ari: AriSources;
   /** Cancels orders in flight when the daemon stops. */
   private readonly abort = new AbortController();
-  private stopped = false;
+  /**
+   * Nothing is planned before start(): the daemon calls it once :80 listens (in every worker), so an
+   * HTTP-01 challenge is never offered to the CA before padlock can answer it.
+   */
+  private stopped = true;
   private planning: Promise<void> | undefined;
   private replanRequested = false;
   private readonly responder: ChallengeResponder;

@@ -108,6 +108,21 @@ describe('certificate manager', () => {
     assert.deepEqual((await store.listLineages()).sort(), [...names].sort());
   });
 
+  it('orders nothing before start(), so no challenge is offered before padlock answers on :80', async () => {
+    const store = new CountingStore();
+    const manager = await makeManager({ store, server: pebble.directoryUrl, clock: movableClock() });
+    const name = `early-${process.pid}.example.com`;
+    manager.setSites([site(name)]);
+    await manager.checkNow();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(store.maxHeld, 0, 'no order was started');
+    assert.deepEqual(manager.status().map((s) => s.state), [], 'not even planned');
+    manager.start();
+    await manager.idle();
+    await manager.stop();
+    assert.deepEqual(await store.listLineages(), [name], 'start() obtains it');
+  });
+
   it('keeps the current certificate while the CA is down, backs off, remembers it across a restart, alerts after the third failure, and recovers with a recovery alert', async () => {
     const ca = await startTcpSwitch(new URL(pebble.directoryUrl).port ? Number(new URL(pebble.directoryUrl).port) : 443);
     after(() => ca.close());

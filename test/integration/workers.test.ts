@@ -98,7 +98,9 @@ describe('padlock run --workers 2', () => {
   });
 
   it('obtains the ACME certificate over HTTP-01 answered by the workers', async () => {
-    const res = await waitFor('HTTPS for the public name', () => httpsGet(daemon.httpsPort, publicName, pebble.rootPem).catch(() => undefined), 30_000);
+    const res = await waitFor('HTTPS for the public name', () => httpsGet(daemon.httpsPort, publicName, pebble.rootPem).catch(() => undefined), 30_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- padlock output (last 4000 characters) ---\n${daemon.output().slice(-4000)}`);
+    });
     assert.equal(res.status, 200);
     assert.match(String(res.peer.issuer.CN), /Pebble/);
   });
