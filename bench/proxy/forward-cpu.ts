@@ -8,10 +8,12 @@
  * 127.0.0.1; every loop is bounded by N and stops by itself.
  *
  * Strategies:
- * - `padlock`            src/proxy/forward.ts (http-proxy-3 + keep-alive agent, own response writing)
+ * - `padlock`            src/proxy/forward.ts (undici dispatch, keep-alive pool, padlock's headers, retries and error pages)
  * - `http-proxy-3+agent` http-proxy-3 with a keep-alive agent and its default response passes, xfwd on
  * - `http-proxy-3`       http-proxy-3 as configured by default (no agent: a new upstream connection per request)
  * - `node-http+agent`    a hand-rolled minimal forward: `http.request` + keep-alive agent (reference only)
+ * - `undici-dispatch`    a hand-rolled minimal forward: undici `Pool.dispatch` (reference only: what padlock's
+ *                        forward costs without its header handling, retries and error pages)
  *
  *   npx node --import tsx bench/proxy/forward-cpu.ts [--n 20000] [--c 8] [--runs 3] [--only padlock,node-http+agent]
  *
@@ -23,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 
-const STRATEGIES = ['padlock', 'http-proxy-3+agent', 'http-proxy-3', 'node-http+agent'] as const;
+const STRATEGIES = ['padlock', 'http-proxy-3+agent', 'http-proxy-3', 'node-http+agent', 'undici-dispatch'] as const;
 type Strategy = (typeof STRATEGIES)[number];
 
 // ---------------- child: one forwarding front ----------------
@@ -50,6 +52,40 @@ async function child(strategy: Strategy, upstreamPort: number): Promise<void> {
       if (res instanceof http.ServerResponse && !res.headersSent) res.writeHead(502).end();
     });
     handler = (req, res) => proxy.web(req, res);
+  } else if (strategy === 'undici-dispatch') {
+    const { Pool } = await import('undici');
+    const pool = new Pool(target.origin, { connections: 256, pipelining: 1 });
+    const HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'transfer-encoding', 'expect'];
+    handler = (req, res) => {
+      const headers = req.headers;
+      for (const h of HOP) delete headers[h];
+      headers['x-forwarded-for'] = req.socket.remoteAddress ?? '';
+      headers['x-forwarded-proto'] = 'http';
+      const hasBody = headers['content-length'] !== undefined && headers['content-length'] !== '0';
+      pool.dispatch(
+        { path: req.url ?? '/', method: req.method as 'GET', headers: headers as Record<string, string>, body: hasBody ? req : null },
+        {
+          onRequestStart() {},
+          onResponseStart(_c, status, h) {
+            for (const x of HOP) delete h[x];
+            res.writeHead(status, h as http.OutgoingHttpHeaders);
+          },
+          onResponseData(c, chunk) {
+            if (!res.write(chunk)) {
+              c.pause();
+              res.once('drain', () => c.resume());
+            }
+          },
+          onResponseEnd() {
+            res.end();
+          },
+          onResponseError() {
+            if (!res.headersSent) res.writeHead(502).end();
+            else res.destroy();
+          },
+        },
+      );
+    };
   } else {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
     const HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade', 'transfer-encoding'];

@@ -1,40 +1,48 @@
 /**
  * Forwarding one request (or one WebSocket upgrade) to a site's upstream.
  *
- * Built on http-proxy-3 with keep-alive agents. Measured with
- * bench/proxy/forward-cpu.ts (proxy-process CPU per request, loopback, plain
- * HTTP, 20k requests over 8 keep-alive client connections, median of 3; only
- * the ratios mean anything): http-proxy-3 as configured by default ~190 µs and
- * one upstream connection per request; http-proxy-3 + keep-alive agent ~76 µs;
- * this module ~81 µs; a bare hand-rolled `http.request` forward with a
- * keep-alive agent (no WebSockets, timeouts, retries or error pages) ~54 µs.
- * The agent is what matters (2.4x); http-proxy-3's own overhead over the bare
- * minimum (~25 µs) buys the WebSocket, timeout and error plumbing. Our
- * responses are written here rather than by http-proxy-3's passes so that the
- * upstream's `Connection`/`Keep-Alive` never reach the client; `stream.pipeline`
- * was measured ~30 µs dearer than `pipe` and is not used on this path.
+ * Plain requests go through undici's dispatcher (one keep-alive pool per
+ * upstream origin); WebSocket upgrades go through http-proxy-3 with a
+ * keep-alive `http.Agent`. Measured with bench/proxy/forward-cpu.ts
+ * (proxy-process CPU per request, loopback, plain HTTP, 20k requests over 8
+ * keep-alive client connections, median of 3; only the ratios mean anything):
+ * http-proxy-3 as configured by default ~190 µs and one upstream connection
+ * per request; http-proxy-3 + keep-alive agent ~76 µs; padlock's earlier
+ * http-proxy-3 forward ~71 µs; a bare hand-rolled `http.request` forward with a
+ * keep-alive agent ~51 µs; undici's `dispatch` ~42 µs. Node's HTTP client
+ * (`http.request`, which http-proxy-3 is built on) is most of the cost, so
+ * requests use undici, whose HTTP/1.1 client is leaner. Upgrades are rare and
+ * long-lived, and http-proxy-3's WebSocket plumbing is well tested, so they
+ * stay on it.
  *
  * What this module promises:
- * - Upstream connections are reused (one `http.Agent`/`https.Agent` per
- *   Forwarder, keep-alive, LIFO so idle extras expire). The client connection
- *   stays keep-alive too: the response's `Connection` is Node's own decision
- *   from the client's request, never copied from the upstream.
+ * - Upstream connections are reused (undici pools per origin, keep-alive,
+ *   idle ones closed after `idleUpstreamMs` or the upstream's shorter
+ *   Keep-Alive hint). The client connection stays keep-alive too: the
+ *   response's `Connection` is Node's own decision from the client's request,
+ *   never copied from the upstream.
  * - Hop-by-hop headers (RFC 9110 section 7.6.1: `Connection` and every header
  *   it names, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`,
- *   `Proxy-Authorization`/`-Authenticate`) are stripped both ways. The request's
- *   `Transfer-Encoding` is kept only so Node re-frames the body it already
- *   de-chunked; the response's is dropped and Node frames it again.
- *   `Expect` is dropped: Node already answered `100 Continue` to the client.
+ *   `Proxy-Authorization`/`-Authenticate`) are stripped both ways. Bodies are
+ *   re-framed: Node de-chunked the client's body and undici frames it again
+ *   (by length, else chunked); the response's `Transfer-Encoding` is dropped
+ *   and Node frames it again. `Expect` is dropped: Node already answered
+ *   `100 Continue` to the client.
+ * - Backpressure both ways: the client's body is streamed to the upstream, and
+ *   the upstream is paused while the client is not reading. A client that
+ *   goes away aborts its upstream request.
  * - `X-Forwarded-For` is appended to; `X-Forwarded-Proto`, `-Host` and `-Port`
  *   are set by padlock (overwritten, so a client cannot spoof them). The Host
  *   header is passed unchanged.
  * - Errors: connection refused/reset -> 502, connect timeout or response
  *   timeout -> 504, each a short page naming no address, port or stack. An
  *   idempotent request without a body whose upstream refused the connection,
- *   timed out connecting, or reset a reused keep-alive connection before
- *   answering, is retried once (on another upstream when there is one).
- * - Passive health: connect failures (and resets of fresh connections) mark
- *   the upstream down in the route's `UpstreamHealth`.
+ *   timed out connecting, or reset the connection before answering (usually a
+ *   pooled keep-alive connection the upstream closed as we wrote), is retried
+ *   once (on another upstream when there is one). A request with a body is
+ *   never replayed.
+ * - Passive health: connect failures mark the upstream down in the route's
+ *   `UpstreamHealth`; any answer marks it up.
  * - Upstream HTTPS certificates are not verified (as nginx's default and
  *   nginx-proxy's `VIRTUAL_PROTO=https`): upstreams are containers on private
  *   networks, often with self-signed certificates.
@@ -42,8 +50,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { Readable } from 'node:stream';
 import { ProxyServer as HttpProxy } from 'http-proxy-3';
+import { Agent as UndiciAgent, type Dispatcher as UndiciDispatcher } from 'undici';
 import type { Logger } from '../log.js';
 import type { HostRoute, UpstreamTarget } from './routes.js';
 
@@ -96,13 +104,14 @@ const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authe
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ECONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 const RESPONSE_TIMEOUT = 'PADLOCK_UPSTREAM_TIMEOUT';
+const CLIENT_GONE = 'PADLOCK_CLIENT_GONE';
 
 interface Attempt {
-  route: HostRoute;
-  target: UpstreamTarget;
-  ctx: ForwardContext;
-  tried: Set<string>;
-  reusedSocket: boolean;
+  readonly route: HostRoute;
+  readonly target: UpstreamTarget;
+  readonly ctx: ForwardContext;
+  /** Keys of the upstreams tried so far, this one included. */
+  readonly tried: readonly string[];
 }
 
 /** Sends a short error page that names nothing internal. Does nothing once headers are out. */
@@ -138,24 +147,38 @@ export function errorPageBody(status: number): string {
  * `close()` destroys their pooled connections (not the in-flight ones).
  */
 export class Forwarder {
+  /** Plain requests: undici, one keep-alive pool per upstream origin. */
+  private readonly dispatcher: UndiciAgent;
+  /** WebSocket upgrades: http-proxy-3 over a keep-alive `http.Agent` (rare; not on the hot path). */
   private readonly proxy: HttpProxy;
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
   private readonly timeouts: ForwardTimeouts;
-  private readonly log: Logger;
-  private readonly attempts = new WeakMap<http.IncomingMessage, Attempt>();
+  readonly log: Logger;
   private readonly upgraded = new Set<Duplex>();
   private opened = 0;
-  private retried = 0;
-  private readonly onUpstreamError: ((host: string, error: string) => void) | undefined;
+  retried = 0;
+  readonly onUpstreamError: ((host: string, error: string) => void) | undefined;
 
   constructor(options: ForwarderOptions) {
     this.log = options.logger;
     this.onUpstreamError = options.onUpstreamError;
     this.timeouts = { ...DEFAULT_FORWARD_TIMEOUTS, ...options.timeouts };
+    const maxSockets = options.maxSocketsPerUpstream ?? 256;
+    this.dispatcher = new UndiciAgent({
+      connections: maxSockets,
+      pipelining: 1,
+      // The upstream's own Keep-Alive hint wins when shorter (minus undici's 1 s threshold).
+      keepAliveTimeout: this.timeouts.idleUpstreamMs,
+      keepAliveMaxTimeout: this.timeouts.idleUpstreamMs,
+      headersTimeout: this.timeouts.responseMs,
+      bodyTimeout: this.timeouts.responseMs,
+      connect: { timeout: this.timeouts.connectMs, rejectUnauthorized: false },
+    });
+    this.dispatcher.on('connect', () => this.opened++);
     const agentOptions = {
       keepAlive: true,
-      maxSockets: options.maxSocketsPerUpstream ?? 256,
+      maxSockets,
       maxFreeSockets: 64,
       timeout: this.timeouts.idleUpstreamMs,
       // LIFO: hot sockets are reused, surplus ones idle out.
@@ -165,12 +188,9 @@ export class Forwarder {
     this.httpsAgent = new https.Agent({ ...agentOptions, rejectUnauthorized: false });
     this.proxy = new HttpProxy({
       xfwd: false,
-      selfHandleResponse: true,
       connectTimeout: this.timeouts.connectMs,
       secure: false,
     });
-    this.proxy.on('proxyReq', (proxyReq, req) => this.onProxyReq(proxyReq, req));
-    this.proxy.on('proxyRes', (proxyRes, req, res) => this.onProxyRes(proxyRes, req, res));
     this.proxy.on('proxyReqWs', (proxyReq, _req, socket) => this.onProxyReqWs(proxyReq, socket));
     // Errors on a client WebSocket socket reach here (http-proxy-3 emits them before any callback exists).
     this.proxy.on('error', (err, _req, res) => {
@@ -183,8 +203,31 @@ export class Forwarder {
   web(req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, ctx: ForwardContext): void {
     const target = route.pick();
     if (!target) return sendErrorPage(res, 502);
+    const hasBody = requestHasBody(req);
     prepareRequestHeaders(req, ctx, false);
-    this.send(req, res, { route, target, ctx, tried: new Set([target.key]), reusedSocket: false });
+    // undici frames the body itself (chunked when there is no Content-Length) and refuses these headers.
+    delete req.headers['transfer-encoding'];
+    new Exchange(this, req, res, { route, target, ctx, tried: [target.key] }, hasBody).dispatch();
+  }
+
+  /** Sends one attempt of `exchange` through the pool of its current target. */
+  dispatch(exchange: Exchange): void {
+    const { req, attempt } = exchange;
+    try {
+      this.dispatcher.dispatch(
+        {
+          origin: attempt.target.url.origin,
+          path: req.url ?? '/',
+          method: req.method ?? 'GET',
+          headers: req.headers as Record<string, string | string[]>,
+          body: exchange.hasBody ? req : null,
+        },
+        exchange,
+      );
+    } catch (err) {
+      // undici refuses a request it cannot send (a header value it rejects, say): that is a bad gateway, not a crash.
+      exchange.onResponseError(undefined, err as Error);
+    }
   }
 
   /** Forwards a WebSocket upgrade; on failure before the upgrade answers 502/504 on the raw socket. */
@@ -214,47 +257,13 @@ export class Forwarder {
 
   /** Closes pooled idle upstream connections and the agents. In-flight requests are not cut. */
   close(): void {
+    this.dispatcher.close().catch(() => undefined);
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
   }
 
   private agentFor(target: UpstreamTarget): http.Agent {
     return target.url.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
-  }
-
-  private send(req: http.IncomingMessage, res: http.ServerResponse, attempt: Attempt, replay?: Readable): void {
-    this.attempts.set(req, attempt);
-    const options = { target: attempt.target.url, agent: this.agentFor(attempt.target), ...(replay ? { buffer: replay } : {}) };
-    this.proxy.web(req, res, options, (err) => this.onWebError(err, req, res, attempt));
-  }
-
-  private onProxyReq(proxyReq: http.ClientRequest, req: http.IncomingMessage): void {
-    const attempt = this.attempts.get(req);
-    if (attempt) attempt.reusedSocket = proxyReq.reusedSocket;
-    if (!proxyReq.reusedSocket) this.opened++;
-    proxyReq.setTimeout(this.timeouts.responseMs, () => proxyReq.destroy(codedError(RESPONSE_TIMEOUT, 'upstream response timeout')));
-  }
-
-  private onProxyRes(proxyRes: http.IncomingMessage, req: http.IncomingMessage, res: http.ServerResponse): void {
-    const attempt = this.attempts.get(req);
-    if (res.headersSent || res.destroyed) {
-      proxyRes.resume();
-      return;
-    }
-    const headers = proxyRes.headers;
-    stripHopByHop(headers);
-    delete headers['transfer-encoding'];
-    if (attempt?.ctx.proto === 'https' && attempt.ctx.hstsMaxAge !== undefined && headers['strict-transport-security'] === undefined) {
-      headers['strict-transport-security'] = `max-age=${attempt.ctx.hstsMaxAge}`;
-    }
-    if (attempt) attempt.route.markUp(attempt.target);
-    res.writeHead(proxyRes.statusCode ?? 502, proxyRes.statusMessage, headers);
-    // An upstream that dies mid-body: the client must see a cut, not a short "complete" body.
-    // (pipe + one 'close' listener, not stream.pipeline: pipeline measured ~30 µs more per request.)
-    proxyRes.once('close', () => {
-      if (!proxyRes.complete && !res.destroyed) res.destroy();
-    });
-    proxyRes.pipe(res);
   }
 
   private onProxyReqWs(proxyReq: http.ClientRequest, socket: Duplex): void {
@@ -266,33 +275,124 @@ export class Forwarder {
       socket.once('close', () => this.upgraded.delete(socket));
     });
   }
+}
 
-  private onWebError(err: Error, req: http.IncomingMessage, res: http.ServerResponse, attempt: Attempt): void {
-    const code = errorCode(err);
-    if (res.headersSent || res.destroyed || req.socket.destroyed) {
+/**
+ * One client request on its way through undici: the dispatch handler that
+ * writes the upstream's answer to the client, with backpressure both ways, and
+ * decides what a failure becomes (a retry, 502/504, or a cut).
+ * A class rather than closures: this is the per-request hot path.
+ */
+class Exchange implements UndiciDispatcher.DispatchHandler {
+  private controller: UndiciDispatcher.DispatchController | undefined;
+  private readonly onClientClose = (): void => {
+    if (!this.res.writableFinished) this.controller?.abort(codedError(CLIENT_GONE, 'client closed'));
+  };
+  private waitingForDrain = false;
+  private readonly onClientDrain = (): void => {
+    this.waitingForDrain = false;
+    this.controller?.resume();
+  };
+
+  constructor(
+    private readonly fwd: Forwarder,
+    readonly req: http.IncomingMessage,
+    private readonly res: http.ServerResponse,
+    public attempt: Attempt,
+    readonly hasBody: boolean,
+  ) {
+    res.once('close', this.onClientClose);
+  }
+
+  dispatch(): void {
+    this.controller = undefined;
+    this.fwd.dispatch(this);
+  }
+
+  onRequestStart(controller: UndiciDispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.res.destroyed) controller.abort(codedError(CLIENT_GONE, 'client closed'));
+  }
+
+  onResponseStart(controller: UndiciDispatcher.DispatchController, status: number, headers: http.IncomingHttpHeaders, statusMessage?: string): void {
+    const res = this.res;
+    if (res.headersSent || res.destroyed) return void controller.abort(codedError(CLIENT_GONE, 'client closed'));
+    stripHopByHop(headers);
+    delete headers['transfer-encoding'];
+    const { ctx, route, target } = this.attempt;
+    if (ctx.proto === 'https' && ctx.hstsMaxAge !== undefined && headers['strict-transport-security'] === undefined) {
+      headers['strict-transport-security'] = `max-age=${ctx.hstsMaxAge}`;
+    }
+    route.markUp(target);
+    try {
+      res.writeHead(status, statusMessage || undefined, headers);
+    } catch {
+      // A header Node will not send (an invalid value from the upstream): 502 rather than a half-written head.
+      controller.abort(codedError('EBADHEADER', 'upstream sent a header that cannot be forwarded'));
+    }
+  }
+
+  onResponseData(controller: UndiciDispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk) && !this.waitingForDrain) {
+      // The client is not reading: stop reading from the upstream until it does.
+      this.waitingForDrain = true;
+      controller.pause();
+      this.res.once('drain', this.onClientDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.off('close', this.onClientClose);
+    this.res.end();
+  }
+
+  onResponseError(_controller: UndiciDispatcher.DispatchController | undefined, err: Error): void {
+    const { req, res, attempt, fwd } = this;
+    const code = upstreamErrorCode(err);
+    // (undici destroys the request body stream on error, which detaches `req.socket`: ask `res`.)
+    if (code === CLIENT_GONE || res.headersSent || res.destroyed || !res.socket || res.socket.destroyed) {
       // The client went away, or the answer was already under way: all that is left is to cut.
+      res.off('close', this.onClientClose);
       if (!res.destroyed) res.destroy();
       return;
     }
-    this.onUpstreamError?.(attempt.route.site.host, code);
+    fwd.onUpstreamError?.(attempt.route.site.host, code);
     const connectFailed = CONNECT_FAILURES.has(code);
+    // A reset before any answer is usually a pooled keep-alive connection the upstream closed as we wrote.
     const reset = code === 'ECONNRESET' || code === 'EPIPE';
-    // A reset of a reused keep-alive socket is usually the upstream closing it as we wrote: not a sign it is down.
-    const keepAliveRace = reset && attempt.reusedSocket;
-    if (connectFailed || (reset && !attempt.reusedSocket)) attempt.route.markDown(attempt.target);
+    if (connectFailed) attempt.route.markDown(attempt.target);
 
-    if ((connectFailed || keepAliveRace) && canReplay(req) && attempt.tried.size < 2) {
-      const next = attempt.route.pick(attempt.tried) ?? (keepAliveRace ? attempt.target : undefined);
+    if ((connectFailed || reset) && !this.hasBody && IDEMPOTENT.has(req.method ?? '') && attempt.tried.length < 2) {
+      const next = attempt.route.pick(new Set(attempt.tried)) ?? (reset ? attempt.target : undefined);
       if (next) {
-        this.retried++;
-        attempt.tried.add(next.key);
-        this.send(req, res, { ...attempt, target: next, reusedSocket: false }, Readable.from([]));
+        fwd.retried++;
+        this.attempt = { ...attempt, target: next, tried: [...attempt.tried, next.key] };
+        this.dispatch();
         return;
       }
     }
+    res.off('close', this.onClientClose);
     const status = code === 'ECONNECT_TIMEOUT' || code === RESPONSE_TIMEOUT ? 504 : 502;
-    this.log.warn('upstream failed', { host: attempt.route.site.host, upstream: attempt.target.containerName, error: code, status });
+    fwd.log.warn('upstream failed', { host: attempt.route.site.host, upstream: attempt.target.containerName, error: code, status });
     sendErrorPage(res, status);
+  }
+}
+
+/** undici's error codes, mapped onto the names padlock reports (metrics labels, logs). */
+function upstreamErrorCode(err: unknown): string {
+  const code = errorCode(err);
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return 'ECONNECT_TIMEOUT';
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return RESPONSE_TIMEOUT;
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+      // "other side closed" and friends: the connection went away under the request.
+      return errorCode((err as { cause?: unknown }).cause) === 'EPIPE' ? 'EPIPE' : 'ECONNRESET';
+    default:
+      return code;
   }
 }
 
@@ -328,12 +428,11 @@ function stripHopByHop(headers: http.IncomingHttpHeaders): void {
   for (const name of HOP_BY_HOP) delete headers[name];
 }
 
-/** A request we may send again: idempotent, and with no body to have consumed. */
-function canReplay(req: http.IncomingMessage): boolean {
-  if (!IDEMPOTENT.has(req.method ?? '')) return false;
-  if (req.headers['transfer-encoding'] !== undefined) return false;
+/** Whether the client sent a body (framed by length or chunked): such a request is never replayed. */
+function requestHasBody(req: http.IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
   const length = req.headers['content-length'];
-  return length === undefined || length === '0';
+  return length !== undefined && length !== '0';
 }
 
 function clientAddress(req: http.IncomingMessage): string {

@@ -10,7 +10,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
 import { TokenMap } from '../../src/acme/http01.js';
 import { silentLogger } from '../../src/log.js';
@@ -336,7 +336,8 @@ describe('proxy data plane', () => {
   });
 
   it('retries an idempotent request once when a reused upstream connection is reset, but never a POST with a body', async () => {
-    // A raw upstream: the first request on each connection is answered keep-alive; the second one is met with a reset.
+    // A raw upstream: the first GET on each connection is answered keep-alive; the next request, and any POST, meet a reset.
+    let posts = 0;
     const raw = net.createServer((sock) => {
       let buffered = '';
       let answered = 0;
@@ -349,6 +350,10 @@ describe('proxy data plane', () => {
           const length = Number(/content-length: *(\d+)/i.exec(head)?.[1] ?? 0);
           if (buffered.length < end + 4 + length) return;
           buffered = buffered.slice(end + 4 + length);
+          if (head.startsWith('POST ')) {
+            posts++;
+            return void sock.resetAndDestroy();
+          }
           if (answered++ === 0) sock.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok');
           else return void sock.resetAndDestroy();
         }
@@ -365,6 +370,7 @@ describe('proxy data plane', () => {
       assert.equal(proxy.stats().upstreamRetries - retriesBefore, 1);
       const post = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: '/three', method: 'POST', body: 'payload' });
       assert.equal(post.status, 502, 'a POST is not replayed');
+      assert.equal(posts, 1, 'the upstream saw the POST once');
       assert.equal(proxy.stats().upstreamRetries - retriesBefore, 1);
     } finally {
       await new Promise<void>((r) => raw.close(() => r()));
@@ -436,6 +442,84 @@ describe('proxy data plane', () => {
     proxy.setSites([site('hsts.example.com', [a.url], { hstsMaxAge: 31_536_000 }), site('app.example.com', [a.url])]);
     assert.equal((await httpsGet(ports.httpsPort, { host: 'hsts.example.com' })).headers['strict-transport-security'], 'max-age=31536000');
     assert.equal((await httpsGet(ports.httpsPort, { host: 'app.example.com' })).headers['strict-transport-security'], undefined);
+  });
+
+  it('streams a chunked 4 MiB upload to the upstream and its 4 MiB answer back intact, and a client that hangs up ends the upstream request', async () => {
+    let streamClosed: (() => void) | undefined;
+    const upstreamSawClose = new Promise<void>((r) => (streamClosed = r));
+    const echoServer = http.createServer((req, res) => {
+      if (req.url === '/forever') {
+        // Streams until the response is closed under it.
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        const timer = setInterval(() => res.write(Buffer.alloc(16 * 1024, 1)), 5);
+        res.once('close', () => {
+          clearInterval(timer);
+          streamClosed?.();
+        });
+        return;
+      }
+      const hash = createHash('sha256');
+      let bytes = 0;
+      req.on('data', (d: Buffer) => {
+        hash.update(d);
+        bytes += d.length;
+      });
+      req.on('end', () => {
+        const body = Buffer.alloc(4 * 1024 * 1024, 7);
+        res.writeHead(200, { 'x-got-bytes': String(bytes), 'x-got-sha256': hash.digest('hex'), 'x-got-te': String(req.headers['transfer-encoding']) });
+        res.end(body);
+      });
+    });
+    await new Promise<void>((r) => echoServer.listen(0, '127.0.0.1', r));
+    try {
+      proxy.setSites([site('app.example.com', [`http://127.0.0.1:${(echoServer.address() as net.AddressInfo).port}`])]);
+      const upload = randomBytes(4 * 1024 * 1024);
+      const reply = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; sha256: string; bytes: number }>((resolve, reject) => {
+        const req = https.request(
+          { host: '127.0.0.1', port: ports.httpsPort, path: '/upload', method: 'PUT', servername: 'app.example.com', ca: root.cert, headers: { host: 'app.example.com' }, agent: false },
+          (res) => {
+            const hash = createHash('sha256');
+            let bytes = 0;
+            res.on('data', (d: Buffer) => {
+              hash.update(d);
+              bytes += d.length;
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, sha256: hash.digest('hex'), bytes }));
+            res.on('error', reject);
+          },
+        );
+        req.on('error', reject);
+        req.setTimeout(20_000, () => req.destroy(new Error('client timeout')));
+        // No Content-Length: Node sends the body chunked, in 64 KiB writes.
+        for (let i = 0; i < upload.length; i += 64 * 1024) req.write(upload.subarray(i, i + 64 * 1024));
+        req.end();
+      });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers['x-got-bytes'], String(upload.length));
+      assert.equal(reply.headers['x-got-sha256'], createHash('sha256').update(upload).digest('hex'), 'the upload arrived byte for byte');
+      assert.equal(reply.headers['x-got-te'], 'chunked', 'a body without a length is sent on chunked');
+      assert.equal(reply.bytes, 4 * 1024 * 1024);
+      assert.equal(reply.sha256, createHash('sha256').update(Buffer.alloc(4 * 1024 * 1024, 7)).digest('hex'), 'the download arrived byte for byte');
+
+      // A client that reads a little of an endless stream, then hangs up.
+      await new Promise<void>((resolve, reject) => {
+        const req = https.get(
+          { host: '127.0.0.1', port: ports.httpsPort, path: '/forever', servername: 'app.example.com', ca: root.cert, headers: { host: 'app.example.com' }, agent: false },
+          (res) => {
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
+          },
+        );
+        req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? undefined : reject(err)));
+      });
+      const closed = await Promise.race([upstreamSawClose.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000))]);
+      assert.ok(closed, 'the upstream response was closed within 5 s of the client hanging up');
+    } finally {
+      echoServer.closeAllConnections();
+      await new Promise<void>((r) => echoServer.close(() => r()));
+    }
   });
 
   it('keeps a WebSocket open and echoing across a certificate replace() and a route change for another name', async () => {
