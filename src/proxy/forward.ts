@@ -43,6 +43,16 @@
  *   never replayed.
  * - Passive health: connect failures mark the upstream down in the route's
  *   `UpstreamHealth`; any answer marks it up.
+ * - Request targets go upstream in origin form (`/path?query`). An
+ *   absolute-form target (`GET http://host/path`) must name the Host the
+ *   request was routed by, else 400 (RFC 9112 section 3.2.2 puts the target's
+ *   authority before Host; padlock does not let the two disagree). `OPTIONS *`
+ *   is answered 200 by padlock.
+ * - Interim answers: 103 Early Hints are passed on (their `Link`), 102 is
+ *   dropped. An unsolicited `100 Continue` (padlock never sends `Expect`) is a
+ *   protocol error for undici and becomes a 502.
+ * - A reason phrase Node cannot send (anything but visible ASCII) is replaced
+ *   by the standard one.
  * - Upstream HTTPS certificates are not verified (as nginx's default and
  *   nginx-proxy's `VIRTUAL_PROTO=https`): upstreams are containers on private
  *   networks, often with self-signed certificates.
@@ -53,7 +63,7 @@ import type { Duplex } from 'node:stream';
 import { ProxyServer as HttpProxy } from 'http-proxy-3';
 import { Agent as UndiciAgent, type Dispatcher as UndiciDispatcher } from 'undici';
 import type { Logger } from '../log.js';
-import type { HostRoute, UpstreamTarget } from './routes.js';
+import { hostFromHeader, type HostRoute, type UpstreamTarget } from './routes.js';
 
 export interface ForwardTimeouts {
   /** Opening a new TCP connection to an upstream; then 504 and the upstream is marked down. */
@@ -105,6 +115,8 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ECONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 const RESPONSE_TIMEOUT = 'PADLOCK_UPSTREAM_TIMEOUT';
 const CLIENT_GONE = 'PADLOCK_CLIENT_GONE';
+/** A reason phrase Node will send: tabs and visible ASCII (RFC 9112 allows obs-text too, Node does not). */
+const PRINTABLE_REASON = /^[\t\x20-\x7e]*$/;
 
 interface Attempt {
   readonly route: HostRoute;
@@ -118,7 +130,8 @@ interface Attempt {
 export function sendErrorPage(res: http.ServerResponse, status: number, extraHeaders: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const body = errorPageBody(status);
-  res.writeHead(status, {
+  // The reason phrase is given, so one left over from a failed writeHead() is never reused.
+  res.writeHead(status, http.STATUS_CODES[status] ?? 'Error', {
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
@@ -203,11 +216,18 @@ export class Forwarder {
   web(req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, ctx: ForwardContext): void {
     const target = route.pick();
     if (!target) return sendErrorPage(res, 502);
+    const path = originFormTarget(req);
+    if (path === undefined) return sendErrorPage(res, 400);
+    if (path === '*') {
+      // `OPTIONS *` asks about the server, not a resource: answered here (as Go's net/http does).
+      res.writeHead(200, { 'content-length': 0 });
+      return void res.end();
+    }
     const hasBody = requestHasBody(req);
     prepareRequestHeaders(req, ctx, false);
     // undici frames the body itself (chunked when there is no Content-Length) and refuses these headers.
     delete req.headers['transfer-encoding'];
-    new Exchange(this, req, res, { route, target, ctx, tried: [target.key] }, hasBody).dispatch();
+    new Exchange(this, req, res, { route, target, ctx, tried: [target.key] }, path, hasBody).dispatch();
   }
 
   /** Sends one attempt of `exchange` through the pool of its current target. */
@@ -217,10 +237,13 @@ export class Forwarder {
       this.dispatcher.dispatch(
         {
           origin: attempt.target.url.origin,
-          path: req.url ?? '/',
+          path: exchange.path,
           method: req.method ?? 'GET',
           headers: req.headers as Record<string, string | string[]>,
           body: exchange.hasBody ? req : null,
+          // undici closes the connection after every HEAD (against upstreams that send a body anyway);
+          // Node's HTTP client and nginx keep it, and so does padlock.
+          ...(req.method === 'HEAD' ? { reset: false } : {}),
         },
         exchange,
       );
@@ -299,6 +322,8 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     readonly req: http.IncomingMessage,
     private readonly res: http.ServerResponse,
     public attempt: Attempt,
+    /** The request target in origin form (`/path?query`). */
+    readonly path: string,
     readonly hasBody: boolean,
   ) {
     res.once('close', this.onClientClose);
@@ -316,6 +341,17 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
 
   onResponseStart(controller: UndiciDispatcher.DispatchController, status: number, headers: http.IncomingHttpHeaders, statusMessage?: string): void {
     const res = this.res;
+    if (status < 200) {
+      // Interim answers (102, 103) are not the response. Early hints are passed on; the rest are dropped.
+      if (status === 103 && headers.link !== undefined && !res.headersSent) {
+        try {
+          res.writeEarlyHints({ link: headers.link });
+        } catch {
+          // A hint Node will not send is only a hint.
+        }
+      }
+      return;
+    }
     if (res.headersSent || res.destroyed) return void controller.abort(codedError(CLIENT_GONE, 'client closed'));
     stripHopByHop(headers);
     delete headers['transfer-encoding'];
@@ -325,9 +361,11 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     }
     route.markUp(target);
     try {
-      res.writeHead(status, statusMessage || undefined, headers);
+      // undici decodes the reason phrase as UTF-8; Node sends only visible ASCII, so anything else gets the standard one.
+      res.writeHead(status, statusMessage && PRINTABLE_REASON.test(statusMessage) ? statusMessage : undefined, headers);
     } catch {
       // A header Node will not send (an invalid value from the upstream): 502 rather than a half-written head.
+      res.statusMessage = '';
       controller.abort(codedError('EBADHEADER', 'upstream sent a header that cannot be forwarded'));
     }
   }
@@ -417,7 +455,9 @@ function prepareRequestHeaders(req: http.IncomingMessage, ctx: ForwardContext, u
 }
 
 function stripHopByHop(headers: http.IncomingHttpHeaders): void {
-  const named = headers.connection;
+  // Repeated Connection headers come from undici as an array (Node's server joins them).
+  const connection: string | string[] | undefined = headers.connection;
+  const named = Array.isArray(connection) ? connection.join(',') : connection;
   if (named) {
     for (const token of named.split(',')) {
       const name = token.trim().toLowerCase();
@@ -426,6 +466,27 @@ function stripHopByHop(headers: http.IncomingHttpHeaders): void {
     }
   }
   for (const name of HOP_BY_HOP) delete headers[name];
+}
+
+/**
+ * The request target to send upstream, in origin form; `*` for `OPTIONS *`; undefined for a target
+ * padlock refuses (400). An absolute-form target (`GET http://host/path`) names its own host, which
+ * RFC 9112 section 3.2.2 puts before the Host header; padlock routed by Host, so the two must agree.
+ */
+function originFormTarget(req: http.IncomingMessage): string | undefined {
+  const target = req.url ?? '/';
+  if (target.startsWith('/')) return target;
+  if (target === '*') return req.method === 'OPTIONS' ? '*' : undefined;
+  let url: URL;
+  try {
+    url = new URL(target);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  const host = hostFromHeader(req.headers.host);
+  if (host === undefined || host !== hostFromHeader(url.host)) return undefined;
+  return `${url.pathname}${url.search}`;
 }
 
 /** Whether the client sent a body (framed by length or chunked): such a request is never replayed. */

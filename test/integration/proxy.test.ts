@@ -522,6 +522,77 @@ describe('proxy data plane', () => {
     }
   });
 
+  it('passes early hints and odd but valid upstream answers on, and refuses an absolute-form target for another host', async () => {
+    // A raw upstream whose answer depends on the path; every request is answered on a keep-alive connection.
+    const seenTargets: string[] = [];
+    const answers: Record<string, string> = {
+      '/hints': 'HTTP/1.1 103 Early Hints\r\nlink: </app.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
+      '/processing': 'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok',
+      '/reason': 'HTTP/1.1 200 R\xe9ussi\r\ncontent-length: 2\r\n\r\nok',
+      '/two-connection-headers': 'HTTP/1.1 200 OK\r\nconnection: keep-alive\r\nconnection: x-up-hop\r\nx-up-hop: gone\r\ncontent-length: 2\r\n\r\nok',
+    };
+    let upstreamConnections = 0;
+    const rawSockets = new Set<net.Socket>();
+    const raw = net.createServer((sock) => {
+      upstreamConnections++;
+      rawSockets.add(sock);
+      let buffered = '';
+      sock.on('error', () => undefined);
+      sock.setEncoding('latin1').on('data', (d: string) => {
+        buffered += d;
+        let end: number;
+        while ((end = buffered.indexOf('\r\n\r\n')) >= 0) {
+          const head = buffered.slice(0, end);
+          buffered = buffered.slice(end + 4);
+          const [method, target] = head.split(' ');
+          seenTargets.push(`${method} ${target}`);
+          sock.write(answers[target ?? ''] ?? (method === 'HEAD' ? 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n' : 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'), 'latin1');
+        }
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    /** Sends raw bytes to padlock's :80 and returns everything until padlock closes (requests say `connection: close`). */
+    const exchange = (text: string) => new Promise<string>((resolve, reject) => {
+      const s = net.connect(ports.httpPort, '127.0.0.1');
+      let got = '';
+      s.setEncoding('latin1').on('data', (d: string) => (got += d));
+      s.on('error', reject);
+      s.on('close', () => resolve(got));
+      s.setTimeout(5_000, () => s.destroy(new Error(`no answer to ${JSON.stringify(text)}; got ${JSON.stringify(got)}`)));
+      s.write(text);
+    });
+    const get = (target: string, host = 'plain.example.com', method = 'GET') => exchange(`${method} ${target} HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`);
+    try {
+      proxy.setSites([site('plain.example.com', [`http://127.0.0.1:${(raw.address() as net.AddressInfo).port}`], { https: false })]);
+
+      const hints = await get('/hints');
+      assert.match(hints, /^HTTP\/1\.1 103 Early Hints\r\n(?:.*\r\n)*link: <\/app\.css>; rel=preload\r\n/i, 'the early hint reaches the client first');
+      assert.match(hints, /\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nok$/, 'then the answer');
+      assert.match(await get('/processing'), /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nok$/, '102 Processing is dropped, the answer kept');
+      assert.match(await get('/reason'), /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nok$/, 'a reason phrase Node cannot send becomes the standard one');
+      const twoConnection = await get('/two-connection-headers');
+      assert.match(twoConnection, /^HTTP\/1\.1 200 OK\r\n/);
+      assert.doesNotMatch(twoConnection, /x-up-hop/i, 'both Connection headers were honoured');
+
+      // HEAD keeps its upstream connection: three HEADs, one connection.
+      const connectionsBefore = upstreamConnections;
+      for (let i = 0; i < 3; i++) assert.match(await get(`/head-${i}`, 'plain.example.com', 'HEAD'), /^HTTP\/1\.1 200 OK\r\n(?:.*\r\n)*content-length: 5\r\n/i);
+      assert.ok(upstreamConnections - connectionsBefore <= 1, `HEADs reuse the upstream connection (opened ${upstreamConnections - connectionsBefore})`);
+
+      // Absolute form: same host -> forwarded in origin form; another host -> 400, nothing forwarded.
+      assert.match(await get('http://plain.example.com/abs?q=1'), /^HTTP\/1\.1 200 OK\r\n/);
+      assert.equal(seenTargets.at(-1), 'GET /abs?q=1');
+      const count = seenTargets.length;
+      assert.match(await get('http://internal-admin.example.com:9999/admin'), /^HTTP\/1\.1 400 Bad Request\r\n/);
+      assert.equal(seenTargets.length, count, 'a target naming another host was not forwarded');
+      assert.match(await get('*', 'plain.example.com', 'OPTIONS'), /^HTTP\/1\.1 200 OK\r\n/, 'OPTIONS * is answered by padlock');
+      assert.equal(seenTargets.length, count);
+    } finally {
+      for (const sock of rawSockets) sock.destroy();
+      await new Promise<void>((r) => raw.close(() => r()));
+    }
+  });
+
   it('keeps a WebSocket open and echoing across a certificate replace() and a route change for another name', async () => {
     const w = await up('ws');
     const other = await up('other');
