@@ -161,7 +161,8 @@ export async function checkAri(input: AriCheckInput): Promise<(AriDecision & { p
     ari = applyAriError(ari, { message: errorMessage(err), ...(e ? { code: e.code, retryable: e.retryable } : {}), ...(retryAfter ? { retryAfter } : {}) }, now);
     logger.warn('could not read renewal information; keeping the last window or the lifetime rule', { name, error: errorMessage(err) });
   }
-  await store.writeState(name, { ...(await store.readState(name)), ari: ariToJson(ari, id) });
+  const polled = ari;
+  await store.updateState(name, (state) => ({ ...state, ari: ariToJson(polled, id) }));
   decision = ariDecision(ari, facts, now);
   return { ...decision, polled: true };
 }

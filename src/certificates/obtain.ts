@@ -177,7 +177,7 @@ export async function verifyAndStore(
   const verified = await verifyCertificate({ cert: bundle.cert, chain: bundle.chain, key: bundle.privkey, names: meta.domains, roots: deps.roots, clock });
   const version = await store.putVersion(meta.name, bundle, { ...meta, updatedAt: clock.now().toISOString() });
   // The certificate is stored and current: a failure to clear the old failure record must not turn that into a failure.
-  await store.writeState(meta.name, { ...(await store.readState(meta.name)), failure: null, revokedAt: null })
+  await store.updateState(meta.name, (state) => ({ ...state, failure: null, revokedAt: null }))
     .catch((e: unknown) => logger.warn('stored the certificate, but could not clear its failure record', { error: errorMessage(e) }));
   return { verified, version };
 }
@@ -219,15 +219,17 @@ export function failureOf(state: Record<string, unknown> | null): FailureRecord 
 export async function recordFailure(store: CertStore, name: string, err: unknown, clock: Clock): Promise<void> {
   // Problems on our side before any CA contact (bad input, busy lock) are not CA failures.
   if (err instanceof PadlockError && ['STORE_LOCKED', 'NAME_INVALID', 'CONFIG_INVALID', 'CONFIG_DIR_UNUSABLE', 'ACME_TOS_NOT_AGREED'].includes(err.code)) return;
-  const state = (await store.readState(name)) ?? {};
-  const prev = failureOf(state);
-  const now = clock.now();
+  await store.updateState(name, (state) => ({ ...state, failure: failureRecord(failureOf(state), err, clock.now()) }));
+}
+
+/** The failure record after one more failed attempt. */
+function failureRecord(prev: FailureRecord | undefined, err: unknown, now: Date): FailureRecord {
   const problem = findCause(err, (e): e is AcmeProblemError => e instanceof AcmeProblemError);
   const failures = (prev?.failures ?? 0) + 1;
   // The CA's Retry-After, or the governor's own "allowed after".
   const ownHold = err instanceof PadlockError && typeof err.details['retryAfter'] === 'string' ? new Date(err.details['retryAfter']) : undefined;
   const retryAfter = problem?.retryAfter ?? ownHold;
-  const record: FailureRecord = {
+  return {
     failures,
     lastError: {
       code: err instanceof PadlockError ? err.code : 'UNKNOWN',
@@ -239,5 +241,4 @@ export async function recordFailure(store: CertStore, name: string, err: unknown
     nextAttemptAt: nextAttemptAfterFailure(failures, now, retryAfter ? { retryAfter } : {}).toISOString(),
     rateLimited: isRateLimited(err) || (err instanceof PadlockError && err.code === 'ACME_RATE_LIMITED'),
   };
-  await store.writeState(name, { ...state, failure: record });
 }

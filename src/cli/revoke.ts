@@ -58,7 +58,7 @@ export const revokeCommand: CommandModule<object, RevokeArgs> = {
         }
         const now = systemClock.now().toISOString();
         if (args['delete-after-revoke']) await store.deleteLineage(name);
-        else await store.writeState(name, { ...(await store.readState(name)), revokedAt: now, revokedReason: args.reason });
+        else await store.updateState(name, (state) => ({ ...state, revokedAt: now, revokedReason: args.reason }));
       } finally {
         await unlock();
       }

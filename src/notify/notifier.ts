@@ -230,12 +230,9 @@ export class Notifier {
     this.states.set(name, after);
     if (!this.opts.store || !isValidLineageName(name) || JSON.stringify(before) === JSON.stringify(after)) return;
     try {
-      // Read-modify-write without the lineage lock: taking it would make a
-      // renewal starting at this moment give up (it does not wait). The
-      // window is one read and one write; certificates/ rewrites its own keys
-      // on every attempt anyway.
-      const whole = (await this.opts.store.readState(name)) ?? {};
-      await this.opts.store.writeState(name, { ...whole, [NOTIFY_STATE_KEY]: after });
+      // updateState, not the lineage lock: a renewal starting at this moment must not give up
+      // (it does not wait for the lineage lock), and neither write may lose the other's keys.
+      await this.opts.store.updateState(name, (whole) => ({ ...whole, [NOTIFY_STATE_KEY]: after }));
     } catch (err) {
       this.log.warn('could not persist the notification state; a restart may send this again', { name, error: errorMessage(err) });
     }

@@ -46,6 +46,7 @@ import {
   type LineageState,
   type LockOptions,
   type Unlock,
+  KeyedSerializer,
 } from './store.js';
 
 /**
@@ -90,6 +91,8 @@ const PEM_FILES = ['cert', 'chain', 'fullchain', 'privkey'] as const;
 const VERSION_DIR = /^v(\d+)$/;
 const LOCK_POLL_MS = 50;
 const DEFAULT_LOCK_STALE_MS = 60_000;
+/** State updates hold their lock for milliseconds; waiting longer than this means something is wrong. */
+const STATE_LOCK_WAIT_MS = 30_000;
 
 const LIVE_README = `This folder contains your keys and certificates, managed by padlock.
 
@@ -161,6 +164,7 @@ export class FsStore implements CertStore {
   private readonly faults: FaultHook | undefined;
   private readonly clock: Clock;
   private readonly lockStaleMs: number;
+  private readonly stateQueue = new KeyedSerializer();
 
   constructor(opts: FsStoreOptions) {
     this.location = resolve(opts.dir);
@@ -333,6 +337,25 @@ export class FsStore implements CertStore {
     await writeFileAtomic(this.statePath(name), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, faults: this.faults });
   }
 
+  /**
+   * In this process, a queue per name; across processes, `locks/state/NAME.lock`
+   * (the same lock-file protocol as `lock()`, in its own folder so a caller
+   * holding the lineage lock can still update the state).
+   */
+  async updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState> {
+    this.checkName(name);
+    return this.stateQueue.run(name, async () => {
+      const unlock = await this.lockAt(join(this.location, 'locks', 'state'), name, { waitMs: STATE_LOCK_WAIT_MS });
+      try {
+        const next = change(await this.readState(name));
+        await this.writeState(name, next);
+        return next;
+      } finally {
+        await unlock();
+      }
+    });
+  }
+
   async readAccount(directoryUrl: string): Promise<AccountRecord | null> {
     const path = this.accountPath(directoryUrl);
     const record = (await readJson(path)) as AccountRecord | null;
@@ -361,9 +384,12 @@ export class FsStore implements CertStore {
    */
   async lock(name: string, options: LockOptions = {}): Promise<Unlock> {
     this.checkName(name);
+    return this.lockAt(join(this.location, 'locks'), name, options);
+  }
+
+  private async lockAt(locks: string, name: string, options: LockOptions): Promise<Unlock> {
     const { waitMs = 0, signal } = options;
     signal?.throwIfAborted();
-    const locks = join(this.location, 'locks');
     await mkdirPrivate(locks);
     const path = join(locks, `${name}.lock`);
     const me: LockHolder = {

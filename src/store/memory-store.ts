@@ -90,6 +90,15 @@ export class MemoryStore implements CertStore {
     this.states.set(name, structuredClone(state));
   }
 
+  async updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState> {
+    checkName(name);
+    // Read, change and write with no await in between: nothing else can interleave.
+    const current = this.states.get(name);
+    const next = structuredClone(change(current ? structuredClone(current) : null));
+    this.states.set(name, next);
+    return structuredClone(next);
+  }
+
   async readAccount(directoryUrl: string): Promise<AccountRecord | null> {
     const a = this.accounts.get(directoryUrl);
     return a ? structuredClone(a) : null;

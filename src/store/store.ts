@@ -18,7 +18,8 @@
  * - Locking: `lock(name)` is exclusive per lineage name across every process
  *   sharing the store. It waits up to `waitMs` (default 0: fail at once) and
  *   then rejects with `STORE_LOCKED`. A lock whose holder died is reclaimed.
- *   An aborted `signal` rejects the wait promptly.
+ *   An aborted `signal` rejects the wait promptly. `updateState` is
+ *   serialised per name the same way, with its own lock.
  * - Secrets: private keys are written readable by the owner only.
  * - Names are validated lineage names (see `isValidLineageName`); any other
  *   string rejects with `STORE_IO` before touching storage.
@@ -127,6 +128,15 @@ export interface CertStore {
   readState(name: string): Promise<LineageState | null>;
   /** Replaces the lineage's operational state whole. Works before the first version exists. */
   writeState(name: string, state: LineageState): Promise<void>;
+  /**
+   * Read-modify-write of the lineage's state: `change` gets the current state
+   * (null when none) and returns the next one, which is written whole.
+   * Serialised with every other `updateState` for that name, in every process
+   * sharing the store, so that writers of different keys (failures, ARI,
+   * notifications, revocation) never lose each other's updates. Independent
+   * of `lock(name)`, which the caller may hold. Resolves with the state written.
+   */
+  updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState>;
 
   readAccount(directoryUrl: string): Promise<AccountRecord | null>;
   /** Replaces the account for this directory URL whole. */
@@ -137,6 +147,25 @@ export interface CertStore {
 }
 
 const LINEAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,252}$/;
+
+/** Runs async sections one at a time per key, in call order, within this process. */
+export class KeyedSerializer {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, section: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    const result = previous.then(section, section);
+    const tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    void tail.then(() => {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    });
+    return result;
+  }
+}
 
 /**
  * Lineage names become folder names, so they are restricted to what a DNS

@@ -288,6 +288,22 @@ describe('FsStore on disk', () => {
       }
     });
 
+    it('updateState loses no update when two other processes and this one update the same state at once', async () => {
+      const name = 'shared-state.example.test';
+      const children = ['a', 'b'].map((prefix) => spawnChild(['update-state', dir, name, prefix]));
+      const exits = children.map((c) => once(c, 'exit'));
+      try {
+        await Promise.all(Array.from({ length: 30 }, (_, i) =>
+          store.updateState(name, (state) => ({ ...state, [`me-${i}`]: true, count: Number(state?.['count'] ?? 0) + 1 }))));
+        for (const exited of exits) assert.deepEqual((await exited)[0], 0);
+        const final = await store.readState(name);
+        assert.equal(final?.['count'], 90, '30 updates from each of three processes');
+        for (const prefix of ['me', 'a', 'b']) for (let i = 0; i < 30; i++) assert.equal(final?.[`${prefix}-${i}`], true, `${prefix}-${i}`);
+      } finally {
+        for (const c of children) c.kill('SIGKILL');
+      }
+    });
+
     it('reclaims the lock of another process that was SIGKILLed while holding it', async () => {
       const child = spawnChild(['hold-lock', dir, 'killed.example.test']);
       const lines = createInterface({ input: child.stdout! });

@@ -150,6 +150,45 @@ export function runStoreContract(label: string, make: () => Promise<StoreUnderTe
         assert.deepEqual(await store.readState(name), { failures: 0 });
       });
 
+      it('updateState loses no update when many read-modify-writes of one state race', async () => {
+        const name = 'u.example.test';
+        await store.writeState(name, { kept: 'yes' });
+        const results = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+          store.updateState(name, (state) => ({ ...state, [`k${i}`]: i, count: Number(state?.['count'] ?? 0) + 1 }))));
+        const final = await store.readState(name);
+        assert.equal(final?.['count'], 20, 'every update saw the one before it');
+        for (let i = 0; i < 20; i++) assert.equal(final?.[`k${i}`], i);
+        assert.equal(final?.['kept'], 'yes');
+        assert.deepEqual(results.map((r) => r['count']).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 20 }, (_, i) => i + 1));
+      });
+
+      it('updateState starts from null, and works while the caller holds lock(name)', async () => {
+        const name = 'held.example.test';
+        const unlock = await store.lock(name);
+        try {
+          let seen: unknown = 'not called';
+          const written = await store.updateState(name, (state) => {
+            seen = state;
+            return { failure: null };
+          });
+          assert.equal(seen, null);
+          assert.deepEqual(written, { failure: null });
+          assert.deepEqual(await store.readState(name), { failure: null });
+        } finally {
+          await unlock();
+        }
+      });
+
+      it('updateState writes nothing when the change throws, and rejects with its error', async () => {
+        const name = 'throws.example.test';
+        await store.writeState(name, { before: true });
+        await assert.rejects(store.updateState(name, () => {
+          throw new Error('no change');
+        }), /no change/);
+        assert.deepEqual(await store.readState(name), { before: true });
+        assert.deepEqual(await store.updateState(name, (state) => ({ ...state, after: true })), { before: true, after: true }, 'the name is not left locked');
+      });
+
       it('round-trips accounts per directory URL and replaces them whole', async () => {
         const le = 'https://acme-v02.api.letsencrypt.org/directory';
         const staging = 'https://acme-staging-v02.api.letsencrypt.org/directory';

@@ -10,6 +10,8 @@
  *   hold-lock DIR NAME    take lock(NAME), print "locked", release it when a
  *                         line arrives on stdin (or stdin closes), print
  *                         "released", exit 0
+ *   update-state DIR NAME PREFIX  30 updateState(NAME) calls, each adding
+ *                         the key PREFIX-i and adding 1 to `count`; exit 0
  *
  * It imports nothing from node:test on purpose: it is not a test file.
  */
@@ -79,6 +81,13 @@ async function main(argv: string[]): Promise<void> {
     else throw new Error(`unknown write kind ${name}`);
     process.stderr.write(`fault point ${point} was never reached\n`);
     process.exit(3);
+  }
+  if (mode === 'update-state') {
+    if (!point) throw new Error('update-state needs a key prefix');
+    const store = await openFsStore(dir);
+    await Promise.all(Array.from({ length: 30 }, (_, i) =>
+      store.updateState(name, (state) => ({ ...state, [`${point}-${i}`]: true, count: Number(state?.['count'] ?? 0) + 1 }))));
+    return;
   }
   if (mode === 'hold-lock') {
     const store = await openFsStore(dir);
