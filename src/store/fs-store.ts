@@ -11,6 +11,7 @@
  *   state/NAME.json                                     LineageState
  *   accounts/<sha256(directoryUrl)[0:16]>/account.json  AccountRecord (0600)
  *   locks/NAME.lock                                     { pid, hostname, createdAt, ... }
+ *   locks/state/NAME.lock                               the same, held only while updateState runs
  *
  * Every folder is 0700.
  *
