@@ -663,15 +663,21 @@ describe('proxy data plane', () => {
 });
 
 describe('proxy shutdown', () => {
-  it('close({ drainMs }) lets an in-flight slow request finish, then stops accepting', async () => {
+  /** A proxy of its own (these tests close it) serving app.example.com with a fresh root, and an upstream. */
+  const loneProxy = async (rootName: string, upstreamName: string) => {
     const pki = await TestPki.create();
-    const slow = await startUpstream('drain');
+    const slow = await startUpstream(upstreamName);
     const now = Date.now();
-    root = await pki.issue({ cn: 'Drain Root', kind: 'ca', notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
+    root = await pki.issue({ cn: rootName, kind: 'ca', notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
     const leaf = await pki.issue({ cn: 'app.example.com', issuer: root, kind: 'leaf', names: ['app.example.com'], notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
     const registry = new CertificateRegistry();
     registry.replace(new Map([['app.example.com', { certPem: leaf.cert, keyPem: leaf.key, version: '1' }]]));
     const proxy = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens: new TokenMap(), certificates: registry, logger: silentLogger });
+    return { pki, slow, proxy };
+  };
+
+  it('close({ drainMs }) lets an in-flight slow request finish, then stops accepting', async () => {
+    const { pki, slow, proxy } = await loneProxy('Drain Root', 'drain');
     try {
       const { httpsPort } = await proxy.listen();
       proxy.setSites([site('app.example.com', [slow.url])]);
@@ -694,14 +700,7 @@ describe('proxy shutdown', () => {
   });
 
   it('close({ drainMs }) cuts a request that outlives the drain window', async () => {
-    const pki = await TestPki.create();
-    const slow = await startUpstream('cut');
-    const now = Date.now();
-    root = await pki.issue({ cn: 'Cut Root', kind: 'ca', notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
-    const leaf = await pki.issue({ cn: 'app.example.com', issuer: root, kind: 'leaf', names: ['app.example.com'], notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
-    const registry = new CertificateRegistry();
-    registry.replace(new Map([['app.example.com', { certPem: leaf.cert, keyPem: leaf.key, version: '1' }]]));
-    const proxy = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens: new TokenMap(), certificates: registry, logger: silentLogger });
+    const { pki, slow, proxy } = await loneProxy('Cut Root', 'cut');
     try {
       const { httpsPort } = await proxy.listen();
       proxy.setSites([site('app.example.com', [slow.url])]);
