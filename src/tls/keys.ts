@@ -56,3 +56,8 @@ export async function createCsr(names: string[], keyPem: string): Promise<string
   const [, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, keyPem);
   return csr.toString();
 }
+
+/** Re-encodes a PEM private key (PKCS#1, PKCS#8 or SEC1) as PKCS#8 PEM, the form padlock stores; throws when it is not a key. */
+export function toPkcs8Pem(pem: string): string {
+  return createPrivateKey(pem).export({ type: 'pkcs8', format: 'pem' }) as string;
+}

@@ -5,9 +5,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import {
-  accountKeyToPem, certbotRenewalMeta, lineageNameFor, parseCertbotConf, parseTraefikAcmeJson, serverForAccountUrl, traefikCandidates,
-} from '../../src/cli/import.js';
+import { accountKeyToPem, parseTraefikAcmeJson, serverForAccountUrl, traefikCandidates } from '../../src/import/traefik.js';
+import { certbotRenewalMeta, parseCertbotConf } from '../../src/import/certbot.js';
+import { lineageNameFor } from '../../src/import/candidate.js';
 import { PadlockError } from '../../src/errors.js';
 
 const b64 = (s: string | Buffer) => Buffer.from(s).toString('base64');
