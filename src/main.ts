@@ -30,7 +30,7 @@ import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from './acme/directories.
 import { channelsFromConfig } from './notify/config.js';
 import { Notifier } from './notify/notifier.js';
 import { attachAlerts } from './notify/alerts.js';
-import { companionFromConfig, companionChallenge, companionInitial, companionListener } from './companion/companion.js';
+import { companionFromConfig, companionChallenge, companionInitial, companionListener } from './companion/wiring.js';
 
 /** A source of discovered routes (the Docker watcher). */
 export interface Discovery {

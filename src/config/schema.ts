@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { shownValue } from './shown.js';
 import { validate as validCron } from 'node-cron';
 import { notifyConfigSchema } from '../notify/config.js';
-import { companionConfigSchema, companionConfigProblems } from '../companion/companion.js';
+import { companionConfigSchema, companionConfigProblems } from '../companion/config.js';
 import { adminConfigSchema, adminAccessProblem } from '../observe/admin-auth.js';
 import { PadlockError } from '../errors.js';
 

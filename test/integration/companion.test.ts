@@ -10,10 +10,12 @@ import { join } from 'node:path';
 import { startDockerd, type Dockerd } from '../support/dockerd.js';
 import { TestPki, DAY } from '../support/certs.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import {
-  Companion, companionChallenge, companionConfigProblems, companionConfigSchema, companionFromConfig, companionInitial, createReloadDocker,
-  type CompanionCertificate, type ReloadOutcome,
-} from '../../src/companion/companion.js';
+import { Companion } from '../../src/companion/companion.js';
+import { companionConfigProblems, companionConfigSchema } from '../../src/companion/config.js';
+import { companionChallenge, companionFromConfig, companionInitial } from '../../src/companion/wiring.js';
+import { createReloadDocker } from '../../src/companion/docker-reload.js';
+import type { CompanionCertificate } from '../../src/companion/writer.js';
+import type { ReloadOutcome } from '../../src/companion/reloader.js';
 
 let dockerd: Dockerd;
 let pki: TestPki;
