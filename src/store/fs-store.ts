@@ -38,6 +38,7 @@ import {
 } from './atomic.js';
 import { LockDir } from './fs-lock.js';
 import {
+  checkLineageName,
   isValidLineageName,
   type AccountRecord,
   type CertBundle,
@@ -173,7 +174,7 @@ export class FsStore implements CertStore {
   }
 
   async readLineage(name: string): Promise<Lineage | null> {
-    this.checkName(name);
+    checkLineageName(name);
     const version = await this.currentVersion(name);
     if (version === null) return null;
     // Read the four files from the resolved version folder, not through
@@ -228,7 +229,7 @@ export class FsStore implements CertStore {
    * written into, a version some reader may be using.
    */
   async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
-    this.checkName(name);
+    checkLineageName(name);
     const lineageDir = join(this.location, 'archive', name);
     const liveDir = this.liveDir();
     await mkdirPrivate(lineageDir);
@@ -281,7 +282,7 @@ export class FsStore implements CertStore {
   }
 
   async deleteLineage(name: string): Promise<void> {
-    this.checkName(name);
+    checkLineageName(name);
     // The link goes first: from then on the lineage reads as absent, and a
     // crash part-way leaves debris that a repeated delete removes.
     const targets = [
@@ -299,17 +300,17 @@ export class FsStore implements CertStore {
   }
 
   async readMeta(name: string): Promise<LineageMeta | null> {
-    this.checkName(name);
+    checkLineageName(name);
     return this.metaFor(name, await this.currentVersion(name));
   }
 
   async writeMeta(name: string, meta: LineageMeta): Promise<void> {
-    this.checkName(name);
+    checkLineageName(name);
     await this.writeRenewal(name, meta, (await this.currentVersion(name)) ?? 0);
   }
 
   async readState(name: string): Promise<LineageState | null> {
-    this.checkName(name);
+    checkLineageName(name);
     const state = await readJson(this.statePath(name));
     if (state === null) return null;
     if (typeof state !== 'object' || Array.isArray(state)) throw corrupt(`${this.statePath(name)} does not hold a JSON object`);
@@ -317,7 +318,7 @@ export class FsStore implements CertStore {
   }
 
   async writeState(name: string, state: LineageState): Promise<void> {
-    this.checkName(name);
+    checkLineageName(name);
     await mkdirPrivate(join(this.location, 'state'));
     await writeFileAtomic(this.statePath(name), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, faults: this.faults });
   }
@@ -328,7 +329,7 @@ export class FsStore implements CertStore {
    * holding the lineage lock can still update the state).
    */
   async updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState> {
-    this.checkName(name);
+    checkLineageName(name);
     return this.stateQueue.run(name, async () => {
       const unlock = await this.stateLocks.acquire(name, { waitMs: STATE_LOCK_WAIT_MS });
       try {
@@ -365,21 +366,11 @@ export class FsStore implements CertStore {
    * rejects with `signal.reason` at once.
    */
   async lock(name: string, options: LockOptions = {}): Promise<Unlock> {
-    this.checkName(name);
+    checkLineageName(name);
     return this.locks.acquire(name, options);
   }
 
   // ---- internals ----
-
-  private checkName(name: string): void {
-    if (typeof name !== 'string' || !isValidLineageName(name)) {
-      throw new PadlockError(
-        'STORE_IO',
-        `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit`,
-        { details: { name } },
-      );
-    }
-  }
 
   private async fault(point: FsStoreFaultPoint): Promise<void> {
     await this.faults?.(point);

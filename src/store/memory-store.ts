@@ -5,7 +5,7 @@
  */
 import { PadlockError } from '../errors.js';
 import {
-  isValidLineageName,
+  checkLineageName,
   type AccountRecord,
   type CertBundle,
   type CertStore,
@@ -39,7 +39,7 @@ export class MemoryStore implements CertStore {
   }
 
   async readLineage(name: string): Promise<Lineage | null> {
-    checkName(name);
+    checkLineageName(name);
     const l = this.lineages.get(name);
     const meta = this.metas.get(name);
     if (!l) return null;
@@ -49,7 +49,7 @@ export class MemoryStore implements CertStore {
   }
 
   async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
-    checkName(name);
+    checkLineageName(name);
     const l = this.lineages.get(name) ?? { versions: [], current: 0 };
     // Copy both before touching state, so a bad value (e.g. not cloneable) changes nothing.
     const b = structuredClone(bundle);
@@ -62,36 +62,36 @@ export class MemoryStore implements CertStore {
   }
 
   async deleteLineage(name: string): Promise<void> {
-    checkName(name);
+    checkLineageName(name);
     this.lineages.delete(name);
     this.metas.delete(name);
     this.states.delete(name);
   }
 
   async readMeta(name: string): Promise<LineageMeta | null> {
-    checkName(name);
+    checkLineageName(name);
     const m = this.metas.get(name);
     return m ? structuredClone(m) : null;
   }
 
   async writeMeta(name: string, meta: LineageMeta): Promise<void> {
-    checkName(name);
+    checkLineageName(name);
     this.metas.set(name, structuredClone(meta));
   }
 
   async readState(name: string): Promise<LineageState | null> {
-    checkName(name);
+    checkLineageName(name);
     const s = this.states.get(name);
     return s ? structuredClone(s) : null;
   }
 
   async writeState(name: string, state: LineageState): Promise<void> {
-    checkName(name);
+    checkLineageName(name);
     this.states.set(name, structuredClone(state));
   }
 
   async updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState> {
-    checkName(name);
+    checkLineageName(name);
     // Read, change and write with no await in between: nothing else can interleave.
     const current = this.states.get(name);
     const next = structuredClone(change(current ? structuredClone(current) : null));
@@ -110,7 +110,7 @@ export class MemoryStore implements CertStore {
 
   /** Exclusive within this process; waiters wake on release rather than poll. Abort rejects with `signal.reason`. */
   async lock(name: string, options: LockOptions = {}): Promise<Unlock> {
-    checkName(name);
+    checkLineageName(name);
     const { waitMs = 0, signal } = options;
     signal?.throwIfAborted();
     const deadline = Date.now() + waitMs;
@@ -159,15 +159,5 @@ export class MemoryStore implements CertStore {
       waiters.add(wake);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
-  }
-}
-
-function checkName(name: string): void {
-  if (typeof name !== 'string' || !isValidLineageName(name)) {
-    throw new PadlockError(
-      'STORE_IO',
-      `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit`,
-      { details: { name } },
-    );
   }
 }

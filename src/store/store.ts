@@ -22,8 +22,11 @@
  *   serialised per name the same way, with its own lock.
  * - Secrets: private keys are written readable by the owner only.
  * - Names are validated lineage names (see `isValidLineageName`); any other
- *   string rejects with `STORE_IO` before touching storage.
+ *   string (or a non-string) rejects with `NAME_INVALID` before touching
+ *   storage: it is a problem with the input, not with the store, so retrying
+ *   cannot help. (`STORE_IO` means the storage itself failed.)
  */
+import { PadlockError } from '../errors.js';
 
 /** The four PEM files of one lineage version, as certbot names them. */
 export interface CertBundle {
@@ -174,4 +177,18 @@ export class KeyedSerializer {
  */
 export function isValidLineageName(name: string): boolean {
   return LINEAGE_NAME.test(name) && !name.includes('..') && !name.includes('/');
+}
+
+/**
+ * Throws `NAME_INVALID` unless `name` is a valid lineage name. Stores call it
+ * first in every name-taking method, so a bad name never reaches storage.
+ */
+export function checkLineageName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !isValidLineageName(name)) {
+    throw new PadlockError(
+      'NAME_INVALID',
+      `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit, at most 253 characters`,
+      { details: { name } },
+    );
+  }
 }

@@ -276,16 +276,24 @@ export function runStoreContract(label: string, make: () => Promise<StoreUnderTe
     });
 
     describe('names', () => {
-      for (const bad of ['../x', 'a/b', '', '..', 'UPPER.example.test', '.hidden', 'a..b']) {
-        it(`rejects the name ${JSON.stringify(bad)} with STORE_IO on every name-taking method`, async () => {
-          await assert.rejects(store.readLineage(bad), isCode('STORE_IO'));
-          await assert.rejects(store.putVersion(bad, fakeBundle('x'), fakeMeta('x')), isCode('STORE_IO'));
-          await assert.rejects(store.deleteLineage(bad), isCode('STORE_IO'));
-          await assert.rejects(store.readMeta(bad), isCode('STORE_IO'));
-          await assert.rejects(store.writeMeta(bad, fakeMeta('x')), isCode('STORE_IO'));
-          await assert.rejects(store.readState(bad), isCode('STORE_IO'));
-          await assert.rejects(store.writeState(bad, {}), isCode('STORE_IO'));
-          await assert.rejects(store.lock(bad), isCode('STORE_IO'));
+      const badNames = ['../etc', '../x', 'a/b', '', '..', 'UPPER', 'UPPER.example.test', '.hidden', 'a..b', 'a'.repeat(300)];
+      for (const bad of badNames) {
+        const shown = bad.length > 40 ? `of ${bad.length} characters` : JSON.stringify(bad);
+        it(`rejects the name ${shown} with NAME_INVALID on every name-taking method`, async () => {
+          let changeCalled = false;
+          await assert.rejects(store.readLineage(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.putVersion(bad, fakeBundle('x'), fakeMeta('x')), isCode('NAME_INVALID'));
+          await assert.rejects(store.deleteLineage(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.readMeta(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.writeMeta(bad, fakeMeta('x')), isCode('NAME_INVALID'));
+          await assert.rejects(store.readState(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.writeState(bad, {}), isCode('NAME_INVALID'));
+          await assert.rejects(store.updateState(bad, () => {
+            changeCalled = true;
+            return {};
+          }), isCode('NAME_INVALID'));
+          await assert.rejects(store.lock(bad), isCode('NAME_INVALID'));
+          assert.equal(changeCalled, false, 'updateState must not run the change for a rejected name');
         });
       }
 
