@@ -36,7 +36,9 @@ import {
   writeFileExclusive,
   type FaultHook,
 } from './atomic.js';
+import { ChangeFeed } from './change-feed.js';
 import { LockDir } from './fs-lock.js';
+import { LiveFolderWatcher } from './fs-watch.js';
 import {
   checkLineageName,
   isValidLineageName,
@@ -150,6 +152,8 @@ export class FsStore implements CertStore {
   /** Separate from `locks` so a caller holding the lineage lock can still update the state. */
   private readonly stateLocks: LockDir;
   private readonly stateQueue = new KeyedSerializer();
+  /** The live/ watcher runs only while someone listens. */
+  private readonly changes: ChangeFeed;
 
   constructor(opts: FsStoreOptions) {
     this.location = resolve(opts.dir);
@@ -157,20 +161,16 @@ export class FsStore implements CertStore {
     const lockOptions = { clock: opts.clock, staleMs: opts.lockStaleMs };
     this.locks = new LockDir(join(this.location, 'locks'), lockOptions);
     this.stateLocks = new LockDir(join(this.location, 'locks', 'state'), lockOptions);
+    const live = new LiveFolderWatcher(this.liveDir(), (name) => this.changes.changed(name));
+    this.changes = new ChangeFeed({ onFirstListener: () => live.start(), onLastListener: () => live.stop() });
   }
 
   async listLineages(): Promise<string[]> {
-    const live = join(this.location, 'live');
-    const entries = await readdir(live).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return [] as string[];
-      throw ioError(`could not list ${live}`, err, 'check that the folder is readable');
-    });
     const names: string[] = [];
-    for (const entry of entries) {
-      if (!isValidLineageName(entry)) continue; // README, .NAME.tmp-* leftovers
-      if (await exists(join(live, entry, 'fullchain.pem'))) names.push(entry);
+    for (const entry of await this.liveEntries()) {
+      if (await exists(join(this.liveDir(), entry, 'fullchain.pem'))) names.push(entry);
     }
-    return names.sort();
+    return names;
   }
 
   async readLineage(name: string): Promise<Lineage | null> {
@@ -276,6 +276,9 @@ export class FsStore implements CertStore {
       throw ioError(`could not store a new version of ${name} in ${lineageDir}`, err, 'check that the config dir is writable and the disk is not full');
     }
 
+    // Our own switch is reported directly as well, so this process hears of
+    // it even while the live/ watcher is down; the two reports coalesce.
+    this.changes.changed(name);
     await this.writeRenewal(name, meta, version);
     await this.fault('putVersion:after-meta');
     return version;
@@ -297,6 +300,7 @@ export class FsStore implements CertStore {
     } catch (err) {
       throw ioError(`could not delete certificate ${name} from ${this.location}`, err, 'check the folder permissions');
     }
+    this.changes.changed(name);
   }
 
   async readMeta(name: string): Promise<LineageMeta | null> {
@@ -370,7 +374,42 @@ export class FsStore implements CertStore {
     return this.locks.acquire(name, options);
   }
 
+  /** See CertStore.currentVersions; entries the store cannot resolve are left out (readLineage names the problem). */
+  async currentVersions(): Promise<Map<string, number>> {
+    const found = await Promise.all(
+      (await this.liveEntries()).map(async (name) => {
+        const version = await this.currentVersion(name).catch((err: unknown) => {
+          if (err instanceof PadlockError && err.code === 'STORE_CORRUPT') return null;
+          throw err;
+        });
+        return [name, version] as const;
+      }),
+    );
+    return new Map(found.flatMap(([name, version]) => (version === null ? [] : [[name, version] as const])));
+  }
+
+  /**
+   * See CertStore.watch. Changes are seen by watching `live/` (fs-watch.ts
+   * says how, and how it recovers from watcher errors and a removed folder),
+   * so switches made by any process on this host are reported; this
+   * process's own putVersion and deleteLineage are also reported directly.
+   * Reports of one name within 50 ms coalesce into one call.
+   */
+  watch(listener: (name: string) => void): () => void {
+    return this.changes.subscribe(listener);
+  }
+
   // ---- internals ----
+
+  /** Entries of live/ that can be lineage names (not README or .NAME.tmp-* leftovers), sorted. */
+  private async liveEntries(): Promise<string[]> {
+    const live = this.liveDir();
+    const entries = await readdir(live).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw ioError(`could not list ${live}`, err, 'check that the folder is readable');
+    });
+    return entries.filter(isValidLineageName).sort();
+  }
 
   private async fault(point: FsStoreFaultPoint): Promise<void> {
     await this.faults?.(point);

@@ -4,6 +4,7 @@
  * no caller can change stored state by mutating an object it passed or got.
  */
 import { PadlockError } from '../errors.js';
+import { ChangeFeed } from './change-feed.js';
 import {
   checkLineageName,
   type AccountRecord,
@@ -33,6 +34,8 @@ export class MemoryStore implements CertStore {
   private readonly locks = new Map<string, symbol>();
   /** Wakes every waiter for a name when its lock is released. */
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Only this process writes a memory store, so its own writes are the whole change source. */
+  private readonly changes = new ChangeFeed();
 
   async listLineages(): Promise<string[]> {
     return [...this.lineages.keys()].sort();
@@ -58,14 +61,25 @@ export class MemoryStore implements CertStore {
     l.current = l.versions.length;
     this.lineages.set(name, l);
     this.metas.set(name, m);
+    this.changes.changed(name);
     return l.current;
   }
 
   async deleteLineage(name: string): Promise<void> {
     checkLineageName(name);
-    this.lineages.delete(name);
+    const existed = this.lineages.delete(name);
     this.metas.delete(name);
     this.states.delete(name);
+    if (existed) this.changes.changed(name);
+  }
+
+  async currentVersions(): Promise<Map<string, number>> {
+    return new Map([...this.lineages.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, l]) => [name, l.current]));
+  }
+
+  /** Reports this store's own putVersion and deleteLineage, on a timer after the write resolved. */
+  watch(listener: (name: string) => void): () => void {
+    return this.changes.subscribe(listener);
   }
 
   async readMeta(name: string): Promise<LineageMeta | null> {
