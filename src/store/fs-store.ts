@@ -23,11 +23,10 @@
  * still resolves for nginx and HAProxy exactly as with certbot.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, link, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, utimes } from 'node:fs/promises';
-import { hostname as osHostname } from 'node:os';
+import { chmod, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { PadlockError, errorMessage } from '../errors.js';
-import { systemClock, type Clock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import {
   ATOMIC_FAULT_POINTS,
   fsyncDir,
@@ -37,7 +36,11 @@ import {
   writeFileExclusive,
   type FaultHook,
 } from './atomic.js';
+import { ChangeFeed } from './change-feed.js';
+import { LockDir } from './fs-lock.js';
+import { LiveFolderWatcher } from './fs-watch.js';
 import {
+  checkLineageName,
   isValidLineageName,
   type AccountRecord,
   type CertBundle,
@@ -80,18 +83,12 @@ export interface FsStoreOptions {
   faults?: FaultHook;
   /** Stamps lock files. Defaults to the system clock. */
   clock?: Clock;
-  /**
-   * A lock whose holder has not refreshed it (file mtime) for this long is
-   * stale, wherever the holder runs. Holders refresh every sixth of it.
-   * Real time, not `clock`: it is compared across processes. Default 60 s.
-   */
+  /** See `LockDirOptions.staleMs` in fs-lock.ts. Default 60 s. */
   lockStaleMs?: number;
 }
 
 const PEM_FILES = ['cert', 'chain', 'fullchain', 'privkey'] as const;
 const VERSION_DIR = /^v(\d+)$/;
-const LOCK_POLL_MS = 50;
-const DEFAULT_LOCK_STALE_MS = 60_000;
 /** State updates hold their lock for milliseconds; waiting longer than this means something is wrong. */
 const STATE_LOCK_WAIT_MS = 30_000;
 
@@ -107,18 +104,6 @@ on renewal. Point your server at these paths, not at archive/.
 
 WARNING: DO NOT MOVE OR RENAME THESE FILES! padlock expects them to stay here.
 `;
-
-/** What a lock file holds. `token` tells our lock from a later holder's. */
-interface LockHolder {
-  pid: number;
-  hostname: string;
-  createdAt: string;
-  token: string;
-  /** `/proc/self/ns/pid` of the holder: pids only mean something inside one pid namespace (containers). */
-  pidNamespace?: string;
-  /** `/proc/sys/kernel/random/boot_id`: a lock from an earlier boot is stale whatever its pid. */
-  bootId?: string;
-}
 
 /**
  * Opens the store at `dir`, creating its layout. Checks first that the folder
@@ -163,33 +148,33 @@ export async function openFsStore(dir: string, opts: Omit<FsStoreOptions, 'dir'>
 export class FsStore implements CertStore {
   readonly location: string;
   private readonly faults: FaultHook | undefined;
-  private readonly clock: Clock;
-  private readonly lockStaleMs: number;
+  private readonly locks: LockDir;
+  /** Separate from `locks` so a caller holding the lineage lock can still update the state. */
+  private readonly stateLocks: LockDir;
   private readonly stateQueue = new KeyedSerializer();
+  /** The live/ watcher runs only while someone listens. */
+  private readonly changes: ChangeFeed;
 
   constructor(opts: FsStoreOptions) {
     this.location = resolve(opts.dir);
     this.faults = opts.faults;
-    this.clock = opts.clock ?? systemClock;
-    this.lockStaleMs = opts.lockStaleMs ?? DEFAULT_LOCK_STALE_MS;
+    const lockOptions = { clock: opts.clock, staleMs: opts.lockStaleMs };
+    this.locks = new LockDir(join(this.location, 'locks'), lockOptions);
+    this.stateLocks = new LockDir(join(this.location, 'locks', 'state'), lockOptions);
+    const live = new LiveFolderWatcher(this.liveDir(), (name) => this.changes.changed(name));
+    this.changes = new ChangeFeed({ onFirstListener: () => live.start(), onLastListener: () => live.stop() });
   }
 
   async listLineages(): Promise<string[]> {
-    const live = join(this.location, 'live');
-    const entries = await readdir(live).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return [] as string[];
-      throw ioError(`could not list ${live}`, err, 'check that the folder is readable');
-    });
     const names: string[] = [];
-    for (const entry of entries) {
-      if (!isValidLineageName(entry)) continue; // README, .NAME.tmp-* leftovers
-      if (await exists(join(live, entry, 'fullchain.pem'))) names.push(entry);
+    for (const entry of await this.liveEntries()) {
+      if (await exists(join(this.liveDir(), entry, 'fullchain.pem'))) names.push(entry);
     }
-    return names.sort();
+    return names;
   }
 
   async readLineage(name: string): Promise<Lineage | null> {
-    this.checkName(name);
+    checkLineageName(name);
     const version = await this.currentVersion(name);
     if (version === null) return null;
     // Read the four files from the resolved version folder, not through
@@ -244,7 +229,7 @@ export class FsStore implements CertStore {
    * written into, a version some reader may be using.
    */
   async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
-    this.checkName(name);
+    checkLineageName(name);
     const lineageDir = join(this.location, 'archive', name);
     const liveDir = this.liveDir();
     await mkdirPrivate(lineageDir);
@@ -291,13 +276,16 @@ export class FsStore implements CertStore {
       throw ioError(`could not store a new version of ${name} in ${lineageDir}`, err, 'check that the config dir is writable and the disk is not full');
     }
 
+    // Our own switch is reported directly as well, so this process hears of
+    // it even while the live/ watcher is down; the two reports coalesce.
+    this.changes.changed(name);
     await this.writeRenewal(name, meta, version);
     await this.fault('putVersion:after-meta');
     return version;
   }
 
   async deleteLineage(name: string): Promise<void> {
-    this.checkName(name);
+    checkLineageName(name);
     // The link goes first: from then on the lineage reads as absent, and a
     // crash part-way leaves debris that a repeated delete removes.
     const targets = [
@@ -312,20 +300,21 @@ export class FsStore implements CertStore {
     } catch (err) {
       throw ioError(`could not delete certificate ${name} from ${this.location}`, err, 'check the folder permissions');
     }
+    this.changes.changed(name);
   }
 
   async readMeta(name: string): Promise<LineageMeta | null> {
-    this.checkName(name);
+    checkLineageName(name);
     return this.metaFor(name, await this.currentVersion(name));
   }
 
   async writeMeta(name: string, meta: LineageMeta): Promise<void> {
-    this.checkName(name);
+    checkLineageName(name);
     await this.writeRenewal(name, meta, (await this.currentVersion(name)) ?? 0);
   }
 
   async readState(name: string): Promise<LineageState | null> {
-    this.checkName(name);
+    checkLineageName(name);
     const state = await readJson(this.statePath(name));
     if (state === null) return null;
     if (typeof state !== 'object' || Array.isArray(state)) throw corrupt(`${this.statePath(name)} does not hold a JSON object`);
@@ -333,7 +322,7 @@ export class FsStore implements CertStore {
   }
 
   async writeState(name: string, state: LineageState): Promise<void> {
-    this.checkName(name);
+    checkLineageName(name);
     await mkdirPrivate(join(this.location, 'state'));
     await writeFileAtomic(this.statePath(name), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600, faults: this.faults });
   }
@@ -344,9 +333,9 @@ export class FsStore implements CertStore {
    * holding the lineage lock can still update the state).
    */
   async updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState> {
-    this.checkName(name);
+    checkLineageName(name);
     return this.stateQueue.run(name, async () => {
-      const unlock = await this.lockAt(join(this.location, 'locks', 'state'), name, { waitMs: STATE_LOCK_WAIT_MS });
+      const unlock = await this.stateLocks.acquire(name, { waitMs: STATE_LOCK_WAIT_MS });
       try {
         const next = change(await this.readState(name));
         await this.writeState(name, next);
@@ -374,83 +363,52 @@ export class FsStore implements CertStore {
   }
 
   /**
-   * `locks/NAME.lock` is created complete (written to a temp file, then
-   * hard-linked into place, which fails atomically if the name exists), so a
-   * lock file is never seen half-written. The holder refreshes the file's
-   * mtime while it holds the lock. A lock is stale, and reclaimed, when that
-   * heartbeat stopped for `lockStaleMs`, or at once when the holder is on
-   * this host (same pid namespace) and its pid is gone, or it is from an
-   * earlier boot. Waiting polls every ~50-100 ms; an abort rejects with
-   * `signal.reason` at once.
+   * `locks/NAME.lock`, with the lock-file protocol of fs-lock.ts: created
+   * complete with link(), kept fresh by a heartbeat while held, reclaimed
+   * when its holder is gone (dead pid on this host, earlier boot, or no
+   * heartbeat for `lockStaleMs`). Waiting polls every ~50-100 ms; an abort
+   * rejects with `signal.reason` at once.
    */
   async lock(name: string, options: LockOptions = {}): Promise<Unlock> {
-    this.checkName(name);
-    return this.lockAt(join(this.location, 'locks'), name, options);
+    checkLineageName(name);
+    return this.locks.acquire(name, options);
   }
 
-  private async lockAt(locks: string, name: string, options: LockOptions): Promise<Unlock> {
-    const { waitMs = 0, signal } = options;
-    signal?.throwIfAborted();
-    await mkdirPrivate(locks);
-    const path = join(locks, `${name}.lock`);
-    const me: LockHolder = {
-      pid: process.pid,
-      hostname: osHostname(),
-      createdAt: this.clock.now().toISOString(),
-      token: randomBytes(12).toString('hex'),
-      ...(await hostIdentity()),
-    };
-    const deadline = Date.now() + waitMs;
-    for (;;) {
-      signal?.throwIfAborted();
-      if (await this.tryCreateLock(path, me)) break;
-      const holder = await readHolder(path);
-      if (holder === 'gone') continue;
-      if (await isStale(holder, await ageOf(path), this.lockStaleMs)) {
-        if (!(await reclaimStale(path, holder, me))) await delay(5, signal);
-        continue;
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        const h = holder === 'unreadable' ? null : holder;
-        const who = h ? `process ${h.pid}${h.hostname === me.hostname ? '' : ` on ${h.hostname}`} since ${h.createdAt}` : 'another process';
-        throw new PadlockError(
-          'STORE_LOCKED',
-          `certificate ${name} is being worked on by ${who}; wait or remove ${path} if that process is gone`,
-          { retryable: true, details: { name, lockFile: path, ...(h ? { pid: h.pid, hostname: h.hostname, since: h.createdAt } : {}) } },
-        );
-      }
-      await delay(Math.min(left, LOCK_POLL_MS + Math.floor(Math.random() * LOCK_POLL_MS)), signal);
-    }
-    // The heartbeat is what lets a waiter on another host (or in another
-    // container) tell a live holder from a dead one: pids mean nothing there.
-    const heartbeat = setInterval(() => {
-      const now = new Date();
-      utimes(path, now, now).catch(() => undefined);
-    }, Math.max(10, Math.floor(this.lockStaleMs / 6)));
-    heartbeat.unref();
-    let released = false;
-    return async () => {
-      if (released) return;
-      released = true;
-      clearInterval(heartbeat);
-      const holder = await readHolder(path);
-      // Only remove the file if it is still ours: if it was reclaimed (we
-      // were judged dead) it belongs to someone else now.
-      if (typeof holder === 'object' && holder.token === me.token) await unlink(path).catch(ignoreEnoent);
-    };
+  /** See CertStore.currentVersions; entries the store cannot resolve are left out (readLineage names the problem). */
+  async currentVersions(): Promise<Map<string, number>> {
+    const found = await Promise.all(
+      (await this.liveEntries()).map(async (name) => {
+        const version = await this.currentVersion(name).catch((err: unknown) => {
+          if (err instanceof PadlockError && err.code === 'STORE_CORRUPT') return null;
+          throw err;
+        });
+        return [name, version] as const;
+      }),
+    );
+    return new Map(found.flatMap(([name, version]) => (version === null ? [] : [[name, version] as const])));
+  }
+
+  /**
+   * See CertStore.watch. Changes are seen by watching `live/` (fs-watch.ts
+   * says how, and how it recovers from watcher errors and a removed folder),
+   * so switches made by any process on this host are reported; this
+   * process's own putVersion and deleteLineage are also reported directly.
+   * Reports of one name within 50 ms coalesce into one call.
+   */
+  watch(listener: (name: string) => void): () => void {
+    return this.changes.subscribe(listener);
   }
 
   // ---- internals ----
 
-  private checkName(name: string): void {
-    if (typeof name !== 'string' || !isValidLineageName(name)) {
-      throw new PadlockError(
-        'STORE_IO',
-        `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit`,
-        { details: { name } },
-      );
-    }
+  /** Entries of live/ that can be lineage names (not README or .NAME.tmp-* leftovers), sorted. */
+  private async liveEntries(): Promise<string[]> {
+    const live = this.liveDir();
+    const entries = await readdir(live).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw ioError(`could not list ${live}`, err, 'check that the folder is readable');
+    });
+    return entries.filter(isValidLineageName).sort();
   }
 
   private async fault(point: FsStoreFaultPoint): Promise<void> {
@@ -528,20 +486,6 @@ export class FsStore implements CertStore {
       if (e.startsWith(`.${name}.tmp-`)) await unlink(join(this.liveDir(), e)).catch(() => undefined);
     }
   }
-
-  private async tryCreateLock(path: string, me: LockHolder): Promise<boolean> {
-    const temp = `${path}.tmp-${me.token}-${randomBytes(4).toString('hex')}`;
-    await writeFileExclusive(temp, `${JSON.stringify(me)}\n`, 0o600);
-    try {
-      await link(temp, path);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw ioError(`could not create lock ${path}`, err, 'check that the locks folder is writable');
-    } finally {
-      await unlink(temp).catch(() => undefined);
-    }
-  }
 }
 
 function stripVersion(meta: LineageMeta & { storedForVersion?: number }): LineageMeta {
@@ -580,111 +524,4 @@ async function readJson(path: string): Promise<unknown> {
   } catch (err) {
     throw corrupt(`${path} is not valid JSON`, err);
   }
-}
-
-let identity: Promise<Pick<LockHolder, 'pidNamespace' | 'bootId'>> | undefined;
-function hostIdentity(): Promise<Pick<LockHolder, 'pidNamespace' | 'bootId'>> {
-  identity ??= (async () => {
-    const pidNamespace = await readlink('/proc/self/ns/pid').catch(() => undefined);
-    const bootId = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').then((s) => s.trim(), () => undefined);
-    return { ...(pidNamespace ? { pidNamespace } : {}), ...(bootId ? { bootId } : {}) };
-  })();
-  return identity;
-}
-
-async function readHolder(path: string): Promise<LockHolder | 'gone' | 'unreadable'> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
-    throw ioError(`could not read lock ${path}`, err, 'check the folder permissions');
-  }
-  try {
-    const h = JSON.parse(text) as LockHolder;
-    if (typeof h.pid === 'number' && typeof h.hostname === 'string' && typeof h.token === 'string') return h;
-  } catch {
-    // fall through
-  }
-  return 'unreadable';
-}
-
-/**
- * A lock is stale when its holder certainly is not working any more: its
- * heartbeat (the file's mtime) is older than `staleMs`, it is unreadable
- * (only a power loss can leave that, since locks appear complete), it was
- * taken before this boot, or its pid is gone from our pid namespace on this
- * host. Pids are only compared on the same host and pid namespace; elsewhere
- * the heartbeat alone decides.
- */
-async function isStale(holder: LockHolder | 'unreadable', ageMs: number, staleMs: number): Promise<boolean> {
-  if (holder === 'unreadable' || ageMs > staleMs) return true;
-  if (holder.hostname !== osHostname()) return false;
-  const me = await hostIdentity();
-  if (holder.bootId && me.bootId && holder.bootId !== me.bootId) return true;
-  if (holder.pidNamespace && me.pidNamespace && holder.pidNamespace !== me.pidNamespace) return false;
-  try {
-    process.kill(holder.pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
-/** Milliseconds since the file was last modified (0 when it cannot be stat'ed: treat as fresh). */
-async function ageOf(path: string): Promise<number> {
-  return stat(path).then((st) => Date.now() - st.mtimeMs, () => 0);
-}
-
-/**
- * Removes a stale lock without removing a fresh one by mistake. Two waiters
- * may judge the same lock stale; if both simply unlinked it, the slower one
- * would delete the lock the faster one had just taken. So reclaiming happens
- * under a short-lived guard file (`NAME.lock.reclaim`, created atomically):
- * the guard holder re-reads the lock and removes it only if it is still the
- * holder that was judged stale. Only reclaimers remove other processes'
- * locks, and they are serialised, so the re-read cannot go stale before the
- * unlink. A guard is held for microseconds; one left by a reclaimer that
- * died is itself removed once its pid is gone or it is older than 10 s.
- * Resolves false when the guard was busy (the caller should retry soon).
- */
-async function reclaimStale(path: string, judged: LockHolder | 'unreadable', me: LockHolder): Promise<boolean> {
-  const guard = `${path}.reclaim`;
-  const temp = `${guard}.tmp-${me.token}-${randomBytes(4).toString('hex')}`;
-  await writeFileExclusive(temp, `${JSON.stringify(me)}\n`, 0o600);
-  try {
-    await link(temp, guard);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(`could not reclaim stale lock ${path}`, err, 'check that the locks folder is writable');
-    const other = await readHolder(guard);
-    if (other !== 'gone' && (await isStale(other, await ageOf(guard), 10_000))) await unlink(guard).catch(() => undefined);
-    return false;
-  } finally {
-    await unlink(temp).catch(() => undefined);
-  }
-  try {
-    const current = await readHolder(path);
-    const same = judged === 'unreadable' ? current === 'unreadable' : typeof current === 'object' && current.token === judged.token;
-    if (same) await unlink(path).catch(ignoreEnoent);
-  } catch (err) {
-    throw ioError(`could not remove stale lock ${path}`, err, 'check that the locks folder is writable');
-  } finally {
-    await unlink(guard).catch(() => undefined);
-  }
-  return true;
-}
-
-/** Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts. */
-function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolveDelay, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolveDelay();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

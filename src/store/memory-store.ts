@@ -4,8 +4,9 @@
  * no caller can change stored state by mutating an object it passed or got.
  */
 import { PadlockError } from '../errors.js';
+import { ChangeFeed } from './change-feed.js';
 import {
-  isValidLineageName,
+  checkLineageName,
   type AccountRecord,
   type CertBundle,
   type CertStore,
@@ -33,13 +34,15 @@ export class MemoryStore implements CertStore {
   private readonly locks = new Map<string, symbol>();
   /** Wakes every waiter for a name when its lock is released. */
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Only this process writes a memory store, so its own writes are the whole change source. */
+  private readonly changes = new ChangeFeed();
 
   async listLineages(): Promise<string[]> {
     return [...this.lineages.keys()].sort();
   }
 
   async readLineage(name: string): Promise<Lineage | null> {
-    checkName(name);
+    checkLineageName(name);
     const l = this.lineages.get(name);
     const meta = this.metas.get(name);
     if (!l) return null;
@@ -49,7 +52,7 @@ export class MemoryStore implements CertStore {
   }
 
   async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
-    checkName(name);
+    checkLineageName(name);
     const l = this.lineages.get(name) ?? { versions: [], current: 0 };
     // Copy both before touching state, so a bad value (e.g. not cloneable) changes nothing.
     const b = structuredClone(bundle);
@@ -58,40 +61,51 @@ export class MemoryStore implements CertStore {
     l.current = l.versions.length;
     this.lineages.set(name, l);
     this.metas.set(name, m);
+    this.changes.changed(name);
     return l.current;
   }
 
   async deleteLineage(name: string): Promise<void> {
-    checkName(name);
-    this.lineages.delete(name);
+    checkLineageName(name);
+    const existed = this.lineages.delete(name);
     this.metas.delete(name);
     this.states.delete(name);
+    if (existed) this.changes.changed(name);
+  }
+
+  async currentVersions(): Promise<Map<string, number>> {
+    return new Map([...this.lineages.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, l]) => [name, l.current]));
+  }
+
+  /** Reports this store's own putVersion and deleteLineage, on a timer after the write resolved. */
+  watch(listener: (name: string) => void): () => void {
+    return this.changes.subscribe(listener);
   }
 
   async readMeta(name: string): Promise<LineageMeta | null> {
-    checkName(name);
+    checkLineageName(name);
     const m = this.metas.get(name);
     return m ? structuredClone(m) : null;
   }
 
   async writeMeta(name: string, meta: LineageMeta): Promise<void> {
-    checkName(name);
+    checkLineageName(name);
     this.metas.set(name, structuredClone(meta));
   }
 
   async readState(name: string): Promise<LineageState | null> {
-    checkName(name);
+    checkLineageName(name);
     const s = this.states.get(name);
     return s ? structuredClone(s) : null;
   }
 
   async writeState(name: string, state: LineageState): Promise<void> {
-    checkName(name);
+    checkLineageName(name);
     this.states.set(name, structuredClone(state));
   }
 
   async updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState> {
-    checkName(name);
+    checkLineageName(name);
     // Read, change and write with no await in between: nothing else can interleave.
     const current = this.states.get(name);
     const next = structuredClone(change(current ? structuredClone(current) : null));
@@ -110,7 +124,7 @@ export class MemoryStore implements CertStore {
 
   /** Exclusive within this process; waiters wake on release rather than poll. Abort rejects with `signal.reason`. */
   async lock(name: string, options: LockOptions = {}): Promise<Unlock> {
-    checkName(name);
+    checkLineageName(name);
     const { waitMs = 0, signal } = options;
     signal?.throwIfAborted();
     const deadline = Date.now() + waitMs;
@@ -159,15 +173,5 @@ export class MemoryStore implements CertStore {
       waiters.add(wake);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
-  }
-}
-
-function checkName(name: string): void {
-  if (typeof name !== 'string' || !isValidLineageName(name)) {
-    throw new PadlockError(
-      'STORE_IO',
-      `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit`,
-      { details: { name } },
-    );
   }
 }

@@ -22,8 +22,14 @@
  *   serialised per name the same way, with its own lock.
  * - Secrets: private keys are written readable by the owner only.
  * - Names are validated lineage names (see `isValidLineageName`); any other
- *   string rejects with `STORE_IO` before touching storage.
+ *   string (or a non-string) rejects with `NAME_INVALID` before touching
+ *   storage: it is a problem with the input, not with the store, so retrying
+ *   cannot help. (`STORE_IO` means the storage itself failed.)
+ * - Change notification: `watch` tells readers (the daemon) that a lineage's
+ *   current version changed, whichever process changed it; best effort, so
+ *   `currentVersions` is there to poll and compare. See both methods.
  */
+import { PadlockError } from '../errors.js';
 
 /** The four PEM files of one lineage version, as certbot names them. */
 export interface CertBundle {
@@ -144,6 +150,52 @@ export interface CertStore {
 
   /** Takes the exclusive lock for a lineage name. See the contract above. */
   lock(name: string, options?: LockOptions): Promise<Unlock>;
+
+  /**
+   * Every lineage that has a current version, mapped to that version
+   * number, in name order. Cheap enough to poll every few seconds: it reads
+   * no certificate and no metadata (fs: one readdir of `live/`, then one
+   * readlink and one stat per entry). A periodic full re-read compares it
+   * with what it last loaded, to catch any change `watch` missed.
+   *
+   * An entry that does not resolve to a complete version of this store (fs:
+   * a dangling `live/NAME`, a certbot-style folder, a link that points
+   * anywhere but `../archive/NAME/vN`) is left out, not thrown: one damaged
+   * lineage must not hide the others. `readLineage(name)` still rejects
+   * with `STORE_CORRUPT` for it. Rejects with `STORE_IO` only when the store
+   * cannot be listed at all.
+   */
+  currentVersions(): Promise<Map<string, number>>;
+
+  /**
+   * Calls `listener(name)` soon (fs: within ~50 ms) after lineage `name`'s
+   * current version changed (`putVersion`) or the lineage was deleted,
+   * whether by this process or by another process sharing the store. By
+   * the time the listener runs, `readLineage(name)` sees the change. Other
+   * writes (`writeMeta`, `writeState`, `updateState`, accounts) are not
+   * reported.
+   *
+   * Best effort: a call may be spurious (nothing changed, or one change
+   * reported twice); several changes of one name may coalesce into one call;
+   * and under extreme conditions (the watch mechanism failing or being
+   * re-established, a lost connection, a change made before the
+   * subscription was in place) a change may be missed. A caller that must
+   * not miss a change calls `currentVersions()` after subscribing and then
+   * periodically, and compares.
+   *
+   * Calls never happen synchronously inside `watch` or inside the store
+   * method that made the change. A listener that throws, or returns a
+   * promise that rejects, stays subscribed and affects neither the store nor
+   * the other listeners: its error is dropped (the store has no logger), so
+   * a listener that must report failures catches them itself.
+   *
+   * Returns the unsubscribe function: once it returned, that listener is
+   * never called again; calling it twice is harmless. A subscription never
+   * keeps the process alive, and once the last one is gone the store holds
+   * no watching resource (watcher, timer, connection) any more. Stores have
+   * no close(): unsubscribing every listener is what releases everything.
+   */
+  watch(listener: (name: string) => void): () => void;
 }
 
 const LINEAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,252}$/;
@@ -174,4 +226,18 @@ export class KeyedSerializer {
  */
 export function isValidLineageName(name: string): boolean {
   return LINEAGE_NAME.test(name) && !name.includes('..') && !name.includes('/');
+}
+
+/**
+ * Throws `NAME_INVALID` unless `name` is a valid lineage name. Stores call it
+ * first in every name-taking method, so a bad name never reaches storage.
+ */
+export function checkLineageName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || !isValidLineageName(name)) {
+    throw new PadlockError(
+      'NAME_INVALID',
+      `${JSON.stringify(name)} is not a valid certificate name: use lowercase letters, digits, ".", "-" and "_", starting with a letter or digit, at most 253 characters`,
+      { details: { name } },
+    );
+  }
 }

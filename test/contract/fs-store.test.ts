@@ -2,6 +2,7 @@ import { describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readFile, readlink, readdir, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -10,8 +11,8 @@ import { createInterface } from 'node:readline';
 import { PadlockError } from '../../src/errors.js';
 import { fixedClock } from '../../src/clock.js';
 import { FsStore, openFsStore, FS_STORE_FAULT_POINTS } from '../../src/store/fs-store.js';
-import { runStoreContract, fakeBundle, fakeMeta } from './store.contract.js';
-import { spawnChild } from '../support/store-crash-child.js';
+import { runStoreContract, fakeBundle, fakeMeta, recordChanges, waitUntil } from './store.contract.js';
+import { runChild, spawnChild, taggedBundle } from '../support/store-crash-child.js';
 
 async function tempRoot(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'padlock-fs-store-'));
@@ -34,6 +35,19 @@ function isCode(code: string, ...mentions: string[]) {
 }
 
 const mode = async (p: string): Promise<number> => (await stat(p)).mode & 0o777;
+
+/** How many inotify watches this process holds (Linux lists one `inotify wd:` line per watch in /proc/self/fdinfo). */
+function inotifyWatches(): number {
+  let count = 0;
+  for (const fd of readdirSync('/proc/self/fdinfo')) {
+    try {
+      count += readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8').split('\n').filter((l) => l.startsWith('inotify wd:')).length;
+    } catch {
+      // the fd closed while we looked
+    }
+  }
+  return count;
+}
 
 describe('FsStore on disk', () => {
   let root: string;
@@ -315,6 +329,72 @@ describe('FsStore on disk', () => {
       await exited;
       const unlock = await store.lock('killed.example.test');
       await unlock();
+    });
+  });
+
+  describe('watching live/', () => {
+    it('reports a new version written by another process within 5 s, and currentVersions shows it', async () => {
+      const name = 'cross.example.test';
+      await store.putVersion(name, fakeBundle('here'), fakeMeta(name));
+      const seen = recordChanges(store);
+      try {
+        const child = await runChild(['put', dir, name, 'child']);
+        assert.equal(child.code, 0, child.stderr);
+        assert.equal(child.stdout, '2\n');
+        await waitUntil(() => seen.names.includes(name), "the other process's new version is reported", 5_000);
+        assert.deepEqual(new Set(seen.names), new Set([name]), 'only the lineage name (not live/ itself, README or temp links)');
+        assert.deepEqual([...(await store.currentVersions())], [[name, 2]]);
+        assert.deepEqual((await store.readLineage(name))?.bundle, taggedBundle('child'));
+      } finally {
+        seen.unsubscribe();
+      }
+    });
+
+    it('leaves dangling, foreign and certbot-style live/ entries out of currentVersions instead of throwing', async () => {
+      await store.putVersion('ok.example.test', fakeBundle('ok'), fakeMeta('ok.example.test'));
+      await symlink('../archive/gone.example.test/v3', join(dir, 'live', 'gone.example.test'));
+      await symlink('../archive/ok.example.test/v1', join(dir, 'live', 'alias.example.test'));
+      await symlink('/etc', join(dir, 'live', 'abs.example.test'));
+      await mkdir(join(dir, 'live', 'certbot.example.test'));
+      await writeFile(join(dir, 'live', 'certbot.example.test', 'fullchain.pem'), 'x');
+      await symlink('../archive/ok.example.test/v1', join(dir, 'live', '.ok.example.test.tmp-dead'));
+      assert.deepEqual([...(await store.currentVersions())], [['ok.example.test', 1]]);
+      await assert.rejects(store.readLineage('gone.example.test'), isCode('STORE_CORRUPT'), 'readLineage still names the damage');
+    });
+
+    it('keeps reporting changes made by another writer after live/ is removed and created again', async () => {
+      const name = 'phoenix.example.test';
+      const other = new FsStore({ dir }); // its writes reach `store` only through live/
+      const seen = recordChanges(store);
+      try {
+        await rm(join(dir, 'live'), { recursive: true });
+        await other.putVersion(name, fakeBundle('p1'), fakeMeta(name)); // creates live/ again
+        await waitUntil(() => seen.names.includes(name), 'the version in the new live/ is reported');
+        seen.names.length = 0;
+        await other.putVersion(name, fakeBundle('p2'), fakeMeta(name));
+        await waitUntil(() => seen.names.includes(name), 'a later version is reported by the re-armed watcher');
+        assert.deepEqual([...(await store.currentVersions())], [[name, 2]]);
+      } finally {
+        seen.unsubscribe();
+      }
+    });
+
+    it('holds one inotify watch while anyone listens, and none once the last listener unsubscribed', async () => {
+      const before = inotifyWatches();
+      const first = store.watch(() => undefined);
+      const second = store.watch(() => undefined);
+      assert.equal(inotifyWatches(), before + 1);
+      first();
+      assert.equal(inotifyWatches(), before + 1);
+      second();
+      assert.equal(inotifyWatches(), before);
+    });
+
+    it('does not keep alive a process that subscribed and never unsubscribed', async () => {
+      const child = await runChild(['watch', dir, 'alive.example.test'], 30_000);
+      assert.equal(child.signal, null, 'the child had to be killed: the subscription kept it alive');
+      assert.equal(child.code, 0, child.stderr);
+      assert.equal(child.stdout, 'watching\n');
     });
   });
 

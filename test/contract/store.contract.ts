@@ -47,6 +47,26 @@ function fakeAccount(directoryUrl: string, tag: string): AccountRecord {
   };
 }
 
+/** Resolves once `ready()` holds, polling; rejects with `what` after `timeoutMs`. */
+export async function waitUntil(ready: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await sleep(10);
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Subscribes a listener to `store.watch` that records every name it is called with. */
+export function recordChanges(store: CertStore): { names: string[]; unsubscribe: () => void } {
+  const names: string[] = [];
+  const unsubscribe = store.watch((name) => {
+    names.push(name);
+  });
+  return { names, unsubscribe };
+}
+
 function isCode(code: string) {
   return (err: unknown): boolean => {
     assert.ok(err instanceof PadlockError, `expected a PadlockError, got ${String(err)}`);
@@ -276,22 +296,163 @@ export function runStoreContract(label: string, make: () => Promise<StoreUnderTe
     });
 
     describe('names', () => {
-      for (const bad of ['../x', 'a/b', '', '..', 'UPPER.example.test', '.hidden', 'a..b']) {
-        it(`rejects the name ${JSON.stringify(bad)} with STORE_IO on every name-taking method`, async () => {
-          await assert.rejects(store.readLineage(bad), isCode('STORE_IO'));
-          await assert.rejects(store.putVersion(bad, fakeBundle('x'), fakeMeta('x')), isCode('STORE_IO'));
-          await assert.rejects(store.deleteLineage(bad), isCode('STORE_IO'));
-          await assert.rejects(store.readMeta(bad), isCode('STORE_IO'));
-          await assert.rejects(store.writeMeta(bad, fakeMeta('x')), isCode('STORE_IO'));
-          await assert.rejects(store.readState(bad), isCode('STORE_IO'));
-          await assert.rejects(store.writeState(bad, {}), isCode('STORE_IO'));
-          await assert.rejects(store.lock(bad), isCode('STORE_IO'));
+      const badNames = ['../etc', '../x', 'a/b', '', '..', 'UPPER', 'UPPER.example.test', '.hidden', 'a..b', 'a'.repeat(300)];
+      for (const bad of badNames) {
+        const shown = bad.length > 40 ? `of ${bad.length} characters` : JSON.stringify(bad);
+        it(`rejects the name ${shown} with NAME_INVALID on every name-taking method`, async () => {
+          let changeCalled = false;
+          await assert.rejects(store.readLineage(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.putVersion(bad, fakeBundle('x'), fakeMeta('x')), isCode('NAME_INVALID'));
+          await assert.rejects(store.deleteLineage(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.readMeta(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.writeMeta(bad, fakeMeta('x')), isCode('NAME_INVALID'));
+          await assert.rejects(store.readState(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.writeState(bad, {}), isCode('NAME_INVALID'));
+          await assert.rejects(store.updateState(bad, () => {
+            changeCalled = true;
+            return {};
+          }), isCode('NAME_INVALID'));
+          await assert.rejects(store.lock(bad), isCode('NAME_INVALID'));
+          assert.equal(changeCalled, false, 'updateState must not run the change for a rejected name');
         });
       }
 
       it('stores nothing under a rejected name', async () => {
         await assert.rejects(store.putVersion('../escape', fakeBundle('x'), fakeMeta('x')));
         assert.deepEqual(await store.listLineages(), []);
+      });
+    });
+
+    describe('change notification', () => {
+      it('currentVersions is empty for an empty store, follows putVersion and leaves out deleted and version-less lineages', async () => {
+        assert.deepEqual([...(await store.currentVersions())], []);
+        await store.putVersion('b.example.test', fakeBundle('b1'), fakeMeta('b.example.test'));
+        await store.putVersion('a.example.test', fakeBundle('a1'), fakeMeta('a.example.test'));
+        await store.putVersion('a.example.test', fakeBundle('a2'), fakeMeta('a.example.test'));
+        await store.writeMeta('meta-only.example.test', fakeMeta('meta-only.example.test'));
+        await store.writeState('state-only.example.test', { failures: 1 });
+        assert.deepEqual([...(await store.currentVersions())], [['a.example.test', 2], ['b.example.test', 1]]);
+        await store.deleteLineage('a.example.test');
+        assert.deepEqual([...(await store.currentVersions())], [['b.example.test', 1]]);
+      });
+
+      it('watch calls the listener with the name after putVersion, once or twice, and the listener reads the new version', async () => {
+        const name = 'watched.example.test';
+        const calls: string[] = [];
+        const reads: Promise<number | undefined>[] = [];
+        const unsubscribe = store.watch((changed) => {
+          calls.push(changed);
+          reads.push(store.readLineage(changed).then((l) => l?.version));
+        });
+        try {
+          await store.putVersion(name, fakeBundle('w1'), fakeMeta(name));
+          await waitUntil(() => calls.length > 0, 'a call after putVersion');
+          await sleep(300);
+          assert.ok(calls.length <= 2, `one putVersion gave ${calls.length} calls: ${calls.join(', ')}`);
+          assert.deepEqual(new Set(calls), new Set([name]), 'only the lineage name, never README or temp names');
+          assert.deepEqual(await Promise.all(reads), reads.map(() => 1));
+
+          const before = calls.length;
+          await store.putVersion(name, fakeBundle('w2'), fakeMeta(name));
+          await waitUntil(() => calls.length > before, 'a call after the second putVersion');
+          assert.equal(await reads.at(-1), 2, 'a listener called after the second putVersion reads version 2');
+        } finally {
+          unsubscribe();
+        }
+      });
+
+      it('watch calls the listener with the name after deleteLineage, and the listener reads nothing', async () => {
+        const name = 'deleted.example.test';
+        await store.putVersion(name, fakeBundle('d1'), fakeMeta(name));
+        await store.putVersion('other.example.test', fakeBundle('o1'), fakeMeta('other.example.test'));
+        const calls: string[] = [];
+        const reads: Promise<unknown>[] = [];
+        const unsubscribe = store.watch((changed) => {
+          calls.push(changed);
+          reads.push(store.readLineage(changed));
+        });
+        try {
+          await store.deleteLineage(name);
+          await waitUntil(() => calls.includes(name), 'a call after deleteLineage');
+          assert.deepEqual(new Set(calls), new Set([name]));
+          assert.deepEqual(await Promise.all(reads), reads.map(() => null));
+        } finally {
+          unsubscribe();
+        }
+      });
+
+      it('stops calling a listener once its unsubscribe returned, even for a change already reported, and keeps calling the others', async () => {
+        const gone = recordChanges(store);
+        const kept = recordChanges(store);
+        try {
+          await store.putVersion('u.example.test', fakeBundle('u1'), fakeMeta('u.example.test'));
+          gone.unsubscribe();
+          gone.unsubscribe();
+          await waitUntil(() => kept.names.includes('u.example.test'), 'the remaining listener is called');
+          await store.putVersion('u.example.test', fakeBundle('u2'), fakeMeta('u.example.test'));
+          await sleep(300);
+          assert.deepEqual(gone.names, []);
+        } finally {
+          kept.unsubscribe();
+        }
+      });
+
+      it('does not call a listener that another listener unsubscribed during the same round of calls', async () => {
+        const calls: string[] = [];
+        let unsubscribeSecond: () => void = () => undefined;
+        const unsubscribeFirst = store.watch(() => {
+          calls.push('first');
+          unsubscribeSecond();
+        });
+        unsubscribeSecond = store.watch(() => calls.push('second'));
+        try {
+          await store.putVersion('r.example.test', fakeBundle('r1'), fakeMeta('r.example.test'));
+          await waitUntil(() => calls.length > 0, 'the first listener is called');
+          await sleep(300);
+          assert.deepEqual(new Set(calls), new Set(['first']));
+        } finally {
+          unsubscribeFirst();
+        }
+      });
+
+      it('watches again when a listener subscribes after every listener was gone', async () => {
+        recordChanges(store).unsubscribe();
+        const again = recordChanges(store);
+        try {
+          await store.putVersion('re.example.test', fakeBundle('r1'), fakeMeta('re.example.test'));
+          await waitUntil(() => again.names.includes('re.example.test'), 'a call to the new subscription');
+        } finally {
+          again.unsubscribe();
+        }
+      });
+
+      it('keeps a listener that throws or rejects subscribed, and neither the store nor other listeners notice', async () => {
+        const name = 'throwing.example.test';
+        let thrown = 0;
+        let rejected = 0;
+        const unsubscribeThrower = store.watch(() => {
+          thrown += 1;
+          throw new Error('listener bug');
+        });
+        const unsubscribeRejecter = store.watch(async () => {
+          rejected += 1;
+          throw new Error('async listener bug');
+        });
+        const good = recordChanges(store);
+        try {
+          await store.putVersion(name, fakeBundle('t1'), fakeMeta(name));
+          await waitUntil(() => good.names.length > 0 && thrown > 0 && rejected > 0, 'every listener called once');
+          const before = good.names.length;
+          const thrownBefore = thrown;
+          await store.putVersion(name, fakeBundle('t2'), fakeMeta(name));
+          await waitUntil(() => good.names.length > before && thrown > thrownBefore, 'every listener called again');
+          assert.equal((await store.readLineage(name))?.version, 2);
+          assert.deepEqual([...(await store.currentVersions())], [[name, 2]]);
+        } finally {
+          unsubscribeThrower();
+          unsubscribeRejecter();
+          good.unsubscribe();
+        }
       });
     });
 

@@ -12,6 +12,11 @@
  *                         "released", exit 0
  *   update-state DIR NAME PREFIX  30 updateState(NAME) calls, each adding
  *                         the key PREFIX-i and adding 1 to `count`; exit 0
+ *   put DIR NAME TAG      put version TAG of NAME (taggedBundle/taggedMeta),
+ *                         print the version number, exit 0
+ *   watch DIR NAME        subscribe to watch() and never unsubscribe, put a
+ *                         version of NAME (so a report is pending), print
+ *                         "watching", and return: the process must still exit
  *
  * It imports nothing from node:test on purpose: it is not a test file.
  */
@@ -55,7 +60,7 @@ export function taggedAccount(tag: string): AccountRecord {
 
 async function main(argv: string[]): Promise<void> {
   const [mode, dir, name, point] = argv;
-  if (!dir || !name) throw new Error('usage: store-crash-child.ts crash DIR NAME POINT | hold-lock DIR NAME');
+  if (!dir || !name) throw new Error('usage: store-crash-child.ts MODE DIR NAME ... (see the header)');
   if (mode === 'crash') {
     if (!point) throw new Error('crash needs a fault point');
     const store = await openFsStore(dir, {
@@ -87,6 +92,19 @@ async function main(argv: string[]): Promise<void> {
     const store = await openFsStore(dir);
     await Promise.all(Array.from({ length: 30 }, (_, i) =>
       store.updateState(name, (state) => ({ ...state, [`${point}-${i}`]: true, count: Number(state?.['count'] ?? 0) + 1 }))));
+    return;
+  }
+  if (mode === 'put') {
+    if (!point) throw new Error('put needs a tag');
+    const store = await openFsStore(dir);
+    process.stdout.write(`${await store.putVersion(name, taggedBundle(point), taggedMeta(name, point))}\n`);
+    return;
+  }
+  if (mode === 'watch') {
+    const store = await openFsStore(dir);
+    store.watch(() => undefined);
+    await store.putVersion(name, taggedBundle('watched'), taggedMeta(name, 'watched'));
+    process.stdout.write('watching\n');
     return;
   }
   if (mode === 'hold-lock') {
