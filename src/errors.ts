@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'NAME_INVALID'
   | 'CONFIG_DIR_UNUSABLE'
+  // container labels and env vars (docker/labels.ts): each disables a route, never the process
+  | LabelCode
   // ACME protocol (RFC 8555 section 6.7 problem types are kept on AcmeProblemError)
   | 'ACME_PROBLEM'
   | 'ACME_RATE_LIMITED'
@@ -23,6 +25,15 @@ export type ErrorCode =
   | 'ACME_ORDER_FAILED'
   | 'ACME_TIMEOUT'
   | 'ACME_TOS_NOT_AGREED'
+  /** The CA said it is unavailable (HTTP 503 or a directory 429) and when to come back; padlock waits until then. */
+  | 'ACME_CA_UNAVAILABLE'
+  /** The CA's answer was larger than padlock accepts (see acme/client.ts). */
+  | 'ACME_RESPONSE_TOO_LARGE'
+  /**
+   * Not attempted: a wait is in force for this certificate (padlock's backoff
+   * after failures, or a wait the CA asked for); `details.retryAfter` says until when.
+   */
+  | 'RENEWAL_BACKOFF'
   // challenge serving
   | 'CHALLENGE_PORT_IN_USE'
   | 'CHALLENGE_SERVER_FAILED'
@@ -41,13 +52,35 @@ export type ErrorCode =
   | 'CHAIN_PATH_LENGTH'
   | 'CHAIN_INVALID'
   | 'CHECK_UNREACHABLE'
+  // serving
+  | 'TLS_UNKNOWN_SERVER_NAME'
   // storage
   | 'STORE_NOT_FOUND'
   | 'STORE_LOCKED'
   | 'STORE_IO'
   | 'STORE_CORRUPT'
   // hooks
-  | 'HOOK_FAILED';
+  | 'HOOK_FAILED'
+  /**
+   * Anything padlock did not raise on purpose (a bug, or an environment
+   * failure no layer translated). Never dressed up as another code: the
+   * original error is kept as the cause.
+   */
+  | 'UNEXPECTED';
+
+/** The codes of route problems found in container labels and env vars (and CONTAINER_UNHEALTHY). */
+export type LabelCode =
+  | 'LABEL_INVALID_HOST'
+  | 'LABEL_WILDCARD'
+  | 'LABEL_INVALID_PORT'
+  | 'LABEL_INVALID_VALUE'
+  | 'LABEL_NO_PORT'
+  | 'LABEL_NO_ADDRESS'
+  | 'LABEL_NO_HOST'
+  | 'LABEL_CONFLICT'
+  | 'LABEL_HOST_NOT_ROUTED'
+  | 'LABEL_UPSTREAM_FORBIDDEN'
+  | 'CONTAINER_UNHEALTHY';
 
 export interface PadlockErrorOptions {
   cause?: unknown;
@@ -98,23 +131,30 @@ export function shortProblemType(type: string): string {
  * request URL and any `Retry-After` are kept as sent, so `rateLimited` stays
  * recognisable all the way to notifications and the governor.
  */
-export class AcmeProblemError extends PadlockError<'ACME_PROBLEM' | 'ACME_RATE_LIMITED' | 'ACME_ACCOUNT_MISSING'> {
+export class AcmeProblemError extends PadlockError<'ACME_PROBLEM' | 'ACME_RATE_LIMITED' | 'ACME_ACCOUNT_MISSING' | 'ACME_CA_UNAVAILABLE'> {
   readonly problem: AcmeProblem;
   readonly httpStatus: number | undefined;
   readonly url: string | undefined;
-  /** When the CA said to try again (from `Retry-After`), if it said. */
+  /** When the CA said to try again (from `Retry-After`, already bounded: see acme/retry-after.ts), if it said. */
   readonly retryAfter: Date | undefined;
 
   constructor(
     problem: AcmeProblem,
-    context: { httpStatus?: number; url?: string; retryAfter?: Date; action?: string },
+    context: { httpStatus?: number; url?: string; retryAfter?: Date; action?: string; retryAfterNote?: string },
     options: PadlockErrorOptions = {},
   ) {
     const short = shortProblemType(problem.type);
-    const code = short === 'rateLimited' ? 'ACME_RATE_LIMITED' : short === 'accountDoesNotExist' ? 'ACME_ACCOUNT_MISSING' : 'ACME_PROBLEM';
+    const unavailable = context.httpStatus === 503;
+    const code = short === 'rateLimited' ? 'ACME_RATE_LIMITED'
+      : short === 'accountDoesNotExist' ? 'ACME_ACCOUNT_MISSING'
+        : unavailable ? 'ACME_CA_UNAVAILABLE' : 'ACME_PROBLEM';
     const action = context.action ? `${context.action}: ` : '';
-    const retry = context.retryAfter ? ` The CA asks to retry after ${context.retryAfter.toISOString()}.` : '';
-    super(code, `${action}the CA refused (${short}): ${problem.detail ?? 'no detail given'}.${retry}`, {
+    const retry = context.retryAfter ? ` The CA asks to retry after ${context.retryAfter.toISOString()}${context.retryAfterNote ?? ''}.` : '';
+    // A 5xx is the CA failing, not the CA refusing our request.
+    const verb = unavailable ? `the CA is unavailable (HTTP 503, ${short})`
+      : context.httpStatus !== undefined && context.httpStatus >= 500 ? `the CA failed (HTTP ${context.httpStatus}, ${short})`
+        : `the CA refused (${short})`;
+    super(code, `${action}${verb}: ${problem.detail ?? 'no detail given'}.${retry}`, {
       retryable: options.retryable ?? isRetryableProblem(short, context.httpStatus),
       cause: options.cause,
       details: { acmeType: short, ...(context.url ? { url: context.url } : {}), ...options.details },
@@ -150,6 +190,21 @@ export function isRateLimited(err: unknown): err is AcmeProblemError {
   return findCause(err, (e): e is AcmeProblemError => e instanceof AcmeProblemError && e.acmeType === 'rateLimited') !== undefined;
 }
 
+/**
+ * When the CA asked padlock to come back (its `Retry-After`, bounded), from
+ * anywhere in the cause chain: an AcmeProblemError's `retryAfter`, or the
+ * `retryAfter` detail of an ACME_CA_UNAVAILABLE answer without a problem
+ * document. Undefined when the CA named no time.
+ */
+export function caRetryAfter(err: unknown): Date | undefined {
+  const hit = findCause(err, (e): e is PadlockError => e instanceof PadlockError &&
+    ((e instanceof AcmeProblemError && e.retryAfter !== undefined) || (e.code === 'ACME_CA_UNAVAILABLE' && typeof e.details['retryAfter'] === 'string')));
+  if (!hit) return undefined;
+  if (hit instanceof AcmeProblemError && hit.retryAfter) return hit.retryAfter;
+  const t = Date.parse(String(hit.details['retryAfter']));
+  return Number.isNaN(t) ? undefined : new Date(t);
+}
+
 /** Walks `err` and its `cause` chain and returns the first link that matches. */
 export function findCause<T>(err: unknown, match: (e: unknown) => e is T): T | undefined {
   const seen = new Set<unknown>();
@@ -160,6 +215,23 @@ export function findCause<T>(err: unknown, match: (e: unknown) => e is T): T | u
     cur = (cur as { cause?: unknown }).cause;
   }
   return undefined;
+}
+
+/**
+ * `err` as a PadlockError: itself when it is one, else an `UNEXPECTED` error
+ * that keeps it as the cause. `context` says what padlock was doing
+ * (`renewing example.com`); the message never claims a code the error does
+ * not have (a foreign error is not an ACME problem, a config error or a
+ * corrupt store just because it passed through there).
+ */
+export function asPadlockError(err: unknown, context?: string): PadlockError {
+  if (err instanceof PadlockError) return err;
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  const what = context ? `${context}: ` : '';
+  return new PadlockError('UNEXPECTED', `${what}unexpected error: ${errorMessage(err)}${typeof errno === 'string' ? ` (${errno})` : ''}`, {
+    cause: err,
+    ...(typeof errno === 'string' ? { details: { errno } } : {}),
+  });
 }
 
 /** A message for any thrown value, without stack traces. */

@@ -5,7 +5,8 @@
  * Why replace acme-client's transport (its axios instance):
  * - it retries 429 and 5xx inside the request, sleeping for `Retry-After`
  *   (possibly hours); padlock reschedules instead, so it must see them at once;
- * - it has no request timeout; every request here has one;
+ * - it has no request timeout; every request here has a total deadline
+ *   and a size cap on the answer;
  * - it turns problem documents into plain strings; here the whole RFC 8555
  *   section 6.7 document (type, detail, subproblems) and `Retry-After` are
  *   kept on an AcmeProblemError;
@@ -27,6 +28,7 @@ import { AcmeProblemError, PadlockError, errorMessage, type AcmeProblem } from '
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { shownUrl } from '../config/shown.js';
+import { clampNote, parseRetryAfter, readRetryAfter, type RetryAfter, type RetryAfterKind } from './retry-after.js';
 
 export interface AcmeClientOptions {
   directoryUrl: string;
@@ -36,14 +38,26 @@ export interface AcmeClientOptions {
   externalAccountBinding?: { kid: string; hmacKey: string };
   /** Extra PEM trust anchors for the CA's own HTTPS endpoint (a private CA such as Pebble or step-ca). */
   serverCa?: string;
-  /** Per-request timeout. Default 30 s. */
+  /** Total deadline of one request, from sending it to the last byte of the answer. Default 30 s. */
   timeoutMs?: number;
+  /** Largest answer accepted, in bytes. Default {@link MAX_RESPONSE_BYTES}. */
+  maxResponseBytes?: number;
   /** Cancels every request of this client. */
   signal?: AbortSignal;
   logger?: Logger;
   /** Told the duration and HTTP status of every request (0 when it failed without an answer), for metrics. */
   onResponse?: (ms: number, status: number) => void;
 }
+
+/**
+ * The largest answer padlock reads from a CA: 1 MiB. The biggest real ones
+ * (a certificate chain with alternates, an order with hundreds of
+ * authorizations) are tens of kilobytes; a CA that sends more is broken or
+ * hostile, and padlock must not buffer it without limit.
+ */
+export const MAX_RESPONSE_BYTES = 1024 * 1024;
+/** Replay-Nonces kept for reuse; older ones are dropped (a CA's nonces expire anyway). */
+const MAX_NONCES = 8;
 
 /** The shape acme-client's HttpClient.request resolves with (axios-like). */
 interface TransportResponse {
@@ -53,19 +67,42 @@ interface TransportResponse {
 }
 
 interface CallContext {
-  lastProblem?: { problem: AcmeProblem; status: number; url: string; retryAfter?: Date };
+  /** The ACME step under way, for messages ("creating an order for example.com"). */
+  action?: string;
+  lastProblem?: { problem: AcmeProblem; status: number; url: string; retryAfter?: RetryAfter };
+  /** A 503 (or 429) without a problem document. */
+  lastUnavailable?: { status: number; url: string; retryAfter?: RetryAfter };
 }
 
 const calls = new AsyncLocalStorage<CallContext>();
 const USER_AGENT = 'padlock/0.1.0 (+acme-client)';
 
-/** Parses a Retry-After header (seconds or HTTP date) relative to `now`. */
-export function parseRetryAfter(value: string | undefined, now: Date): Date | undefined {
-  if (!value) return undefined;
-  const v = value.trim();
-  if (/^\d+$/.test(v)) return new Date(now.getTime() + Number(v) * 1000);
-  const t = Date.parse(v);
-  return Number.isNaN(t) ? undefined : new Date(t);
+export { parseRetryAfter };
+
+/** TLS verification failures of the CA's own HTTPS: the one case where --server-ca is the likely fix. */
+const TLS_TRUST_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** What to tell a person about a transport failure, by its errno-style code. */
+function transportHint(code: string | undefined): string {
+  if (code && TLS_TRUST_ERRORS.has(code)) return "the CA's HTTPS certificate is not trusted here: for a private CA (Pebble, step-ca) pass --server-ca FILE";
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'nothing answers there: check --server and that the CA is up; padlock tries again later';
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return "the CA's host name does not resolve: check --server and DNS";
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'the connection was cut; padlock tries again later';
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'no route to the CA: check the network';
+    default:
+      return 'check --server and the network; padlock tries again later';
+  }
 }
 
 /** acme-client's Client plus padlock's transport; see the module comment. */
@@ -76,6 +113,7 @@ export class AcmeClient {
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly nonces: string[] = [];
   private readonly timeoutMs: number;
+  private readonly maxResponseBytes: number;
   private readonly log: Logger;
   private readonly signal: AbortSignal | undefined;
   private readonly onResponse: ((ms: number, status: number) => void) | undefined;
@@ -84,6 +122,7 @@ export class AcmeClient {
   constructor(options: AcmeClientOptions) {
     this.directoryUrl = options.directoryUrl;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
     this.log = options.logger ?? silentLogger;
     this.signal = options.signal;
     this.onResponse = options.onResponse;
@@ -108,48 +147,47 @@ export class AcmeClient {
 
   /**
    * Runs one ACME step and converts whatever acme-client throws into a typed
-   * error: the CA's problem document when there was one, ACME_UNREACHABLE
-   * for transport failures. `action` names the step for the message.
+   * error: the CA's problem document when there was one (AcmeProblemError,
+   * whose code says rate limited / unavailable / refused), ACME_CA_UNAVAILABLE
+   * for a 503 without one, ACME_UNREACHABLE for transport failures. `action`
+   * names the step in every message, a hang's included.
    */
   async call<T>(action: string, fn: (client: acme.Client) => Promise<T>): Promise<T> {
-    const ctx: CallContext = {};
+    const ctx: CallContext = { action };
     try {
       return await calls.run(ctx, () => fn(this.inner));
     } catch (err) {
       if (err instanceof PadlockError) throw err;
       if (ctx.lastProblem) {
         const { problem, status, url, retryAfter } = ctx.lastProblem;
-        throw new AcmeProblemError(problem, { httpStatus: status, url, action, ...(retryAfter ? { retryAfter } : {}) }, { cause: err });
+        throw new AcmeProblemError(problem, {
+          httpStatus: status, url, action,
+          ...(retryAfter ? { retryAfter: retryAfter.at, retryAfterNote: clampNote(retryAfter) } : {}),
+        }, { cause: err, ...(retryAfter?.clamped ? { details: { retryAfterClamped: retryAfter.clamped } } : {}) });
       }
+      if (ctx.lastUnavailable) throw this.unavailable(ctx.lastUnavailable, action, err);
       throw new PadlockError('ACME_PROBLEM', `${action}: ${errorMessage(err)}`, { cause: err });
     }
   }
 
   /**
    * Reads the directory (RFC 8555 section 7.1.1) and checks it is one, so a
-   * wrong --server fails with a clear message instead of an obscure later step.
+   * wrong --server fails with a clear message instead of an obscure later
+   * step. A 429 or 503 is ACME_CA_UNAVAILABLE with the CA's (bounded)
+   * `Retry-After` in `details.retryAfter`: busy, not misconfigured.
    */
   async directory(): Promise<Record<string, unknown>> {
     if (this.cachedDirectory) return this.cachedDirectory;
-    let resp: TransportResponse;
-    try {
-      resp = await this.request(this.directoryUrl, 'get', {});
-    } catch (err) {
-      throw err instanceof PadlockError ? err : new PadlockError('ACME_UNREACHABLE', errorMessage(err), { cause: err, retryable: true });
-    }
+    const resp = await calls.run({ action: 'reading the directory' }, () => this.request(this.directoryUrl, 'get', {}));
     if (resp.status === 429 || resp.status === 503) {
-      // Busy or rate limited, not misconfigured: retry later, when the CA says.
-      const retryAfter = parseRetryAfter(resp.headers['retry-after'], new Date());
-      throw new PadlockError('ACME_UNREACHABLE',
-        `the CA at ${shownUrl(this.directoryUrl, { keepPath: true })} answered ${resp.status} (${resp.status === 429 ? 'rate limited' : 'unavailable'}) for its directory; padlock will try again later`,
-        { retryable: true, details: { url: shownUrl(this.directoryUrl, { keepPath: true }), status: resp.status, ...(retryAfter ? { retryAfter: retryAfter.toISOString() } : {}) } });
+      throw this.unavailable({ status: resp.status, url: this.directoryUrl, ...readAfter(resp.headers, 'unavailable') }, 'reading the directory');
     }
     const dir = resp.data as Record<string, unknown> | undefined;
     const missing = ['newNonce', 'newAccount', 'newOrder'].filter((k) => typeof dir?.[k] !== 'string');
     if (resp.status !== 200 || typeof dir !== 'object' || missing.length) {
       throw new PadlockError('ACME_BAD_DIRECTORY',
         `${shownUrl(this.directoryUrl, { keepPath: true })} is not an ACME directory (HTTP ${resp.status}${missing.length && resp.status === 200 ? `, no ${missing.join('/')}` : ''}); check --server`,
-        { details: { url: this.directoryUrl, status: resp.status } });
+        { details: { url: shownUrl(this.directoryUrl, { keepPath: true }), status: resp.status } });
     }
     // Hand it to acme-client so it does not fetch it again.
     const httpClient = (this.inner as unknown as { http: { directoryCache: unknown; directoryTimestamp: number } }).http;
@@ -161,11 +199,12 @@ export class AcmeClient {
 
   /**
    * An unauthenticated GET (RFC 9773 section 4.1: renewalInfo is a plain GET,
-   * not POST-as-GET) over this client's agent, trust, timeout and signal.
-   * Resolves for every HTTP status; rejects only with ACME_UNREACHABLE.
+   * not POST-as-GET) over this client's agent, trust, deadline and signal.
+   * Resolves for every HTTP status; rejects only with ACME_UNREACHABLE or
+   * ACME_RESPONSE_TOO_LARGE.
    */
-  async get(url: string): Promise<{ status: number; headers: Record<string, string>; body: unknown }> {
-    const { status, headers, data } = await this.request(url, 'get', {});
+  async get(url: string, action = 'fetching renewal information'): Promise<{ status: number; headers: Record<string, string>; body: unknown }> {
+    const { status, headers, data } = await calls.run({ action }, () => this.request(url, 'get', {}));
     return { status, headers, body: data };
   }
 
@@ -175,19 +214,43 @@ export class AcmeClient {
     this.httpAgent.destroy();
   }
 
+  private unavailable(u: NonNullable<CallContext['lastUnavailable']>, action: string, cause?: unknown): PadlockError {
+    const where = shownUrl(this.directoryUrl, { keepPath: true });
+    const what = u.status === 429 ? 'is rate limiting (HTTP 429)' : `is unavailable (HTTP ${u.status})`;
+    const when = u.retryAfter ? `padlock will try again after ${u.retryAfter.at.toISOString()}, as the CA asked${clampNote(u.retryAfter)}` : 'padlock will try again later';
+    return new PadlockError('ACME_CA_UNAVAILABLE', `${action}: the CA at ${where} ${what}; ${when}`, {
+      retryable: true,
+      ...(cause !== undefined ? { cause } : {}),
+      details: {
+        url: shownUrl(u.url, { keepPath: true }),
+        status: u.status,
+        ...(u.retryAfter ? { retryAfter: u.retryAfter.at.toISOString() } : {}),
+        ...(u.retryAfter?.clamped ? { retryAfterClamped: u.retryAfter.clamped } : {}),
+      },
+    });
+  }
+
   private request(url: string, method: string, opts: { data?: unknown; headers?: Record<string, string> }): Promise<TransportResponse> {
     const started = performance.now();
     const body = opts.data === undefined ? undefined : Buffer.from(JSON.stringify(opts.data));
     const target = new URL(url);
     const secure = target.protocol === 'https:';
     const mod = secure ? https : http;
+    const ctx = calls.getStore();
+    const action = ctx?.action ?? `${method.toUpperCase()} ${shownUrl(url)}`;
     return new Promise<TransportResponse>((resolve, reject) => {
+      let settled = false;
+      const fail = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(deadline);
+        reject(err);
+      };
       const req = mod.request(
         target,
         {
           method: method.toUpperCase(),
           agent: secure ? this.httpsAgent : this.httpAgent,
-          timeout: this.timeoutMs,
           ...(this.signal ? { signal: this.signal } : {}),
           headers: {
             'user-agent': USER_AGENT,
@@ -197,9 +260,25 @@ export class AcmeClient {
         },
         (res) => {
           const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', reject);
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > this.maxResponseBytes) {
+              this.onResponse?.(performance.now() - started, res.statusCode ?? 0);
+              const tooLarge = new PadlockError('ACME_RESPONSE_TOO_LARGE',
+                `${action}: the CA's answer to ${method.toUpperCase()} ${shownUrl(url)} is larger than ${this.maxResponseBytes} bytes; padlock stopped reading it (a broken or hostile CA?)`,
+                { retryable: true, details: { url: shownUrl(url), limit: this.maxResponseBytes } });
+              req.destroy(tooLarge);
+              fail(tooLarge);
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('error', (err) => fail(err));
           res.on('end', () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(deadline);
             const headers: Record<string, string> = {};
             for (const [k, v] of Object.entries(res.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(', ') : v;
             const text = Buffer.concat(chunks).toString('utf8');
@@ -214,44 +293,55 @@ export class AcmeClient {
             }
             const status = res.statusCode ?? 0;
             const nonce = headers['replay-nonce'];
-            if (nonce && method.toLowerCase() !== 'head') this.nonces.push(nonce);
+            // Only POSTs consume nonces (acme-client reads a HEAD's from the response itself); cap the pool
+            // so a long-running client that only GETs (ARI) does not collect them forever.
+            if (nonce && method.toLowerCase() !== 'head') {
+              this.nonces.push(nonce);
+              if (this.nonces.length > MAX_NONCES) this.nonces.shift();
+            }
             this.log.debug('acme response', { method, url, status, ms: Math.round(performance.now() - started) });
             this.onResponse?.(performance.now() - started, status);
-            if (status >= 400 && data && typeof data === 'object' && typeof (data as AcmeProblem).type === 'string') {
-              const ctx = calls.getStore();
-              const retryAfter = parseRetryAfter(headers['retry-after'], new Date());
-              if (ctx) ctx.lastProblem = { problem: data as AcmeProblem, status, url, ...(retryAfter ? { retryAfter } : {}) };
+            if (status >= 400 && ctx) {
+              if (data && typeof data === 'object' && typeof (data as AcmeProblem).type === 'string') {
+                const problem = data as AcmeProblem;
+                const kind = problem.type.endsWith(':rateLimited') ? 'rateLimited' : status === 503 ? 'unavailable' : 'other';
+                ctx.lastProblem = { problem, status, url, ...readAfter(headers, kind) };
+              } else if (status === 503 || status === 429) {
+                ctx.lastUnavailable = { status, url, ...readAfter(headers, 'unavailable') };
+              }
             }
-            // acme-client reads the nonce of a HEAD from the response; keep it out of the pool.
             resolve({ status, headers, data });
           });
         },
       );
-      req.on('timeout', () => {
+      // A total deadline, not an idle timeout: a CA that trickles one byte a minute must not hold a request forever.
+      const deadline = setTimeout(() => {
         this.onResponse?.(performance.now() - started, 0);
-        req.destroy(
-          new PadlockError('ACME_UNREACHABLE', `the CA did not answer ${method.toUpperCase()} ${shownUrl(url)} within ${this.timeoutMs / 1000} s`, {
-            retryable: true,
-            details: { url: shownUrl(url) },
-          }),
-        );
-      });
+        const err = new PadlockError('ACME_UNREACHABLE',
+          `${action}: the CA did not answer ${method.toUpperCase()} ${shownUrl(url)} within ${this.timeoutMs / 1000} s; padlock tries again later (--timeout sets the limit)`,
+          { retryable: true, details: { url: shownUrl(url), timeoutMs: this.timeoutMs } });
+        req.destroy(err);
+        fail(err);
+      }, this.timeoutMs);
       req.on('error', (err) => {
-        if (err instanceof PadlockError) return reject(err);
+        if (err instanceof PadlockError) return fail(err);
+        if (settled) return;
         this.onResponse?.(performance.now() - started, 0);
+        if (this.signal?.aborted) return fail(err);
         const code = (err as NodeJS.ErrnoException).code;
-        reject(
-          new PadlockError(
-            'ACME_UNREACHABLE',
-            `cannot reach the CA at ${target.origin} (${code ?? errorMessage(err)}): check --server, the network, and --server-ca for a private CA`,
-            { retryable: true, cause: err, details: { url: shownUrl(url) } },
-          ),
-        );
+        fail(new PadlockError('ACME_UNREACHABLE',
+          `${action}: cannot reach the CA at ${target.origin} (${code ?? errorMessage(err)}): ${transportHint(code)}`,
+          { retryable: true, cause: err, details: { url: shownUrl(url), ...(code ? { errno: code } : {}) } }));
       });
       if (body) req.end(body);
       else req.end();
     });
   }
+}
+
+function readAfter(headers: Record<string, string>, kind: RetryAfterKind): { retryAfter?: RetryAfter } {
+  const r = readRetryAfter(headers['retry-after'], new Date(), kind);
+  return r ? { retryAfter: r } : {};
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { AcmeProblemError, PadlockError, isRateLimited } from '../../src/errors.js';
+import { AcmeProblemError, PadlockError, isRateLimited, asPadlockError, caRetryAfter } from '../../src/errors.js';
 import { parseRetryAfter } from '../../src/acme/client.js';
 
 describe('ACME problem errors', () => {
@@ -46,5 +46,30 @@ describe('Retry-After parsing', () => {
   it('ignores garbage and absence', () => {
     assert.equal(parseRetryAfter('soon', now), undefined);
     assert.equal(parseRetryAfter(undefined, now), undefined);
+  });
+});
+
+describe('codes stay true', () => {
+  it('a foreign error keeps its own identity: UNEXPECTED with the cause, never an ACME, config or store code', () => {
+    const cause = Object.assign(new Error('EACCES: permission denied, open /x'), { code: 'EACCES' });
+    const e = asPadlockError(cause, 'renewing a.example.com');
+    assert.equal(e.code, 'UNEXPECTED');
+    assert.equal(e.cause, cause);
+    assert.match(e.message, /^renewing a\.example\.com: unexpected error: EACCES: permission denied, open \/x \(EACCES\)$/);
+    assert.equal(e.details['errno'], 'EACCES');
+  });
+  it('a PadlockError passes through unchanged', () => {
+    const e = new PadlockError('STORE_CORRUPT', 'bad');
+    assert.equal(asPadlockError(e, 'anything'), e);
+  });
+  it("a 5xx problem is the CA failing, not the CA refusing", () => {
+    const e = new AcmeProblemError({ type: 'urn:ietf:params:acme:error:serverInternal', detail: 'oops' }, { httpStatus: 500 });
+    assert.equal(e.code, 'ACME_PROBLEM');
+    assert.match(e.message, /the CA failed \(HTTP 500, serverInternal\): oops/);
+  });
+  it('finds the CA\'s Retry-After anywhere in a cause chain', () => {
+    const inner = new PadlockError('ACME_CA_UNAVAILABLE', 'down', { details: { retryAfter: '2026-12-03T13:00:00.000Z' } });
+    assert.equal(caRetryAfter(new PadlockError('ACME_ORDER_FAILED', 'outer', { cause: inner }))?.toISOString(), '2026-12-03T13:00:00.000Z');
+    assert.equal(caRetryAfter(new PadlockError('ACME_UNREACHABLE', 'x')), undefined);
   });
 });
