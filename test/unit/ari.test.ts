@@ -7,19 +7,23 @@ import { join } from 'node:path';
 import {
   certId,
   parseRenewalInfo,
+  fetchRenewalInfo,
+  isAlreadyReplaced,
+  isReplacesRefusal,
+  type HttpResponse,
+  type RenewalWindow,
+} from '../../src/acme/ari.js';
+import {
   clampRetryAfter,
   pickRenewalTime,
   choosePersistedTime,
   applyRenewalInfo,
   applyAriError,
   ariDecision,
-  checkProfile,
-  fetchRenewalInfo,
-  isAlreadyReplaced,
+  pastWindowForFreshCertificate,
   type AriState,
-  type HttpResponse,
-  type RenewalWindow,
-} from '../../src/acme/ari.js';
+} from '../../src/certificates/ari-policy.js';
+import { checkProfile } from '../../src/acme/profiles.js';
 import { AcmeProblemError, PadlockError } from '../../src/errors.js';
 import { fixedClock } from '../../src/clock.js';
 import { requireProgram } from '../support/programs.js';
@@ -297,6 +301,54 @@ describe('the ARI renewal decision', () => {
     assert.equal(d.due, true);
     assert.equal(d.explanationURL, 'https://ca.example/incident/42');
   });
+});
+
+describe('the ARI loop guard', () => {
+  const cert = { notBefore: t0, notAfter: at(90 * DAY) };
+  // A CA whose window for a certificate padlock has just obtained is already over.
+  const pastForFresh = applyRenewalInfo(undefined, { window: win(-2 * HOUR, -HOUR) }, at(MIN), () => 0);
+  const cases: Array<{ desc: string; state: AriState; last?: Date; now: Date; due: boolean; at?: Date }> = [
+    { desc: 'renews on a past window when padlock never renewed this lineage because of ARI', state: pastForFresh, now: at(2 * MIN), due: true },
+    { desc: 'holds a second ARI renewal within the hour when the window has not moved', state: pastForFresh, last: t0, now: at(2 * MIN), due: false, at: at(HOUR) },
+    { desc: 'lets it go an hour after the last ARI renewal', state: pastForFresh, last: t0, now: at(HOUR + MIN), due: true },
+    {
+      desc: 'renews at once when the CA moved the window since padlock first saw it (a revocation event)',
+      state: applyRenewalInfo(pastForFresh, { window: win(-30 * MIN, -10 * MIN) }, at(2 * MIN), () => 0), last: t0, now: at(3 * MIN), due: true,
+    },
+  ];
+  for (const c of cases) {
+    it(c.desc, () => {
+      const d = ariDecision(c.state, cert, c.now, c.last);
+      assert.equal(d.due, c.due);
+      if (c.at) assert.equal(d.at.toISOString(), c.at.toISOString());
+      if (!c.due) assert.ok(d.loopGuard, 'the decision says the guard holds it');
+    });
+  }
+  it('never holds an expired certificate', () => {
+    assert.equal(ariDecision(pastForFresh, { notBefore: t0, notAfter: at(MIN) }, at(2 * MIN), t0).due, true);
+  });
+  it('remembers the first window it saw for a certificate', () => {
+    const moved = applyRenewalInfo(pastForFresh, { window: win(DAY, 2 * DAY) }, at(HOUR), () => 0);
+    assert.equal(moved.firstWindow?.start.toISOString(), at(-2 * HOUR).toISOString());
+    assert.equal(moved.window?.start.toISOString(), at(DAY).toISOString());
+  });
+  it('tells a fresh certificate with a past window from an old one', () => {
+    assert.equal(pastWindowForFreshCertificate(pastForFresh, t0, at(2 * MIN)), true);
+    assert.equal(pastWindowForFreshCertificate(pastForFresh, at(-2 * HOUR), at(2 * MIN)), false);
+  });
+});
+
+describe('which refusals of `replaces` are worth one more order without it (RFC 9773 section 5)', () => {
+  const problem = (type: string, detail: string, httpStatus: number) => new AcmeProblemError({ type: `urn:ietf:params:acme:error:${type}`, detail }, { httpStatus });
+  const cases = [
+    { desc: 'alreadyReplaced', err: problem('alreadyReplaced', 'already replaced', 409), retry: true },
+    { desc: 'a malformed problem naming replaces', err: problem('malformed', 'cannot find the certificate named in replaces', 400), retry: true },
+    { desc: 'a 503 (a CA outage): no', err: problem('serverInternal', 'down for maintenance', 503), retry: false },
+    { desc: 'a rate limit: no', err: problem('rateLimited', 'too many', 429), retry: false },
+    { desc: 'a malformed problem about something else: no', err: problem('malformed', 'bad identifiers', 400), retry: false },
+    { desc: 'a transport failure: no', err: new PadlockError('ACME_UNREACHABLE', 'reset'), retry: false },
+  ];
+  for (const c of cases) it(c.desc, () => assert.equal(isReplacesRefusal(c.err), c.retry));
 });
 
 describe('fetching RenewalInfo through an injected transport', () => {
