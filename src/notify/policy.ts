@@ -207,7 +207,8 @@ export function failureEvent(input: {
   const notAfter = cert ? { notAfter: cert.notAfter } : {};
   const next = record.nextAttemptAt ? new Date(record.nextAttemptAt) : undefined;
   const facts = failureFacts(error);
-  if (isRateLimited(error)) {
+  // The CA's rateLimited, or padlock's own governor holding back an order the CA would refuse.
+  if (isRateLimited(error) || error.code === 'ACME_RATE_LIMITED') {
     const problem = findCause(error, (e): e is AcmeProblemError => e instanceof AcmeProblemError);
     const retryAfter = problem?.retryAfter ?? next;
     return { kind: 'rate_limited', ...base, detail: facts.detail, ...(retryAfter ? { retryAfter } : {}), ...notAfter };

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideRenewal, renewalTime, nextAttemptAfterFailure, blockedUntil } from '../../src/certificates/policy.js';
+import { decideRenewal, renewalTime, nextAttemptAfterFailure, blockedUntil, nextFailureRecord } from '../../src/certificates/policy.js';
+import { AcmeProblemError, PadlockError } from '../../src/errors.js';
 
 const DAY = 86_400_000;
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -77,5 +78,45 @@ describe('backoff after failures', () => {
     const limited = { ...record, rateLimited: true };
     assert.ok(blockedUntil(limited, at(1000), { forced: true }));
     assert.equal(blockedUntil(limited, at(1000), { forced: true, ignoreRateLimit: true }), undefined);
+  });
+});
+
+describe('what a failure record makes padlock wait for', () => {
+  const noJitter = () => 0;
+  const now = at(0);
+  const unavailable = new AcmeProblemError(
+    { type: 'urn:ietf:params:acme:error:serverInternal', detail: 'down for maintenance' },
+    { httpStatus: 503, retryAfter: at(600_000), action: 'creating an order for a.example.com' },
+  );
+  const cases: Array<{ desc: string; err: unknown; wantNext: number; caWait: boolean; rateLimited: boolean; code: string }> = [
+    { desc: "a 503 with Retry-After: the CA's time, kept as a CA wait", err: unavailable, wantNext: 600_000, caWait: true, rateLimited: false, code: 'ACME_CA_UNAVAILABLE' },
+    {
+      desc: 'a 429 rateLimited: the CA\'s time, as a rate limit',
+      err: new AcmeProblemError({ type: 'urn:ietf:params:acme:error:rateLimited', detail: 'slow down' }, { httpStatus: 429, retryAfter: at(3600_000) }),
+      wantNext: 3600_000, caWait: true, rateLimited: true, code: 'ACME_RATE_LIMITED',
+    },
+    { desc: 'an unreachable CA: padlock\'s own first backoff step (1 min)', err: new PadlockError('ACME_UNREACHABLE', 'down'), wantNext: 60_000, caWait: false, rateLimited: false, code: 'ACME_UNREACHABLE' },
+    { desc: 'a foreign error: reported as UNEXPECTED, with the backoff', err: new TypeError('x is undefined'), wantNext: 60_000, caWait: false, rateLimited: false, code: 'UNEXPECTED' },
+  ];
+  for (const c of cases) {
+    it(c.desc, () => {
+      const r = nextFailureRecord(undefined, c.err, now, noJitter);
+      assert.equal(r.nextAttemptAt, at(c.wantNext).toISOString());
+      assert.equal(r.caWait ?? false, c.caWait);
+      assert.equal(r.rateLimited, c.rateLimited);
+      assert.equal(r.lastError?.code, c.code);
+      assert.equal(r.failures, 1);
+    });
+  }
+
+  it('keeps a wait the CA asked for even against --force-renewal; only --ignore-rate-limit skips it', () => {
+    const record = nextFailureRecord(undefined, unavailable, now, noJitter);
+    assert.equal(blockedUntil(record, at(1000), { forced: true })?.toISOString(), at(600_000).toISOString());
+    assert.equal(blockedUntil(record, at(1000), { forced: true, ignoreRateLimit: true }), undefined);
+    assert.equal(blockedUntil(record, at(1000), { ignoreRateLimit: true }), undefined);
+  });
+
+  it('never blocks on a record whose time does not parse', () => {
+    assert.equal(blockedUntil({ failures: 1, nextAttemptAt: 'not a date' }, now), undefined);
   });
 });
