@@ -13,8 +13,12 @@ import { staticSites } from './config/static-sites.js';
 import { openFsStore } from './store/fs-store.js';
 import { loadTrustAnchors } from './tls/roots.js';
 import { CertificateRegistry } from './tls/contexts.js';
-import { TokenMap } from './acme/http01.js';
+import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
 import { CertificateManager } from './certificates/manager.js';
+import { CertificateEngine } from './certificates/engine.js';
+import { IssuerSet } from './certificates/issuers.js';
+import { AriSources } from './certificates/ari-poller.js';
+import { EngineEventBus } from './events.js';
 import { ProxyServer } from './proxy/server.js';
 import { ProxyCluster } from './proxy/cluster.js';
 import { AdminServer } from './observe/admin.js';
@@ -105,25 +109,35 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       observer: metrics.proxyObserver,
     })
     : undefined;
+  const events = new EngineEventBus((event, err) => log.warn('an event listener failed', { event, error: errorMessage(err) }));
+  const onAcmeResponse = (ms: number, status: number) => metrics.acmeRequest(ms, status);
+  const issuers = new IssuerSet({
+    clock, logger, onAcmeResponse,
+    ari: new AriSources({ logger, onResponse: onAcmeResponse }),
+    // The daemon's one CA and trust settings; a lineage written by padlock issue keeps its own.
+    serverCa: async (spec) => (spec.serverCa && spec.serverCa !== config.serverCa ? readFile(spec.serverCa, 'utf8') : serverCa),
+    roots: async (spec) => (spec.trustedRoots && spec.trustedRoots !== config.trustedRoots ? loadTrustAnchors({ extraFiles: [spec.trustedRoots] }) : roots),
+  });
+  // How HTTP-01 is answered: the daemon's own :80 (with workers: once every worker answers), or nginx's webroot in companion mode.
+  const responder = challenge?.responder ?? proxyCluster?.challengeResponder() ?? new TokenMapResponder(tokens, `padlock's HTTP server on port ${config.httpPort}`);
+  const solver = new Http01Solver(responder);
+  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor: () => [solver] });
   const manager = new CertificateManager({
-    store,
+    engine,
     clock,
     logger,
-    roots,
-    tokens,
     server,
-    account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}), ...(serverCa ? { serverCa } : {}) },
-    httpPort: config.httpPort,
+    account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}) },
+    challenge: challenge?.challenge ?? { type: 'standalone', port: config.httpPort },
+    ...(config.serverCa ? { serverCaFile: config.serverCa } : {}),
+    ...(config.trustedRoots ? { trustedRootsFile: config.trustedRoots } : {}),
     concurrency: config.concurrency,
     renewCron: config.renewCron,
     onSnapshot: (snapshot) => (proxyCluster ?? registry).replace(snapshot),
-    onAcmeResponse: (ms, status) => metrics.acmeRequest(ms, status),
-    // With workers, a token counts as presented only once every worker answers it.
-    ...(proxyCluster ? { responder: proxyCluster.challengeResponder() } : {}),
-    ...(challenge ?? {}),
   });
-  manager.on('cert_obtained', () => metrics.renewal('success'));
-  manager.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
+  events.on('cert_obtained', () => metrics.renewal('success'));
+  events.on('cert_renewed', () => metrics.renewal('success'));
+  events.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
   const proxy = proxyCluster ?? new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver });
   metrics.setSource({ certificates: () => manager.status(), proxy: () => proxy.stats(), now: () => clock.now() });
 
@@ -140,8 +154,12 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     log.info('routes updated', { sites: desired.sites.length, problems: desired.problems.length });
   };
 
-  if (notifier) attachAlerts({ notifier, store, clock, logger }, manager, (name) => desired.sites.find((site) => site.host === name)?.email);
-  if (companion) manager.on('cert_obtained', companionListener(store, companion));
+  if (notifier) attachAlerts({ notifier, store, clock, logger }, events);
+  if (companion) {
+    const toCompanion = companionListener(store, companion);
+    // A certificate renewed by another process (padlock renew from cron) reaches nginx too.
+    for (const e of ['cert_obtained', 'cert_renewed', 'cert_changed'] as const) events.on(e, toCompanion);
+  }
   await manager.load();
   if (companion) await companionInitial(store, companion);
   proxy.setSites(desired.sites);
@@ -194,6 +212,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
 
 
   let ports = { http: 0, https: 0, admin: 0 };
+  // Local names need no network: their certificates exist before :443 opens, so none is refused at start.
+  await manager.obtainLocalNow().catch((err: unknown) => log.error('could not issue local certificates before opening the ports', { error: errorMessage(err) }));
   try {
     const listening = await proxy.listen();
     const adminAt = await admin.listen();
@@ -216,6 +236,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       log.info('stopping: draining connections', { drainSeconds: config.drainSeconds });
       await discovery?.stop();
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
+      issuers.close();
       await notifier?.close();
       await companion?.close();
       await challenge?.responder.close();

@@ -14,10 +14,16 @@ import http from 'node:http';
 import { mkdir, writeFile, unlink, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PadlockError, errorMessage } from '../errors.js';
+import type { Challenge, ChallengeSolver } from './solver.js';
 
 export const CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * Where HTTP-01 key authorizations are published, by token. The ACME issuer
+ * does not use this directly: `Http01Solver` adapts it to the challenge
+ * solver interface (acme/solver.ts).
+ */
 export interface ChallengeResponder {
   /** What the CA will fetch, for progress and error messages. */
   describe(): string;
@@ -197,4 +203,45 @@ export class TokenMapResponder implements ChallengeResponder {
     this.tokens.delete(token);
   }
   async close(): Promise<void> {}
+}
+
+/**
+ * HTTP-01 (RFC 8555 section 8.3) as a challenge solver: publishes each
+ * challenge's key authorization under its token through `responder`.
+ */
+export class Http01Solver implements ChallengeSolver {
+  readonly type = 'http-01' as const;
+  constructor(readonly responder: ChallengeResponder) {}
+  describe(): string {
+    return this.responder.describe();
+  }
+  prepare(): Promise<void> {
+    return this.responder.prepare();
+  }
+  present(challenge: Challenge): Promise<void> {
+    return this.responder.present(challenge.token, challenge.keyAuthorization);
+  }
+  cleanup(challenge: Challenge): Promise<void> {
+    return this.responder.remove(challenge.token);
+  }
+  close(): Promise<void> {
+    return this.responder.close();
+  }
+  hint(acmeType: string, name: string): string {
+    const where = this.responder.describe();
+    switch (acmeType) {
+      case 'connection':
+      case 'dns':
+        return `The CA could not fetch http://${name}/.well-known/acme-challenge/…: check that ${name}'s DNS points to this machine and that port 80 is open to the internet (served by ${where}).`;
+      case 'caa':
+        return `A CAA record on ${name} or a parent forbids this CA; add the CA's domain to it.`;
+      case 'unauthorized':
+      case 'incorrectResponse':
+        return `The CA fetched http://${name}/.well-known/acme-challenge/… but got the wrong answer: check that requests for ${name} on port 80 reach ${where} (no other server, proxy or redirect in between).`;
+      case 'rateLimited':
+        return 'The CA is rate limiting; wait until the time it names before retrying.';
+      default:
+        return `Check that http://${name}/.well-known/acme-challenge/… reaches ${where}.`;
+    }
+  }
 }

@@ -1,223 +1,137 @@
 /**
- * One certificate order, start to finish, over HTTP-01 (RFC 8555 section 7.4):
- * new order, authorizations and challenges, finalize with a CSR, poll, download.
- *
- * It does not store or verify anything; certificates/obtain.ts does that.
+ * An ACME CA as an issuer (certificates/issuer.ts): the account, the
+ * profile, `replaces`, and the order. Everything around an issuance (locks,
+ * backoff, the governor, the key, verification, the store) is the engine's.
  */
-import type acme from 'acme-client';
-import { AcmeClient, pollUntil, parseRetryAfter } from './client.js';
-import type { ChallengeResponder } from './http01.js';
-import { AcmeProblemError, PadlockError, shortProblemType, type AcmeProblem } from '../errors.js';
-import { createCsr } from '../tls/keys.js';
-import { isAlreadyReplaced } from './ari.js';
+import { openAccount, reregisterAccount, isAccountMissing, type AccountOptions } from './account.js';
+import { orderCertificate } from './order.js';
+import { certId, renewalInfoUrl, type RenewalInfoSource } from './ari.js';
+import { checkProfile } from './profiles.js';
+import type { AcmeClient } from './client.js';
+import type { AriSources } from '../certificates/ari-poller.js';
+import type { Issuer, IssueRequest, Issued } from '../certificates/issuer.js';
+import type { Lineage } from '../store/store.js';
+import type { TrustAnchors } from '../tls/roots.js';
+import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
+import { shownUrl } from '../config/shown.js';
 
-/** Steps a person sees while padlock issues (see ProgressEvent). */
-export type IssueStep = 'account' | 'order' | 'challenge' | 'validating' | 'validated' | 'finalizing' | 'downloading' | 'verifying' | 'saved' | 'hook';
-
-export interface ProgressEvent {
-  step: IssueStep;
-  message: string;
-  name?: string;
-  url?: string;
+export interface AcmeIssuerOptions {
+  /** The ACME directory URL. */
+  server: string;
+  clock: Clock;
+  logger: Logger;
+  /** The anchors issued chains must build to (the system store plus --trusted-roots). */
+  roots: () => Promise<TrustAnchors>;
+  /** PEM trusted for the CA's own HTTPS (a private CA), read when first needed. */
+  serverCa?: () => Promise<string | undefined>;
+  /** Total deadline of each request to the CA (default 30 s). */
+  timeoutMs?: number;
+  /** Metrics hook for every request to the CA. */
+  onAcmeResponse?: (ms: number, status: number) => void;
+  /** The shared per-CA clients for renewal information. */
+  ari: AriSources;
 }
 
-export interface OrderRequest {
-  names: string[];
-  /** PEM private key of the new certificate. */
-  keyPem: string;
-  responder: ChallengeResponder;
-  onProgress?: (event: ProgressEvent) => void;
-  signal?: AbortSignal;
-  /** draft-ietf-acme-profiles: the profile to order (already checked against the directory). */
-  profile?: string;
-  /** RFC 9773 section 5: the CertID of the certificate this order replaces. */
-  replaces?: string;
-  /** Told when the CA accepted the order, and when it failed to validate a name (for the governor's ledger). */
-  onOrderCreated?: () => Promise<void>;
-  onValidationFailed?: (name: string) => Promise<void>;
-  /** How long to wait for validation and for issuance. Default 90 s each. */
-  validationTimeoutMs?: number;
-  issuanceTimeoutMs?: number;
+export class AcmeIssuer implements Issuer {
+  readonly id: string;
+  constructor(private readonly opts: AcmeIssuerOptions) {
+    this.id = opts.server;
+  }
+
+  describe(): string {
+    return `the CA at ${shownUrl(this.id, { keepPath: true })}`;
+  }
+
+  trustAnchors(): Promise<TrustAnchors> {
+    return this.opts.roots();
+  }
+
+  async renewalInfo(): Promise<RenewalInfoSource | undefined> {
+    return this.opts.ari.get(this.id, await this.opts.serverCa?.());
+  }
+
+  async supersedes(): Promise<string | undefined> {
+    return undefined;
+  }
+
+  async issue(request: IssueRequest): Promise<Issued> {
+    const { spec, onProgress: progress } = request;
+    const log = this.opts.logger.child({ name: spec.name });
+    // A challenge that cannot be served fails here, before any order: it costs no failed validation at the CA.
+    await Promise.all(request.solvers.map((solver) => solver.prepare()));
+    const serverCa = await this.opts.serverCa?.();
+    const accountOptions: AccountOptions = {
+      directoryUrl: this.id,
+      agreeTos: request.account.agreeTos,
+      ...(request.account.externalAccountBinding ? { externalAccountBinding: request.account.externalAccountBinding } : {}),
+      ...(spec.email ? { email: spec.email } : {}),
+      ...(serverCa ? { serverCa } : {}),
+      ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
+      logger: log,
+      clock: this.opts.clock,
+      ...(this.opts.onAcmeResponse ? { onAcmeResponse: this.opts.onAcmeResponse } : {}),
+      ...(request.signal ? { signal: request.signal } : {}),
+      onRegistered: (url, reason) =>
+        progress({ step: 'account', url, message: reason === 'new' ? `registered a new account with ${this.id}` : 'the CA no longer knew our account; registered it again' }),
+    };
+    let client: AcmeClient = await openAccount(request.store, accountOptions);
+    try {
+      progress({ step: 'account', message: `using account ${client.inner.getAccountUrl()}`, url: client.inner.getAccountUrl() });
+      // draft-ietf-acme-profiles: a required profile the CA lacks fails here, a preferred one falls back with a warning.
+      const directory = await client.directory();
+      const choice = checkProfile(directory['meta'], {
+        ...(spec.profile ? { profile: spec.profile } : {}),
+        ...(spec.requiredProfile ? { requiredProfile: spec.requiredProfile } : {}),
+      }, { server: this.id, names: spec.domains });
+      if (choice.warning) {
+        progress({ step: 'order', message: choice.warning });
+        log.warn(choice.warning);
+      }
+      // RFC 9773 section 5: a renewal names the certificate it replaces, when the CA speaks ARI. A CA only
+      // accepts that for a certificate the same account ordered there (not after an import or a --server change).
+      const replaces = renewalInfoUrl(directory) ? ownCertId(request.current, this.id, client.inner.getAccountUrl()) : undefined;
+      const order = {
+        ...(choice.profile ? { profile: choice.profile } : {}),
+        ...(replaces ? { replaces } : {}),
+        names: spec.domains,
+        keyPem: request.keyPem,
+        solvers: request.solvers,
+        onProgress: progress,
+        onOrderCreated: () => request.ledger.orderCreated(),
+        onValidationFailed: (name: string) => request.ledger.validationFailed(name),
+        ...(request.signal ? { signal: request.signal } : {}),
+      };
+      let issued;
+      try {
+        issued = await orderCertificate(client, order);
+      } catch (err) {
+        if (!isAccountMissing(err)) throw err;
+        // The CA lost our account (a CA reset): register the same key again, once. The old CertID
+        // belongs to the forgotten account, so `replaces` is not sent again.
+        client.close();
+        client = await reregisterAccount(request.store, accountOptions);
+        const { replaces: _dropped, ...rest } = order;
+        issued = await orderCertificate(client, rest);
+      }
+      log.info('certificate issued', { orderUrl: issued.orderUrl });
+      return { ...issued, accountUrl: client.inner.getAccountUrl() };
+    } finally {
+      client.close();
+    }
+  }
+
+  close(): void {
+    // Clients are per issuance; the shared ARI clients belong to AriSources.
+  }
 }
 
-export interface IssuedChain {
-  /** The leaf, PEM. */
-  cert: string;
-  /** The intermediates, PEM, as sent. */
-  chain: string;
-  fullchain: string;
-  orderUrl: string;
-}
-
-type Order = acme.Order & { url: string };
-type Authz = acme.Authorization & { url: string };
-type ApiResponse<T> = { status: number; headers: Record<string, string>; data: T };
-interface InnerApi {
-  api: { apiRequest<T>(url: string, payload: unknown, validStatusCodes: number[]): Promise<ApiResponse<T>> };
-}
-
-/** POST-as-GET (RFC 8555 section 6.3) keeping the headers, for Retry-After. */
-async function fetchResource<T>(client: AcmeClient, what: string, url: string): Promise<{ value: T; retryAfter?: Date }> {
-  const resp = await client.call(what, (c) => (c as unknown as InnerApi).api.apiRequest<T>(url, null, [200]));
-  const retryAfter = parseRetryAfter(resp.headers['retry-after'], new Date());
-  return { value: resp.data, ...(retryAfter ? { retryAfter } : {}) };
-}
-
-/** Places an order for `names` and returns the issued chain. */
-export async function orderCertificate(client: AcmeClient, request: OrderRequest): Promise<IssuedChain> {
-  const { names, responder } = request;
-  const progress = request.onProgress ?? (() => {});
-  const validationTimeoutMs = request.validationTimeoutMs ?? 90_000;
-  const issuanceTimeoutMs = request.issuanceTimeoutMs ?? 90_000;
-
-  // RFC 8555 section 7.4: newOrder, with RFC 9773's `replaces` and the draft's `profile` when given.
-  const newOrder = (replaces: string | undefined) => client.call(`creating an order for ${names.join(', ')}`, (c) =>
-    c.createOrder({
-      identifiers: names.map((value) => ({ type: 'dns', value })),
-      ...(request.profile ? { profile: request.profile } : {}),
-      ...(replaces ? { replaces } : {}),
-    } as Parameters<acme.Client["createOrder"]>[0]),
-  ) as Promise<Order>;
-  let order: Order;
+/** The current certificate's CertID when this account at this CA ordered it, else undefined. */
+function ownCertId(current: Lineage | null, server: string, accountUrl: string): string | undefined {
+  if (!current || current.meta.server !== server || current.meta.accountUrl !== accountUrl) return undefined;
   try {
-    order = await newOrder(request.replaces);
-  } catch (err) {
-    // RFC 9773 section 5: the CA refused the `replaces` (already replaced, or a certificate it does not
-    // attribute to this account); try once without it rather than fail every renewal.
-    if (!request.replaces || !(err instanceof AcmeProblemError) || err.acmeType === 'rateLimited') throw err;
-    progress({
-      step: 'order',
-      message: isAlreadyReplaced(err)
-        ? 'the CA says the current certificate was already replaced; ordering without "replaces"'
-        : `the CA refused "replaces" (${err.acmeType}); ordering without it`,
-    });
-    order = await newOrder(undefined);
+    return certId(current.bundle.cert);
+  } catch {
+    return undefined;
   }
-  progress({ step: 'order', message: `order created for ${names.join(', ')}`, url: order.url });
-  await request.onOrderCreated?.();
-
-  // Section 7.5: fetch each authorization; answer those still pending.
-  const authzs = (await client.call('fetching authorizations', (c) => c.getAuthorizations(order))) as Authz[];
-  const presented: string[] = [];
-  // When one name fails, stop polling the others; clean up only once every name has settled,
-  // so no token presented late is left behind (a file in a webroot).
-  const stop = new AbortController();
-  const pollSignal = request.signal ? AbortSignal.any([request.signal, stop.signal]) : stop.signal;
-  try {
-    const settled = await Promise.allSettled(authzs.map(async (authz) => {
-      const name = authz.identifier.value;
-      if (authz.status === 'valid') {
-        progress({ step: 'validated', name, message: `${name} is already validated (the CA reused a recent authorization)` });
-        return;
-      }
-      if (authz.status !== 'pending') {
-        throw new PadlockError('ACME_CHALLENGE_FAILED', `the CA's authorization for ${name} is ${authz.status}; start a new order`, {
-          details: { name, url: authz.url },
-        });
-      }
-      const challenge = authz.challenges.find((ch) => ch.type === 'http-01');
-      if (!challenge) {
-        throw new PadlockError('ACME_CHALLENGE_FAILED', `the CA offers no HTTP-01 challenge for ${name}; padlock supports HTTP-01 only for now`, {
-          details: { name, offered: authz.challenges.map((ch) => ch.type) },
-        });
-      }
-      // Section 8.1 and 8.3: key authorization = token "." base64url(JWK thumbprint).
-      const keyAuthorization = await client.inner.getChallengeKeyAuthorization(challenge);
-      await responder.present(challenge.token, keyAuthorization);
-      presented.push(challenge.token);
-      progress({ step: 'challenge', name, message: `challenge served for ${name} at http://${name}/.well-known/acme-challenge/${challenge.token}` });
-      // Section 7.5.1: tell the CA to validate.
-      await client.call(`starting validation of ${name}`, (c) => c.completeChallenge(challenge));
-      progress({ step: 'validating', name, message: `the CA is validating ${name}` });
-      const settled = await pollUntil<Authz>(
-        `validation of ${name}`,
-        () => fetchResource<Authz>(client, `checking validation of ${name}`, authz.url),
-        (a) => a.status !== 'pending',
-        { timeoutMs: validationTimeoutMs, initialDelayMs: 50, maxDelayMs: 2000, signal: pollSignal },
-      );
-      if (settled.status !== 'valid') {
-        await request.onValidationFailed?.(name);
-        throw challengeFailure(name, settled, responder);
-      }
-      progress({ step: 'validated', name, message: `${name} validated` });
-    }).map((p) => p.catch((err: unknown) => {
-      stop.abort(err);
-      throw err;
-    })));
-    // The others were aborted with the first failure itself as the reason, so any rejection carries it.
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-  } finally {
-    await Promise.all(presented.map((t) => responder.remove(t).catch(() => undefined)));
-  }
-
-  // Section 7.4: the order becomes "ready" once every authorization is valid.
-  const ready = await pollUntil<Order>(
-    'the order',
-    () => fetchResource<Order>(client, 'checking the order', order.url),
-    (o) => o.status !== 'pending',
-    { timeoutMs: validationTimeoutMs, initialDelayMs: 20, maxDelayMs: 2000, ...(request.signal ? { signal: request.signal } : {}) },
-  );
-  if (ready.status === 'invalid') throw orderFailure(ready, order.url);
-
-  progress({ step: 'finalizing', message: 'finalizing the order (sending the CSR)' });
-  const csr = await createCsr(names, request.keyPem);
-  let finalized = ready.status === 'ready'
-    ? ((await client.call('finalizing the order', (c) => c.finalizeOrder({ ...ready, url: order.url }, csr))) as Order)
-    : ready;
-  if (finalized.status !== 'valid') {
-    finalized = await pollUntil<Order>(
-      'issuance',
-      () => fetchResource<Order>(client, 'waiting for issuance', order.url),
-      (o) => o.status === 'valid' || o.status === 'invalid',
-      { timeoutMs: issuanceTimeoutMs, initialDelayMs: 50, maxDelayMs: 2000, ...(request.signal ? { signal: request.signal } : {}) },
-    );
-  }
-  if (finalized.status !== 'valid' || !finalized.certificate) throw orderFailure(finalized, order.url);
-
-  progress({ step: 'downloading', message: 'downloading the certificate', url: finalized.certificate });
-  const pem = await client.call('downloading the certificate', (c) => c.getCertificate({ ...finalized, url: order.url }));
-  const blocks = String(pem).match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  if (blocks.length === 0) throw new PadlockError('ACME_ORDER_FAILED', `the CA sent no certificate for ${names.join(', ')}`);
-  const [leaf, ...intermediates] = blocks;
-  const cert = `${leaf}\n`;
-  const chain = intermediates.map((b) => `${b}\n`).join('');
-  return { cert, chain, fullchain: cert + chain, orderUrl: order.url };
-}
-
-/** A failed validation, with the CA's own words and the likeliest fix. */
-function challengeFailure(name: string, authz: Authz, responder: ChallengeResponder): Error {
-  const ch = authz.challenges.find((c) => c.type === 'http-01') as (acme.Authorization['challenges'][number] & { error?: AcmeProblem }) | undefined;
-  const problem: AcmeProblem = ch?.error ?? { type: 'urn:ietf:params:acme:error:unauthorized', detail: `authorization is ${authz.status}` };
-  const short = shortProblemType(problem.type);
-  const hint = hintFor(short, name, responder);
-  const err = new AcmeProblemError(problem, { url: authz.url, action: `validating ${name}` });
-  return new PadlockError('ACME_CHALLENGE_FAILED',
-    `the CA could not validate ${name} (${short}): ${problem.detail ?? 'no detail'}. ${hint}`,
-    { cause: err, details: { name, acmeType: short, problem, url: authz.url } });
-}
-
-function hintFor(short: string, name: string, responder: ChallengeResponder): string {
-  switch (short) {
-    case 'connection':
-    case 'dns':
-      return `The CA could not fetch http://${name}/.well-known/acme-challenge/…: check that ${name}'s DNS points to this machine and that port 80 is open to the internet (served by ${responder.describe()}).`;
-    case 'caa':
-      return `A CAA record on ${name} or a parent forbids this CA; add the CA's domain to it.`;
-    case 'unauthorized':
-    case 'incorrectResponse':
-      return `The CA fetched http://${name}/.well-known/acme-challenge/… but got the wrong answer: check that requests for ${name} on port 80 reach ${responder.describe()} (no other server, proxy or redirect in between).`;
-    case 'rateLimited':
-      return 'The CA is rate limiting; wait until the time it names before retrying.';
-    default:
-      return `Check that http://${name}/.well-known/acme-challenge/… reaches ${responder.describe()}.`;
-  }
-}
-
-function orderFailure(order: Order, url: string): Error {
-  const problem = (order.error as AcmeProblem | undefined) ?? { type: 'urn:ietf:params:acme:error:serverInternal', detail: `order is ${order.status}` };
-  return new PadlockError('ACME_ORDER_FAILED', `the order failed (${shortProblemType(problem.type)}): ${problem.detail ?? 'no detail'}`, {
-    cause: new AcmeProblemError(problem, { url }),
-    details: { url, problem },
-  });
 }

@@ -1,117 +1,93 @@
 /**
- * The daemon's certificate manager: keeps a certificate for every HTTPS site
- * in the desired state, and hands the serving layer a fresh snapshot after
- * each change.
+ * The daemon's scheduler over the certificate engine: keeps a certificate for
+ * every HTTPS site in the desired state, and hands the serving layer a fresh
+ * snapshot after each change. Every decision and every issuance is the
+ * engine's (engine.ts); this file only decides *when* to ask it.
  *
  * It re-plans (state/reconcile.ts) whenever the sites change, a job ends, a
- * renewal falls due or a backoff ends, and on a node-cron tick (`renewCron`,
+ * renewal falls due or a backoff ends, and on a periodic tick (`renewCron`,
  * every 10 minutes by default), which also re-reads state other processes
  * (`padlock revoke`, `padlock renew`) may have changed.
- * It runs at most `concurrency` orders at once and one job per name; the
- * store lock also keeps other processes off the same name. Every ACME
- * certificate goes through obtainLineage (verify before store); local-CA
- * certificates are verified against the local root the same way.
+ * - Planning never waits on a CA: renewal information (ARI) is polled in a
+ *   separate, bounded pass (engine.ariPoller), which asks for a new plan when
+ *   it learnt something.
+ * - It runs at most `concurrency` orders at once and one job per name; the
+ *   store lock also keeps other processes off the same name.
+ * - It notices a newer current version written to the store by another
+ *   process (cron, `padlock issue`, `padlock import`, another replica) within
+ *   seconds: the store's watch, plus a periodic full comparison of versions
+ *   (`refreshMs`) in case a notification was missed.
  */
-import { EventEmitter } from 'node:events';
 import { schedule, type ScheduledTask } from 'node-cron';
-import { obtainLineage, failureOf, recordFailure, verifyAndStore } from './obtain.js';
+import type { CertificateEngine, Assessment, ObtainReason } from './engine.js';
+import { failureOf, isHeld } from './engine.js';
 import type { FailureRecord } from './policy.js';
 import { planCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
 import type { SiteSpec } from '../state/desired-state.js';
-import type { CertStore, LineageMeta } from '../store/store.js';
-import { TokenMapResponder, type TokenMap, type ChallengeResponder } from '../acme/http01.js';
-import { AriSources, checkAri } from './ari-check.js';
-import type { AccountOptions } from '../acme/account.js';
+import type { LineageMeta, LineageState } from '../store/store.js';
+import type { LineageSpec } from './issuer.js';
+import { storedAriDecision } from './ari-poller.js';
 import { describeCertificate } from '../tls/inspect.js';
-import type { TrustAnchors } from '../tls/roots.js';
-import { generatePrivateKey } from '../tls/keys.js';
-import { ensureLocalRoot, issueLocalCertificate, LOCAL_ISSUER, LOCAL_ROOT_SERVER } from '../tls/local-ca.js';
+import { LOCAL_ISSUER, LOCAL_ROOT_SERVER } from '../tls/local-ca.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
-import { PadlockError, errorMessage } from '../errors.js';
+import { asPadlockError, errorMessage } from '../errors.js';
+import type { CertificateStatus, CheckedCertificate } from '../events.js';
+
+export type { CertificateStatus, CheckedCertificate } from '../events.js';
 
 /** What the TLS layer serves: name -> PEMs, with a version so changed certificates get new contexts. */
 export type CertificateSnapshot = ReadonlyMap<string, { certPem: string; keyPem: string; version: string }>;
 
 export interface ManagerOptions {
-  store: CertStore;
+  engine: CertificateEngine;
   clock: Clock;
   logger: Logger;
-  roots: TrustAnchors;
-  tokens: TokenMap;
   /** The ACME directory URL for public names. */
   server: string;
-  account: Pick<AccountOptions, 'email' | 'agreeTos' | 'externalAccountBinding' | 'serverCa' | 'timeoutMs'>;
-  /** The port the daemon answers HTTP-01 on, recorded in lineage metadata. */
-  httpPort: number;
+  /** Registration settings for a CA where padlock has no account yet. */
+  account: { agreeTos: boolean; email?: string };
+  /** How HTTP-01 is answered, recorded in each lineage's settings (default: standalone on `httpPort`). */
+  challenge: LineageMeta['challenge'];
+  /** The PEM file trusted for the CA's HTTPS and the extra trust anchors, recorded in lineage settings so `padlock renew` works on the same store. */
+  serverCaFile?: string;
+  trustedRootsFile?: string;
   concurrency: number;
   /** node-cron expression for the periodic full check (re-reads state changed by other processes). */
   renewCron: string;
   onSnapshot: (snapshot: CertificateSnapshot) => void;
-  /** Metrics hook for every request to the CA. */
-  onAcmeResponse?: (ms: number, status: number) => void;
-  /** How HTTP-01 is answered; default: the daemon's own :80 through `tokens`. Companion mode uses nginx's webroot. */
-  responder?: ChallengeResponder;
-  /** The challenge settings recorded with each lineage (default: standalone on `httpPort`). */
-  challenge?: LineageMeta['challenge'];
-}
-
-/** One name's certificate status, for the status API. */
-export interface CertificateStatus {
-  name: string;
-  issuer?: string;
-  notBefore?: string;
-  notAfter?: string;
-  /** The last failure was a rate limit (the CA's, or padlock's own governor). */
-  rateLimited?: boolean;
-  state: 'valid' | 'obtaining' | 'renewing' | 'waiting' | 'missing' | 'retired';
-  renewAt?: string;
-  lastError?: { code: string; message: string; acmeType?: string };
-  nextAttemptAt?: string;
+  /** How often every lineage's version is compared with the store, in case a change notification was missed. Default 60 s. */
+  refreshMs?: number;
 }
 
 interface Cached {
   version: number;
-  /** The directory URL of the CA that issued it (asked for ARI). */
-  server: string;
+  meta: LineageMeta;
   certPem: string;
   keyPem: string;
   info: NonNullable<StoredCertificate['cert']>;
+  /** Set when the issuer says it must be replaced whatever its dates (checked once per version). */
+  superseded?: string;
 }
 
-/** A served certificate as seen by a full check (for expiry alerts). */
-export interface CheckedCertificate {
-  name: string;
-  notBefore: Date;
-  notAfter: Date;
-  /** The site's contact email (padlock.email / LETSENCRYPT_EMAIL), if any. */
-  email?: string;
-}
-
-export interface ManagerEvents {
-  cert_obtained: [{ name: string; issuer: string; notAfter: Date; renewal: boolean; previousFailures: number }];
-  cert_failed: [{ name: string; error: PadlockError }];
-  /** After each full check (start, cron tick, checkNow): every certificate of a wanted HTTPS site. */
-  checked: [CheckedCertificate[]];
-}
-
-export class CertificateManager extends EventEmitter<ManagerEvents> {
+export class CertificateManager {
   private sites: SiteSpec[] = [];
   private readonly cache = new Map<string, Cached>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly queue: Array<Extract<Action, { kind: 'obtain' | 'renew' }>> = [];
   private timer: NodeJS.Timeout | undefined;
   private tick: ScheduledTask | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | undefined;
   private lastPlan: Plan = { actions: [] };
   private failures = new Map<string, FailureRecord>();
-  private readonly states = new Map<string, Record<string, unknown> | null>();
+  private readonly states = new Map<string, LineageState | null>();
   /**
-   * Names not to try again before a time, whatever the stored state says: after a busy lock or an error
-   * that could not be recorded (disk full), so a failing job can never spin.
+   * Names not to try again before a time, whatever the stored state says: after a busy lock, a wait the
+   * CA asked for, or an error that could not be recorded (disk full), so a failing job can never spin.
    */
   private readonly holds = new Map<string, number>();
   private fullRefresh = true;
-  private readonly ari: AriSources;
   /** Cancels orders in flight when the daemon stops. */
   private readonly abort = new AbortController();
   /**
@@ -121,34 +97,59 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   private stopped = true;
   private planning: Promise<void> | undefined;
   private replanRequested = false;
-  private readonly responder: ChallengeResponder;
+  private polling: Promise<void> | undefined;
+  /** Issuers (by id) that offered no renewal information, and until when not to ask again. */
+  private readonly noAri = new Map<string, number>();
   private readonly log: Logger;
 
   constructor(private readonly opts: ManagerOptions) {
-    super();
     this.log = opts.logger.child({ component: 'certificates' });
-    this.ari = new AriSources({
-      serverCaFor: () => opts.account.serverCa,
-      logger: this.log,
-      ...(opts.onAcmeResponse ? { onResponse: opts.onAcmeResponse } : {}),
-    });
-    this.responder = opts.responder ?? new TokenMapResponder(opts.tokens, `padlock's HTTP server on port ${opts.httpPort}`);
   }
 
-  /** Loads every stored certificate (before the HTTPS port opens) and publishes the first snapshot. */
+  /** The engine's events (cert_obtained, cert_renewed, cert_failed, cert_checked, cert_changed). */
+  get events(): CertificateEngine['events'] {
+    return this.opts.engine.events;
+  }
+
+  /**
+   * Loads every stored certificate (before the HTTPS port opens), publishes
+   * the first snapshot, and starts watching the store for versions other
+   * processes write.
+   */
   async load(): Promise<void> {
-    for (const name of await this.opts.store.listLineages()) {
-      // One unreadable lineage must not stop the others from serving.
-      await this.refresh(name).catch((err: unknown) => this.log.error('cannot read this certificate; skipping it', { name, error: errorMessage(err) }));
-    }
+    const store = this.opts.engine.store;
+    const names = await store.listLineages();
+    // One unreadable lineage must not stop the others from serving.
+    await Promise.all(names.map((name) => this.refresh(name).catch((err: unknown) => this.log.error('cannot read this certificate; skipping it', { name, error: errorMessage(err) }))));
     this.publish();
+    this.unwatch = store.watch((name) => void this.onStoreChange(name));
+    const every = this.opts.refreshMs ?? 60_000;
+    this.refreshTimer = setInterval(() => void this.compareVersions(), every);
+    this.refreshTimer.unref();
   }
 
   /** Replaces the wanted sites whole and re-plans. */
   setSites(sites: SiteSpec[]): void {
     this.sites = sites;
+    const wanted = new Set(sites.filter((s) => s.https).map((s) => s.host));
+    // Bounded state: what is kept per name goes when neither a site nor a stored certificate names it.
+    for (const map of [this.holds, this.states] as Array<Map<string, unknown>>) {
+      for (const name of map.keys()) if (!wanted.has(name) && !this.cache.has(name)) map.delete(name);
+    }
     this.publish();
     this.replan();
+  }
+
+  /**
+   * Issues, now, the local-CA certificates the current sites need: the local
+   * CA needs no network, so the daemon calls this before :443 opens and no
+   * local name is ever refused for want of a certificate.
+   */
+  async obtainLocalNow(): Promise<void> {
+    const plan = planCertificates(this.sites, await this.stored(false), this.opts.clock.now());
+    const local = plan.actions.filter((a): a is Extract<Action, { kind: 'obtain' | 'renew' }> => (a.kind === 'obtain' || a.kind === 'renew') && a.issuer === 'local');
+    await Promise.all(local.map((a) => this.runJob(a)));
+    this.publish();
   }
 
   start(): void {
@@ -165,8 +166,10 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     this.stopped = true;
     this.abort.abort(new Error('padlock is stopping'));
     await this.tick?.destroy();
-    this.ari.close();
     this.tick = undefined;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.queue.length = 0;
@@ -177,22 +180,26 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   /** Per-name status for the admin API, sorted by name. */
   status(): CertificateStatus[] {
     const out: CertificateStatus[] = [];
+    const now = this.opts.clock.now().getTime();
     for (const a of this.lastPlan.actions) {
       const c = this.cache.get(a.name);
+      const failure = this.failures.get(a.name);
+      const hold = this.holds.get(a.name);
+      const nextAttemptAt = failure?.nextAttemptAt ?? (hold !== undefined && hold > now ? new Date(hold).toISOString() : undefined);
       const base: CertificateStatus = {
         name: a.name,
         state: 'valid',
         ...(c ? { issuer: c.info.issuer, notBefore: c.info.notBefore.toISOString(), notAfter: c.info.notAfter.toISOString() } : {}),
-        ...(this.failures.get(a.name)?.rateLimited ? { rateLimited: true } : {}),
-        ...(this.failures.get(a.name)?.lastError ? { lastError: this.failures.get(a.name)!.lastError! } : {}),
-        ...(this.failures.get(a.name)?.nextAttemptAt ? { nextAttemptAt: this.failures.get(a.name)!.nextAttemptAt! } : {}),
+        ...(failure?.rateLimited ? { rateLimited: true } : {}),
+        ...(failure?.lastError ? { lastError: failure.lastError } : {}),
+        ...(nextAttemptAt ? { nextAttemptAt } : {}),
       };
       const busy = this.running.has(a.name);
       switch (a.kind) {
-        case 'keep': out.push({ ...base, state: busy ? 'renewing' : 'valid', renewAt: a.dueAt.toISOString() }); break;
+        case 'keep': out.push({ ...base, state: busy ? 'renewing' : 'valid', renewAt: a.dueAt.toISOString(), renewReason: a.basis }); break;
         case 'obtain': out.push({ ...base, state: busy ? 'obtaining' : 'missing' }); break;
-        case 'renew': out.push({ ...base, state: 'renewing' }); break;
-        case 'wait': out.push({ ...base, state: c && c.info.notAfter > this.opts.clock.now() ? 'valid' : 'waiting', nextAttemptAt: a.until.toISOString() }); break;
+        case 'renew': out.push({ ...base, state: 'renewing', renewReason: a.reason }); break;
+        case 'wait': out.push({ ...base, state: c && c.info.notAfter.getTime() > now ? 'valid' : 'waiting', nextAttemptAt: a.until.toISOString() }); break;
         case 'retire': out.push({ ...base, state: 'retired' }); break;
       }
     }
@@ -200,8 +207,8 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
   }
 
   /**
-   * Re-reads every state and plans now, as the cron tick does; resolves when
-   * the planning pass is done (jobs it started may still be running; see `idle`).
+   * Re-reads every state and plans now, as the periodic tick does; resolves
+   * when the planning pass is done (jobs it started may still be running; see `idle`).
    */
   async checkNow(): Promise<void> {
     this.fullRefresh = true;
@@ -209,10 +216,10 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     while (this.planning) await this.planning;
   }
 
-  /** Resolves when no job is running or queued. */
+  /** Resolves when no job, planning pass or renewal-information poll is running or queued. */
   async idle(): Promise<void> {
-    while (this.running.size || this.queue.length || this.planning) {
-      await Promise.allSettled([...this.running.values(), this.planning]);
+    while (this.running.size || this.queue.length || this.planning || this.polling) {
+      await Promise.allSettled([...this.running.values(), this.planning, this.polling]);
       await new Promise((r) => setImmediate(r));
     }
   }
@@ -240,15 +247,16 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       });
   }
 
-  private async plan(): Promise<void> {
-    const stored: StoredCertificate[] = [];
+  /** Everything planning needs per name, from the cache and the stored states (no CA contact). */
+  private async stored(full: boolean): Promise<StoredCertificate[]> {
+    const out: StoredCertificate[] = [];
     const names = new Set([...this.cache.keys(), ...this.sites.filter((s) => s.https).map((s) => s.host)]);
-    const full = this.fullRefresh;
-    this.fullRefresh = false;
+    const now = this.opts.clock.now();
     for (const name of names) {
-      // States change only through jobs here (re-read after each) or from outside (the periodic pass re-reads all).
+      // States change only through jobs here (re-read after each), the poller (re-read after it) or from
+      // outside (the periodic pass re-reads all).
       if (full || !this.states.has(name)) {
-        this.states.set(name, await this.opts.store.readState(name).catch((err: unknown) => {
+        this.states.set(name, await this.opts.engine.store.readState(name).catch((err: unknown) => {
           this.log.error('cannot read this certificate\'s state; planning without it', { name, error: errorMessage(err) });
           return null;
         }));
@@ -257,29 +265,33 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       const failure = failureOf(state);
       const cached = this.cache.get(name);
       let cert = cached?.info;
-      // RFC 9773: the CA's window replaces the lifetime rule when it offers ARI.
-      const source = cached && cert?.issuer === 'acme' ? await this.ari.get(cached.server) : undefined;
-      if (cached && cert && source) {
-        const ari = await checkAri({ source, store: this.opts.store, name, certPem: cached.certPem, notBefore: cert.notBefore, notAfter: cert.notAfter, clock: this.opts.clock, logger: this.log, state });
-        if (ari?.polled) this.states.delete(name);
-        if (ari) cert = { ...cert, ari: { due: ari.due, at: ari.at, reason: ari.reason, ...(ari.pollAt ? { pollAt: ari.pollAt } : {}) } };
-      }
-      stored.push({
+      // RFC 9773: the CA's window, as last stored, replaces the lifetime rule (polls happen apart, see pollAri).
+      const ari = cached && cert ? storedAriDecision(state, { certPem: cached.certPem, notBefore: cert.notBefore, notAfter: cert.notAfter }, now, { known: true }) : undefined;
+      if (cert && ari) cert = { ...cert, ari: { due: ari.due, at: ari.at, reason: ari.reason, ...(ari.pollAt ? { pollAt: ari.pollAt } : {}) } };
+      out.push({
         name,
         ...(cert ? { cert } : {}),
         ...(failure ? { failure } : {}),
         ...(state?.['revokedAt'] ? { revoked: true } : {}),
+        ...(cached?.superseded ? { superseded: cached.superseded } : {}),
       });
     }
+    return out;
+  }
+
+  private async plan(): Promise<void> {
+    const full = this.fullRefresh;
+    this.fullRefresh = false;
+    const stored = await this.stored(full);
     const now = this.opts.clock.now();
     const plan = planCertificates(this.sites, stored, now);
     if (full) {
       const checked: CheckedCertificate[] = [];
       for (const site of this.sites) {
         const c = site.https ? this.cache.get(site.host) : undefined;
-        if (c) checked.push({ name: site.host, notBefore: c.info.notBefore, notAfter: c.info.notAfter, ...(site.email ? { email: site.email } : {}) });
+        if (c) checked.push({ name: site.host, names: c.info.domains, notBefore: c.info.notBefore, notAfter: c.info.notAfter, ...(site.email ? { email: site.email } : {}) });
       }
-      this.emit('checked', checked);
+      this.events.emit('cert_checked', checked);
     }
     this.failures = new Map(stored.filter((s) => s.failure).map((s) => [s.name, s.failure!]));
     this.lastPlan = plan;
@@ -298,7 +310,8 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       }
     }
     this.pump();
-    // Besides the cron tick, wake exactly when the next renewal falls due or a backoff ends.
+    this.pollAri(stored, now);
+    // Besides the periodic tick, wake exactly when the next renewal falls due or a backoff ends.
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const wakeAt = Math.min(plan.nextCheck?.getTime() ?? Infinity, heldUntil ?? Infinity);
@@ -307,6 +320,40 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
       this.timer = setTimeout(() => this.replan(), wait);
       this.timer.unref();
     }
+  }
+
+  /**
+   * Starts a renewal-information pass for the certificates whose poll is
+   * due, unless one is running. It never delays planning; when it learnt
+   * something, it asks for a new plan.
+   */
+  private pollAri(stored: readonly StoredCertificate[], now: Date): void {
+    if (this.polling || this.stopped) return;
+    const t = now.getTime();
+    const items = stored.flatMap((s) => {
+      const c = this.cache.get(s.name);
+      if (!c || this.running.has(s.name) || (this.noAri.get(c.meta.server) ?? 0) > t) return [];
+      const state = this.states.get(s.name) ?? null;
+      const d = storedAriDecision(state, { certPem: c.certPem, notBefore: c.info.notBefore, notAfter: c.info.notAfter }, now);
+      if (!d?.pollAt || d.pollAt.getTime() > t) return [];
+      return [{ name: s.name, certPem: c.certPem, notBefore: c.info.notBefore, notAfter: c.info.notAfter, obtainedAt: c.info.obtainedAt, state,
+        source: () => this.opts.engine.issuerFor(specOf(c.meta)).renewalInfo().catch(() => undefined) }];
+    });
+    if (items.length === 0) return;
+    this.polling = this.opts.engine.ariPoller.pollDue(items, this.abort.signal)
+      .then(({ polled, unsupported }) => {
+        // An issuer without ARI is not asked again for an hour (its directory is re-read then).
+        for (const name of unsupported) {
+          const server = this.cache.get(name)?.meta.server;
+          if (server) this.noAri.set(server, this.opts.clock.now().getTime() + 3_600_000);
+        }
+        for (const name of polled) this.states.delete(name);
+        if (polled.length) this.replan();
+      })
+      .catch((err: unknown) => this.log.warn('renewal information pass failed', { error: errorMessage(err) }))
+      .finally(() => {
+        this.polling = undefined;
+      });
   }
 
   private pump(): void {
@@ -322,88 +369,109 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     }
   }
 
+  /** The lineage settings for a planned action. */
+  private specFor(action: Extract<Action, { kind: 'obtain' | 'renew' }>): LineageSpec {
+    const email = action.email ?? this.opts.account.email;
+    const local = action.issuer === 'local';
+    return {
+      name: action.name,
+      domains: action.domains,
+      server: local ? LOCAL_ISSUER : this.opts.server,
+      keyType: 'ecdsa',
+      ellipticCurve: 'P-256',
+      challenge: this.opts.challenge,
+      ...(email ? { email } : {}),
+      ...(action.profile && !local ? { profile: action.profile } : {}),
+      ...(this.opts.serverCaFile && !local ? { serverCa: this.opts.serverCaFile } : {}),
+      ...(this.opts.trustedRootsFile && !local ? { trustedRoots: this.opts.trustedRootsFile } : {}),
+    };
+  }
+
   private async runJob(action: Extract<Action, { kind: 'obtain' | 'renew' }>): Promise<void> {
     const { name } = action;
     const log = this.log.child({ name });
     log.info(action.kind === 'renew' ? 'renewing certificate' : 'obtaining certificate', { reason: action.reason, issuer: action.issuer });
     try {
-      const notAfter = action.issuer === 'local' ? await this.obtainLocal(action) : await this.obtainAcme(action);
+      const result = await this.opts.engine.obtain(this.specFor(action), {
+        reason: action.reason as ObtainReason,
+        account: { agreeTos: this.opts.account.agreeTos },
+        signal: this.abort.signal,
+      });
       await this.refresh(name);
       this.publish();
-      log.info('certificate ready', { notAfter: notAfter.toISOString() });
-      this.emit('cert_obtained', { name, issuer: action.issuer, notAfter, renewal: action.kind === 'renew', previousFailures: this.failures.get(name)?.failures ?? 0 });
+      log.info('certificate ready', { notAfter: result.notAfter.toISOString() });
     } catch (err) {
       if (this.abort.signal.aborted) {
         log.info('order cancelled because padlock is stopping; it will be tried again after the restart');
         return;
       }
-      const error = err instanceof PadlockError ? err : new PadlockError('ACME_PROBLEM', errorMessage(err), { cause: err });
+      const error = asPadlockError(err, `obtaining ${name}`);
       if (error.code === 'STORE_LOCKED') {
         this.holds.set(name, this.opts.clock.now().getTime() + 30_000);
         log.info('another padlock is working on this certificate; will look again in 30 s');
         return;
       }
+      if (isHeld(error)) {
+        const until = Date.parse(String(error.details['retryAfter']));
+        this.holds.set(name, Number.isNaN(until) ? this.opts.clock.now().getTime() + 30_000 : until);
+        log.info('waiting before trying again', { until: error.details['retryAfter'], reason: error.message });
+        return;
+      }
       // The stored failure record (if it could be written) sets the real backoff; this is the floor.
       this.holds.set(name, this.opts.clock.now().getTime() + 30_000);
       log.warn('certificate failed; the current one (if any) keeps serving', { code: error.code, error: error.message });
-      this.emit('cert_failed', { name, error });
     }
   }
 
-  private async obtainAcme(action: Extract<Action, { kind: 'obtain' | 'renew' }>): Promise<Date> {
-    const meta: Omit<LineageMeta, 'updatedAt'> = {
-      name: action.name,
-      domains: action.domains,
-      server: this.opts.server,
-      keyType: 'ecdsa',
-      ellipticCurve: 'P-256',
-      challenge: this.opts.challenge ?? { type: 'standalone', port: this.opts.httpPort },
-      ...(action.email ?? this.opts.account.email ? { email: (action.email ?? this.opts.account.email)! } : {}),
-      ...(action.profile ? { profile: action.profile } : {}),
-    };
-    const result = await obtainLineage({ store: this.opts.store, clock: this.opts.clock, logger: this.log, roots: this.opts.roots, ...(this.opts.onAcmeResponse ? { onAcmeResponse: this.opts.onAcmeResponse } : {}) }, {
-      meta,
-      account: { ...this.opts.account, ...(action.email ? { email: action.email } : {}) },
-      responder: this.responder,
-      signal: this.abort.signal,
-    });
-    return result.notAfter;
+  /** A store notification: re-read the lineage; a newer version from elsewhere is served and announced. */
+  private async onStoreChange(name: string): Promise<void> {
+    if (this.running.has(name)) return; // our own job re-reads it when it ends
+    const before = this.cache.get(name)?.version;
+    try {
+      await this.refresh(name);
+    } catch (err) {
+      this.log.warn('cannot read a changed certificate; keeping the one in memory', { name, error: errorMessage(err) });
+      return;
+    }
+    const after = this.cache.get(name);
+    if (!after || after.version === before) {
+      if (before !== undefined && !after) this.publish();
+      return;
+    }
+    this.states.delete(name);
+    this.publish();
+    this.log.info('a newer certificate appeared in the store (written by another padlock process); serving it', { name, version: after.version, notAfter: after.info.notAfter.toISOString() });
+    this.events.emit('cert_changed', { name, names: after.info.domains, version: after.version, notAfter: after.info.notAfter, ...(after.meta.email ? { email: after.meta.email } : {}) });
+    this.replan();
   }
 
-  private async obtainLocal(action: Extract<Action, { kind: 'obtain' | 'renew' }>): Promise<Date> {
-    const { store, clock } = this.opts;
-    const unlock = await store.lock(action.name);
+  /** The periodic full comparison: any lineage whose current version differs from the cached one is re-read. */
+  private async compareVersions(): Promise<void> {
     try {
-      const root = await ensureLocalRoot(store, clock);
-      const key = await generatePrivateKey({ keyType: 'ecdsa', ellipticCurve: 'P-256' });
-      const bundle = await issueLocalCertificate(root, action.domains, key, clock);
-      const { verified } = await verifyAndStore(
-        { store, clock, logger: this.log, roots: { pem: root.certPem, count: 1, sources: ['padlock local CA'] } },
-        bundle,
-        { name: action.name, domains: action.domains, server: LOCAL_ISSUER, keyType: 'ecdsa', ellipticCurve: 'P-256', challenge: { type: 'standalone', port: this.opts.httpPort } },
-      );
-      return verified.leaf.notAfter;
+      const versions = await this.opts.engine.store.currentVersions();
+      const changed = new Set<string>();
+      for (const [name, version] of versions) if (this.cache.get(name)?.version !== version && name !== 'padlock-local-ca') changed.add(name);
+      for (const name of this.cache.keys()) if (!versions.has(name)) changed.add(name);
+      for (const name of changed) await this.onStoreChange(name);
     } catch (err) {
-      await recordFailure(store, action.name, err, clock).catch(() => undefined);
-      throw err;
-    } finally {
-      await unlock();
+      this.log.warn('could not compare stored versions; will try again', { error: errorMessage(err) });
     }
   }
 
   /** Re-reads one lineage into the cache (or drops it when gone). */
   private async refresh(name: string): Promise<void> {
-    const lineage = await this.opts.store.readLineage(name);
-    if (!lineage || lineage.meta.server === LOCAL_ROOT_SERVER) {
+    const lineage = await this.opts.engine.store.readLineage(name);
+    if (!lineage || lineage.meta.server === LOCAL_ROOT_SERVER || lineage.meta.domains.length === 0) {
       this.cache.delete(name);
       return;
     }
     const cached = this.cache.get(name);
     if (cached && cached.version === lineage.version) return;
     const leaf = describeCertificate(lineage.bundle.cert);
+    const superseded = await this.opts.engine.issuerFor(specOf(lineage.meta)).supersedes(lineage).catch(() => undefined);
     this.cache.set(name, {
       version: lineage.version,
-      server: lineage.meta.server,
+      meta: lineage.meta,
       certPem: lineage.bundle.fullchain,
       keyPem: lineage.bundle.privkey,
       info: {
@@ -413,6 +481,7 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
         notAfter: leaf.notAfter,
         obtainedAt: new Date(lineage.meta.updatedAt),
       },
+      ...(superseded ? { superseded } : {}),
     });
   }
 
@@ -427,3 +496,10 @@ export class CertificateManager extends EventEmitter<ManagerEvents> {
     this.opts.onSnapshot(snapshot);
   }
 }
+
+function specOf(meta: LineageMeta): LineageSpec {
+  const { updatedAt: _u, ...spec } = meta;
+  return spec;
+}
+
+export type { Assessment };

@@ -3,10 +3,9 @@
  */
 import type { CommandModule } from 'yargs';
 import { describeCertificate, daysLeft } from '../tls/inspect.js';
-import { decideRenewal } from '../certificates/policy.js';
-import { failureOf } from '../certificates/obtain.js';
 import { systemClock } from '../clock.js';
-import { withStoreOptions, openStore, reportError, output } from './common.js';
+import { silentLogger } from '../log.js';
+import { withStoreOptions, openEngine, reportError, output } from './common.js';
 
 interface ListArgs {
   'config-dir': string;
@@ -21,18 +20,18 @@ export const certificatesCommand: CommandModule<object, ListArgs> = {
   builder: (y) => withStoreOptions(y).option('cert-name', { type: 'string', describe: 'Show only this lineage' }) as never,
   handler: async (args) => {
     try {
-      const store = await openStore(args['config-dir']);
+      // The same decision as padlock renew and padlock run make: the stored ARI window first, the lifetime rule otherwise.
+      const { engine, store, close } = await openEngine({ configDir: args['config-dir'], logger: silentLogger, timeoutMs: 30_000 });
       const now = systemClock.now();
       const names = args['cert-name'] ? [args['cert-name']] : await store.listLineages();
       const rows = [];
       for (const name of names) {
-        const lineage = await store.readLineage(name);
-        if (!lineage) continue;
+        const a = await engine.assess(name);
+        if (!a) continue;
+        const { lineage, failure } = a;
         const leaf = describeCertificate(lineage.bundle.cert);
-        const state = await store.readState(name);
-        const failure = failureOf(state);
-        const decision = decideRenewal(leaf, now);
-        const status = state?.['revokedAt'] ? 'REVOKED' : leaf.notAfter <= now ? 'EXPIRED' : decision.due ? 'DUE' : 'VALID';
+        const decision = engine.decide(a);
+        const status = a.revoked ? 'REVOKED' : leaf.notAfter <= now ? 'EXPIRED' : decision.due ? 'DUE' : 'VALID';
         rows.push({
           name,
           domains: leaf.names,
@@ -60,6 +59,7 @@ export const certificatesCommand: CommandModule<object, ListArgs> = {
             ...(r.paths ? [`  Certificate: ${r.paths.fullchain}`, `  Private Key: ${r.paths.privkey}`] : []),
             ...(r.lastFailure ? [`  Last error:  ${r.lastFailure.lastError?.message ?? ''} (next attempt ${r.lastFailure.nextAttemptAt ?? 'any time'})`] : []),
           ].join('\n')).join('\n\n');
+      await close();
       output(args, { ok: true, certificates: rows }, human);
     } catch (err) {
       reportError(err, args.json);

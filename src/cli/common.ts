@@ -4,21 +4,27 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
-import { PadlockError, errorMessage } from '../errors.js';
-import type { ProgressEvent } from '../acme/issuer.js';
+import { PadlockError, asPadlockError, errorMessage } from '../errors.js';
+import type { ProgressEvent, LineageSpec } from '../certificates/issuer.js';
 import type { CertStore } from '../store/store.js';
 import { openFsStore } from '../store/fs-store.js';
-import { MemoryStore } from '../store/memory-store.js';
-import { GOVERNOR_STATE } from '../certificates/governor.js';
 import { systemClock } from '../clock.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
-import { StandaloneResponder, WebrootResponder, type ChallengeResponder } from '../acme/http01.js';
+import { prettyWriter } from '../observe/pretty-log.js';
+import { Http01Solver, StandaloneResponder, WebrootResponder } from '../acme/http01.js';
+import type { ChallengeSolver } from '../acme/solver.js';
 import type { LineageMeta } from '../store/store.js';
+import { CertificateEngine } from '../certificates/engine.js';
+import { IssuerSet } from '../certificates/issuers.js';
+import { AriSources } from '../certificates/ari-poller.js';
+import { EngineEventBus } from '../events.js';
+import { loadTrustAnchors } from '../tls/roots.js';
+import { cliEnvironment } from '../config/cli-env.js';
 
 import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from '../acme/directories.js';
 
 export function defaultConfigDir(): string {
-  return process.env['PADLOCK_CONFIG_DIR'] || '/etc/padlock';
+  return cliEnvironment().configDir ?? '/etc/padlock';
 }
 
 /** Options every command that reads the store has. */
@@ -141,8 +147,16 @@ export async function openStore(dir: string): Promise<CertStore> {
   });
 }
 
-export function makeLogger(args: { verbose?: boolean }): Logger {
-  return args.verbose ? createLogger({ level: 'debug' }) : silentLogger;
+/**
+ * The logger of a one-shot command: with --verbose every JSON line on
+ * stderr; with --quiet nothing; otherwise warnings and errors only, as
+ * readable lines on stderr (a CA's odd answer, a clamped Retry-After, a
+ * state that could not be written), so nothing worth knowing is silent.
+ */
+export function makeLogger(args: { verbose?: boolean; quiet?: boolean }): Logger {
+  if (args.verbose) return createLogger({ level: 'debug' });
+  if (args.quiet) return silentLogger;
+  return createLogger({ level: 'warn', write: prettyWriter(process.stderr) });
 }
 
 /** Prints progress lines on stderr (stdout stays clean for --json and scripts). */
@@ -151,17 +165,69 @@ export function progressPrinter(args: { quiet?: boolean }): (e: ProgressEvent) =
   return (e) => process.stderr.write(`  ${e.step.padEnd(11)} ${e.message}\n`);
 }
 
-/** Prints an error in the command's output mode and sets the exit code. */
+/** Prints an error in the command's output mode and sets the exit code. A foreign error is reported as UNEXPECTED, never as another code. */
 export function reportError(err: unknown, json: boolean, exitCode = 1): void {
-  const e = err instanceof PadlockError ? err : new PadlockError('CONFIG_INVALID', errorMessage(err), { cause: err });
+  const e = asPadlockError(err);
   if (json) process.stdout.write(JSON.stringify({ ok: false, error: e.toJSON() }, null, 2) + '\n');
   process.stderr.write(`padlock: ${e.message} [${e.code}]\n`);
   process.exitCode = exitCode;
 }
 
-/** The HTTP-01 responder a lineage's challenge settings describe. */
-export function responderFor(challenge: LineageMeta['challenge']): ChallengeResponder {
-  return challenge.type === 'webroot' ? new WebrootResponder(challenge.webroot) : new StandaloneResponder(challenge.port, challenge.address);
+/** The HTTP-01 solver a lineage's challenge settings describe. */
+export function solverFor(challenge: LineageMeta['challenge']): ChallengeSolver {
+  return new Http01Solver(challenge.type === 'webroot' ? new WebrootResponder(challenge.webroot) : new StandaloneResponder(challenge.port, challenge.address));
+}
+
+/** The certificate engine as a one-shot command uses it, and what to release afterwards. */
+export interface CliEngine {
+  engine: CertificateEngine;
+  store: CertStore;
+  events: EngineEventBus;
+  /** Closes the solvers (ports, webroot files) and the CA connections. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the engine for a command: the store at `configDir`, each lineage's
+ * CA with its own trust settings (`serverCa` overrides the stored
+ * `--server-ca`, then `PADLOCK_SERVER_CA`), one HTTP-01 solver per challenge
+ * setting shared by every order of the run, and deploy hooks.
+ */
+export async function openEngine(opts: {
+  configDir: string;
+  logger: Logger;
+  timeoutMs: number;
+  serverCa?: string | undefined;
+  hookTimeoutMs?: number;
+}): Promise<CliEngine> {
+  const store = await openStore(opts.configDir);
+  const clock = systemClock;
+  const events = new EngineEventBus((event, err) => opts.logger.warn('an event listener failed', { event, error: errorMessage(err) }));
+  const ari = new AriSources({ timeoutMs: opts.timeoutMs, logger: opts.logger });
+  const issuers = new IssuerSet({
+    clock, logger: opts.logger, ari, timeoutMs: opts.timeoutMs,
+    serverCa: (spec: LineageSpec) => readPemOption('--server-ca', opts.serverCa ?? spec.serverCa ?? cliEnvironment().serverCa),
+    roots: (spec: LineageSpec) => loadTrustAnchors(spec.trustedRoots ? { extraFiles: [spec.trustedRoots] } : {}),
+  });
+  const solvers = new Map<string, ChallengeSolver>();
+  const engine = new CertificateEngine({
+    store, clock, logger: opts.logger, events,
+    issuerFor: (spec) => issuers.for(spec),
+    solversFor: (spec) => {
+      const key = JSON.stringify(spec.challenge);
+      let solver = solvers.get(key);
+      if (!solver) solvers.set(key, (solver = solverFor(spec.challenge)));
+      return [solver];
+    },
+    hooks: { timeoutMs: opts.hookTimeoutMs ?? 300_000 },
+  });
+  return {
+    engine, store, events,
+    close: async () => {
+      await Promise.all([...solvers.values()].map((s) => s.close()));
+      issuers.close();
+    },
+  };
 }
 
 /** Prints the result: JSON on stdout with --json, else the human line on stdout. */
@@ -175,18 +241,3 @@ export function dryRunServer(server: string): string {
   return server === LETSENCRYPT_PRODUCTION ? LETSENCRYPT_STAGING : server;
 }
 
-/**
- * A memory store for a dry run: it starts with the real store's account for
- * this CA, the lineage's failure record and the rate-limit ledger (so a dry
- * run respects a backoff), and writes nothing to disk.
- */
-export async function dryRunStore(disk: CertStore, server: string, name: string): Promise<CertStore> {
-  const mem = new MemoryStore();
-  const account = await disk.readAccount(server);
-  if (account) await mem.writeAccount(account);
-  for (const stateName of [name, GOVERNOR_STATE]) {
-    const state = await disk.readState(stateName);
-    if (state) await mem.writeState(stateName, state);
-  }
-  return mem;
-}

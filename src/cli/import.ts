@@ -10,6 +10,7 @@
  * account) and prints its report.
  */
 import type { CommandModule } from 'yargs';
+import { cliEnvironment } from '../config/cli-env.js';
 import { PadlockError } from '../errors.js';
 import { LETSENCRYPT_STAGING } from '../acme/directories.js';
 import { runImport, type ImportReport, type ImportRequest } from '../import/engine.js';
@@ -73,7 +74,7 @@ export function importRequestFromArgs(args: ImportArgs): ImportRequest {
     dryRun: args['dry-run'],
     allowUntrusted: args['allow-untrusted'],
     trustedRoots: args['trusted-roots'],
-    serverCa: args['server-ca'] ?? (process.env['PADLOCK_SERVER_CA'] || undefined),
+    serverCa: args['server-ca'] ?? cliEnvironment().serverCa,
     challenge: args['webroot-path']
       ? { type: 'webroot', webroot: args['webroot-path'] }
       : { type: 'standalone', port, ...(args['http-01-address'] ? { address: args['http-01-address'] } : {}) },

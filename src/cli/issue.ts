@@ -3,18 +3,14 @@
  */
 import type { CommandModule } from 'yargs';
 import { normaliseNames } from '../config/names.js';
-import { obtainLineage, failureOf } from '../certificates/obtain.js';
-import { runDeployHook } from '../certificates/hooks.js';
-import { decideRenewal, blockedUntil } from '../certificates/policy.js';
-import { isValidLineageName, type CertStore, type LineageMeta } from '../store/store.js';
-import { loadTrustAnchors } from '../tls/roots.js';
-import { describeCertificate } from '../tls/inspect.js';
+import { isValidLineageName, type LineageMeta } from '../store/store.js';
 import { SUPPORTED_CURVES, SUPPORTED_RSA_SIZES } from '../tls/keys.js';
 import { systemClock } from '../clock.js';
-import { PadlockError } from '../errors.js';
+import { cliEnvironment } from '../config/cli-env.js';
+import type { ObtainReason } from '../certificates/engine.js';
 import {
   Problems, withStoreOptions, withAcmeOptions, withChallengeOptions, resolveServer, checkEmail, checkEab,
-  readPemOption, openStore, makeLogger, progressPrinter, reportError, responderFor, output, dryRunStore, type AcmeArgs,
+  makeLogger, progressPrinter, reportError, output, openEngine, type AcmeArgs,
 } from './common.js';
 
 interface IssueArgs extends AcmeArgs {
@@ -27,8 +23,10 @@ interface IssueArgs extends AcmeArgs {
   'rsa-key-size': number;
   'reuse-key': boolean;
   'force-renewal': boolean;
+  'ignore-rate-limit': boolean;
   'dry-run': boolean;
   'deploy-hook'?: string | undefined;
+  'deploy-hook-timeout': number;
   profile?: string | undefined;
   'required-profile'?: string | undefined;
   standalone?: boolean | undefined;
@@ -50,8 +48,10 @@ export const issueCommand: CommandModule<object, IssueArgs> = {
       .option('rsa-key-size', { type: 'number', default: 2048, describe: 'RSA key size (2048, 3072, 4096)' })
       .option('reuse-key', { type: 'boolean', default: false, describe: 'Keep the current private key when the lineage is issued again' })
       .option('force-renewal', { type: 'boolean', default: false, describe: 'Issue even if the current certificate for these names is not yet due' })
+      .option('ignore-rate-limit', { type: 'boolean', default: false, describe: "Ask the CA even while it asked to wait (429/503 Retry-After) or padlock's rate-limit ledger says no. The CA will likely refuse again." })
       .option('dry-run', { type: 'boolean', default: false, describe: 'Do the whole flow against the CA, store nothing, run no hook' })
       .option('deploy-hook', { type: 'string', describe: 'Shell command run after success, with RENEWED_LINEAGE and RENEWED_DOMAINS set' })
+      .option('deploy-hook-timeout', { type: 'number', default: 300, describe: 'Seconds the deploy hook may run before it and its whole process group are killed' })
       .option('profile', { type: 'string', describe: "ACME profile to ask for (e.g. shortlived); the CA's default, with a warning, when it doesn't offer it" })
       .option('required-profile', { type: 'string', describe: 'ACME profile that must be used; fail when the CA does not offer it' })
       .example('$0 issue -d example.com -d www.example.com --email me@example.com --agree-tos', 'standalone HTTP-01 on port 80')
@@ -118,68 +118,54 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
 
 async function issue(args: IssueArgs): Promise<void> {
   const { meta, eab } = buildMeta(args);
-  const clock = systemClock;
   const logger = makeLogger(args);
-  const [serverCa, roots] = await Promise.all([
-    readPemOption('--server-ca', serverCaPath(args)),
-    loadTrustAnchors(args['trusted-roots'] ? { extraFiles: [args['trusted-roots']] } : {}),
-  ]);
-  const diskStore = await openStore(args['config-dir']);
-  const store: CertStore = args['dry-run'] ? await dryRunStore(diskStore, meta.server, meta.name) : diskStore;
   const say = progressPrinter(args);
-
-  // certbot's non-interactive default: keep a certificate for the same names that is not yet due.
-  const existing = await diskStore.readLineage(meta.name);
-  const revoked = Boolean((await diskStore.readState(meta.name))?.['revokedAt']);
-  if (existing && !revoked && !args['force-renewal'] && !args['dry-run'] && sameNames(existing.meta.domains, meta.domains)) {
-    const leaf = describeCertificate(existing.bundle.cert);
-    const decision = decideRenewal(leaf, clock.now(), { obtainedAt: new Date(existing.meta.updatedAt) });
-    if (!decision.due) {
-      output(args, { ok: true, action: 'kept', name: meta.name, domains: meta.domains, notAfter: leaf.notAfter.toISOString(), renewAfter: decision.dueAt.toISOString(), fullchainPath: existing.paths?.fullchain },
-        `Certificate ${meta.name} is not yet due for renewal (due ${decision.dueAt.toISOString()}); kept it. Pass --force-renewal to issue anyway.`);
-      return;
-    }
-  }
-  const failure = failureOf(await store.readState(meta.name));
-  const blocked = blockedUntil(failure, clock.now(), { forced: true });
-  if (blocked) {
-    throw new PadlockError('ACME_RATE_LIMITED', `${meta.name} is rate limited (${failure?.lastError?.message ?? 'by the CA'}); padlock will not ask again before ${blocked.toISOString()}`, { retryable: true });
-  }
-
-  const responder = responderFor(meta.challenge);
-  if (!args.quiet) process.stderr.write(`padlock: issuing ${meta.domains.join(', ')} from ${meta.server}${args['dry-run'] ? ' (dry run: nothing will be stored)' : ''}\n`);
-  await responder.prepare();
+  const { engine, close } = await openEngine({
+    configDir: args['config-dir'], logger, timeoutMs: args.timeout * 1000, serverCa: serverCaPath(args), hookTimeoutMs: args['deploy-hook-timeout'] * 1000,
+  });
   try {
-    const result = await obtainLineage({ store, clock, logger, roots }, {
-      meta,
-      account: {
-        agreeTos: args['agree-tos'],
-        timeoutMs: args.timeout * 1000,
-        ...(args.email ? { email: args.email } : {}),
-        ...(eab ? { externalAccountBinding: eab } : {}),
-        ...(serverCa ? { serverCa } : {}),
-      },
-      responder,
+    // certbot's non-interactive default: keep a certificate for the same names that is not yet due.
+    const existing = args['force-renewal'] || args['dry-run'] ? null : await engine.assess(meta.name);
+    let reason: ObtainReason = args['force-renewal'] ? 'forced' : 'new';
+    if (existing && !sameNames(existing.lineage.meta.domains, meta.domains)) reason = 'names-changed';
+    else if (existing) {
+      const decision = engine.decide(existing);
+      reason = decision.reason;
+      if (!decision.due) {
+        output(args, { ok: true, action: 'kept', name: meta.name, domains: meta.domains, notAfter: existing.notAfter.toISOString(), renewAfter: decision.dueAt.toISOString(), fullchainPath: existing.lineage.paths?.fullchain },
+          `Certificate ${meta.name} is not yet due for renewal (due ${decision.dueAt.toISOString()}); kept it. Pass --force-renewal to issue anyway.`);
+        return;
+      }
+    }
+    if (!args.quiet) process.stderr.write(`padlock: issuing ${meta.domains.join(', ')} from ${meta.server}${args['dry-run'] ? ' (dry run: nothing will be stored)' : ''}\n`);
+    const result = await engine.obtain(meta, {
+      reason,
+      // The user asked for this issuance now: padlock's own backoff does not apply, the CA's waits do.
+      forced: true,
+      ignoreRateLimit: args['ignore-rate-limit'],
+      dryRun: args['dry-run'],
+      account: { agreeTos: args['agree-tos'], ...(eab ? { externalAccountBinding: eab } : {}) },
       onProgress: say,
     });
-    let hookError: unknown;
-    if (meta.deployHook && !args['dry-run'] && result.lineageDir) {
-      say({ step: 'hook', message: `running deploy hook: ${meta.deployHook}` });
-      await runDeployHook({ command: meta.deployHook, lineageDir: result.lineageDir, domains: result.domains }).catch((e: unknown) => (hookError = e));
-    }
-    const days = Math.floor((result.notAfter.getTime() - clock.now().getTime()) / 86_400_000);
-    output(args, { ok: hookError === undefined, action: args['dry-run'] ? 'dry-run' : 'issued', ...result, notAfter: result.notAfter.toISOString(), ...(hookError ? { hookError: (hookError as PadlockError).toJSON() } : {}) },
-      args['dry-run']
-        ? `The dry run succeeded: ${meta.domains.join(', ')} can be issued (nothing was stored).`
-        : `Certificate ${result.name} issued for ${result.domains.join(', ')}, valid until ${result.notAfter.toISOString()} (${days} days).\n  fullchain: ${result.fullchainPath}\n  key:       ${result.privkeyPath}`);
-    if (hookError) reportError(hookError, false);
+    const days = Math.floor((result.notAfter.getTime() - systemClock.now().getTime()) / 86_400_000);
+    output(args, {
+      ok: result.hookError === undefined, action: args['dry-run'] ? 'dry-run' : 'issued',
+      name: result.name, domains: result.domains, version: result.version, notAfter: result.notAfter.toISOString(),
+      ...(result.orderUrl ? { orderUrl: result.orderUrl } : {}),
+      ...(result.paths ? { lineageDir: result.paths.dir, fullchainPath: result.paths.fullchain, privkeyPath: result.paths.privkey } : {}),
+      ...(result.hookError ? { hookError: result.hookError.toJSON() } : {}),
+    },
+    args['dry-run']
+      ? `The dry run succeeded: ${meta.domains.join(', ')} can be issued (nothing was stored).`
+      : `Certificate ${result.name} issued for ${result.domains.join(', ')}, valid until ${result.notAfter.toISOString()} (${days} days).\n  fullchain: ${result.paths?.fullchain}\n  key:       ${result.paths?.privkey}`);
+    if (result.hookError) reportError(result.hookError, false);
   } finally {
-    await responder.close();
+    await close();
   }
 }
 
 function serverCaPath(args: AcmeArgs): string | undefined {
-  return args['server-ca'] ?? (process.env['PADLOCK_SERVER_CA'] || undefined);
+  return args['server-ca'] ?? cliEnvironment().serverCa;
 }
 
 function sameNames(a: string[], b: string[]): boolean {

@@ -3,6 +3,7 @@
  * with the account that issued it.
  */
 import type { CommandModule } from 'yargs';
+import { cliEnvironment } from '../config/cli-env.js';
 import { openAccount } from '../acme/account.js';
 import { systemClock } from '../clock.js';
 import { PadlockError } from '../errors.js';
@@ -39,7 +40,7 @@ export const revokeCommand: CommandModule<object, RevokeArgs> = {
       const name = args['cert-name'];
       const lineage = await store.readLineage(name);
       if (!lineage) throw new PadlockError('STORE_NOT_FOUND', `no certificate named ${name} in ${store.location}; see padlock certificates`);
-      const serverCa = await readPemOption('--server-ca', args['server-ca'] ?? lineage.meta.serverCa ?? (process.env['PADLOCK_SERVER_CA'] || undefined));
+      const serverCa = await readPemOption('--server-ca', args['server-ca'] ?? lineage.meta.serverCa ?? cliEnvironment().serverCa);
       const unlock = await store.lock(name, { waitMs: 10_000 });
       try {
         const client = await openAccount(store, {

@@ -6,11 +6,12 @@
  * or answers an error; 64 bad usage.
  */
 import type { CommandModule } from 'yargs';
+import { cliEnvironment } from '../config/cli-env.js';
 import { parseHostPort } from '../observe/admin.js';
 import type { AttentionItem, CertificateView, RouteView, StatusDocument } from '../observe/status.js';
 
 interface StatusArgs {
-  'admin-listen': string;
+  'admin-listen'?: string | undefined;
   'admin-token'?: string | undefined;
   json: boolean;
   timeout: number;
@@ -191,14 +192,14 @@ export const statusCommand: CommandModule<object, StatusArgs> = {
   describe: "Show a running daemon's routes, certificates and problems (from its admin API)",
   builder: (y) =>
     y
-      .option('admin-listen', { type: 'string', default: process.env['PADLOCK_ADMIN_LISTEN'] || '127.0.0.1:9180', defaultDescription: '$PADLOCK_ADMIN_LISTEN or 127.0.0.1:9180', describe: "The daemon's admin API address (its --admin-listen)" })
+      .option('admin-listen', { type: 'string', defaultDescription: '$PADLOCK_ADMIN_LISTEN or 127.0.0.1:9180', describe: "The daemon's admin API address (its --admin-listen)" })
       .option('admin-token', { type: 'string', describe: 'The admin API token, when the daemon has one (prefer $PADLOCK_ADMIN_TOKEN: flags show in the process list)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print the status document as JSON' })
       .option('timeout', { type: 'number', default: 5, describe: 'Seconds to wait for the admin API' }) as never,
   handler: async (argv) => {
     const useColor = process.stdout.isTTY === true && !process.env['NO_COLOR'] && process.env['TERM'] !== 'dumb';
     process.exitCode = await runStatus(
-      { adminListen: argv['admin-listen'], token: argv['admin-token'] ?? (process.env['PADLOCK_ADMIN_TOKEN'] || undefined), json: argv.json, timeoutMs: argv.timeout * 1000 },
+      { adminListen: argv['admin-listen'] ?? cliEnvironment().adminListen ?? '127.0.0.1:9180', token: argv['admin-token'] ?? cliEnvironment().adminToken, json: argv.json, timeoutMs: argv.timeout * 1000 },
       { stdout: (s) => process.stdout.write(s), stderr: (s) => process.stderr.write(s), color: useColor },
     );
   },

@@ -1,19 +1,20 @@
 /**
- * From certificate outcomes to notifications: the glue between the
- * certificate side (the daemon's manager, `padlock renew`) and the Notifier.
- * Deciding *whether* to tell someone lives in notify/policy.ts; sending,
- * dedupe and retries in notify/notifier.ts. Nothing here can fail a renewal.
+ * From certificate events to notifications: the glue between the engine's
+ * events (src/events.ts: the daemon's and `padlock renew`'s alike) and the
+ * Notifier. Deciding *whether* to tell someone lives in notify/policy.ts;
+ * sending, dedupe and retries in notify/notifier.ts. Nothing here can fail a
+ * renewal.
  */
-import type { CertificateManager, CheckedCertificate } from '../certificates/manager.js';
-import { failureOf } from '../certificates/obtain.js';
 import type { Notifier } from './notifier.js';
 import { failureEvent, dueExpiryThreshold } from './policy.js';
 import type { CertStore } from '../store/store.js';
+import type { FailureRecord } from '../certificates/policy.js';
 import { describeCertificate } from '../tls/inspect.js';
 import type { Clock } from '../clock.js';
 import type { PadlockError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import type { CheckedCertificate, EngineEventBus } from '../events.js';
 
 export interface AlertContext {
   notifier: Notifier;
@@ -25,7 +26,8 @@ export interface AlertContext {
 /** After a failed attempt: alert when the failure is in its alert window (or is a rate limit or a bad chain). */
 export async function alertFailure(ctx: AlertContext, name: string, error: PadlockError, email?: string): Promise<void> {
   const state = await ctx.store.readState(name);
-  const record = failureOf(state);
+  const f = state?.['failure'];
+  const record = f && typeof f === 'object' ? (f as FailureRecord) : undefined;
   if (!record) return;
   const lineage = await ctx.store.readLineage(name);
   const cert = lineage ? describeCertificate(lineage.bundle.cert) : undefined;
@@ -52,18 +54,20 @@ export function alertExpiry(ctx: AlertContext, certs: readonly CheckedCertificat
   for (const c of certs) {
     const thresholdDays = dueExpiryThreshold(c.notAfter, c.notAfter.getTime() - c.notBefore.getTime(), now, []);
     if (thresholdDays === undefined) continue;
-    ctx.notifier.notify({ kind: 'expiring', name: c.name, names: [c.name], notAfter: c.notAfter, thresholdDays, ...(c.email ? { email: c.email } : {}) });
+    ctx.notifier.notify({ kind: 'expiring', name: c.name, names: c.names.length ? c.names : [c.name], notAfter: c.notAfter, thresholdDays, ...(c.email ? { email: c.email } : {}) });
   }
 }
 
-/** Subscribes the notifier to the daemon's certificate manager. `emailFor` gives a site's contact address. */
-export function attachAlerts(ctx: AlertContext, manager: CertificateManager, emailFor: (name: string) => string | undefined): void {
-  manager.on('cert_failed', ({ name, error }) => {
-    alertFailure(ctx, name, error, emailFor(name)).catch((e: unknown) => ctx.logger.warn('could not prepare a failure alert', { name, error: errorMessage(e) }));
-  });
+/** Subscribes the notifier to the certificate events (the daemon's scheduler, or `padlock renew`). */
+export function attachAlerts(ctx: AlertContext, events: EngineEventBus): void {
+  // Returned, so EngineEventBus.drain() can wait for it before a one-shot command flushes its notifier.
+  events.on('cert_failed', ({ name, error, email }) =>
+    alertFailure(ctx, name, error, email).catch((e: unknown) => ctx.logger.warn('could not prepare a failure alert', { name, error: errorMessage(e) })));
   // The failure count comes from the stored record, so a recovery after a restart is still announced.
-  manager.on('cert_obtained', ({ name, notAfter, previousFailures }) => {
-    if (previousFailures > 0) alertSuccess(ctx, name, [name], notAfter, previousFailures, emailFor(name));
-  });
-  manager.on('checked', (certs) => alertExpiry(ctx, certs));
+  const recovered = ({ name, names, notAfter, previousFailures, email }: { name: string; names: string[]; notAfter: Date; previousFailures: number; email?: string }) => {
+    if (previousFailures > 0) alertSuccess(ctx, name, names, notAfter, previousFailures, email);
+  };
+  events.on('cert_obtained', recovered);
+  events.on('cert_renewed', recovered);
+  events.on('cert_checked', (certs) => alertExpiry(ctx, certs));
 }

@@ -13,7 +13,7 @@
  *   each with the message that carries the fix hint;
  * - `summary` counts.
  */
-import type { CertificateStatus } from '../certificates/manager.js';
+import type { CertificateStatus } from '../events.js';
 import type { RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
 import type { ProxyStats, RouteUpstreams } from '../proxy/server.js';
 

@@ -25,13 +25,15 @@ export interface StoredCertificate {
   };
   failure?: FailureRecord;
   revoked?: boolean;
+  /** The issuer says this certificate must be replaced whatever its dates (its local root was replaced). */
+  superseded?: string;
 }
 
 export type Action =
   | { kind: 'obtain'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; reason: 'new' | 'names-changed' | 'issuer-changed' }
   | { kind: 'renew'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; reason: RenewalReason }
   | { kind: 'wait'; name: string; until: Date; lastError?: string }
-  | { kind: 'keep'; name: string; dueAt: Date }
+  | { kind: 'keep'; name: string; dueAt: Date; basis: 'lifetime-share' | 'ari-window' | 'ari-past-window' }
   | { kind: 'retire'; name: string };
 
 export interface Plan {
@@ -70,7 +72,7 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'names-changed', ...email });
       continue;
     }
-    if (cert.issuer !== site.issuer) {
+    if (cert.issuer !== site.issuer || have?.superseded) {
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'issuer-changed', ...email });
       continue;
     }
@@ -81,7 +83,7 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       // A lineage that also covers other names (made by padlock issue, e.g. with www.) keeps them all.
       actions.push({ kind: 'renew', name, domains: cert.domains, issuer: site.issuer, reason: decision.reason, ...email });
     } else {
-      actions.push({ kind: 'keep', name, dueAt: decision.dueAt });
+      actions.push({ kind: 'keep', name, dueAt: decision.dueAt, basis: decision.basis });
       consider(decision.dueAt);
     }
   }

@@ -12,7 +12,8 @@ import { X509Certificate } from 'node:crypto';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { startFakeAcme, type FakeAcme } from '../support/fake-acme.js';
 import { runCli } from '../support/cli.js';
-import { pebbleFlags, tempConfigDir, uniqueName } from '../support/padlock.js';
+import { pebbleFlags, pebbleRunFlags, tempConfigDir, uniqueName } from '../support/padlock.js';
+import { startPadlockRun, waitFor } from '../support/daemon.js';
 import { certId } from '../../src/acme/ari.js';
 
 let pebble: Pebble;
@@ -130,5 +131,27 @@ describe('ACME profiles', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /the required profile "tlsserver" .* is not offered .*\(it offers "classic", "shortlived"\).*\[CONFIG_INVALID\]/);
     assert.equal(f.newOrders.length, 0, 'no order was placed');
+  });
+});
+
+describe('ARI in padlock run', () => {
+  it("asks the CA for the new certificate's window apart from planning, and /api/status says the CA's renewal window decides", async () => {
+    const f = await fake({ ari: { mode: 'future', explanationURL: 'https://ca.example/why' } });
+    const name = uniqueName('ari-daemon');
+    const file = join(cfg.dir, `${name}.yaml`);
+    await writeFile(file, `sites:\n  - host: ${name}\n    upstream: http://127.0.0.1:9\n`);
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(cfg.dir, 'daemon-store'),
+      ...pebbleRunFlags(pebble).map((x) => (x === pebble.directoryUrl ? f.directoryUrl : x))], { httpPort: pebble.httpPort });
+    try {
+      const cert = await waitFor("the CA's window in the status", async () => {
+        const c = (await d.status())['certificates'].find((x: { name: string }) => x.name === name);
+        return c?.nextRenewal?.why === "inside the CA's suggested renewal window (ARI)" ? c : undefined;
+      }, 30_000);
+      const at = Date.parse(cert.nextRenewal.at);
+      assert.ok(at > Date.now() + 23 * 3600_000, `the chosen time is in the CA's window a day away, not the 20-second lifetime rule: ${cert.nextRenewal.at}`);
+      assert.equal(f.renewalInfoRequests.length, 1);
+    } finally {
+      assert.equal(await d.stop(), 0, d.output());
+    }
   });
 });

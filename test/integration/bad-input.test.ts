@@ -145,7 +145,8 @@ describe('padlock issue refuses bad input before ordering', () => {
       const flags = pebbleFlags(pebble).map((f) => (f === pebble.directoryUrl ? `http://127.0.0.1:${port}/dir` : f));
       const r = await runCli(['issue', '-d', name, ...flags, '--config-dir', cfg.dir]);
       assert.equal(r.code, 1);
-      assert.match(r.stderr, /answered 429 \(rate limited\) for its directory; padlock will try again later \[ACME_UNREACHABLE\]/);
+      // Busy, not unreachable: the code says so, and the message says when padlock will try again.
+      assert.match(r.stderr, new RegExp(`reading the directory: the CA at http://127\\.0\\.0\\.1:${port}/dir is rate limiting \\(HTTP 429\\); padlock will try again after \\S+, as the CA asked \\[ACME_CA_UNAVAILABLE\\]`));
       const state = JSON.parse(await readFile(join(cfg.dir, 'state', `${name}.json`), 'utf8'));
       assert.ok(Date.parse(state.failure.nextAttemptAt) > Date.now() + 7000_000, 'the next attempt waits for the Retry-After');
     } finally {

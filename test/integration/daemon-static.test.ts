@@ -169,3 +169,52 @@ describe('padlock run as a certificate companion', () => {
   });
 });
 
+
+describe('padlock run and certificates from elsewhere', () => {
+  const serial = async (port: number, name: string, ca: string) => (await httpsGet(port, name, ca)).peer.serialNumber as string;
+
+  it('issues local names before :443 opens, so the first handshake already has its certificate', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'local.yaml');
+    await writeFile(file, `sites:\n  - host: first.localhost\n    upstream: http://127.0.0.1:9\n`);
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir.dir, 'store'), '--log-format', 'json', ...NO_CA]);
+    try {
+      const lines = d.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; name?: string });
+      const stored = lines.findIndex((l) => l.msg === 'certificate stored' && l.name === 'first.localhost');
+      const listening = lines.findIndex((l) => l.msg === 'listening');
+      assert.ok(stored >= 0 && listening >= 0, d.output());
+      assert.ok(stored < listening, 'the local certificate was stored before the ports opened');
+      const root = (await runCli(['trust', '--pem', '--config-dir', join(dir.dir, 'store')])).stdout;
+      assert.ok(await serial(d.httpsPort, 'first.localhost', root), 'the very first handshake succeeds');
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  });
+
+  it('serves, within 5 s and without a restart, a newer certificate that padlock renew wrote from another process', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'local.yaml');
+    const store = join(dir.dir, 'store');
+    await writeFile(file, `sites:\n  - host: cron.localhost\n    upstream: http://127.0.0.1:9\n`);
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, ...NO_CA]);
+    try {
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      const before = await waitFor('the first certificate', () => serial(d.httpsPort, 'cron.localhost', root).catch(() => undefined));
+      const r = await runCli(['renew', '--force-renewal', '--cert-name', 'cron.localhost', '--config-dir', store]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const renewedAt = Date.now();
+      const written = await readFile(join(store, 'live', 'cron.localhost', 'cert.pem'), 'utf8');
+      const after = await waitFor('the renewed certificate', async () => {
+        const s = await serial(d.httpsPort, 'cron.localhost', root).catch(() => undefined);
+        return s && s !== before ? s : undefined;
+      }, 10_000, 100);
+      assert.ok(Date.now() - renewedAt < 5_000, `served after ${Date.now() - renewedAt} ms`);
+      assert.equal(after.toLowerCase(), new (await import('node:crypto')).X509Certificate(written).serialNumber.toLowerCase());
+      assert.match(d.output(), /a newer certificate appeared in the store/);
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  });
+});

@@ -11,8 +11,9 @@ import { startPebble, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
 import { pebbleFlags, tempConfigDir, uniqueName } from '../support/padlock.js';
 
-// Short enough that a certificate becomes due (half of a <10-day lifetime) within the test.
-const VALIDITY_S = 8;
+// Short enough that a certificate becomes due (half of a <10-day lifetime) within the test, long enough
+// (8 s between due and expiry) that a loaded machine does not see it expire before the renewal runs.
+const VALIDITY_S = 16;
 
 let pebble: Pebble;
 let cfg: { dir: string; cleanup: () => Promise<void> };

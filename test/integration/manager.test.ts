@@ -12,9 +12,14 @@ import { readFile } from 'node:fs/promises';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { startTcpSwitch } from '../support/tcp-switch.js';
 import { startRateLimitCa } from '../support/rate-limit-ca.js';
+import { startFakeAcme } from '../support/fake-acme.js';
 import { CertificateManager, type CertificateSnapshot } from '../../src/certificates/manager.js';
+import { CertificateEngine } from '../../src/certificates/engine.js';
+import { IssuerSet } from '../../src/certificates/issuers.js';
+import { AriSources } from '../../src/certificates/ari-poller.js';
+import { EngineEventBus } from '../../src/events.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { TokenMap, handleChallengeRequest } from '../../src/acme/http01.js';
+import { Http01Solver, TokenMap, TokenMapResponder, handleChallengeRequest } from '../../src/acme/http01.js';
 import { loadTrustAnchors } from '../../src/tls/roots.js';
 import { silentLogger } from '../../src/log.js';
 import type { SiteSpec } from '../../src/state/desired-state.js';
@@ -51,18 +56,24 @@ function movableClock(): Clock & { advance(ms: number): void } {
   return { now: () => new Date(Date.now() + offset), advance: (ms: number) => { offset += ms; } };
 }
 
-async function makeManager(opts: { store: CertStore; server: string; clock: Clock; concurrency?: number; snapshots?: CertificateSnapshot[] }) {
+async function makeManager(opts: { store: CertStore; server: string; clock: Clock; concurrency?: number; snapshots?: CertificateSnapshot[]; ariPoll?: { deadlineMs: number } }) {
   const serverCa = await readFile(pebble.serverCaFile, 'utf8');
   const roots = await loadTrustAnchors({ extraFiles: [pebble.rootsFile] });
+  const issuers = new IssuerSet({ clock: opts.clock, logger: silentLogger, ari: new AriSources(), serverCa: async () => serverCa, roots: async () => roots });
+  after(() => issuers.close());
+  const solver = new Http01Solver(new TokenMapResponder(tokens, `the test's HTTP-01 server on port ${pebble.httpPort}`));
+  const engine = new CertificateEngine({
+    store: opts.store, clock: opts.clock, logger: silentLogger, events: new EngineEventBus(),
+    issuerFor: (spec) => issuers.for(spec), solversFor: () => [solver],
+    ...(opts.ariPoll ? { ariPoll: opts.ariPoll } : {}),
+  });
   const manager = new CertificateManager({
-    store: opts.store,
+    engine,
     clock: opts.clock,
     logger: silentLogger,
-    roots,
-    tokens,
     server: opts.server,
-    account: { agreeTos: true, serverCa, email: 'ops@example.com' },
-    httpPort: pebble.httpPort,
+    account: { agreeTos: true, email: 'ops@example.com' },
+    challenge: { type: 'standalone', port: pebble.httpPort },
     concurrency: opts.concurrency ?? 4,
     // Never fires during a test: time moves by checkNow().
     renewCron: '0 0 1 1 *',
@@ -133,7 +144,7 @@ describe('certificate manager', () => {
     const name = `down-${process.pid}.example.com`;
     const failed: string[] = [];
     const manager = await makeManager({ store, server, clock, snapshots });
-    manager.on('cert_failed', (e) => failed.push(e.error.code));
+    manager.events.on('cert_failed', (e) => failed.push(e.error.code));
     manager.start();
     manager.setSites([site(name)]);
     await manager.idle();
@@ -161,7 +172,7 @@ describe('certificate manager', () => {
 
     // A restarted manager on the same store honours the same backoff.
     const restarted = await makeManager({ store, server, clock, snapshots });
-    restarted.on('cert_failed', (e) => failed.push(e.error.code));
+    restarted.events.on('cert_failed', (e) => failed.push(e.error.code));
     restarted.start();
     restarted.setSites([site(name)]);
     await restarted.checkNow();
@@ -171,7 +182,7 @@ describe('certificate manager', () => {
     // Alerts go out through the real notifier (an in-memory channel here; SMTP is tested in notify.test.ts).
     const sent: string[] = [];
     const notifier = new Notifier({ channels: [{ name: 'capture', target: 'memory', send: async (d) => void sent.push(d.event.kind) }], store, clock, logger: silentLogger });
-    attachAlerts({ notifier, store, clock, logger: silentLogger }, restarted, () => undefined);
+    attachAlerts({ notifier, store, clock, logger: silentLogger }, restarted.events);
 
     // Two more failures after their backoffs (1 min, then 10 min): the third is in the alert window.
     for (const wait of [2 * 60_000, 11 * 60_000]) {
@@ -187,7 +198,7 @@ describe('certificate manager', () => {
     ca.up();
     clock.advance(2 * 60 * 60_000); // past the third backoff: 100 minutes plus up to 10 % jitter
     const recovered = new Promise<boolean>((r, reject) => {
-      restarted.once('cert_obtained', (e) => r(e.renewal));
+      restarted.events.once('cert_renewed', (e) => r(e.renewal));
       setTimeout(() => reject(new Error('no renewal after the backoff ended')), 30_000).unref();
     });
     await restarted.checkNow();
@@ -268,6 +279,30 @@ describe('certificate manager', () => {
     await manager.checkNow();
     await manager.idle();
     assert.equal(fake.newOrderRequests(), 2, 'asked again once the Retry-After passed');
+    await manager.stop();
+  });
+  it('keeps planning while the CA hangs on renewal information: another name is obtained at once, and the poll pass ends at its deadline', async () => {
+    const f = await startFakeAcme(pebble, { renewalInfo: 'hang' });
+    after(() => f.close());
+    const snapshots: CertificateSnapshot[] = [];
+    const manager = await makeManager({ store: new MemoryStore(), server: f.directoryUrl, clock: movableClock(), snapshots, ariPoll: { deadlineMs: 3_000 } });
+    const first = `ari-hang-a-${process.pid}.example.com`;
+    const second = `ari-hang-b-${process.pid}.example.com`;
+    manager.start();
+    manager.setSites([site(first)]);
+    const until = Date.now() + 20_000;
+    while (!snapshots.at(-1)?.has(first) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(snapshots.at(-1)?.has(first), 'the first name is served');
+    while (f.renewalInfoRequests.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(f.renewalInfoRequests.length, 1, 'its renewal information was asked for, and the CA does not answer');
+
+    const added = Date.now();
+    manager.setSites([site(first), site(second)]);
+    while (!snapshots.at(-1)?.has(second) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(snapshots.at(-1)?.has(second), 'the second name is served');
+    assert.ok(Date.now() - added < 5_000, `obtained ${Date.now() - added} ms after it was added, while the poll hangs`);
+    await manager.idle();
+    assert.ok(Date.now() - added < 10_000, 'the poll pass gave up at its deadline');
     await manager.stop();
   });
 });

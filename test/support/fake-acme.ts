@@ -14,8 +14,14 @@
  *   JWS `url` header names the fake, and Pebble would refuse it.
  * Every other URL (nonces, accounts, orders, finalize) still goes to Pebble.
  *
+ * The directory itself can misbehave (`setDirectory`): answer a status such
+ * as 503 or 429 with a `Retry-After`, hang without answering, reset the
+ * connection, or send a body larger than padlock accepts. Every directory
+ * request is counted, so a test can prove padlock did not ask.
+ *
  * `GET /renewal-info/<CertID>` answers the answer set for that CertID, or the
- * default one, and records each request. Modes are relative to the fake's
+ * default one, and records each request. `renewalInfo: 'hang'` accepts those
+ * requests and never answers. Modes are relative to the fake's
  * clock at the time of the request: `future` (starts in a day), `current`
  * (opened an hour ago, closes in an hour), `past` (closed an hour ago),
  * `error` (HTTP 500 serverInternal), `invalid` (end before start); or give
@@ -49,13 +55,26 @@ export interface NewOrderProblem {
   /** Short ACME type (`alreadyReplaced`) or a full URN. */
   type: string;
   detail?: string;
-  /** `Retry-After` in seconds, if any. */
-  retryAfter?: number;
+  /** `Retry-After`: seconds, or any text (an HTTP date, garbage), sent as is. */
+  retryAfter?: number | string;
 }
 
+/** How the fake answers `GET /dir`. */
+export type DirectoryMode =
+  | 'ok'
+  | { status: number; retryAfter?: string; body?: string }
+  /** Accept the connection and never answer. */
+  | 'hang'
+  /** Reset the connection as soon as the request arrives. */
+  | 'reset'
+  /** A 200 whose JSON body is larger than `bytes`. */
+  | { huge: number };
+
 export interface FakeAcmeOptions {
-  /** Advertise `renewalInfo` in the directory (default true). */
-  renewalInfo?: boolean;
+  /** Advertise `renewalInfo` in the directory (default true); `hang` advertises it and never answers it. */
+  renewalInfo?: boolean | 'hang';
+  /** How `GET /dir` is answered (default `ok`). */
+  directory?: DirectoryMode;
   /** `meta.profiles`; `null` leaves it out. Default `{ classic, shortlived }`. */
   profiles?: Record<string, string> | null;
   /** Where newOrder goes (default `pebble`). */
@@ -93,6 +112,10 @@ export interface FakeAcme {
   setNewOrderProblems(problems: NewOrderProblem[]): void;
   /** Switches where newOrder goes, for directories fetched from now on. */
   setNewOrderMode(mode: 'pebble' | 'record'): void;
+  /** Changes how `GET /dir` is answered. */
+  setDirectory(mode: DirectoryMode): void;
+  /** How many `GET /dir` requests arrived. */
+  directoryRequests(): number;
   close(): Promise<void>;
 }
 
@@ -147,6 +170,9 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
   const byCertId = new Map(Object.entries(opts.ariByCertId ?? {}));
   let problems = [...(opts.newOrderProblems ?? DEFAULT_NEW_ORDER_PROBLEMS)];
   let newOrderMode = opts.newOrder ?? 'pebble';
+  let directoryMode: DirectoryMode = opts.directory ?? 'ok';
+  let directoryCount = 0;
+  const hanging = new Set<import('node:net').Socket>();
   let answered = 0;
   const renewalInfoRequests: FakeAcme['renewalInfoRequests'] = [];
   const newOrders: RecordedNewOrder[] = [];
@@ -184,6 +210,25 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
     const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
     if (path === '/dir' && (req.method === 'GET' || req.method === 'HEAD')) {
       req.resume();
+      directoryCount += 1;
+      const mode = directoryMode;
+      if (mode === 'hang') {
+        hanging.add(req.socket);
+        return;
+      }
+      if (mode === 'reset') {
+        req.socket.resetAndDestroy();
+        return;
+      }
+      if (typeof mode === 'object' && 'status' in mode) {
+        res.writeHead(mode.status, { 'content-type': mode.body ? 'text/html' : 'application/problem+json', ...(mode.retryAfter !== undefined ? { 'retry-after': mode.retryAfter } : {}) })
+          .end(mode.body ?? JSON.stringify({ type: urn('serverInternal'), detail: 'the fake CA is down for maintenance', status: mode.status }));
+        return;
+      }
+      if (typeof mode === 'object' && 'huge' in mode) {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...upstream, padding: 'x'.repeat(mode.huge) }));
+        return;
+      }
       const meta = { ...(upstream.meta as Record<string, unknown> | undefined) };
       const profiles = opts.profiles === undefined ? DEFAULT_PROFILES : opts.profiles;
       if (profiles) meta.profiles = profiles;
@@ -199,6 +244,10 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
       req.resume();
       const id = decodeURIComponent(path.slice('/renewal-info/'.length));
       renewalInfoRequests.push({ certId: id, path, at: now() });
+      if (opts.renewalInfo === 'hang') {
+        hanging.add(req.socket);
+        return;
+      }
       answerRenewalInfo(res, id);
       return;
     }
@@ -244,8 +293,13 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
       problems = [...next];
       answered = 0;
     },
+    setDirectory(mode) {
+      directoryMode = mode;
+    },
+    directoryRequests: () => directoryCount,
     close: () =>
       (closed ??= new Promise<void>((resolve) => {
+        for (const sock of hanging) sock.destroy();
         server.closeAllConnections();
         server.close(() => resolve());
       })),
