@@ -47,7 +47,9 @@ export type ErrorCode =
   | 'STORE_IO'
   | 'STORE_CORRUPT'
   // hooks
-  | 'HOOK_FAILED';
+  | 'HOOK_FAILED'
+  // proxy: an upstream padlock refuses to connect to (proxy/upstream-guard.ts)
+  | 'UPSTREAM_FORBIDDEN';
 
 export interface PadlockErrorOptions {
   cause?: unknown;
