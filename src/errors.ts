@@ -66,7 +66,9 @@ export type ErrorCode =
    * failure no layer translated). Never dressed up as another code: the
    * original error is kept as the cause.
    */
-  | 'UNEXPECTED';
+  | 'UNEXPECTED'
+  // proxy: an upstream padlock refuses to connect to (proxy/upstream-guard.ts)
+  | 'UPSTREAM_FORBIDDEN';
 
 /** The codes of route problems found in container labels and env vars (and CONTAINER_UNHEALTHY). */
 export type LabelCode =

@@ -21,6 +21,8 @@ import { AriSources } from './certificates/ari-poller.js';
 import { EngineEventBus } from './events.js';
 import { ProxyServer } from './proxy/server.js';
 import { ProxyCluster } from './proxy/cluster.js';
+import { upstreamGuardFor } from './proxy/upstream-connect.js';
+import { configuredOwnPorts } from './proxy/upstream-guard.js';
 import { AdminServer } from './observe/admin.js';
 import { Metrics, failureReason } from './observe/metrics.js';
 import { buildStatusDocument } from './observe/status.js';
@@ -73,7 +75,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const log = logger.child({ component: 'daemon' });
 
   // Everything that can be checked before touching the network is checked here, all at once.
-  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile)
+  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile, upstreamGuardFor(config))
     .map((s) => (s.profile || !config.profile || !s.https ? s : { ...s, profile: config.profile }));
   const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
   const adminToken = await loadAdminToken(config);
@@ -107,6 +109,9 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       logLevel: config.logLevel,
       pretty: config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stderr.isTTY === true),
       observer: metrics.proxyObserver,
+      allowUpstream: config.allowUpstream,
+      trustedProxies: config.trustedProxies,
+      ownPorts: configuredOwnPorts(config),
     })
     : undefined;
   const events = new EngineEventBus((event, err) => log.warn('an event listener failed', { event, error: errorMessage(err) }));
@@ -138,7 +143,10 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   events.on('cert_obtained', () => metrics.renewal('success'));
   events.on('cert_renewed', () => metrics.renewal('success'));
   events.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
-  const proxy = proxyCluster ?? new ProxyServer({ httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver });
+  const proxy = proxyCluster ?? new ProxyServer({
+    httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver,
+    allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config),
+  });
   metrics.setSource({ certificates: () => manager.status(), proxy: () => proxy.stats(), now: () => clock.now() });
 
   let discovered: DesiredState = EMPTY_DESIRED_STATE;
@@ -218,6 +226,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     const listening = await proxy.listen();
     const adminAt = await admin.listen();
     ports = { http: listening.httpPort, https: listening.httpsPort, admin: adminAt.port };
+    // The admin port as bound (it was 0 in the config, say): no route may reach it.
+    proxy.setOwnPorts([ports.http, ports.https, ports.admin]);
   } catch (err) {
     await proxy.close({ drainMs: 0 }).catch(() => undefined);
     await discovery?.stop();

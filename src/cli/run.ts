@@ -11,6 +11,7 @@ import { readConfigFile } from '../config/file.js';
 import { createLogger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
 import { dockerDiscovery } from '../docker/discovery.js';
+import { upstreamGuardFor } from '../proxy/upstream-connect.js';
 
 const KEYS = (Object.keys(runConfigSchema.shape) as RunConfigKey[]).filter((k) => k !== 'sites');
 
@@ -56,7 +57,7 @@ export const runCommand: CommandModule<object, Record<string, unknown>> = {
       const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stderr.isTTY === true);
       const logger = createLogger({ level: config.logLevel, ...(pretty ? { write: prettyWriter(process.stderr) } : {}) });
       const discovery: Discovery | null = config.docker
-        ? dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), ...(config.profile ? { defaultProfile: config.profile } : {}), logger })
+        ? dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), ...(config.profile ? { defaultProfile: config.profile } : {}), upstreamGuard: upstreamGuardFor(config), logger })
         : null;
       const daemon = await startDaemon(config, { discovery, logger, ...(file ? { configFile: file } : {}) });
       let stopping = false;

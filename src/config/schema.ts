@@ -11,6 +11,12 @@ import { notifyConfigSchema } from '../notify/config.js';
 import { companionConfigSchema, companionConfigProblems } from '../companion/config.js';
 import { adminConfigSchema, adminAccessProblem } from '../observe/admin-auth.js';
 import { PadlockError } from '../errors.js';
+import { cidrProblem } from '../proxy/upstream-guard.js';
+
+const cidr = z.string().superRefine((v, ctx) => {
+  const problem = cidrProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const port = (what: string) => z.number().int().min(0, `${what} must be a port (0-65535)`).max(65535, `${what} must be a port (0-65535)`);
 
@@ -51,6 +57,8 @@ export const runConfigSchema = z.object({
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
   logFormat: z.enum(['auto', 'json', 'pretty']).default('auto').describe('Log lines as JSON, readable text, or auto (readable when stderr is a terminal)'),
+  allowUpstream: z.array(cidr).default([]).describe('CIDRs padlock may forward to although they are link-local or cloud metadata addresses, e.g. 169.254.10.0/24 (comma-separated)'),
+  trustedProxies: z.array(cidr).default([]).describe("CIDRs of proxies in front of padlock whose X-Forwarded-*, X-Real-IP and Forwarded headers are kept (comma-separated); everyone else's are replaced"),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
 }).extend(notifyConfigSchema.shape).extend(companionConfigSchema.shape).extend(adminConfigSchema.shape).strict();
 

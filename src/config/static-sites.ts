@@ -9,6 +9,7 @@ import { normaliseSiteHost } from './names.js';
 import { shownUrl } from './shown.js';
 import { parseUpstreamUrl } from './upstream.js';
 import { PadlockError } from '../errors.js';
+import type { UpstreamGuard } from '../proxy/upstream-guard.js';
 
 export const HSTS_DEFAULT_MAX_AGE = 31_536_000;
 
@@ -18,7 +19,13 @@ export function parseUpstream(input: string): string | { reason: string } {
   return typeof r === 'string' ? r : { reason: `"${shownUrl(input)}" is not an upstream URL (${r.reason}); use http://HOST:PORT or https://HOST:PORT` };
 }
 
-export function staticSites(entries: readonly StaticSite[], localSuffixes: readonly string[], fileName = 'config file'): SiteSpec[] {
+/**
+ * The config file's sites as SiteSpecs, or one CONFIG_INVALID error listing
+ * every bad entry. With `guard`, an upstream padlock refuses (its own
+ * listeners, link-local and metadata addresses without `--allow-upstream`)
+ * is one of those errors: the operator hears it at start, not per request.
+ */
+export function staticSites(entries: readonly StaticSite[], localSuffixes: readonly string[], fileName = 'config file', guard?: UpstreamGuard): SiteSpec[] {
   const problems: string[] = [];
   const sites = new Map<string, SiteSpec>();
   entries.forEach((e, i) => {
@@ -29,8 +36,10 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
     const upstreams: string[] = [];
     for (const raw of Array.isArray(e.upstream) ? e.upstream : [e.upstream]) {
       const u = parseUpstream(raw);
-      if (typeof u === 'string') upstreams.push(u);
-      else problems.push(`${where}.upstream: ${u.reason}`);
+      const refusal = typeof u === 'string' ? guard?.checkUrl(u) : undefined;
+      if (typeof u !== 'string') problems.push(`${where}.upstream: ${u.reason}`);
+      else if (refusal) problems.push(`${where}.upstream: ${u} ${refusal.reason}`);
+      else upstreams.push(u);
     }
     const hsts = e.hsts === true ? HSTS_DEFAULT_MAX_AGE : e.hsts === false || e.hsts === 0 ? undefined : e.hsts;
     sites.set(host.name, {

@@ -58,13 +58,28 @@
  * first by name), else on its first network by name that has an address;
  * none: LABEL_NO_ADDRESS.
  *
+ * ## Names a container cannot claim
+ * The bare name `localhost` (any case, trailing dot) and loopback addresses
+ * are refused (LABEL_INVALID_HOST): they name this machine, and a container
+ * that claimed them would receive what local clients send to
+ * `https://localhost`. Names under it (`app.localhost`) route as usual.
+ *
+ * ## Upstreams a container cannot use
+ * With `upstreamGuard`, an upstream whose address needs no DNS (an IP
+ * literal, `localhost`, or the host network's 127.0.0.1) is checked against
+ * the proxy's rules (proxy/upstream-guard.ts): padlock's own listeners,
+ * link-local and cloud metadata addresses (unless `--allow-upstream` covers
+ * them) give LABEL_UPSTREAM_FORBIDDEN.
+ *
  * ## What a problem disables
+ * Every problem of a container is reported at once, in one listing.
  * - An invalid name in a host list (LABEL_INVALID_HOST, LABEL_WILDCARD)
  *   disables that one name; the container's other names still route. One
  *   typo in a list of five should not take four working sites down.
  * - Any other bad label or env var (port, upstream, protocol, email,
- *   redirect, hsts, enable) disables every route of that container: those
- *   settings apply to all its names, so no name can be served correctly.
+ *   profile, redirect, hsts, enable) and an upstream that cannot be found or
+ *   is forbidden disable every route of that container: those settings apply
+ *   to all its names, so no name can be served correctly.
  * - LABEL_CONFLICT: several containers claim one name with different
  *   per-site settings (https, redirect, hsts, email). The container created
  *   first (then by name) wins; each later one contributes nothing for that
@@ -76,6 +91,7 @@
  * One whose check is still `starting` is routed: see the comment in the code.
  */
 import { isLocalName, normaliseSiteHost } from '../config/names.js';
+import { isLoopbackAddress, type UpstreamGuard } from '../proxy/upstream-guard.js';
 import { shownUrl } from '../config/shown.js';
 import { parseUpstreamUrl } from '../config/upstream.js';
 import type { DesiredState, RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
@@ -93,6 +109,12 @@ export interface DiscoveryOptions {
   defaultEmail?: string;
   /** ACME profile for names whose container sets no `padlock.profile`. */
   defaultProfile?: string;
+  /**
+   * The upstream rules, for upstreams that need no DNS (IP literals,
+   * `localhost`): a refused one disables the container (LABEL_UPSTREAM_FORBIDDEN).
+   * Names are checked when the proxy connects.
+   */
+  upstreamGuard?: Pick<UpstreamGuard, 'checkUrl'>;
 }
 
 /** The label keys padlock reads. */
@@ -252,8 +274,11 @@ function splitList(value: string): string[] {
 
 /**
  * Validates one host name for HTTP-01 or local issuance. Single-label names
- * (`localhost`) pass only when they are local: normaliseName refuses single
- * labels because no public CA issues for them, but the local CA can.
+ * pass only when they are local (normaliseName refuses single labels because
+ * no public CA issues for them, but the local CA can), except `localhost`
+ * itself and loopback addresses: a container must not claim this machine's
+ * own name (see LOCALHOST_REASON). The config file's sites keep the plain
+ * rules: they are the operator's, not whoever can start a container.
  */
 function checkHost(
   raw: string,
@@ -263,78 +288,106 @@ function checkHost(
     return { code: 'LABEL_WILDCARD', reason: 'wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name' };
   }
   if (raw.startsWith('~')) return { code: 'LABEL_INVALID_HOST', reason: 'regular-expression hosts (nginx-proxy\'s ~) are not supported; list each name' };
+  const lowered = raw.trim().toLowerCase().replace(/\.$/, '');
+  if (lowered === 'localhost') return { code: 'LABEL_INVALID_HOST', reason: LOCALHOST_REASON };
+  if (isLoopbackAddress(lowered)) return { code: 'LABEL_INVALID_HOST', reason: LOOPBACK_REASON };
   const r = normaliseSiteHost(raw, localSuffixes);
   if ('reason' in r) return { code: 'LABEL_INVALID_HOST', reason: r.reason };
   return { name: r.name };
 }
 
+/**
+ * A client that asks for `localhost` means this machine. Letting a container
+ * claim the name would hand it whatever a local client sends to
+ * `https://localhost` (the route that published padlock's admin API).
+ */
+const LOCALHOST_REASON = 'localhost is this machine\'s own name, so a container may not claim it; use a name under it, such as app.localhost';
+const LOOPBACK_REASON = 'it is a loopback address, this machine\'s own, and padlock routes names, not addresses; use a name such as app.localhost';
+
+/** Which names a container asks for, and the problems found reading them. */
+interface Wanted {
+  names: Array<{ raw: string; https: boolean; src: Source }>;
+  hostLabel: Source | undefined;
+}
+
+function wantedNames(c: ContainerInfo, options: DiscoveryOptions, bad: (code: string, s: Source, text: string, host?: string) => void): Wanted {
+  const hostLabel = pick(c, LABELS.host, undefined);
+  const names: Wanted['names'] = [];
+  if (hostLabel) {
+    for (const raw of splitList(hostLabel.value)) names.push({ raw, https: true, src: hostLabel });
+    if (names.length === 0) bad('LABEL_INVALID_HOST', hostLabel, 'no host name given; set a comma-separated list such as app.example.com');
+    return { names, hostLabel };
+  }
+  const vhost = pick(c, undefined, ENV.virtualHost);
+  const certSrcs = [pick(c, undefined, ENV.letsencryptHost), pick(c, undefined, ENV.acmeHost)].filter((s): s is Source => s !== undefined);
+  const certNames = new Map<string, Source>();
+  for (const s of certSrcs) {
+    for (const raw of splitList(s.value)) {
+      const key = hostKey(raw, options);
+      if (!certNames.has(key)) certNames.set(key, s);
+    }
+  }
+  const routed = new Set<string>();
+  if (vhost) {
+    for (const raw of splitList(vhost.value)) {
+      const key = hostKey(raw, options);
+      routed.add(key);
+      names.push({ raw, https: certNames.has(key), src: vhost });
+    }
+  }
+  for (const [name, s] of certNames) {
+    if (!routed.has(name)) {
+      bad('LABEL_HOST_NOT_ROUTED', s, `${name} is not in VIRTUAL_HOST, so nothing routes it and padlock gets no certificate for it; add it to VIRTUAL_HOST`, name);
+    }
+  }
+  return { names, hostLabel: undefined };
+}
+
+/** A name as VIRTUAL_HOST and LETSENCRYPT_HOST are matched: normalised when valid, else as written. */
+function hostKey(raw: string, options: DiscoveryOptions): string {
+  const r = checkHost(raw, options.localSuffixes);
+  return 'name' in r ? r.name : raw;
+}
+
+/**
+ * One container's claims and every problem with it, found in one pass: a
+ * container with a bad name, a bad port and a bad email hears about all
+ * three at once. What a problem disables is unchanged by reporting them
+ * together (see the module comment): a bad name only itself, a bad shared
+ * setting every name of the container.
+ */
 function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: Claim[]; problems: RouteProblem[] } {
   const problems: RouteProblem[] = [];
   const bad = (code: string, s: Source, text: string, host?: string): void => {
     problems.push(problem(code, c, `${where(s, c)}: ${text}`, { source: s.key, ...(host ? { host } : {}) }));
   };
-
-  // --- should padlock look at this container at all? ---
-  const enableSrc = pick(c, LABELS.enable, undefined);
-  let enabled: boolean | undefined;
-  if (enableSrc) {
-    enabled = parseBool(enableSrc);
-    if (enabled === undefined) {
-      bad('LABEL_INVALID_VALUE', enableSrc, `"${enableSrc.value}" is not a boolean (true or false); the container is not routed until it is fixed`);
-      return { claims: [], problems };
-    }
-  }
-  if (enabled === false) return { claims: [], problems };
-  if (!options.exposedByDefault && enabled !== true) return { claims: [], problems };
-
-  // --- which names, and which of them get HTTPS ---
-  const hostLabel = pick(c, LABELS.host, undefined);
-  const wanted: Array<{ raw: string; https: boolean; src: Source }> = [];
-  if (hostLabel) {
-    for (const raw of splitList(hostLabel.value)) wanted.push({ raw, https: true, src: hostLabel });
-    if (wanted.length === 0) bad('LABEL_INVALID_HOST', hostLabel, 'no host name given; set a comma-separated list such as app.example.com');
-  } else {
-    const vhost = pick(c, undefined, ENV.virtualHost);
-    const certSrcs = [pick(c, undefined, ENV.letsencryptHost), pick(c, undefined, ENV.acmeHost)].filter((s): s is Source => s !== undefined);
-    const certNames = new Map<string, Source>();
-    for (const s of certSrcs) {
-      for (const raw of splitList(s.value)) {
-        const r = checkHost(raw, options.localSuffixes);
-        const key = 'name' in r ? r.name : raw;
-        if (!certNames.has(key)) certNames.set(key, s);
-      }
-    }
-    const routed = new Set<string>();
-    if (vhost) {
-      for (const raw of splitList(vhost.value)) {
-        const r = checkHost(raw, options.localSuffixes);
-        const key = 'name' in r ? r.name : raw;
-        routed.add(key);
-        wanted.push({ raw, https: certNames.has(key), src: vhost });
-      }
-    }
-    for (const [name, s] of certNames) {
-      if (!routed.has(name)) {
-        bad('LABEL_HOST_NOT_ROUTED', s, `${name} is not in VIRTUAL_HOST, so nothing routes it and padlock gets no certificate for it; add it to VIRTUAL_HOST`, name);
-      }
-    }
-  }
-  if (wanted.length === 0) {
-    if (enabled === true && !hostLabel) {
-      problems.push(
-        problem('LABEL_NO_HOST', c, `label ${LABELS.enable} on container ${c.name}: the container is enabled but names no host; set ${LABELS.host}`, { source: LABELS.enable }),
-      );
-    }
-    return { claims: [], problems };
-  }
-
-  // --- settings shared by all of the container's names: any error disables them all ---
+  // Settings shared by all of the container's names: any error disables them all.
   let broken = false;
   const fail = (code: string, s: Source, text: string): void => {
     bad(code, s, `${text}; the container is not routed until it is fixed`);
     broken = true;
   };
 
+  // --- should padlock look at this container at all? ---
+  const enableSrc = pick(c, LABELS.enable, undefined);
+  const enabled = enableSrc ? parseBool(enableSrc) : undefined;
+  if (enabled === false) return { claims: [], problems };
+  // An unreadable padlock.enable still asks for padlock's attention: everything is read and reported, nothing routed.
+  const unreadableEnable = enableSrc !== undefined && enabled === undefined;
+  if (!options.exposedByDefault && enabled !== true && !unreadableEnable) return { claims: [], problems };
+  if (unreadableEnable) fail('LABEL_INVALID_VALUE', enableSrc, `"${enableSrc.value}" is not a boolean (true or false)`);
+
+  // --- which names, and which of them get HTTPS ---
+  const { names: wanted, hostLabel } = wantedNames(c, options, bad);
+  if (wanted.length === 0 && enabled === true && !hostLabel) {
+    problems.push(
+      problem('LABEL_NO_HOST', c, `label ${LABELS.enable} on container ${c.name}: the container is enabled but names no host; set ${LABELS.host}`, { source: LABELS.enable }),
+    );
+  }
+  // Only a container that asks for a route hears about its other settings.
+  if (wanted.length === 0 && !hostLabel && enableSrc === undefined) return { claims: [], problems };
+
+  // --- settings shared by all of the container's names ---
   const redirectSrc = pick(c, LABELS.redirect, undefined);
   let redirect = true;
   if (redirectSrc) {
@@ -371,7 +424,20 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
   }
 
   const upstream = resolveUpstream(c, options, fail);
-  if (broken || upstream === undefined) return { claims: [], problems };
+
+  // --- the names; a bad name disables only itself ---
+  const valid: Array<{ name: string; https: boolean }> = [];
+  const seen = new Set<string>();
+  for (const w of wanted) {
+    const r = checkHost(w.raw, options.localSuffixes);
+    if ('reason' in r) {
+      bad(r.code, w.src, `"${w.raw}" is not a usable host name: ${r.reason}; the container's other names still route`, w.raw);
+      continue;
+    }
+    if (seen.has(r.name)) continue;
+    seen.add(r.name);
+    valid.push({ name: r.name, https: w.https });
+  }
 
   // `starting` counts: Docker reports it until the first check passes, which with the default
   // 30 s interval would hide every fresh deploy for half a minute (and a daemon restored with
@@ -382,52 +448,46 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
     );
     return { claims: [], problems };
   }
+  if (broken || upstream === undefined) return { claims: [], problems };
 
-  // --- one claim per valid name; a bad name disables only itself ---
-  const claims: Claim[] = [];
-  const seen = new Set<string>();
-  for (const w of wanted) {
-    const r = checkHost(w.raw, options.localSuffixes);
-    if ('reason' in r) {
-      bad(r.code, w.src, `"${w.raw}" is not a usable host name: ${r.reason}; the container's other names still route`, w.raw);
-      continue;
-    }
-    if (seen.has(r.name)) continue;
-    seen.add(r.name);
-    claims.push({
-      host: r.name,
-      container: c,
-      // Redirecting is meaningless without HTTPS; pin it so it cannot cause a spurious conflict.
-      settings: {
-        https: w.https,
-        redirect: w.https ? redirect : false,
-        ...(hstsMaxAge !== undefined && w.https ? { hstsMaxAge } : {}),
-        ...(email !== undefined ? { email } : {}),
-        ...(profile !== undefined && w.https ? { profile } : {}),
-      },
-      upstream: { url: upstream, containerId: c.id, containerName: c.name },
-    });
-  }
+  const claims = valid.map((v): Claim => ({
+    host: v.name,
+    container: c,
+    // Redirecting is meaningless without HTTPS; pin it so it cannot cause a spurious conflict.
+    settings: {
+      https: v.https,
+      redirect: v.https ? redirect : false,
+      ...(hstsMaxAge !== undefined && v.https ? { hstsMaxAge } : {}),
+      ...(email !== undefined ? { email } : {}),
+      ...(profile !== undefined && v.https ? { profile } : {}),
+    },
+    upstream: { url: upstream, containerId: c.id, containerName: c.name },
+  }));
   return { claims, problems };
 }
 
-/** The upstream URL, or undefined after reporting why through `fail`. */
+/**
+ * The upstream URL, or undefined after reporting through `fail` every reason
+ * why not: a bad port, a bad padlock.upstream or VIRTUAL_PROTO, no port or
+ * address to infer, and an address padlock refuses (LABEL_UPSTREAM_FORBIDDEN).
+ */
 function resolveUpstream(
   c: ContainerInfo,
   options: DiscoveryOptions,
   fail: (code: string, s: Source, text: string) => void,
 ): string | undefined {
+  let ok = true;
   // Validate both port sources even when padlock.upstream makes them moot: a typo should be seen.
   const portSrc = pick(c, LABELS.port, ENV.virtualPort);
   let explicitPort: number | undefined;
   if (portSrc) {
     const v = portSrc.value.trim();
     const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
-    if (!(n >= 1 && n <= 65535)) {
+    if (n >= 1 && n <= 65535) explicitPort = n;
+    else {
       fail('LABEL_INVALID_PORT', portSrc, `"${portSrc.value}" is not a port (1-65535)`);
-      return undefined;
+      ok = false;
     }
-    explicitPort = n;
   }
 
   const upSrc = pick(c, LABELS.upstream, undefined);
@@ -437,34 +497,31 @@ function resolveUpstream(
       fail('LABEL_INVALID_VALUE', upSrc, `"${shownUrl(upSrc.value)}" is not an upstream URL (${url.reason}); use http://HOST:PORT or https://HOST:PORT`);
       return undefined;
     }
-    return url;
+    return ok ? allowedUpstream(url, upSrc, options, fail) : undefined;
   }
 
   const protoSrc = pick(c, undefined, ENV.virtualProto);
   let scheme = 'http';
   if (protoSrc) {
     const v = protoSrc.value.trim().toLowerCase();
-    if (v !== 'http' && v !== 'https') {
+    if (v === 'http' || v === 'https') scheme = v;
+    else {
       fail('LABEL_INVALID_VALUE', protoSrc, `"${protoSrc.value}" is not supported; padlock forwards http or https`);
-      return undefined;
+      ok = false;
     }
-    scheme = v;
   }
 
   const hostNet = c.networkMode === 'host';
+  const portLabel: Source = portSrc ?? { kind: 'label', key: LABELS.port, value: '' };
   let port = explicitPort;
-  if (port === undefined) {
+  // A bad explicit port was reported above; guessing another would only add noise.
+  if (port === undefined && portSrc === undefined) {
     const exposed = c.exposedPorts;
     if (exposed.length === 1) port = exposed[0];
     else if (exposed.length > 1 && exposed.includes(80)) port = 80;
-    else if (exposed.length > 1) {
-      fail('LABEL_NO_PORT', { kind: 'label', key: LABELS.port, value: '' }, `the container exposes ports ${exposed.join(', ')}; set ${LABELS.port} to the one to use`);
-      return undefined;
-    } else if (!hostNet) port = 80;
-    else {
-      fail('LABEL_NO_PORT', { kind: 'label', key: LABELS.port, value: '' }, `the container uses the host network and exposes no port; set ${LABELS.port} to the port the app listens on`);
-      return undefined;
-    }
+    else if (exposed.length > 1) fail('LABEL_NO_PORT', portLabel, `the container exposes ports ${exposed.join(', ')}; set ${LABELS.port} to the one to use`);
+    else if (!hostNet) port = 80;
+    else fail('LABEL_NO_PORT', portLabel, `the container uses the host network and exposes no port; set ${LABELS.port} to the port the app listens on`);
   }
 
   let ip: string | undefined;
@@ -484,6 +541,14 @@ function resolveUpstream(
     );
     return undefined;
   }
-  return `${scheme}://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
+  if (!ok || port === undefined) return undefined;
+  return allowedUpstream(`${scheme}://${ip.includes(':') ? `[${ip}]` : ip}:${port}`, portLabel, options, fail);
 }
 
+/** `url`, or undefined after LABEL_UPSTREAM_FORBIDDEN when the guard refuses its address. */
+function allowedUpstream(url: string, src: Source, options: DiscoveryOptions, fail: (code: string, s: Source, text: string) => void): string | undefined {
+  const refusal = options.upstreamGuard?.checkUrl(url);
+  if (!refusal) return url;
+  fail('LABEL_UPSTREAM_FORBIDDEN', src, `the upstream ${url} ${refusal.reason}`);
+  return undefined;
+}

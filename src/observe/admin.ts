@@ -10,6 +10,11 @@
  * | `/metrics` | Prometheus text (observe/metrics.ts); 404 without a Metrics | token when set |
  * | `/`, `/dashboard.css`, `/dashboard.js` | the dashboard | token when set |
  *
+ * Requests that came through padlock's own proxy (their `Via` names
+ * padlock, which the forwarder always appends) get **403** on every path,
+ * /healthz included, token or not: a route to the admin port, however it
+ * slipped past the upstream rules, never reads the API.
+ *
  * Access: loopback only by default. A non-loopback bind (or `requireToken`)
  * without a token refuses to construct. With a token, every path but
  * /healthz needs `Authorization: Bearer TOKEN` (or Basic with the token as
@@ -24,6 +29,7 @@ import { PadlockError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { adminAccessProblem, authorizationMatches, isLoopbackHost, isLoopbackHostHeader } from './admin-auth.js';
 import { DASHBOARD_ASSETS, DASHBOARD_HEADERS } from './dashboard/assets.js';
+import { viaNamesPadlock } from '../proxy/headers.js';
 import type { Metrics } from './metrics.js';
 
 export interface AdminOptions {
@@ -105,6 +111,10 @@ export class AdminServer {
     const json = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers }).end(JSON.stringify(body, null, 2) + '\n');
     };
+    if (viaNamesPadlock(req.headers.via)) {
+      this.log.warn('admin request refused: it came through padlock\'s own proxy', { path, via: req.headers.via });
+      return json(403, { error: "forbidden: this request came through padlock's proxy (its Via header names padlock); the admin API answers only direct requests" });
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'method not allowed' }, { allow: 'GET, HEAD' });
     if (path === '/healthz') return json(200, { ok: true });
 

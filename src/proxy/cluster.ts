@@ -61,6 +61,12 @@ export interface WorkerSettings {
   slot: number;
   /** How often the worker reports stats and metric events (ms). */
   reportMs: number;
+  /** `--allow-upstream` CIDRs. */
+  allowUpstream: string[];
+  /** `--trusted-proxies` CIDRs. */
+  trustedProxies: string[];
+  /** Other ports padlock listens on (the admin API), refused as upstreams. */
+  ownPorts: number[];
 }
 
 export type ToWorker =
@@ -68,6 +74,7 @@ export type ToWorker =
   | { t: 'sites'; sites: SiteSpec[] }
   | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[] }
   | { t: 'token'; id: number; set?: [string, string]; del?: string }
+  | { t: 'own-ports'; ports: number[] }
   | { t: 'close'; drainMs: number };
 
 /** Metric events batched by a worker: [host or null, status, duration in 0.1 ms units (rounded up), count]. */
@@ -106,6 +113,12 @@ export interface ProxyClusterOptions {
   ackTimeoutMs?: number;
   /** How long `listen()` waits for every worker (default 30 s). */
   startTimeoutMs?: number;
+  /** `--allow-upstream` CIDRs, for every worker's upstream rules. */
+  allowUpstream?: readonly string[];
+  /** `--trusted-proxies` CIDRs, for every worker's forwarding headers. */
+  trustedProxies?: readonly string[];
+  /** Other ports padlock listens on (the admin API); `setOwnPorts` replaces them. */
+  ownPorts?: readonly number[];
 }
 
 interface Slot {
@@ -140,10 +153,18 @@ export class ProxyCluster {
   private closing: Promise<void> | undefined;
   private lastRespawn = 0;
   private readonly log: Logger;
+  private ownPorts: number[];
 
   constructor(private readonly opts: ProxyClusterOptions) {
     if (!cluster.isPrimary) throw new Error('ProxyCluster runs in the primary process only');
     this.log = opts.logger.child({ component: 'proxy-cluster' });
+    this.ownPorts = [...(opts.ownPorts ?? [])];
+  }
+
+  /** Replaces the other ports padlock listens on (the admin API, once bound) in every worker's upstream rules. */
+  setOwnPorts(ports: readonly number[]): void {
+    this.ownPorts = [...ports];
+    this.broadcast({ t: 'own-ports', ports: this.ownPorts });
   }
 
   /** Replaces the whole route table in every worker. */
@@ -313,6 +334,9 @@ export class ProxyCluster {
           pretty: this.opts.pretty,
           slot: entry.slot,
           reportMs: this.opts.reportMs ?? 1000,
+          allowUpstream: [...(this.opts.allowUpstream ?? [])],
+          trustedProxies: [...(this.opts.trustedProxies ?? [])],
+          ownPorts: this.ownPorts,
         };
         this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens] });
         entry.initialised = true;

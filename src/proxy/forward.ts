@@ -31,9 +31,13 @@
  * - Backpressure both ways: the client's body is streamed to the upstream, and
  *   the upstream is paused while the client is not reading. A client that
  *   goes away aborts its upstream request.
- * - `X-Forwarded-For` is appended to; `X-Forwarded-Proto`, `-Host` and `-Port`
- *   are set by padlock (overwritten, so a client cannot spoof them). The Host
- *   header is passed unchanged.
+ * - Forwarding headers (`X-Forwarded-*`, `X-Real-IP`, `Forwarded`, `Via`)
+ *   follow proxy/headers.ts: a client's own are replaced unless it is a
+ *   trusted proxy (`trustedProxies`). The Host header is passed unchanged.
+ * - Upstream addresses follow proxy/upstream-guard.ts, applied when a
+ *   connection opens (proxy/upstream-connect.ts): padlock's own listeners,
+ *   link-local and cloud metadata addresses are refused before any byte is
+ *   sent, with a 502 to the client and a log line naming the rule.
  * - Errors: connection refused/reset -> 502, connect timeout or response
  *   timeout -> 504, each a short page naming no address, port or stack. An
  *   idempotent request without a body whose upstream refused the connection,
@@ -59,11 +63,15 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type { BlockList, LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyServer as HttpProxy } from 'http-proxy-3';
 import { Agent as UndiciAgent, type Dispatcher as UndiciDispatcher } from 'undici';
 import type { Logger } from '../log.js';
+import { prepareRequestHeaders, stripHopByHop, type ForwardFacts } from './headers.js';
 import { hostFromHeader, type HostRoute, type UpstreamTarget } from './routes.js';
+import { guardAgent, guardedPoolFactory } from './upstream-connect.js';
+import { addressIn, cidrList, UpstreamGuard } from './upstream-guard.js';
 
 export interface ForwardTimeouts {
   /** Opening a new TCP connection to an upstream; then 504 and the upstream is marked down. */
@@ -91,6 +99,12 @@ export interface ForwarderOptions {
    * For metrics; it must not throw and must be cheap.
    */
   onUpstreamError?: (host: string, error: string) => void;
+  /** The upstream rules (default: link-local and metadata refused, no own port known yet); `setGuard` replaces it. */
+  guard?: UpstreamGuard;
+  /** CIDRs whose clients' forwarding headers are kept and appended to (`--trusted-proxies`); default none. */
+  trustedProxies?: readonly string[];
+  /** Resolves upstream names (default: the system resolver). Tests map names to 127.0.0.1 with it. */
+  lookup?: LookupFunction;
 }
 
 /** What the front server knows about the request that the upstream cannot. */
@@ -109,12 +123,11 @@ export interface ForwardStats {
   retries: number;
 }
 
-/** Hop-by-hop headers (RFC 9110 section 7.6.1) plus the legacy `proxy-connection`. */
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade'];
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ECONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL']);
 const RESPONSE_TIMEOUT = 'PADLOCK_UPSTREAM_TIMEOUT';
 const CLIENT_GONE = 'PADLOCK_CLIENT_GONE';
+const FORBIDDEN = 'UPSTREAM_FORBIDDEN';
 /** A reason phrase Node will send: tabs and visible ASCII (RFC 9112 allows obs-text too, Node does not). */
 const PRINTABLE_REASON = /^[\t\x20-\x7e]*$/;
 
@@ -167,6 +180,8 @@ export class Forwarder {
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
   private readonly timeouts: ForwardTimeouts;
+  private guard: UpstreamGuard;
+  private readonly trusted: BlockList | undefined;
   readonly log: Logger;
   private readonly upgraded = new Set<Duplex>();
   private opened = 0;
@@ -178,7 +193,12 @@ export class Forwarder {
     this.onUpstreamError = options.onUpstreamError;
     this.timeouts = { ...DEFAULT_FORWARD_TIMEOUTS, ...options.timeouts };
     const maxSockets = options.maxSocketsPerUpstream ?? 256;
+    this.guard = options.guard ?? new UpstreamGuard();
+    this.trusted = cidrList(options.trustedProxies);
+    const guard = () => this.guard;
     this.dispatcher = new UndiciAgent({
+      // One pool per upstream origin, as undici's default factory, with padlock's guarded connector.
+      factory: guardedPoolFactory(guard, options.lookup),
       connections: maxSockets,
       pipelining: 1,
       // The upstream's own Keep-Alive hint wins when shorter (minus undici's 1 s threshold).
@@ -197,8 +217,8 @@ export class Forwarder {
       // LIFO: hot sockets are reused, surplus ones idle out.
       scheduling: 'lifo' as const,
     };
-    this.httpAgent = new http.Agent(agentOptions);
-    this.httpsAgent = new https.Agent({ ...agentOptions, rejectUnauthorized: false });
+    this.httpAgent = guardAgent(new http.Agent(agentOptions), guard, options.lookup);
+    this.httpsAgent = guardAgent(new https.Agent({ ...agentOptions, rejectUnauthorized: false }), guard, options.lookup);
     this.proxy = new HttpProxy({
       xfwd: false,
       connectTimeout: this.timeouts.connectMs,
@@ -224,7 +244,7 @@ export class Forwarder {
       return void res.end();
     }
     const hasBody = requestHasBody(req);
-    prepareRequestHeaders(req, ctx, false);
+    prepareRequestHeaders(req.headers, this.facts(req, ctx), false);
     // undici frames the body itself (chunked when there is no Content-Length) and refuses these headers.
     delete req.headers['transfer-encoding'];
     new Exchange(this, req, res, { route, target, ctx, tried: [target.key] }, path, hasBody).dispatch();
@@ -257,16 +277,33 @@ export class Forwarder {
   ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: HostRoute, ctx: ForwardContext): void {
     const target = route.pick();
     if (!target) return rawError(socket, 502);
-    prepareRequestHeaders(req, ctx, true);
+    prepareRequestHeaders(req.headers, this.facts(req, ctx), true);
     this.proxy.ws(req, socket, head, { target: target.url, agent: this.agentFor(target) }, (err) => {
       const code = errorCode(err);
       // After the upgrade the socket carries WebSocket frames: an HTTP error page would corrupt them; just close.
       if (this.upgraded.has(socket)) return void socket.destroy();
       this.onUpstreamError?.(route.site.host, code);
       if (CONNECT_FAILURES.has(code)) route.markDown(target);
-      this.log.warn('websocket upstream failed', { host: route.site.host, upstream: target.containerName, error: code });
-      rawError(socket, code === 'ECONNECT_TIMEOUT' || code === RESPONSE_TIMEOUT ? 504 : 502);
+      const status = code === 'ECONNECT_TIMEOUT' || code === RESPONSE_TIMEOUT ? 504 : 502;
+      this.logFailure('websocket upstream failed', route, target, err, code, status);
+      rawError(socket, status);
     });
+  }
+
+  /** Replaces the upstream rules; the next new upstream connection is judged by `guard`. */
+  setGuard(guard: UpstreamGuard): void {
+    this.guard = guard;
+  }
+
+  /** One failed attempt in the log: a refused upstream says which rule, anything else its error code. */
+  logFailure(message: string, route: HostRoute, target: UpstreamTarget, err: unknown, code: string, status: number): void {
+    const fields = { host: route.site.host, upstream: target.containerName, error: code, status };
+    if (code === FORBIDDEN) {
+      const rule = (err as { details?: { rule?: string } }).details?.rule;
+      this.log.warn('upstream refused: padlock does not forward there', { ...fields, rule, reason: (err as Error).message });
+    } else {
+      this.log.warn(message, fields);
+    }
   }
 
   stats(): ForwardStats {
@@ -283,6 +320,18 @@ export class Forwarder {
     this.dispatcher.close().catch(() => undefined);
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+  }
+
+  /** The facts the header policy needs; the CIDR check runs only when trusted proxies are configured. */
+  private facts(req: http.IncomingMessage, ctx: ForwardContext): ForwardFacts {
+    const client = clientAddress(req);
+    return {
+      proto: ctx.proto,
+      client,
+      port: req.socket.localPort ?? 0,
+      httpVersion: req.httpVersion,
+      trusted: this.trusted !== undefined && addressIn(this.trusted, client),
+    };
   }
 
   private agentFor(target: UpstreamTarget): http.Agent {
@@ -411,7 +460,7 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     }
     res.off('close', this.onClientClose);
     const status = code === 'ECONNECT_TIMEOUT' || code === RESPONSE_TIMEOUT ? 504 : 502;
-    fwd.log.warn('upstream failed', { host: attempt.route.site.host, upstream: attempt.target.containerName, error: code, status });
+    fwd.logFailure('upstream failed', attempt.route, attempt.target, err, code, status);
     sendErrorPage(res, status);
   }
 }
@@ -432,40 +481,6 @@ function upstreamErrorCode(err: unknown): string {
     default:
       return code;
   }
-}
-
-/** Strips hop-by-hop headers from the client request and sets the X-Forwarded-* set. */
-function prepareRequestHeaders(req: http.IncomingMessage, ctx: ForwardContext, upgrade: boolean): void {
-  const h = req.headers;
-  const upgradeTo = h.upgrade;
-  stripHopByHop(h);
-  delete h.expect;
-  if (upgrade && upgradeTo !== undefined) {
-    h.connection = 'upgrade';
-    h.upgrade = upgradeTo;
-  }
-  const remote = clientAddress(req);
-  const xff = h['x-forwarded-for'];
-  h['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${remote}` : remote;
-  h['x-forwarded-proto'] = ctx.proto;
-  const host = h.host ?? '';
-  h['x-forwarded-host'] = host;
-  const port = /:(\d{1,5})$/.exec(host)?.[1];
-  h['x-forwarded-port'] = port ?? (ctx.proto === 'https' ? '443' : '80');
-}
-
-function stripHopByHop(headers: http.IncomingHttpHeaders): void {
-  // Repeated Connection headers come from undici as an array (Node's server joins them).
-  const connection: string | string[] | undefined = headers.connection;
-  const named = Array.isArray(connection) ? connection.join(',') : connection;
-  if (named) {
-    for (const token of named.split(',')) {
-      const name = token.trim().toLowerCase();
-      // Never let the Connection header strip the end-to-end essentials.
-      if (name && name !== 'host' && name !== 'content-length' && name !== 'transfer-encoding') delete headers[name];
-    }
-  }
-  for (const name of HOP_BY_HOP) delete headers[name];
 }
 
 /**

@@ -11,8 +11,7 @@
  * registry *before* `listen()`, so no handshake ever meets an empty registry.
  */
 import type http from 'node:http';
-import type { Socket } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, LookupFunction, Socket } from 'node:net';
 import type { TokenMap } from '../acme/http01.js';
 import type { Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
@@ -21,6 +20,8 @@ import { Forwarder, type ForwardTimeouts } from './forward.js';
 import { createHttpFront, DEFAULT_SERVER_LIMITS, type ServerLimits } from './http-server.js';
 import { createHttpsFront } from './https-server.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
+import { interfaceAddresses } from './upstream-connect.js';
+import { UpstreamGuard } from './upstream-guard.js';
 
 export interface ProxyTimeouts extends Partial<ServerLimits>, Partial<ForwardTimeouts> {
   /** How long an upstream that failed to connect is skipped (default 10 s). */
@@ -40,6 +41,17 @@ export interface ProxyServerOptions {
   publicHttpsPort?: number;
   /** Request instrumentation (metrics); absent means none, at no cost. */
   observer?: ProxyObserver;
+  /** CIDRs exempt from the link-local and metadata upstream rule (`--allow-upstream`). */
+  allowUpstream?: readonly string[];
+  /**
+   * Other ports padlock listens on (the admin API), refused as upstreams like
+   * this server's own HTTP and HTTPS ports; `setOwnPorts` replaces them.
+   */
+  ownPorts?: readonly number[];
+  /** CIDRs of proxies in front of padlock whose forwarding headers are kept (`--trusted-proxies`). */
+  trustedProxies?: readonly string[];
+  /** Resolves upstream names; default the system resolver. For tests. */
+  lookup?: LookupFunction;
 }
 
 /**
@@ -91,8 +103,12 @@ export class ProxyServer {
   private bound: { httpPort: number; httpsPort: number } | undefined;
   private closing: Promise<void> | undefined;
   private readonly log: Logger;
+  private ownPorts: readonly number[];
+  /** This host's addresses, read once at construction: the own-listener rule also covers loopback and 0.0.0.0 without them. */
+  private readonly localAddresses = interfaceAddresses();
 
   constructor(private readonly opts: ProxyServerOptions) {
+    this.ownPorts = opts.ownPorts ?? [];
     this.log = opts.logger.child({ component: 'proxy' });
     const t = opts.timeouts ?? {};
     const limits: ServerLimits = {
@@ -113,6 +129,9 @@ export class ProxyServer {
         ...(t.responseMs !== undefined ? { responseMs: t.responseMs } : {}),
         ...(t.idleUpstreamMs !== undefined ? { idleUpstreamMs: t.idleUpstreamMs } : {}),
       },
+      guard: this.guard(),
+      ...(opts.trustedProxies ? { trustedProxies: opts.trustedProxies } : {}),
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
     });
     const deps = { routes: () => this.routes, forwarder: this.forwarder, logger: this.log, limits };
     this.http = createHttpFront({
@@ -133,6 +152,15 @@ export class ProxyServer {
     this.log.info('routes replaced', { hosts: this.routes.size });
   }
 
+  /**
+   * Replaces the other ports padlock listens on (the admin API, once bound)
+   * in the upstream rules. The next new upstream connection is judged by them.
+   */
+  setOwnPorts(ports: readonly number[]): void {
+    this.ownPorts = [...ports];
+    this.forwarder.setGuard(this.guard());
+  }
+
   /** Starts both fronts. Port 0 picks a free port; the real ports are returned. Rejects (and closes both) if either cannot bind. */
   async listen(): Promise<{ httpPort: number; httpsPort: number }> {
     if (this.bound) return this.bound;
@@ -140,6 +168,8 @@ export class ProxyServer {
       const httpPort = await listenOn(this.http, this.opts.httpPort, this.opts.bind);
       const httpsPort = await listenOn(this.https, this.opts.httpsPort, this.opts.bind);
       this.bound = { httpPort, httpsPort };
+      // Port 0 became a real port: the upstream rules must know it before a request can arrive.
+      this.forwarder.setGuard(this.guard());
     } catch (err) {
       for (const s of [this.http, this.https]) if (s.listening) s.close();
       throw err;
@@ -191,6 +221,16 @@ export class ProxyServer {
         };
       }),
     }));
+  }
+
+  /** The upstream rules: this server's ports (configured and bound), the other own ports, the allow list. */
+  private guard(): UpstreamGuard {
+    const bound = this.bound ? [this.bound.httpPort, this.bound.httpsPort] : [];
+    return new UpstreamGuard({
+      ...(this.opts.allowUpstream ? { allow: this.opts.allowUpstream } : {}),
+      ownPorts: [this.opts.httpPort, this.opts.httpsPort, ...bound, ...this.ownPorts],
+      localAddresses: this.localAddresses,
+    });
   }
 
   private async shutdown(drainMs: number): Promise<void> {

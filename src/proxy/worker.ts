@@ -90,6 +90,9 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
     certificates: registry,
     logger,
     observer,
+    allowUpstream: settings.allowUpstream,
+    trustedProxies: settings.trustedProxies,
+    ownPorts: settings.ownPorts,
   });
   proxy.setSites(msg.sites);
   try {
@@ -132,6 +135,9 @@ process.on('message', (msg: ToWorker) => {
       registry?.replace(next);
       return;
     }
+    case 'own-ports':
+      proxy?.setOwnPorts(msg.ports);
+      return;
     case 'token':
       if (msg.set) tokens.set(msg.set[0], msg.set[1]);
       if (msg.del !== undefined) tokens.delete(msg.del);

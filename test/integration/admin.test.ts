@@ -189,6 +189,18 @@ describe('admin listener without a token (loopback)', () => {
     assert.equal((await get(port, '/api/status', { host: 'localhost:9180' })).status, 200);
   });
 
+  it("refuses with 403 JSON every request that came through padlock's proxy (Via names padlock), on every path and method", async () => {
+    for (const [path, method] of [['/healthz', 'GET'], ['/readyz', 'GET'], ['/api/status', 'GET'], ['/api/status', 'HEAD'], ['/metrics', 'GET'], ['/', 'GET'], ['/nope', 'GET'], ['/api/status', 'POST']] as const) {
+      const r = await get(port, path, { via: '1.1 padlock' }, method);
+      assert.equal(r.status, 403, `${method} ${path}`);
+      if (method !== 'HEAD') assert.match(JSON.parse(r.body).error, /came through padlock's proxy/);
+    }
+    assert.equal((await get(port, '/api/status', { via: '1.0 cdn, 1.1 padlock' })).status, 403, 'padlock anywhere in the hop list');
+    // Direct requests, and requests through other proxies, are answered as before.
+    assert.equal((await get(port, '/api/status', { via: '1.1 nginx' })).status, 200);
+    assert.equal((await get(port, '/api/status')).status, 200);
+  });
+
   it('answers 404 with the list of endpoints, and 405 to other methods', async () => {
     const r = await get(port, '/nope');
     assert.equal(r.status, 404);
@@ -258,6 +270,12 @@ describe('admin listener with a token', () => {
     }
     const basic = `Basic ${Buffer.from(`me:${token}`).toString('base64')}`;
     assert.equal((await get(port, '/api/status', { authorization: basic })).status, 200);
+  });
+
+  it("refuses a request through padlock's proxy with 403 even with the right token", async () => {
+    const r = await get(port, '/api/status', { authorization: `Bearer ${token}`, via: '1.1 padlock' });
+    assert.equal(r.status, 403);
+    assert.doesNotMatch(r.body, new RegExp(token));
   });
 
   it('with a token, any Host is accepted (the token is the guard)', async () => {

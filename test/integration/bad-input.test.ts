@@ -9,7 +9,7 @@ import http from 'node:http';
 import { writeFile, readdir, mkdtemp, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startPebble, type Pebble } from '../support/pebble.js';
+import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
 import { pebbleFlags, tempConfigDir, uniqueName } from '../support/padlock.js';
 
@@ -177,5 +177,47 @@ describe('padlock issue refuses bad input before ordering', () => {
     } finally {
       await new Promise((res) => impostor.close(res));
     }
+  });
+});
+
+describe('padlock run refuses bad upstream options and forbidden static upstreams before it listens', () => {
+  const ports = async () => ({ http: await freePort(), https: await freePort(), admin: await freePort() });
+  const runFlags = (p: { http: number; https: number; admin: number }) =>
+    ['run', '--docker', 'false', '--config-dir', cfg.dir, '--http-port', String(p.http), '--https-port', String(p.https), '--bind', '127.0.0.1', '--admin-listen', `127.0.0.1:${p.admin}`];
+
+  it('lists every bad --allow-upstream and --trusted-proxies entry at once', async () => {
+    const r = await runCli([...runFlags(await ports()), '--allow-upstream', '10.0.0.0/33,bogus', '--trusted-proxies', '127.0.0.1/32,fe80::/129'], { timeoutMs: 20_000 });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /3 configuration problems/);
+    assert.match(r.stderr, /--allow-upstream: "10\.0\.0\.0\/33" has a bad prefix length: an IPv4 CIDR takes \/0 to \/32/);
+    assert.match(r.stderr, /--allow-upstream: "bogus" is not an IP address or CIDR/);
+    assert.match(r.stderr, /--trusted-proxies: "fe80::\/129" has a bad prefix length: an IPv6 CIDR takes \/0 to \/128/);
+    assert.match(r.stderr, /\[CONFIG_INVALID\]/);
+  });
+
+  it("lists every static site whose upstream is padlock's own listener or a metadata address; --allow-upstream lifts only the latter", async () => {
+    const p = await ports();
+    const file = join(cfg.dir, 'forbidden-sites.yaml');
+    await writeFile(file, [
+      'sites:',
+      '  - host: a.example.com',
+      `    upstream: http://127.0.0.1:${p.admin}`,
+      '  - host: b.example.com',
+      '    upstream: http://169.254.169.254',
+      '  - host: c.example.com',
+      `    upstream: [http://127.0.0.1:3000, "https://localhost:${p.https}"]`,
+    ].join('\n'));
+    const r = await runCli([...runFlags(p), '--config', file], { timeoutMs: 20_000 });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /3 problem\(s\) in sites/);
+    assert.match(r.stderr, new RegExp(`sites\\.0\\.upstream: http://127\\.0\\.0\\.1:${p.admin} goes to padlock's own listener \\(127\\.0\\.0\\.1 port ${p.admin}\\)`));
+    assert.match(r.stderr, /sites\.1\.upstream: http:\/\/169\.254\.169\.254:80 goes to 169\.254\.169\.254, a cloud metadata service address; padlock refuses it unless --allow-upstream covers it/);
+    assert.match(r.stderr, new RegExp(`sites\\.2\\.upstream: https://localhost:${p.https} goes to padlock's own listener`));
+    assert.match(r.stderr, /\[CONFIG_INVALID\]/);
+
+    const allowed = await runCli([...runFlags(p), '--config', file, '--allow-upstream', '169.254.169.254/32'], { timeoutMs: 20_000 });
+    assert.equal(allowed.code, 1);
+    assert.match(allowed.stderr, /2 problem\(s\) in sites/);
+    assert.doesNotMatch(allowed.stderr, /sites\.1\./);
   });
 });

@@ -8,13 +8,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
+import net, { type LookupFunction } from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
 import { TokenMap } from '../../src/acme/http01.js';
 import { silentLogger } from '../../src/log.js';
 import { ProxyServer, type ProxyTimeouts } from '../../src/proxy/server.js';
+import { AdminServer } from '../../src/observe/admin.js';
 import { CertificateRegistry, type CertificateEntry } from '../../src/tls/contexts.js';
 import type { SiteSpec } from '../../src/state/desired-state.js';
 import { DAY, TestPki, type TestCert } from '../support/certs.js';
@@ -257,7 +258,7 @@ describe('proxy data plane', () => {
     await pki?.cleanup();
   });
 
-  it('proxies a 200 with its body, and the upstream sees X-Forwarded-* and no hop-by-hop header', async () => {
+  it('proxies a 200 with its body, and the upstream sees padlock\'s X-Forwarded-* (not the client\'s) and no hop-by-hop header', async () => {
     const a = await up('a');
     proxy.setSites([site('app.example.com', [a.url])]);
     const r = await httpsGet(ports.httpsPort, {
@@ -278,10 +279,11 @@ describe('proxy data plane', () => {
     assert.equal(r.status, 200);
     assert.deepEqual(JSON.parse(r.body), { name: 'a', url: '/hello?x=1', body: 'ping' });
     const seen = a.seen.at(-1)!;
-    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    // The client is no trusted proxy: its X-Forwarded-For and -Proto are replaced, not appended to.
+    assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
     assert.equal(seen.headers['x-forwarded-proto'], 'https');
     assert.equal(seen.headers['x-forwarded-host'], 'app.example.com');
-    assert.equal(seen.headers['x-forwarded-port'], '443');
+    assert.equal(seen.headers['x-forwarded-port'], String(ports.httpsPort));
     assert.equal(seen.headers.host, 'app.example.com');
     for (const h of ['x-client-hop', 'keep-alive', 'proxy-authorization', 'te']) assert.equal(seen.headers[h], undefined, `${h} reached the upstream`);
     assert.notEqual(seen.headers.connection, 'keep-alive, x-client-hop');
@@ -408,7 +410,7 @@ describe('proxy data plane', () => {
       assert.equal(proxied.status, 200);
       assert.equal(JSON.parse(proxied.body).url, '/p');
       assert.equal(plain.seen.at(-1)!.headers['x-forwarded-proto'], 'http');
-      assert.equal(plain.seen.at(-1)!.headers['x-forwarded-port'], '80');
+      assert.equal(plain.seen.at(-1)!.headers['x-forwarded-port'], String(ports.httpPort), 'the port the request came in on');
       const ws = new WebSocket(`ws://127.0.0.1:${ports.httpPort}/live`, { headers: { host: 'plain.example.com' } });
       await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
       assert.equal(await echo(ws, 'hi'), 'plain:hi');
@@ -762,6 +764,165 @@ describe('slow-client protection', () => {
         s.on('error', () => undefined);
       });
       assert.equal(outcome, 'HTTP/1.1 408 Request Timeout');
+    } finally {
+      await proxy.close({ drainMs: 0 });
+    }
+  });
+});
+
+/** A proxy on 127.0.0.1 port 0 serving plain-HTTP sites only (no certificates needed), closed by the caller. */
+async function plainProxy(extra: Partial<ConstructorParameters<typeof ProxyServer>[0]> = {}): Promise<{ proxy: ProxyServer; httpPort: number; httpsPort: number }> {
+  const proxy = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens: new TokenMap(), certificates: new CertificateRegistry(), logger: silentLogger, ...extra });
+  return { proxy, ...(await proxy.listen()) };
+}
+
+/** What a client (a proxy in front of padlock, or someone pretending to be one) claims. */
+const CLAIMS = {
+  'x-forwarded-for': '203.0.113.9',
+  'x-forwarded-proto': 'https',
+  'x-forwarded-host': 'evil.example',
+  'x-forwarded-port': '1234',
+  'x-real-ip': '203.0.113.9',
+  forwarded: 'for=203.0.113.9;proto=https',
+  via: '1.1 cdn',
+};
+
+describe('forwarding headers end to end', () => {
+  /** What the upstream sees when padlock replaces the client's claims (the request came in on `port`). */
+  const replaced = (port: number) => ({
+    'x-forwarded-for': '127.0.0.1',
+    'x-forwarded-proto': 'http',
+    'x-forwarded-host': 'plain.example.com:8000',
+    'x-forwarded-port': String(port),
+    'x-real-ip': '127.0.0.1',
+    forwarded: 'for=127.0.0.1;host="plain.example.com:8000";proto=http',
+    via: '1.1 cdn, 1.1 padlock',
+  });
+  const cases = [
+    {
+      desc: 'an untrusted client\'s X-Forwarded-*, X-Real-IP and Forwarded are replaced; Via is appended; X-Forwarded-Port is the listener port',
+      trustedProxies: undefined,
+      want: replaced,
+    },
+    {
+      desc: 'a trusted-proxies list that does not cover the client changes nothing',
+      trustedProxies: ['10.0.0.0/8', 'fd00::/8'],
+      want: replaced,
+    },
+    {
+      desc: 'with --trusted-proxies 127.0.0.1/32 the client\'s are kept, X-Forwarded-For and Forwarded appended to',
+      trustedProxies: ['127.0.0.1/32'],
+      want: () => ({
+        'x-forwarded-for': '203.0.113.9, 127.0.0.1',
+        'x-forwarded-proto': 'https',
+        'x-forwarded-host': 'evil.example',
+        'x-forwarded-port': '1234',
+        'x-real-ip': '203.0.113.9',
+        forwarded: 'for=203.0.113.9;proto=https, for=127.0.0.1;host="plain.example.com:8000";proto=http',
+        via: '1.1 cdn, 1.1 padlock',
+      }),
+    },
+  ];
+  for (const c of cases) {
+    it(c.desc, async () => {
+      const app = await startUpstream('headers');
+      const { proxy, httpPort } = await plainProxy(c.trustedProxies ? { trustedProxies: c.trustedProxies } : {});
+      try {
+        proxy.setSites([site('plain.example.com', [app.url], { https: false })]);
+        // A Host with a port that is not padlock's: X-Forwarded-Port must not come from it.
+        const r = await httpGet(httpPort, { host: 'plain.example.com:8000', headers: CLAIMS });
+        assert.equal(r.status, 200);
+        const seen = app.seen.at(-1)!.headers;
+        const want = c.want(httpPort);
+        assert.deepEqual(Object.fromEntries(Object.keys(want).map((k) => [k, seen[k]])), want);
+      } finally {
+        await proxy.close({ drainMs: 0 });
+        await app.close();
+      }
+    });
+  }
+});
+
+describe('upstream rules at connect time (loopback only)', () => {
+  const MARKER = 'the-status-document';
+  let admin: AdminServer;
+  let adminPort: number;
+  /** Every name the proxies resolve goes to 127.0.0.1, and is recorded: no DNS. */
+  const resolved: string[] = [];
+  const lookup: LookupFunction = (hostname, options, cb) => {
+    resolved.push(hostname);
+    if (options.all) cb(null, [{ address: '127.0.0.1', family: 4 }]);
+    else cb(null, '127.0.0.1', 4);
+  };
+
+  before(async () => {
+    // A token-less admin API on loopback, like padlock's default: it trusts loopback Host names such as evil.localhost.
+    admin = new AdminServer({ listen: '127.0.0.1:0', status: () => ({ document: MARKER }), ready: () => true });
+    ({ port: adminPort } = await admin.listen());
+  });
+  after(() => admin.close());
+
+  const wsStatus = (port: number, host: string) =>
+    new Promise<string>((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { headers: { host } });
+      ws.once('open', () => {
+        ws.close();
+        resolve('open');
+      });
+      ws.once('error', (err) => resolve(err.message));
+    });
+
+  it("a route to padlock's own HTTP or HTTPS port answers 502 and forwards nothing (no loop)", async () => {
+    const { proxy, httpPort, httpsPort } = await plainProxy();
+    try {
+      proxy.setSites([
+        site('loop.example.com', [`http://127.0.0.1:${httpPort}`], { https: false }),
+        site('tls.example.com', [`http://127.0.0.1:${httpsPort}`], { https: false }),
+      ]);
+      for (const host of ['loop.example.com', 'tls.example.com']) {
+        const r = await httpGet(httpPort, { host });
+        assert.equal(r.status, 502, host);
+        assert.ok(!r.body.includes(String(httpPort)) && !r.body.includes('127.0.0.1'), 'the page names no address');
+      }
+      // Only the two refused requests reached padlock: none was forwarded back into it.
+      assert.deepEqual(proxy.stats().requestsByStatus, { '502': 2 });
+      assert.equal(proxy.stats().upstreamConnectionsOpened, 0, 'no upstream connection was opened');
+      assert.match(await wsStatus(httpPort, 'loop.example.com'), /502/, 'the WebSocket path refuses it too');
+      assert.deepEqual(proxy.stats().requestsByStatus, { '502': 2 }, 'the upgrade was not forwarded into padlock either');
+    } finally {
+      await proxy.close({ drainMs: 0 });
+    }
+  });
+
+  it("a name that resolves to the admin API's port at connect time answers 502, over HTTP and WebSocket, never the status document", async () => {
+    const { proxy, httpPort } = await plainProxy({ lookup });
+    try {
+      // What main.ts does once the admin API is bound.
+      proxy.setOwnPorts([adminPort]);
+      proxy.setSites([site('evil.localhost', [`http://admin-alias.test:${adminPort}`], { https: false, issuer: 'local' })]);
+      resolved.length = 0;
+      const r = await httpGet(httpPort, { host: 'evil.localhost', path: '/api/status' });
+      assert.equal(r.status, 502);
+      assert.doesNotMatch(r.body, new RegExp(MARKER));
+      assert.ok(resolved.includes('admin-alias.test'), 'refused after resolving the name, not before');
+      assert.equal(proxy.stats().upstreamConnectionsOpened, 0, 'refused before connecting');
+      resolved.length = 0;
+      assert.match(await wsStatus(httpPort, 'evil.localhost'), /502/);
+      assert.ok(resolved.includes('admin-alias.test'), 'the WebSocket path resolved it through the guarded lookup');
+    } finally {
+      await proxy.close({ drainMs: 0 });
+    }
+  });
+
+  it("even when the proxy does not know the admin port, the admin API answers 403 to a request through padlock (Via), never the status document", async () => {
+    const { proxy, httpPort } = await plainProxy({ lookup });
+    try {
+      // evil.localhost is a loopback Host name, which the token-less admin API would otherwise serve.
+      proxy.setSites([site('evil.localhost', [`http://admin-alias.test:${adminPort}`], { https: false, issuer: 'local' })]);
+      const r = await httpGet(httpPort, { host: 'evil.localhost', path: '/api/status' });
+      assert.equal(r.status, 403);
+      assert.match(JSON.parse(r.body).error, /came through padlock's proxy/);
+      assert.doesNotMatch(r.body, new RegExp(MARKER));
     } finally {
       await proxy.close({ drainMs: 0 });
     }

@@ -10,10 +10,10 @@ import http from 'node:http';
 import tls from 'node:tls';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startPebble, type Pebble } from '../support/pebble.js';
+import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
 import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
-import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
+import { startPadlockRun, startUpstream, httpsGet, loopbackResolverEnv, waitFor, type RunningDaemon } from '../support/daemon.js';
 
 let pebble: Pebble;
 let cfg: { dir: string; cleanup: () => Promise<void> };
@@ -164,5 +164,66 @@ describe('padlock run --workers 2', () => {
       }
     };
     await waitFor('worker processes gone', async () => pids.every((p) => !alive(p)), 5_000);
+  });
+});
+
+describe('padlock run --workers 2: the upstream rules and the header policy reach the workers', () => {
+  const ALIAS = 'admin-alias.test';
+  let store: { dir: string; cleanup: () => Promise<void> };
+  let echo: Awaited<ReturnType<typeof startUpstream>>;
+  let guarded: RunningDaemon;
+
+  before(async () => {
+    store = await tempConfigDir();
+    echo = await startUpstream('echo');
+    const adminPort = await freePort();
+    const file = join(store.dir, 'padlock.yaml');
+    // Plain-HTTP sites only: no certificate, no CA. ALIAS resolves to 127.0.0.1 inside padlock (a test preload; no DNS).
+    await writeFile(file, [
+      'sites:',
+      '  - host: alias-probe.localhost',
+      `    upstream: http://${ALIAS}:${adminPort}`,
+      '    https: false',
+      '  - host: headers.localhost',
+      `    upstream: ${echo.url}`,
+      '    https: false',
+    ].join('\n'));
+    guarded = await startPadlockRun([
+      '--config', file, '--docker', 'false', '--config-dir', join(store.dir, 'store'), '--workers', '2',
+      '--trusted-proxies', '127.0.0.1/32', ...pebbleRunFlags(pebble),
+    ], { adminPort, env: loopbackResolverEnv([ALIAS]) });
+  });
+  after(async () => {
+    await guarded?.stop();
+    await echo?.close();
+    await store?.cleanup();
+  });
+
+  const plainGet = (host: string, headers: Record<string, string> = {}) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    // agent false: a fresh connection each time, so the cluster hands them to both workers.
+    http.get({ host: '127.0.0.1', port: guarded.httpPort, path: '/api/status', headers: { host, ...headers }, agent: false }, (r) => {
+      let body = '';
+      r.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+    }).on('error', reject);
+  });
+
+  it("every worker answers 502 to a route whose name resolves to the admin port, never the status document, and logs the rule", async () => {
+    for (let i = 0; i < 6; i++) {
+      const r = await plainGet('alias-probe.localhost');
+      assert.equal(r.status, 502);
+      assert.doesNotMatch(r.body, /"routes"|"problems"/);
+    }
+    const refusals = guarded.output().split('\n').filter((l) => l.includes('upstream refused: padlock does not forward there') && l.includes('"rule":"own-listener"'));
+    assert.deepEqual(new Set(refusals.map((l) => JSON.parse(l).worker)), new Set([1, 2]), 'both workers refused it');
+  });
+
+  it("the workers keep a trusted proxy's X-Forwarded-For (appended to), add Via and send the listener port", async () => {
+    const r = await plainGet('headers.localhost', { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'https' });
+    assert.equal(r.status, 200);
+    const seen = JSON.parse(r.body).headers as Record<string, string>;
+    assert.equal(seen['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'https', 'kept from the trusted proxy');
+    assert.equal(seen['x-forwarded-port'], String(guarded.httpPort));
+    assert.equal(seen['via'], '1.1 padlock');
   });
 });

@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { padlockBin, repoRoot } from './cli.js';
 import { freePort } from './pebble.js';
 
@@ -18,8 +19,8 @@ export interface RunningDaemon {
 }
 
 /** Starts `padlock run` as a real process with the given flags and waits for /readyz. */
-export async function startPadlockRun(args: string[], opts: { env?: Record<string, string>; httpPort?: number; readyTimeoutMs?: number } = {}): Promise<RunningDaemon> {
-  const [httpPort, httpsPort, adminPort] = [opts.httpPort ?? (await freePort()), await freePort(), await freePort()];
+export async function startPadlockRun(args: string[], opts: { env?: Record<string, string>; httpPort?: number; adminPort?: number; readyTimeoutMs?: number } = {}): Promise<RunningDaemon> {
+  const [httpPort, httpsPort, adminPort] = [opts.httpPort ?? (await freePort()), await freePort(), opts.adminPort ?? (await freePort())];
   const child = spawn(padlockBin, ['run', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--bind', '127.0.0.1', '--admin-listen', `127.0.0.1:${adminPort}`, ...args], {
     cwd: repoRoot,
     env: { ...process.env, ...opts.env },
@@ -56,6 +57,16 @@ export async function startPadlockRun(args: string[], opts: { env?: Record<strin
       return code;
     },
   };
+}
+
+/**
+ * Env for `startPadlockRun` that preloads test/support/loopback-resolver.mjs:
+ * `names` (and `localhost`) resolve to 127.0.0.1 inside the daemon and its
+ * workers, every other name fails, and no DNS query is ever sent.
+ */
+export function loopbackResolverEnv(names: string[]): Record<string, string> {
+  const preload = fileURLToPath(new URL('./loopback-resolver.mjs', import.meta.url));
+  return { NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import ${preload}`.trim(), PADLOCK_TEST_LOOPBACK_NAMES: names.join(',') };
 }
 
 export function getJson(port: number, path: string): Promise<Record<string, any>> {

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDesiredState, type DiscoveryOptions } from '../../src/docker/labels.js';
 import { isLocalName } from '../../src/config/names.js';
+import { UpstreamGuard } from '../../src/proxy/upstream-guard.js';
 import { fromInspect, type ContainerInfo } from '../../src/docker/container.js';
 import { sameDesiredState, type DesiredState, type RouteProblem, type SiteSpec } from '../../src/state/desired-state.js';
 import type Dockerode from 'dockerode';
@@ -355,14 +356,13 @@ const cases: Case[] = [
 
   // --- local names ---
   {
-    desc: 'localhost, *.localhost, *.internal and *.home.arpa names use the local CA; localhost may be a single label',
-    containers: [ctr('web-1', { labels: { 'padlock.host': 'localhost,app.localhost,db.internal,nas.home.arpa,app.example.com' } })],
+    desc: '*.localhost, *.internal and *.home.arpa names use the local CA',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'app.localhost,db.internal,nas.home.arpa,app.example.com' } })],
     expected: {
       sites: [
         site('app.example.com', [['web-1', 'http://127.0.0.1:8080']]),
         site('app.localhost', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
         site('db.internal', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
-        site('localhost', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
         site('nas.home.arpa', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' }),
       ],
       problems: [],
@@ -538,8 +538,287 @@ const cases: Case[] = [
   },
 ];
 
+
+const STILL_ROUTE = "; the container's other names still route";
+const NOT_ROUTED = '; the container is not routed until it is fixed';
+const LOCALHOST = "localhost is this machine's own name, so a container may not claim it; use a name under it, such as app.localhost";
+const LOOPBACK = "it is a loopback address, this machine's own, and padlock routes names, not addresses; use a name such as app.localhost";
+
+/** The issue's attack, and every other way a label could claim this machine's own name. */
+const localhostCases: Case[] = [
+  {
+    desc: 'the bare name localhost is refused with the reason and the name to use; the container\'s other names still route',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'localhost,app.localhost' } })],
+    expected: {
+      sites: [site('app.localhost', [['web-1', 'http://127.0.0.1:8080']], { issuer: 'local' })],
+      problems: [prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "localhost" is not a usable host name: ${LOCALHOST}${STILL_ROUTE}`, { source: 'padlock.host', host: 'localhost' })],
+    },
+  },
+  {
+    desc: 'localhost in any case and with a trailing dot is refused too',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'LocalHost.' } })],
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "LocalHost." is not a usable host name: ${LOCALHOST}${STILL_ROUTE}`, { source: 'padlock.host', host: 'LocalHost.' })],
+    },
+  },
+  {
+    desc: 'VIRTUAL_HOST=localhost is refused like the label',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'localhost', LETSENCRYPT_HOST: 'localhost' } })],
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_INVALID_HOST', 'web-1', `env VIRTUAL_HOST on container web-1: "localhost" is not a usable host name: ${LOCALHOST}${STILL_ROUTE}`, { source: 'VIRTUAL_HOST', host: 'localhost' })],
+    },
+  },
+  ...['127.0.0.1', '127.8.9.10', '::1', '[::1]', '::ffff:127.0.0.1'].map((ip): Case => ({
+    desc: `the loopback address ${ip} is refused with the loopback reason`,
+    containers: [ctr('web-1', { labels: { 'padlock.host': ip } })],
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "${ip}" is not a usable host name: ${LOOPBACK}${STILL_ROUTE}`, { source: 'padlock.host', host: ip })],
+    },
+  })),
+  {
+    desc: 'another IP address keeps the general reason',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '192.0.2.7' } })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "192.0.2.7" is not a usable host name: IP addresses cannot be validated over HTTP-01 by padlock; use a DNS name${STILL_ROUTE}`, {
+          source: 'padlock.host',
+          host: '192.0.2.7',
+        }),
+      ],
+    },
+  },
+];
+
+/** One listing reports every problem of a container; what each disables is unchanged. */
+const allAtOnceCases: Case[] = [
+  {
+    desc: 'a bad name on a host-network container with no port reports both the name and the missing port',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'not a host!!' }, exposedPorts: [] })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "not a host!!" is not a usable host name: it is not a valid domain name${STILL_ROUTE}`, { source: 'padlock.host', host: 'not a host!!' }),
+        prob('LABEL_NO_PORT', 'web-1', `label padlock.port on container web-1: the container uses the host network and exposes no port; set padlock.port to the port the app listens on${NOT_ROUTED}`, { source: 'padlock.port' }),
+      ],
+    },
+  },
+  {
+    desc: 'every bad label of one container is reported together: name, port, upstream, email, profile, redirect, hsts, enable',
+    containers: [
+      ctr('web-1', {
+        labels: {
+          'padlock.host': 'good.example.com,bad_name.example.com',
+          'padlock.port': 'eighty',
+          'padlock.upstream': 'ftp://10.0.0.1',
+          'padlock.email': 'nope',
+          'padlock.profile': 'no spaces',
+          'padlock.redirect': 'maybe',
+          'padlock.hsts': 'forever',
+          'padlock.enable': 'sure',
+        },
+      }),
+    ],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "bad_name.example.com" is not a usable host name: the label "bad_name" may hold only letters, digits and inner hyphens${STILL_ROUTE}`, {
+          source: 'padlock.host',
+          host: 'bad_name.example.com',
+        }),
+        prob('LABEL_INVALID_PORT', 'web-1', `label padlock.port on container web-1: "eighty" is not a port (1-65535)${NOT_ROUTED}`, { source: 'padlock.port' }),
+        prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.email on container web-1: "nope" is not an email address${NOT_ROUTED}`, { source: 'padlock.email' }),
+        prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.enable on container web-1: "sure" is not a boolean (true or false)${NOT_ROUTED}`, { source: 'padlock.enable' }),
+        prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.hsts on container web-1: "forever" is neither true, false nor a max-age in seconds${NOT_ROUTED}`, { source: 'padlock.hsts' }),
+        prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.profile on container web-1: "no spaces" is not a profile name (letters, digits, ".", "_", "-")${NOT_ROUTED}`, { source: 'padlock.profile' }),
+        prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.redirect on container web-1: "maybe" is not a boolean (true or false)${NOT_ROUTED}`, { source: 'padlock.redirect' }),
+        prob(
+          'LABEL_INVALID_VALUE',
+          'web-1',
+          `label padlock.upstream on container web-1: "ftp://10.0.0.1" is not an upstream URL (the scheme ftp is not http or https); use http://HOST:PORT or https://HOST:PORT${NOT_ROUTED}`,
+          { source: 'padlock.upstream' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'nginx-proxy env vars: a bad name, VIRTUAL_PORT and VIRTUAL_PROTO are reported together',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'a.example.com,*.example.com', VIRTUAL_PORT: '0', VIRTUAL_PROTO: 'uwsgi' } })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_PORT', 'web-1', `env VIRTUAL_PORT on container web-1: "0" is not a port (1-65535)${NOT_ROUTED}`, { source: 'VIRTUAL_PORT' }),
+        prob('LABEL_INVALID_VALUE', 'web-1', `env VIRTUAL_PROTO on container web-1: "uwsgi" is not supported; padlock forwards http or https${NOT_ROUTED}`, { source: 'VIRTUAL_PROTO' }),
+        prob(
+          'LABEL_WILDCARD',
+          'web-1',
+          `env VIRTUAL_HOST on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name${STILL_ROUTE}`,
+          { source: 'VIRTUAL_HOST', host: '*.example.com' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'a bad port and no address on any network are both reported',
+    containers: [netCtr('web-1', { alpha: undefined }, { labels: { 'padlock.host': 'a.example.com', 'padlock.port': '99999' }, networkMode: 'none' })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_PORT', 'web-1', `label padlock.port on container web-1: "99999" is not a port (1-65535)${NOT_ROUTED}`, { source: 'padlock.port' }),
+        prob(
+          'LABEL_NO_ADDRESS',
+          'web-1',
+          `label padlock.upstream on container web-1: the container has no address on a network (network mode none); connect it to padlock's network or set padlock.upstream${NOT_ROUTED}`,
+          { source: 'padlock.upstream' },
+        ),
+      ],
+    },
+  },
+  {
+    desc: 'an unhealthy container with a bad label hears about both',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.hsts': 'forever' }, health: 'unhealthy' })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('CONTAINER_UNHEALTHY', 'web-1', 'container web-1 is unhealthy (its health check fails); padlock sends it no requests until the check passes'),
+        prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.hsts on container web-1: "forever" is neither true, false nor a max-age in seconds${NOT_ROUTED}`, { source: 'padlock.hsts' }),
+      ],
+    },
+  },
+  {
+    desc: 'padlock.enable=true without a host on the host network reports the missing host and the missing port',
+    containers: [ctr('web-1', { labels: { 'padlock.enable': 'true' }, exposedPorts: [] })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_NO_HOST', 'web-1', 'label padlock.enable on container web-1: the container is enabled but names no host; set padlock.host', { source: 'padlock.enable' }),
+        prob('LABEL_NO_PORT', 'web-1', `label padlock.port on container web-1: the container uses the host network and exposes no port; set padlock.port to the port the app listens on${NOT_ROUTED}`, { source: 'padlock.port' }),
+      ],
+    },
+  },
+  {
+    desc: 'a container with only LETSENCRYPT_HOST asks for no route: only the unrouted name is reported, no port or address',
+    containers: [ctr('mail', { env: { LETSENCRYPT_HOST: 'mail.example.com', VIRTUAL_PORT: 'x' }, exposedPorts: [] })],
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_HOST_NOT_ROUTED', 'mail', 'env LETSENCRYPT_HOST on container mail: mail.example.com is not in VIRTUAL_HOST, so nothing routes it and padlock gets no certificate for it; add it to VIRTUAL_HOST', {
+          source: 'LETSENCRYPT_HOST',
+          host: 'mail.example.com',
+        }),
+      ],
+    },
+  },
+];
+
+/** padlock's own ports in these cases: 80, 443 and the admin API's 9180; 10.1.2.3 is one of this host's addresses. */
+const GUARD = new UpstreamGuard({ ownPorts: [80, 443, 9180], localAddresses: ['10.1.2.3'] });
+const OWN = (url: string, ip: string, port: number) => `the upstream ${url} goes to padlock's own listener (${ip} port ${port}); padlock never forwards a request to itself${NOT_ROUTED}`;
+const METADATA = (url: string, ip: string, bits = 32) =>
+  `the upstream ${url} goes to ${ip}, a cloud metadata service address; padlock refuses it unless --allow-upstream covers it (--allow-upstream ${ip}/${bits})${NOT_ROUTED}`;
+const LINK_LOCAL = (url: string, ip: string, bits = 32) =>
+  `the upstream ${url} goes to ${ip}, a link-local address (169.254.0.0/16, fe80::/10), where cloud metadata services live; padlock refuses it unless --allow-upstream covers it (--allow-upstream ${ip}/${bits})${NOT_ROUTED}`;
+const upstreamLabel = (name: string, upstream: string, host = `${name}.example.com`) => ctr(name, { labels: { 'padlock.host': host, 'padlock.upstream': upstream } });
+const forbidden = (name: string, message: string, source = 'padlock.upstream', kind = 'label') =>
+  prob('LABEL_UPSTREAM_FORBIDDEN', name, `${kind} ${source} on container ${name}: ${message}`, { source });
+
+/** Upstreams whose address needs no DNS are judged when the labels are read. */
+const forbiddenCases: Case[] = [
+  {
+    desc: 'the issue\'s attack: padlock.host=localhost to padlock\'s admin port is refused twice over, and nothing routes',
+    containers: [upstreamLabel('attack', 'http://127.0.0.1:9180', 'localhost')],
+    options: { upstreamGuard: GUARD },
+    expected: {
+      sites: [],
+      problems: [
+        prob('LABEL_INVALID_HOST', 'attack', `label padlock.host on container attack: "localhost" is not a usable host name: ${LOCALHOST}${STILL_ROUTE}`, { source: 'padlock.host', host: 'localhost' }),
+        forbidden('attack', OWN('http://127.0.0.1:9180', '127.0.0.1', 9180)),
+      ],
+    },
+  },
+  {
+    desc: 'a *.localhost name to padlock\'s admin port is refused',
+    containers: [upstreamLabel('evil', 'http://127.0.0.1:9180', 'evil.localhost')],
+    options: { upstreamGuard: GUARD },
+    expected: { sites: [], problems: [forbidden('evil', OWN('http://127.0.0.1:9180', '127.0.0.1', 9180))] },
+  },
+  ...([
+    ['http://localhost:9180', 'http://localhost:9180', '127.0.0.1', 9180],
+    ['http://[::1]:443', 'http://[::1]:443', '::1', 443],
+    ['http://0.0.0.0', 'http://0.0.0.0:80', '0.0.0.0', 80],
+    ['https://127.9.9.9', 'https://127.9.9.9:443', '127.9.9.9', 443],
+    ['http://app.localhost:9180', 'http://app.localhost:9180', '127.0.0.1', 9180],
+    ['http://10.1.2.3:9180', 'http://10.1.2.3:9180', '10.1.2.3', 9180],
+  ] as const).map(([label, url, ip, port]): Case => ({
+    desc: `padlock.upstream=${label} (padlock's own listener) is refused`,
+    containers: [upstreamLabel('self', label)],
+    options: { upstreamGuard: GUARD },
+    expected: { sites: [], problems: [forbidden('self', OWN(url, ip, port))] },
+  })),
+  {
+    desc: 'a host-network container whose one exposed port is padlock\'s HTTPS port is refused, naming padlock.port',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.example.com' }, exposedPorts: [443] })],
+    options: { upstreamGuard: GUARD },
+    expected: { sites: [], problems: [forbidden('web-1', OWN('http://127.0.0.1:443', '127.0.0.1', 443), 'padlock.port')] },
+  },
+  {
+    desc: 'VIRTUAL_PORT pointing a host-network container at padlock\'s HTTP port is refused, naming VIRTUAL_PORT',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: 'a.example.com', VIRTUAL_PORT: '80' } })],
+    options: { upstreamGuard: GUARD },
+    expected: { sites: [], problems: [forbidden('web-1', OWN('http://127.0.0.1:80', '127.0.0.1', 80), 'VIRTUAL_PORT', 'env')] },
+  },
+  ...([
+    ['http://169.254.169.254/', METADATA('http://169.254.169.254:80', '169.254.169.254')],
+    ['http://169.254.170.2', METADATA('http://169.254.170.2:80', '169.254.170.2')],
+    ['http://100.100.100.200', METADATA('http://100.100.100.200:80', '100.100.100.200')],
+    ['http://[fd00:ec2::254]', METADATA('http://[fd00:ec2::254]:80', 'fd00:ec2::254', 128)],
+    ['http://[::ffff:169.254.169.254]', METADATA('http://[::ffff:a9fe:a9fe]:80', '::ffff:a9fe:a9fe', 128)],
+    ['http://169.254.1.2:8080', LINK_LOCAL('http://169.254.1.2:8080', '169.254.1.2')],
+    ['https://[fe80::1]:8443', LINK_LOCAL('https://[fe80::1]:8443', 'fe80::1', 128)],
+  ] as const).map(([label, message]): Case => ({
+    desc: `padlock.upstream=${label} is refused with the --allow-upstream override named`,
+    containers: [upstreamLabel('meta', label)],
+    options: { upstreamGuard: GUARD },
+    expected: { sites: [], problems: [forbidden('meta', message)] },
+  })),
+  {
+    desc: '--allow-upstream covering a metadata address lets the route through',
+    containers: [upstreamLabel('meta', 'http://169.254.169.254/')],
+    options: { upstreamGuard: new UpstreamGuard({ ownPorts: [80, 443, 9180], allow: ['169.254.169.254/32'] }) },
+    expected: { sites: [site('meta.example.com', [['meta', 'http://169.254.169.254:80']])], problems: [] },
+  },
+  {
+    desc: '--allow-upstream never opens padlock\'s own listeners',
+    containers: [upstreamLabel('self', 'http://127.0.0.1:9180')],
+    options: { upstreamGuard: new UpstreamGuard({ ownPorts: [9180], allow: ['127.0.0.0/8', '0.0.0.0/0'] }) },
+    expected: { sites: [], problems: [forbidden('self', OWN('http://127.0.0.1:9180', '127.0.0.1', 9180))] },
+  },
+  {
+    desc: 'loopback and this host\'s addresses on other ports, private addresses and names route: names are judged when the proxy connects',
+    containers: [
+      upstreamLabel('a', 'http://127.0.0.1:3000'),
+      upstreamLabel('b', 'http://10.1.2.3:8080'),
+      upstreamLabel('c', 'http://192.168.1.5:9180'),
+      upstreamLabel('d', 'http://metadata.internal'),
+    ],
+    options: { upstreamGuard: GUARD },
+    expected: {
+      sites: [
+        site('a.example.com', [['a', 'http://127.0.0.1:3000']]),
+        site('b.example.com', [['b', 'http://10.1.2.3:8080']]),
+        site('c.example.com', [['c', 'http://192.168.1.5:9180']]),
+        site('d.example.com', [['d', 'http://metadata.internal:80']]),
+      ],
+      problems: [],
+    },
+  },
+];
+
 describe('buildDesiredState', () => {
-  for (const c of cases) {
+  for (const c of [...cases, ...localhostCases, ...allAtOnceCases, ...forbiddenCases]) {
     it(c.desc, () => {
       const got = buildDesiredState(c.containers, { ...OPTS, ...c.options });
       assert.deepEqual(got, c.expected);
