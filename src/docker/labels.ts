@@ -95,6 +95,7 @@ import { isLoopbackAddress, type UpstreamGuard } from '../proxy/upstream-guard.j
 import { shownUrl } from '../config/shown.js';
 import { parseUpstreamUrl } from '../config/upstream.js';
 import type { DesiredState, RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
+import type { LabelCode } from '../errors.js';
 import type { ContainerInfo } from './container.js';
 
 /** How discovery treats containers; from `padlock run`'s config. */
@@ -238,7 +239,7 @@ function settingDifferences(spec: SiteSpec, s: Claim['settings']): string[] {
 }
 
 function problem(
-  code: string,
+  code: LabelCode,
   c: ContainerInfo,
   message: string,
   extra: { source?: string; host?: string } = {},
@@ -310,7 +311,7 @@ interface Wanted {
   hostLabel: Source | undefined;
 }
 
-function wantedNames(c: ContainerInfo, options: DiscoveryOptions, bad: (code: string, s: Source, text: string, host?: string) => void): Wanted {
+function wantedNames(c: ContainerInfo, options: DiscoveryOptions, bad: (code: LabelCode, s: Source, text: string, host?: string) => void): Wanted {
   const hostLabel = pick(c, LABELS.host, undefined);
   const names: Wanted['names'] = [];
   if (hostLabel) {
@@ -358,12 +359,12 @@ function hostKey(raw: string, options: DiscoveryOptions): string {
  */
 function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: Claim[]; problems: RouteProblem[] } {
   const problems: RouteProblem[] = [];
-  const bad = (code: string, s: Source, text: string, host?: string): void => {
+  const bad = (code: LabelCode, s: Source, text: string, host?: string): void => {
     problems.push(problem(code, c, `${where(s, c)}: ${text}`, { source: s.key, ...(host ? { host } : {}) }));
   };
   // Settings shared by all of the container's names: any error disables them all.
   let broken = false;
-  const fail = (code: string, s: Source, text: string): void => {
+  const fail = (code: LabelCode, s: Source, text: string): void => {
     bad(code, s, `${text}; the container is not routed until it is fixed`);
     broken = true;
   };
@@ -474,7 +475,7 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
 function resolveUpstream(
   c: ContainerInfo,
   options: DiscoveryOptions,
-  fail: (code: string, s: Source, text: string) => void,
+  fail: (code: LabelCode, s: Source, text: string) => void,
 ): string | undefined {
   let ok = true;
   // Validate both port sources even when padlock.upstream makes them moot: a typo should be seen.
@@ -546,7 +547,7 @@ function resolveUpstream(
 }
 
 /** `url`, or undefined after LABEL_UPSTREAM_FORBIDDEN when the guard refuses its address. */
-function allowedUpstream(url: string, src: Source, options: DiscoveryOptions, fail: (code: string, s: Source, text: string) => void): string | undefined {
+function allowedUpstream(url: string, src: Source, options: DiscoveryOptions, fail: (code: LabelCode, s: Source, text: string) => void): string | undefined {
   const refusal = options.upstreamGuard?.checkUrl(url);
   if (!refusal) return url;
   fail('LABEL_UPSTREAM_FORBIDDEN', src, `the upstream ${url} ${refusal.reason}`);

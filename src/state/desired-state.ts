@@ -6,6 +6,7 @@
  * (`sameDesiredState`) and replace theirs whole when it changed. That is
  * level-triggered: a missed event heals on the next listing.
  */
+import type { LabelCode } from '../errors.js';
 
 /** One place a site's requests can go. */
 export interface Upstream {
@@ -42,8 +43,8 @@ export interface SiteSpec {
 
 /** A container (or config entry) whose route padlock refused, and why. Only that route is disabled. */
 export interface RouteProblem {
-  /** A stable code, e.g. LABEL_INVALID_HOST, LABEL_INVALID_PORT, LABEL_WILDCARD, LABEL_CONFLICT, LABEL_NO_PORT. */
-  code: string;
+  /** A stable code from the ErrorCode union (errors.ts), e.g. LABEL_INVALID_HOST, LABEL_INVALID_PORT, LABEL_CONFLICT. */
+  code: LabelCode;
   /** One line a person can act on: what is wrong, on which container, what to do. */
   message: string;
   containerId?: string;

@@ -5,6 +5,7 @@ import { isLocalName } from '../../src/config/names.js';
 import { UpstreamGuard } from '../../src/proxy/upstream-guard.js';
 import { fromInspect, type ContainerInfo } from '../../src/docker/container.js';
 import { sameDesiredState, type DesiredState, type RouteProblem, type SiteSpec } from '../../src/state/desired-state.js';
+import type { LabelCode } from '../../src/errors.js';
 import type Dockerode from 'dockerode';
 
 const OPTS: DiscoveryOptions = { exposedByDefault: true, localSuffixes: ['localhost', 'internal', 'home.arpa'] };
@@ -43,7 +44,7 @@ function site(host: string, urls: Array<[container: string, url: string]>, over:
   };
 }
 
-function prob(code: string, container: string, message: string, extra: Partial<RouteProblem> = {}): RouteProblem {
+function prob(code: LabelCode, container: string, message: string, extra: Partial<RouteProblem> = {}): RouteProblem {
   return { code, message, containerId: `id-${container}`, containerName: container, ...extra };
 }
 
