@@ -74,11 +74,16 @@ export function normaliseNames(inputs: readonly string[], options: { allowWildca
   return out;
 }
 
+/** A configured local suffix as a bare name: lowercase, no leading `*.` or `.`, no trailing dot (`''` when nothing is left). */
+export function normaliseLocalSuffix(raw: string): string {
+  return raw.trim().toLowerCase().replace(/^\*?\.+/, '').replace(/\.$/, '');
+}
+
 /** `localhost`, or ends in (or is) one of the local suffixes (`internal`, `home.arpa`...). `name` is lowercase. */
 export function isLocalName(name: string, localSuffixes: readonly string[]): boolean {
   if (name === 'localhost' || name.endsWith('.localhost')) return true;
   return localSuffixes.some((raw) => {
-    const suffix = raw.trim().toLowerCase().replace(/^\*?\.+/, '').replace(/\.$/, '');
+    const suffix = normaliseLocalSuffix(raw);
     return suffix !== '' && (name === suffix || name.endsWith('.' + suffix));
   });
 }

@@ -140,3 +140,16 @@ function keyType(cert: X509Certificate): string {
       return key.asymmetricKeyType ?? 'unknown';
   }
 }
+
+/**
+ * Whether `parent` issued `child`: the names and key identifiers line up
+ * (OpenSSL's X509_check_issued) and the signature verifies with the parent's
+ * key. False, never a throw, for a pair that cannot be compared.
+ */
+export function isIssuedBy(child: X509Certificate, parent: X509Certificate): boolean {
+  try {
+    return child.checkIssued(parent) && child.verify(parent.publicKey);
+  } catch {
+    return false;
+  }
+}

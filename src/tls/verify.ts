@@ -30,7 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { PadlockError, type ErrorCode } from '../errors.js';
-import { certificateName, describeCertificate, splitPem, type CertSummary } from './inspect.js';
+import { certificateName, describeCertificate, isIssuedBy, splitPem, type CertSummary } from './inspect.js';
 import type { TrustAnchors } from './roots.js';
 
 export interface VerifyInput {
@@ -303,14 +303,6 @@ function candidatesFor(subjectLine: string, depth: number, ctx: Context): X509Ce
   return all.filter((c) => cnOf(c.subject) === cn);
 }
 
-function issues(parent: X509Certificate, child: X509Certificate): boolean {
-  try {
-    return child.checkIssued(parent) && child.verify(parent.publicKey);
-  } catch {
-    return false;
-  }
-}
-
 /** The path from `-show_chain` (`depth=N: SUBJECT[ (untrusted)]`), leaf first. */
 function buildPath(stdout: string, ctx: Context): X509Certificate[] {
   const path: X509Certificate[] = [];
@@ -320,7 +312,7 @@ function buildPath(stdout: string, ctx: Context): X509Certificate[] {
     const depth = Number(m[1]);
     const found = candidatesFor(m[2]!, depth, ctx);
     const child = path[path.length - 1];
-    const pick = (child ? found.find((c) => issues(c, child)) : undefined) ?? found[0];
+    const pick = (child ? found.find((c) => isIssuedBy(child, c)) : undefined) ?? found[0];
     if (pick === undefined) break; // cannot name it; keep the part of the path we know
     path.push(pick);
   }
@@ -364,7 +356,7 @@ function ekuOf(cert: X509Certificate | undefined): string | undefined {
 }
 
 function selfIssued(cert: X509Certificate | undefined): boolean {
-  return cert !== undefined && cert.subject === cert.issuer && issues(cert, cert);
+  return cert !== undefined && cert.subject === cert.issuer && isIssuedBy(cert, cert);
 }
 
 function failure(run: OpensslRun, ctx: Context): PadlockError {
