@@ -19,6 +19,7 @@ import { CertificateEngine } from './certificates/engine.js';
 import { IssuerSet } from './certificates/issuers.js';
 import { AriSources } from './certificates/ari-poller.js';
 import { EngineEventBus } from './events.js';
+import { LOCAL_ROOT_LINEAGE } from './tls/local-ca.js';
 import { ProxyServer } from './proxy/server.js';
 import { ProxyCluster } from './proxy/cluster.js';
 import { upstreamGuardFor } from './proxy/upstream-connect.js';
@@ -122,6 +123,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     // The daemon's one CA and trust settings; a lineage written by padlock issue keeps its own.
     serverCa: async (spec) => (spec.serverCa && spec.serverCa !== config.serverCa ? readFile(spec.serverCa, 'utf8') : serverCa),
     roots: async (spec) => (spec.trustedRoots && spec.trustedRoots !== config.trustedRoots ? loadTrustAnchors({ extraFiles: [spec.trustedRoots] }) : roots),
+    localSuffixes: config.localSuffixes,
   });
   // How HTTP-01 is answered: the daemon's own :80 (with workers: once every worker answers), or nginx's webroot in companion mode.
   const responder = challenge?.responder ?? proxyCluster?.challengeResponder() ?? new TokenMapResponder(tokens, `padlock's HTTP server on port ${config.httpPort}`);
@@ -168,6 +170,9 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     // A certificate renewed by another process (padlock renew from cron) reaches nginx too.
     for (const e of ['cert_obtained', 'cert_renewed', 'cert_changed'] as const) events.on(e, toCompanion);
   }
+  // An existing local CA root without name constraints (or without a configured suffix) is replaced now,
+  // with a warning to run `padlock trust` again; the leaves it signed are then reissued from the new one.
+  if (await store.readLineage(LOCAL_ROOT_LINEAGE).catch(() => null)) await issuers.localIssuer().root(store);
   await manager.load();
   if (companion) await companionInitial(store, companion);
   proxy.setSites(desired.sites);

@@ -51,6 +51,7 @@ export class AcmeIssuer implements Issuer {
     return this.opts.ari.get(this.id, await this.opts.serverCa?.());
   }
 
+  /** An ACME certificate is replaced by its dates and the CA's renewal window only. */
   async supersedes(): Promise<string | undefined> {
     return undefined;
   }

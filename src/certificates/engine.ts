@@ -175,7 +175,7 @@ export class CertificateEngine {
     // The governor's limits are checked (and recorded) by obtain(); here only the waits already on record.
     const wait = await this.waitFor(lineage.meta, failure, lineage.meta.domains, now, options, false);
     if (wait && wait.source !== 'governor') Object.assign(out, { blockedUntil: wait.until, blockedBy: wait.by, blockedReason: wait.reason });
-    const superseded = await this.opts.issuerFor(lineage.meta).supersedes(lineage).catch(() => undefined);
+    const superseded = await this.opts.issuerFor(lineage.meta).supersedes(lineage, store).catch(() => undefined);
     if (superseded) out.superseded = superseded;
     return out;
   }

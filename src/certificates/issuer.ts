@@ -78,9 +78,9 @@ export interface Issuer {
   /**
    * A reason to replace `lineage` now that has nothing to do with its dates
    * (the local CA's root was replaced, so its leaves no longer chain), or
-   * undefined. Cheap: no network.
+   * undefined. Cheap: no network; `store` is where the issuer keeps its own state.
    */
-  supersedes(lineage: Lineage): Promise<string | undefined>;
+  supersedes(lineage: Lineage, store: CertStore): Promise<string | undefined>;
   /**
    * Issues a chain for `request.spec.domains` with `request.keyPem`. Rejects
    * with a typed PadlockError (an ACME problem keeps its document and

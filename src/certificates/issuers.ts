@@ -24,6 +24,8 @@ export interface IssuerSetOptions {
   serverCa: (spec: LineageSpec) => Promise<string | undefined>;
   /** The anchors a lineage's chains must build to (the system store plus its --trusted-roots). */
   roots: (spec: LineageSpec) => Promise<TrustAnchors>;
+  /** The names the local CA's root may sign (the daemon's localSuffixes); default: what the existing root permits. */
+  localSuffixes?: readonly string[];
 }
 
 export class IssuerSet {
@@ -31,10 +33,15 @@ export class IssuerSet {
   private local: LocalIssuer | undefined;
   constructor(private readonly opts: IssuerSetOptions) {}
 
+  /** padlock's local CA. */
+  localIssuer(): LocalIssuer {
+    return (this.local ??= new LocalIssuer(this.opts.clock, { logger: this.opts.logger, ...(this.opts.localSuffixes ? { suffixes: this.opts.localSuffixes } : {}) }));
+  }
+
   /** The issuer for `spec` (see the module comment). */
   for(spec: LineageSpec): Issuer {
     // `padlock:local` leaves (and the local root's own lineage, `padlock:local-root`) are the local CA's.
-    if (spec.server === LOCAL_ISSUER || spec.server.startsWith('padlock:')) return (this.local ??= new LocalIssuer(this.opts.clock));
+    if (spec.server === LOCAL_ISSUER || spec.server.startsWith('padlock:')) return this.localIssuer();
     const key = `${spec.server}\0${spec.serverCa ?? ''}\0${spec.trustedRoots ?? ''}`;
     let issuer = this.cache.get(key);
     if (!issuer) {

@@ -468,7 +468,7 @@ export class CertificateManager {
     const cached = this.cache.get(name);
     if (cached && cached.version === lineage.version) return;
     const leaf = describeCertificate(lineage.bundle.cert);
-    const superseded = await this.opts.engine.issuerFor(specOf(lineage.meta)).supersedes(lineage).catch(() => undefined);
+    const superseded = await this.opts.engine.issuerFor(specOf(lineage.meta)).supersedes(lineage, this.opts.engine.store).catch(() => undefined);
     this.cache.set(name, {
       version: lineage.version,
       meta: lineage.meta,

@@ -2,23 +2,40 @@
  * padlock's local CA (tls/local-ca.ts) as an issuer (certificates/issuer.ts),
  * for names no public CA certifies (`localhost`, `*.internal`, ...). It
  * needs no network and no challenge; its chains build to the local root.
+ *
+ * Which names the root may sign: `suffixes` when given (the daemon passes its
+ * `localSuffixes`); otherwise whatever the existing root already permits, so a
+ * one-shot command (`padlock renew`) never narrows or needlessly replaces the
+ * daemon's root. A root without name constraints is always replaced (see
+ * ensureLocalRoot), and leaves it signed are then superseded.
  */
-import { ensureLocalRoot, issueLocalCertificate, LOCAL_ISSUER } from './local-ca.js';
+import { DEFAULT_LOCAL_SUFFIXES, LOCAL_ISSUER, LOCAL_ROOT_LINEAGE, ensureLocalRoot, issueLocalCertificate, issuedByRoot, rootPermittedNames, type EnsuredLocalRoot } from './local-ca.js';
 import type { Issuer, IssueRequest, Issued } from '../certificates/issuer.js';
 import type { CertStore, Lineage } from '../store/store.js';
 import type { TrustAnchors } from './roots.js';
 import type { Clock } from '../clock.js';
+import type { Logger } from '../log.js';
 
 export class LocalIssuer implements Issuer {
   readonly id = LOCAL_ISSUER;
-  constructor(private readonly clock: Clock) {}
+  constructor(private readonly clock: Clock, private readonly options: { suffixes?: readonly string[]; logger?: Logger } = {}) {}
 
   describe(): string {
     return "padlock's local CA";
   }
 
+  /** The root, created or upgraded (name constraints) as needed. */
+  async root(store: CertStore): Promise<EnsuredLocalRoot> {
+    let suffixes = this.options.suffixes;
+    if (!suffixes) {
+      const current = await store.readLineage(LOCAL_ROOT_LINEAGE);
+      suffixes = (current && rootPermittedNames(current.bundle.cert)) ?? DEFAULT_LOCAL_SUFFIXES;
+    }
+    return ensureLocalRoot(store, this.clock, suffixes, this.options.logger ? { logger: this.options.logger } : {});
+  }
+
   async trustAnchors(store: CertStore): Promise<TrustAnchors> {
-    const root = await ensureLocalRoot(store, this.clock);
+    const root = await this.root(store);
     return { pem: root.certPem, count: 1, sources: ['padlock local CA'] };
   }
 
@@ -26,12 +43,16 @@ export class LocalIssuer implements Issuer {
     return undefined;
   }
 
-  async supersedes(_lineage: Lineage): Promise<string | undefined> {
-    return undefined;
+  /** A leaf the current root did not sign (the root was replaced) must be reissued. */
+  async supersedes(lineage: Lineage, store: CertStore): Promise<string | undefined> {
+    if (lineage.meta.domains.length === 0) return undefined;
+    const root = await store.readLineage(LOCAL_ROOT_LINEAGE);
+    if (!root || issuedByRoot(lineage.bundle.cert, root.bundle.cert)) return undefined;
+    return "issued by a local CA root that was replaced; reissued from the current one";
   }
 
   async issue(request: IssueRequest): Promise<Issued> {
-    const root = await ensureLocalRoot(request.store, this.clock);
+    const root = await this.root(request.store);
     const bundle = await issueLocalCertificate(root, request.spec.domains, request.keyPem, this.clock);
     request.onProgress({ step: 'order', message: `issued by padlock's local CA for ${request.spec.domains.join(', ')}` });
     return { cert: bundle.cert, chain: bundle.chain, fullchain: bundle.fullchain };

@@ -29,7 +29,7 @@ export class FakeIssuer implements Issuer {
   async renewalInfo(): Promise<undefined> {
     return undefined;
   }
-  async supersedes(_lineage: Lineage): Promise<string | undefined> {
+  async supersedes(_lineage: Lineage, _store: CertStore): Promise<string | undefined> {
     return undefined;
   }
   async issue(request: IssueRequest): Promise<Issued> {
