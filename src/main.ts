@@ -160,6 +160,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     desired = next;
     proxy.setSites(desired.sites);
     manager.setSites(desired.sites);
+    metrics.forgetHostsExcept(desired.sites.map((site) => site.host));
     for (const p of desired.problems) log.warn('route disabled', { ...p });
     log.info('routes updated', { sites: desired.sites.length, problems: desired.problems.length });
   };

@@ -24,7 +24,7 @@ import https from 'node:https';
 import http from 'node:http';
 import tls from 'node:tls';
 import acme from 'acme-client';
-import { AcmeProblemError, PadlockError, errorMessage, type AcmeProblem } from '../errors.js';
+import { AcmeProblemError, PadlockError, asPadlockError, errorMessage, type AcmeProblem } from '../errors.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { shownUrl } from '../config/shown.js';
@@ -166,6 +166,8 @@ export class AcmeClient {
         }, { cause: err, ...(retryAfter?.clamped ? { details: { retryAfterClamped: retryAfter.clamped } } : {}) });
       }
       if (ctx.lastUnavailable) throw this.unavailable(ctx.lastUnavailable, action, err);
+      // A bug (in padlock or acme-client) is not the CA's problem: keep it recognisable as such.
+      if (err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError) throw asPadlockError(err, action);
       throw new PadlockError('ACME_PROBLEM', `${action}: ${errorMessage(err)}`, { cause: err });
     }
   }

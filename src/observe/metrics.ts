@@ -70,6 +70,8 @@ export class Metrics {
   private readonly requests: Counter<'host' | 'status'>;
   private readonly duration: Histogram<'host'>;
   private readonly upstreamErrors: Counter<'host' | 'error'>;
+  /** The label values each host has in the per-host families, so they can be removed with the route. */
+  private readonly hosts = new Map<string, { statuses: Set<string>; errors: Set<string> }>();
 
   /** Pass this to `new ProxyServer({ observer })`. */
   readonly proxyObserver: ProxyObserver = {
@@ -237,13 +239,42 @@ export class Metrics {
   /** Hook (via `proxyObserver`): one finished proxied request. */
   proxyRequest(host: string | undefined, status: number, seconds: number): void {
     const h = host ?? UNKNOWN_HOST;
-    this.requests.inc({ host: h, status: statusLabel(status) });
+    const label = statusLabel(status);
+    this.requests.inc({ host: h, status: label });
     this.duration.observe({ host: h }, seconds);
+    this.seenHost(h).statuses.add(label);
   }
 
   /** Hook (via `proxyObserver`): one failed upstream attempt. */
   upstreamError(host: string, error: string): void {
-    this.upstreamErrors.inc({ host: host || UNKNOWN_HOST, error: labelValue(error) });
+    const h = host || UNKNOWN_HOST;
+    const label = labelValue(error);
+    this.upstreamErrors.inc({ host: h, error: label });
+    this.seenHost(h).errors.add(label);
+  }
+
+  /**
+   * Drops the per-host series of every host not in `routed` (and not
+   * `_unknown`), so the families follow the route table rather than every
+   * host ever routed: a daemon that sees containers come and go for months
+   * must not grow its metrics without bound. Call it when the routes change.
+   */
+  forgetHostsExcept(routed: Iterable<string>): void {
+    const keep = new Set(routed);
+    keep.add(UNKNOWN_HOST);
+    for (const [host, seen] of this.hosts) {
+      if (keep.has(host)) continue;
+      for (const status of seen.statuses) this.requests.remove({ host, status });
+      for (const error of seen.errors) this.upstreamErrors.remove({ host, error });
+      this.duration.remove({ host });
+      this.hosts.delete(host);
+    }
+  }
+
+  private seenHost(host: string): { statuses: Set<string>; errors: Set<string> } {
+    let seen = this.hosts.get(host);
+    if (!seen) this.hosts.set(host, (seen = { statuses: new Set(), errors: new Set() }));
+    return seen;
   }
 
   /** The Prometheus text exposition of every family. */

@@ -15,6 +15,7 @@
  * labels or the bare parent).
  */
 import tls from 'node:tls';
+import { PadlockError } from '../errors.js';
 
 /** One certificate as the store delivers it. */
 export interface CertificateEntry {
@@ -53,10 +54,9 @@ export const TLS_POLICY = Object.freeze({
 });
 
 /** Raised (passed to the SNI callback) for a name padlock holds no certificate for. */
-export class UnknownServerNameError extends Error {
-  readonly code = 'TLS_UNKNOWN_SERVER_NAME' as const;
+export class UnknownServerNameError extends PadlockError<'TLS_UNKNOWN_SERVER_NAME'> {
   constructor(readonly servername: string) {
-    super(`no certificate for this server name`);
+    super('TLS_UNKNOWN_SERVER_NAME', 'no certificate for this server name');
     this.name = 'UnknownServerNameError';
   }
 }

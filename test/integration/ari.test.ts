@@ -10,7 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { startPebble, type Pebble } from '../support/pebble.js';
-import { startFakeAcme, type FakeAcme } from '../support/fake-acme.js';
+import { fakeAcmes, type FakeAcme } from '../support/fake-acme.js';
 import { runCli } from '../support/cli.js';
 import { pebbleFlags, pebbleRunFlags, tempConfigDir, uniqueName } from '../support/padlock.js';
 import { startPadlockRun, waitFor } from '../support/daemon.js';
@@ -18,7 +18,7 @@ import { certId } from '../../src/acme/ari.js';
 
 let pebble: Pebble;
 let cfg: { dir: string; cleanup: () => Promise<void> };
-const fakes: FakeAcme[] = [];
+const fakes = fakeAcmes(() => pebble);
 
 before(async () => {
   // 20-second certificates: by the lifetime rule they are due after 10 s, so only ARI can say "not yet".
@@ -26,16 +26,12 @@ before(async () => {
   cfg = await tempConfigDir();
 });
 after(async () => {
-  for (const f of fakes) await f.close();
+  await fakes.closeAll();
   await pebble?.stop();
   await cfg?.cleanup();
 });
 
-async function fake(opts: Parameters<typeof startFakeAcme>[1]): Promise<FakeAcme> {
-  const f = await startFakeAcme(pebble, opts);
-  fakes.push(f);
-  return f;
-}
+const fake = (opts: Parameters<typeof fakes.start>[0]): Promise<FakeAcme> => fakes.start(opts);
 
 /** Issues from Pebble, then points the lineage at the fake (the CA now speaks ARI). */
 async function lineageAt(f: FakeAcme, label: string): Promise<{ name: string; cert: string }> {

@@ -15,14 +15,14 @@ import http from 'node:http';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
-import { startFakeAcme, type FakeAcme } from '../support/fake-acme.js';
+import { fakeAcmes, type FakeAcme } from '../support/fake-acme.js';
 import { runCli } from '../support/cli.js';
 import { pebbleFlags, tempConfigDir, uniqueName } from '../support/padlock.js';
 import { certId } from '../../src/acme/ari.js';
 
 let pebble: Pebble;
 let cfg: { dir: string; cleanup: () => Promise<void> };
-const fakes: FakeAcme[] = [];
+const fakes = fakeAcmes(() => pebble);
 const HOUR = 3_600_000;
 
 before(async () => {
@@ -30,16 +30,12 @@ before(async () => {
   cfg = await tempConfigDir();
 });
 after(async () => {
-  for (const f of fakes) await f.close();
+  await fakes.closeAll();
   await pebble?.stop();
   await cfg?.cleanup();
 });
 
-async function fake(opts: Parameters<typeof startFakeAcme>[1]): Promise<FakeAcme> {
-  const f = await startFakeAcme(pebble, opts);
-  fakes.push(f);
-  return f;
-}
+const fake = (opts: Parameters<typeof fakes.start>[0]): Promise<FakeAcme> => fakes.start(opts);
 const via = (f: FakeAcme) => pebbleFlags(pebble).map((x) => (x === pebble.directoryUrl ? f.directoryUrl : x));
 const issue = (name: string, f: FakeAcme | undefined, extra: string[] = []) =>
   runCli(['issue', '-d', name, ...(f ? via(f) : pebbleFlags(pebble)), '--config-dir', cfg.dir, ...extra]);

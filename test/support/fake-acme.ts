@@ -305,3 +305,21 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
       })),
   };
 }
+
+/**
+ * The fakes a test file starts in front of one Pebble: `start` starts one,
+ * `closeAll` (in the file's `after`) closes every one started.
+ */
+export function fakeAcmes(pebble: () => Pebble): { start: (opts?: FakeAcmeOptions) => Promise<FakeAcme>; closeAll: () => Promise<void> } {
+  const started: FakeAcme[] = [];
+  return {
+    start: async (opts = {}) => {
+      const f = await startFakeAcme(pebble(), opts);
+      started.push(f);
+      return f;
+    },
+    closeAll: async () => {
+      for (const f of started.splice(0)) await f.close();
+    },
+  };
+}

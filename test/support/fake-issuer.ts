@@ -18,7 +18,8 @@ export class FakeIssuer implements Issuer {
   failures: Error[] = [];
   private readonly local: LocalIssuer;
   constructor(readonly id: string, clock: Clock) {
-    this.local = new LocalIssuer(clock);
+    // Its root may sign the test names (example.com); padlock's real local CA is limited to local suffixes.
+    this.local = new LocalIssuer(clock, { suffixes: ['example.com'] });
   }
   describe(): string {
     return `the fake CA "${this.id}"`;

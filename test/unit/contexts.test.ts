@@ -110,6 +110,7 @@ describe('CertificateRegistry', () => {
     assert.equal(ok.ctx, r.contextFor('app.example.com'));
     const unknown = await call('nope.example.com');
     assert.ok(unknown.err instanceof UnknownServerNameError);
+    assert.equal((unknown.err as UnknownServerNameError).code, 'TLS_UNKNOWN_SERVER_NAME', 'a stable code like every other padlock error');
     assert.equal(unknown.ctx, undefined);
   });
 });

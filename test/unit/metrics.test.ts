@@ -125,6 +125,22 @@ describe('metrics exposition', () => {
     assert.equal(sample(text, 'padlock_proxy_upstream_errors_total', { host: 'app.example.com', error: 'other' }), 1);
   });
 
+  it('drops the per-host series of a host that is no longer routed, and keeps the others', async () => {
+    const m = metrics();
+    m.proxyObserver.request('gone.example.com', 200, 0.01);
+    m.proxyObserver.request('gone.example.com', 502, 0.01);
+    m.proxyObserver.upstreamError('gone.example.com', 'ECONNREFUSED');
+    m.proxyObserver.request('kept.example.com', 200, 0.01);
+    m.proxyObserver.request(undefined, 404, 0.01);
+    m.forgetHostsExcept(['kept.example.com']);
+    const text = await m.exposition();
+    assert.doesNotMatch(text, /gone\.example\.com/);
+    assert.equal(sample(text, 'padlock_proxy_requests_total', { host: 'kept.example.com', status: '200' }), 1);
+    assert.equal(sample(text, 'padlock_proxy_requests_total', { host: UNKNOWN_HOST, status: '404' }), 1);
+    m.proxyObserver.request('gone.example.com', 200, 0.01);
+    assert.equal(sample(await m.exposition(), 'padlock_proxy_requests_total', { host: 'gone.example.com', status: '200' }), 1, 'counting starts again if it comes back');
+  });
+
   it('reads open connections, WebSockets and the proxy\'s own counters at scrape time', async () => {
     const text = await metrics().exposition();
     assert.equal(sample(text, 'padlock_proxy_open_connections'), 7);
