@@ -54,6 +54,8 @@ export type ErrorCode =
   | 'CHECK_UNREACHABLE'
   // serving
   | 'TLS_UNKNOWN_SERVER_NAME'
+  /** :80 or :443 cannot be bound (in use, no permission, not an address here). */
+  | 'LISTEN_FAILED'
   // storage
   | 'STORE_NOT_FOUND'
   | 'STORE_LOCKED'

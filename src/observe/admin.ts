@@ -93,7 +93,7 @@ export class AdminServer {
     const { host, port } = this;
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new PadlockError('CONFIG_INVALID', `admin listener ${this.opts.listen}: ${err.code === 'EADDRINUSE' ? 'address already in use' : errorMessage(err)}; pick another --admin-listen`, { cause: err })));
+        reject(new PadlockError('LISTEN_FAILED', `admin listener ${this.opts.listen}: ${err.code === 'EADDRINUSE' ? 'address already in use' : errorMessage(err)}; pick another --admin-listen`, { cause: err })));
       this.server.listen(port, host, () => resolve());
     });
     const bound = { host, port: (this.server.address() as AddressInfo).port };

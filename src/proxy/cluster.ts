@@ -43,6 +43,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ChallengeResponder } from '../acme/http01.js';
+import { PadlockError } from '../errors.js';
 import type { Level, Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertificateEntry, CertificateSnapshot } from '../tls/contexts.js';
@@ -347,7 +348,8 @@ export class ProxyCluster {
         entry.onListen?.({ ok: true, httpPort: msg.httpPort, httpsPort: msg.httpsPort });
         return;
       case 'listen-error':
-        entry.onListen?.({ ok: false, error: Object.assign(new Error(msg.message), msg.code ? { code: msg.code } : {}) });
+        // The worker's message is already listenError's (proxy/server.ts); keep its code.
+        entry.onListen?.({ ok: false, error: new PadlockError('LISTEN_FAILED', msg.message, { details: { ...(msg.code ? { errno: msg.code } : {}), worker: entry.worker.id } }) });
         return;
       case 'ack': {
         const pending = this.pendingAcks.get(msg.id);

@@ -11,6 +11,7 @@
  * registry *before* `listen()`, so no handshake ever meets an empty registry.
  */
 import type http from 'node:http';
+import { PadlockError } from '../errors.js';
 import type { AddressInfo, LookupFunction, Socket } from 'node:net';
 import type { TokenMap } from '../acme/http01.js';
 import type { Logger } from '../log.js';
@@ -276,13 +277,24 @@ export class ProxyServer {
   }
 }
 
+/** Listens, or rejects with LISTEN_FAILED naming the address and the likely fix. */
 function listenOn(server: http.Server, port: number, host: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
+    const onError = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));
     server.once('error', onError);
     server.listen({ port, ...(host ? { host } : {}) }, () => {
       server.off('error', onError);
       resolve((server.address() as AddressInfo).port);
     });
   });
+}
+
+/** A listener that cannot bind, as a typed error (the cluster's workers report the same message). */
+export function listenError(err: NodeJS.ErrnoException, port: number, host: string | undefined): PadlockError {
+  const where = `${host ?? '*'}:${port}`;
+  const why = err.code === 'EADDRINUSE' ? `another program already listens on ${where}: stop it, or pick another port (--http-port, --https-port)`
+    : err.code === 'EACCES' ? `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`
+      : err.code === 'EADDRNOTAVAIL' ? `${host ?? 'that address'} is not an address of this machine: check --bind`
+        : err.message;
+  return new PadlockError('LISTEN_FAILED', `cannot listen on ${where} (${err.code ?? 'error'}): ${why}`, { cause: err, details: { address: where, ...(err.code ? { errno: err.code } : {}) } });
 }

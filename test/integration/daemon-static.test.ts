@@ -136,6 +136,21 @@ describe('padlock run configuration errors', () => {
     assert.match(r.stderr, /\[CONFIG_INVALID\]/);
   });
 
+  it('says which address it cannot listen on, with a stable code, when the HTTPS port is taken', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const blocker = http.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+    try {
+      const taken = (blocker.address() as { port: number }).port;
+      const r = await runCli(['run', '--docker', 'false', '--config-dir', dir.dir, '--admin-listen', '127.0.0.1:0', '--http-port', '0', '--https-port', String(taken), '--bind', '127.0.0.1', ...NO_CA]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken} \\(EADDRINUSE\\): another program already listens on 127\\.0\\.0\\.1:${taken}.*\\[LISTEN_FAILED\\]`));
+    } finally {
+      await new Promise((r) => blocker.close(r));
+    }
+  });
+
   it('reports bad static sites together', async () => {
     const dir = await tempConfigDir();
     after(dir.cleanup);
