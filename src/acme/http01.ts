@@ -35,17 +35,40 @@ export interface ChallengeResponder {
   close(): Promise<void>;
 }
 
-/** An in-memory token -> key authorization map. */
+/**
+ * An in-memory token -> key authorization map, with an optional stateless
+ * fallback.
+ *
+ * Stateless answering (RFC 8555 section 8.3 allows any server that can
+ * compute the key authorization): with `setStateless(thumbprint)`, a token
+ * this process never saw is answered with `token "." thumbprint`, the key
+ * authorization of the account whose JWK thumbprint (RFC 7638) that is. Every
+ * padlock replica sharing a store shares that account, so any replica (and
+ * any worker) answers any validation at once, with nothing to propagate and
+ * nothing to read from the store: no window in which a replica could be asked
+ * for a token it does not know yet. It only ever proves control to an order
+ * of that same account.
+ */
 export class TokenMap {
   private readonly tokens = new Map<string, string>();
+  private thumbprint: string | undefined;
   set(token: string, keyAuthorization: string): void {
     this.tokens.set(token, keyAuthorization);
   }
   delete(token: string): void {
     this.tokens.delete(token);
   }
+  /** Answers tokens nobody presented here with `token.thumbprint` (undefined: only presented tokens). */
+  setStateless(thumbprint: string | undefined): void {
+    this.thumbprint = thumbprint;
+  }
+  get stateless(): string | undefined {
+    return this.thumbprint;
+  }
   get(token: string): string | undefined {
-    return this.tokens.get(token);
+    const known = this.tokens.get(token);
+    if (known !== undefined || this.thumbprint === undefined || !TOKEN.test(token) || token.length > 128) return known;
+    return `${token}.${this.thumbprint}`;
   }
   get size(): number {
     return this.tokens.size;

@@ -68,6 +68,14 @@ export interface ObtainOptions {
   account?: { agreeTos: boolean; externalAccountBinding?: { kid: string; hmacKey: string } };
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
+  /**
+   * The current version the decision was based on (null: no certificate
+   * yet). Checked again once the lineage lock is taken: when another process
+   * (another replica, a cron `padlock renew`) stored a different version in
+   * the meantime, nothing is ordered and the result says `alreadyDone`.
+   * Absent: no check (`padlock issue`, which means "now").
+   */
+  expectVersion?: number | null;
 }
 
 export interface Obtained {
@@ -81,6 +89,8 @@ export interface Obtained {
   paths?: { dir: string; fullchain: string; privkey: string };
   /** The deploy hook failed (the certificate itself was stored). */
   hookError?: PadlockError;
+  /** Nothing was ordered: another process stored a new version after the decision (see `expectVersion`); this describes that version. */
+  alreadyDone?: true;
 }
 
 /** What `assess` found about one stored lineage: the facts every decision needs, read without contacting a CA. */
@@ -240,6 +250,15 @@ export class CertificateEngine {
       const failure = failureOf(state);
       previousFailures = failure?.failures ?? 0;
       current = await store.readLineage(spec.name).catch(() => null);
+      // The decision was made before the lock: re-read, and do nothing if someone else did the job meanwhile.
+      if (options.expectVersion !== undefined && (current?.version ?? null) !== options.expectVersion && current) {
+        const leaf = describeCertificate(current.bundle.cert);
+        log.info('another process stored a new certificate meanwhile; not ordering again', { version: current.version, expected: options.expectVersion });
+        return {
+          name: spec.name, domains: current.meta.domains, version: current.version, notBefore: leaf.notBefore, notAfter: leaf.notAfter, alreadyDone: true,
+          ...(current.paths ? { paths: { dir: current.paths.dir, fullchain: current.paths.fullchain, privkey: current.paths.privkey } } : {}),
+        };
+      }
       const ariRenewal = options.reason === 'ari-window' || options.reason === 'ari-past-window';
       const now = clock.now();
       const wait = await this.waitFor(spec, failure, spec.domains, now, { forced: options.forced ?? false, ignoreRateLimit: false }, ariRenewal, store);
@@ -372,28 +391,33 @@ export class CertificateEngine {
       }
     }
 
-    const due: Array<{ spec: LineageSpec; reason: ObtainReason; explanationURL?: string; expired: boolean }> = [];
+    const due: Array<{ spec: LineageSpec; reason: ObtainReason; explanationURL?: string; expired: boolean; version: number }> = [];
     for (const c of candidates) {
       const d = this.decide(c.assessment, options);
       if (!d.due) {
         outcomes.push({ name: c.assessment.name, action: 'not-due', dueAt: d.dueAt.toISOString(), ...(d.explanationURL ? { explanationURL: d.explanationURL } : {}) });
         continue;
       }
-      due.push({ spec: c.spec, reason: d.reason, ...(d.explanationURL ? { explanationURL: d.explanationURL } : {}), expired: c.assessment.notAfter.getTime() <= now.getTime() });
+      due.push({ spec: c.spec, reason: d.reason, ...(d.explanationURL ? { explanationURL: d.explanationURL } : {}), expired: c.assessment.notAfter.getTime() <= now.getTime(), version: c.assessment.lineage.version });
     }
 
     const queue = [...due];
     const worker = async () => {
       for (let job = queue.shift(); job; job = queue.shift()) {
-        const { spec, reason, explanationURL, expired } = job;
+        const { spec, reason, explanationURL, expired, version } = job;
         try {
           const r = await this.obtain(spec, {
             reason,
+            expectVersion: version,
             forced: options.forced ?? false,
             ignoreRateLimit: options.ignoreRateLimit ?? false,
             dryRun: options.dryRun ?? false,
             onProgress: (e) => options.onProgress?.(spec.name, e),
           });
+          if (r.alreadyDone) {
+            outcomes.push({ name: spec.name, action: 'busy' });
+            continue;
+          }
           outcomes.push({ name: spec.name, action: 'renewed', reason, notAfter: r.notAfter.toISOString(), version: r.version, ...(r.hookError ? { hookError: r.hookError } : {}), ...(explanationURL ? { explanationURL } : {}) });
         } catch (err) {
           const error = asPadlockError(err, `renewing ${spec.name}`);

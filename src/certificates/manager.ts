@@ -394,12 +394,14 @@ export class CertificateManager {
     try {
       const result = await this.opts.engine.obtain(this.specFor(action), {
         reason: action.reason as ObtainReason,
+        // What this plan saw: another replica or a cron renewal may have stored a newer one since.
+        expectVersion: this.cache.get(name)?.version ?? null,
         account: { agreeTos: this.opts.account.agreeTos },
         signal: this.abort.signal,
       });
       await this.refresh(name);
       this.publish();
-      log.info('certificate ready', { notAfter: result.notAfter.toISOString() });
+      log.info(result.alreadyDone ? 'another padlock process stored this certificate meanwhile; serving it' : 'certificate ready', { notAfter: result.notAfter.toISOString() });
     } catch (err) {
       if (this.abort.signal.aborted) {
         log.info('order cancelled because padlock is stopping; it will be tried again after the restart');

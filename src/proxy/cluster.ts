@@ -71,11 +71,13 @@ export interface WorkerSettings {
 }
 
 export type ToWorker =
-  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; tokens: Array<[string, string]> }
+  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; tokens: Array<[string, string]>; stateless?: string }
   | { t: 'sites'; sites: SiteSpec[] }
   | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[] }
   | { t: 'token'; id: number; set?: [string, string]; del?: string }
   | { t: 'own-ports'; ports: number[] }
+  /** The account thumbprint for stateless HTTP-01 answers (acme/http01.ts TokenMap), or none. */
+  | { t: 'stateless'; thumbprint?: string }
   | { t: 'close'; drainMs: number };
 
 /** Metric events batched by a worker: [host or null, status, duration in 0.1 ms units (rounded up), count]. */
@@ -144,6 +146,8 @@ export class ProxyCluster {
   private certs = new Map<string, CertificateEntry>();
   /** HTTP-01 tokens being presented: the source of truth a starting worker gets in its `init`. */
   private readonly tokens = new Map<string, string>();
+  /** The thumbprint for stateless HTTP-01 answers, when the store is shared. */
+  private stateless: string | undefined;
   private readonly slots = new Map<number, Slot>();
   private readonly pendingAcks = new Map<number, { waiting: Set<number>; done: () => void }>();
   private nextAck = 1;
@@ -204,6 +208,13 @@ export class ProxyCluster {
       },
       close: async () => {},
     };
+  }
+
+  /** Every worker (and every worker started later) answers unknown HTTP-01 tokens statelessly with this thumbprint. */
+  setStateless(thumbprint: string | undefined): void {
+    if (thumbprint === this.stateless) return;
+    this.stateless = thumbprint;
+    this.broadcast({ t: 'stateless', ...(thumbprint ? { thumbprint } : {}) });
   }
 
   /** Forks the workers and resolves with the real ports once every one listens. Rejects (and stops them) if any cannot. */
@@ -339,7 +350,7 @@ export class ProxyCluster {
           trustedProxies: [...(this.opts.trustedProxies ?? [])],
           ownPorts: this.ownPorts,
         };
-        this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens] });
+        this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}) });
         entry.initialised = true;
         return;
       }

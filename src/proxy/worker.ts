@@ -77,6 +77,7 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
   log = createLogger({ level: settings.logLevel, ...(settings.pretty ? { write: prettyWriter(process.stderr) } : {}) }, { worker: settings.slot });
   const logger = log;
   for (const [token, keyAuthorization] of msg.tokens) tokens.set(token, keyAuthorization);
+  tokens.setStateless(msg.stateless);
   certs = new Map(msg.certs);
   registry = new CertificateRegistry({
     onContextError: (name, err) => logger.error('stored certificate cannot be used for TLS', { name, error: (err as Error).message }),
@@ -137,6 +138,9 @@ process.on('message', (msg: ToWorker) => {
     }
     case 'own-ports':
       proxy?.setOwnPorts(msg.ports);
+      return;
+    case 'stateless':
+      tokens.setStateless(msg.thumbprint);
       return;
     case 'token':
       if (msg.set) tokens.set(msg.set[0], msg.set[1]);

@@ -2,7 +2,7 @@
  * Private keys and CSRs for certificates, with node:crypto (OpenSSL) for keys
  * and acme-client's CSR builder (WebCrypto via @peculiar/x509, not node-forge).
  */
-import { generateKeyPair as generateKeyPairCb, createPrivateKey } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCb } from 'node:crypto';
 import { promisify } from 'node:util';
 import acme from 'acme-client';
 import { PadlockError } from '../errors.js';
@@ -60,4 +60,18 @@ export async function createCsr(names: string[], keyPem: string): Promise<string
 /** Re-encodes a PEM private key (PKCS#1, PKCS#8 or SEC1) as PKCS#8 PEM, the form padlock stores; throws when it is not a key. */
 export function toPkcs8Pem(pem: string): string {
   return createPrivateKey(pem).export({ type: 'pkcs8', format: 'pem' }) as string;
+}
+
+/**
+ * The JWK thumbprint (RFC 7638) of a private key's public half, base64url:
+ * what an ACME key authorization ends with (RFC 8555 section 8.1). EC and
+ * RSA keys; the members are the required ones, in lexicographic order.
+ */
+export function jwkThumbprint(keyPem: string): string {
+  // createPublicKey takes a private key's PEM too, and derives its public half.
+  const jwk = createPublicKey(keyPem).export({ format: 'jwk' }) as Record<string, string>;
+  const members = jwk['kty'] === 'EC' ? { crv: jwk['crv'], kty: 'EC', x: jwk['x'], y: jwk['y'] }
+    : jwk['kty'] === 'RSA' ? { e: jwk['e'], kty: 'RSA', n: jwk['n'] }
+      : { crv: jwk['crv'], kty: jwk['kty'], x: jwk['x'] };
+  return createHash('sha256').update(JSON.stringify(members)).digest('base64url');
 }

@@ -114,6 +114,23 @@ describe("the engine and a CA's waits", () => {
   });
 });
 
+describe('the engine and other processes', () => {
+  it('orders nothing when another process stored a new version after the decision (another replica, a cron renewal)', async () => {
+    const { engine, issuer, spec } = setup('https://ca.example/dir');
+    const s = spec('race.example.com');
+    const first = await engine.obtain(s, { reason: 'new', expectVersion: null });
+    assert.equal(first.version, 1);
+    // This process decided on version 1; meanwhile "someone else" stored version 2.
+    await engine.obtain(s, { reason: 'forced', forced: true });
+    const r = await engine.obtain(s, { reason: 'lifetime-share', expectVersion: 1 });
+    assert.equal(r.alreadyDone, true);
+    assert.equal(r.version, 2);
+    assert.equal(issuer.issued, 2, 'no third order');
+    const fresh = await engine.obtain(spec('fresh.example.com'), { reason: 'new', expectVersion: null });
+    assert.equal(fresh.alreadyDone, undefined);
+  });
+});
+
 describe('the engine and its listeners', () => {
   it('stores and reports a certificate even when an event listener throws', async () => {
     const { engine, events, spec, store } = setup('https://ca.example/dir');

@@ -4,7 +4,10 @@ import http from 'node:http';
 import { mkdtemp, readFile, stat, writeFile, rm, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { StandaloneResponder, WebrootResponder } from '../../src/acme/http01.js';
+import { StandaloneResponder, TokenMap, WebrootResponder } from '../../src/acme/http01.js';
+import { generatePrivateKey, jwkThumbprint } from '../../src/tls/keys.js';
+import { createPublicKey } from 'node:crypto';
+import acme from 'acme-client';
 import { PadlockError } from '../../src/errors.js';
 
 function get(port: number, path: string, host = 'app.example.com'): Promise<{ status: number; body: string }> {
@@ -109,5 +112,34 @@ describe('webroot HTTP-01 responder', () => {
       assert.match(err.message, /cannot write challenge files in .*file\/\.well-known\/acme-challenge/);
       return true;
     });
+  });
+});
+
+describe('stateless HTTP-01 answers (several replicas sharing one account)', () => {
+  it("answer a token nobody presented here with token.thumbprint, and a presented token exactly", () => {
+    const tokens = new TokenMap();
+    assert.equal(tokens.get('abc_DEF-123'), undefined, 'off by default: an unknown token is unknown');
+    tokens.setStateless('THUMB');
+    assert.equal(tokens.get('abc_DEF-123'), 'abc_DEF-123.THUMB');
+    tokens.set('known', 'known.OTHER-ACCOUNT');
+    assert.equal(tokens.get('known'), 'known.OTHER-ACCOUNT', 'what this process presented wins');
+    assert.equal(tokens.get('../etc/passwd'), undefined, 'only token-shaped strings');
+    assert.equal(tokens.get('x'.repeat(200)), undefined, 'no huge echoes');
+    tokens.setStateless(undefined);
+    assert.equal(tokens.get('abc_DEF-123'), undefined);
+  });
+
+  it("computes the account key's JWK thumbprint as RFC 7638 section 3.1 does", () => {
+    // The RFC's example RSA key (public half); padlock computes the same thumbprint from a PEM.
+    const n = '0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw';
+    const pem = createPublicKey({ key: { kty: 'RSA', n, e: 'AQAB' }, format: 'jwk' }).export({ type: 'spki', format: 'pem' }) as string;
+    assert.equal(jwkThumbprint(pem), 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
+  });
+
+  it('matches the key authorization acme-client computes for an EC account key', async () => {
+    const key = await generatePrivateKey({ keyType: 'ecdsa', ellipticCurve: 'P-256' });
+    const client = new acme.Client({ directoryUrl: 'https://127.0.0.1:1/dir', accountKey: key });
+    const ka = await client.getChallengeKeyAuthorization({ type: 'http-01', url: 'https://127.0.0.1:1/chall', status: 'pending', token: 'tok' } as never);
+    assert.equal(ka, `tok.${jwkThumbprint(key)}`);
   });
 });
