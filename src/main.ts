@@ -4,8 +4,10 @@
  * them on SIGTERM.
  *
  * Start order (so no client ever sees a default certificate that could have
- * been the real one): stored certificates are loaded and the first desired
- * state is known before the HTTPS port opens.
+ * been the real one): the first desired state is known (static sites, then
+ * the first Docker listing), the stored certificates those routes need are
+ * loaded, and local names get their certificates, all before the HTTPS port
+ * opens. Every other stored certificate loads in the background.
  */
 import { readFile } from 'node:fs/promises';
 import type { RunConfig } from './config/schema.js';
@@ -174,8 +176,6 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // An existing local CA root without name constraints (or without a configured suffix) is replaced now,
   // with a warning to run `padlock trust` again; the leaves it signed are then reissued from the new one.
   if (await store.readLineage(LOCAL_ROOT_LINEAGE).catch(() => null)) await issuers.localIssuer().root(store);
-  await manager.load();
-  if (companion) await companionInitial(store, companion);
   proxy.setSites(desired.sites);
   manager.setSites(desired.sites);
 
@@ -199,6 +199,9 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     const timedOut = await Promise.race([firstState.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeout).unref())]);
     if (timedOut) log.warn('no route listing from Docker yet; opening the ports with the static routes only', { waitedMs: timeout });
   }
+  // Now that the routes are known: read the certificates they need (the rest load in the background).
+  await manager.load();
+  if (companion) await companionInitial(store, companion);
 
   const admin = new AdminServer({
     listen: config.adminListen,

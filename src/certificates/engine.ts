@@ -27,6 +27,7 @@ import { Governor, GOVERNOR_STATE } from './governor.js';
 import { blockedUntil, decideWithAri, nextFailureRecord, type FailureRecord, type RenewalReason } from './policy.js';
 import { AriPoller, storedAriDecision, type AriPollItem } from './ari-poller.js';
 import { runDeployHook } from './hooks.js';
+import { forEachLimit } from '../concurrency.js';
 import { generatePrivateKey, describePrivateKey } from '../tls/keys.js';
 import { verifyCertificate } from '../tls/verify.js';
 import { describeCertificate } from '../tls/inspect.js';
@@ -401,33 +402,29 @@ export class CertificateEngine {
       due.push({ spec: c.spec, reason: d.reason, ...(d.explanationURL ? { explanationURL: d.explanationURL } : {}), expired: c.assessment.notAfter.getTime() <= now.getTime(), version: c.assessment.lineage.version });
     }
 
-    const queue = [...due];
-    const worker = async () => {
-      for (let job = queue.shift(); job; job = queue.shift()) {
-        const { spec, reason, explanationURL, expired, version } = job;
-        try {
-          const r = await this.obtain(spec, {
-            reason,
-            expectVersion: version,
-            forced: options.forced ?? false,
-            ignoreRateLimit: options.ignoreRateLimit ?? false,
-            dryRun: options.dryRun ?? false,
-            onProgress: (e) => options.onProgress?.(spec.name, e),
-          });
-          if (r.alreadyDone) {
-            outcomes.push({ name: spec.name, action: 'busy' });
-            continue;
-          }
-          outcomes.push({ name: spec.name, action: 'renewed', reason, notAfter: r.notAfter.toISOString(), version: r.version, ...(r.hookError ? { hookError: r.hookError } : {}), ...(explanationURL ? { explanationURL } : {}) });
-        } catch (err) {
-          const error = asPadlockError(err, `renewing ${spec.name}`);
-          if (error.code === 'STORE_LOCKED') outcomes.push({ name: spec.name, action: 'busy' });
-          else if (isHeld(error)) outcomes.push({ name: spec.name, action: 'backoff', until: String(error.details['retryAfter']), by: error.details['by'] as 'ca', reason: String(error.details['reason']), expired });
-          else outcomes.push({ name: spec.name, action: 'failed', error, expired });
+    await forEachLimit(due, options.concurrency, async (job) => {
+      const { spec, reason, explanationURL, expired, version } = job;
+      try {
+        const r = await this.obtain(spec, {
+          reason,
+          expectVersion: version,
+          forced: options.forced ?? false,
+          ignoreRateLimit: options.ignoreRateLimit ?? false,
+          dryRun: options.dryRun ?? false,
+          onProgress: (e) => options.onProgress?.(spec.name, e),
+        });
+        if (r.alreadyDone) {
+          outcomes.push({ name: spec.name, action: 'busy' });
+          return;
         }
+        outcomes.push({ name: spec.name, action: 'renewed', reason, notAfter: r.notAfter.toISOString(), version: r.version, ...(r.hookError ? { hookError: r.hookError } : {}), ...(explanationURL ? { explanationURL } : {}) });
+      } catch (err) {
+        const error = asPadlockError(err, `renewing ${spec.name}`);
+        if (error.code === 'STORE_LOCKED') outcomes.push({ name: spec.name, action: 'busy' });
+        else if (isHeld(error)) outcomes.push({ name: spec.name, action: 'backoff', until: String(error.details['retryAfter']), by: error.details['by'] as 'ca', reason: String(error.details['reason']), expired });
+        else outcomes.push({ name: spec.name, action: 'failed', error, expired });
       }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, queue.length)) }, worker));
+    });
     return outcomes.sort((a, b) => a.name.localeCompare(b.name));
   }
 

@@ -32,12 +32,17 @@ import { LOCAL_ISSUER, LOCAL_ROOT_SERVER } from '../tls/local-ca.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { asPadlockError, errorMessage } from '../errors.js';
+import { forEachLimit } from '../concurrency.js';
 import type { CertificateStatus, CheckedCertificate } from '../events.js';
 
 export type { CertificateStatus, CheckedCertificate } from '../events.js';
 
 /** What the TLS layer serves: name -> PEMs, with a version so changed certificates get new contexts. */
 export type CertificateSnapshot = ReadonlyMap<string, { certPem: string; keyPem: string; version: string }>;
+
+/** Lineages read at once before the ports open, and in the background afterwards. */
+const LOAD_CONCURRENCY = 32;
+const BACKGROUND_LOAD_CONCURRENCY = 4;
 
 export interface ManagerOptions {
   engine: CertificateEngine;
@@ -98,6 +103,9 @@ export class CertificateManager {
   private planning: Promise<void> | undefined;
   private replanRequested = false;
   private polling: Promise<void> | undefined;
+  /** Names whose lineage was read at least once (loaded or found absent); the rest load in the background. */
+  private readonly loaded = new Set<string>();
+  private background: Promise<void> | undefined;
   /** Issuers (by id) that offered no renewal information, and until when not to ask again. */
   private readonly noAri = new Map<string, number>();
   private readonly log: Logger;
@@ -112,20 +120,39 @@ export class CertificateManager {
   }
 
   /**
-   * Loads every stored certificate (before the HTTPS port opens), publishes
-   * the first snapshot, and starts watching the store for versions other
-   * processes write.
+   * Loads, before the HTTPS port opens, the stored certificates the current
+   * sites need (in parallel), publishes the first snapshot, and starts
+   * watching the store for versions other processes write. Every other
+   * stored lineage is read in the background afterwards (it only matters for
+   * the status of retired names), and a site added later reads its own on
+   * demand. So a replica joining a fleet with 10,000 certificates starts in
+   * the time its own routes need, not the time the whole store needs.
    */
   async load(): Promise<void> {
     const store = this.opts.engine.store;
-    const names = await store.listLineages();
-    // One unreadable lineage must not stop the others from serving.
-    await Promise.all(names.map((name) => this.refresh(name).catch((err: unknown) => this.log.error('cannot read this certificate; skipping it', { name, error: errorMessage(err) }))));
-    this.publish();
     this.unwatch = store.watch((name) => void this.onStoreChange(name));
+    const names = await store.listLineages();
+    const wanted = new Set(this.wantedNames());
+    await this.loadNames(names.filter((n) => wanted.has(n)), LOAD_CONCURRENCY);
+    this.publish();
     const every = this.opts.refreshMs ?? 60_000;
     this.refreshTimer = setInterval(() => void this.compareVersions(), every);
     this.refreshTimer.unref();
+    const rest = names.filter((n) => !wanted.has(n));
+    this.background = this.loadNames(rest, BACKGROUND_LOAD_CONCURRENCY).then(() => this.publish());
+  }
+
+  /** Reads these lineages into the cache, `limit` at a time; one unreadable lineage is logged and skipped. */
+  private async loadNames(names: readonly string[], limit: number): Promise<void> {
+    await forEachLimit(names, limit, async (name) => {
+      if (this.loaded.has(name)) return;
+      this.loaded.add(name);
+      await this.refresh(name).catch((err: unknown) => this.log.error('cannot read this certificate; skipping it', { name, error: errorMessage(err) }));
+    });
+  }
+
+  private wantedNames(): string[] {
+    return this.sites.filter((s) => s.https).map((s) => s.host);
   }
 
   /** Replaces the wanted sites whole and re-plans. */
@@ -136,6 +163,7 @@ export class CertificateManager {
     for (const map of [this.holds, this.states] as Array<Map<string, unknown>>) {
       for (const name of map.keys()) if (!wanted.has(name) && !this.cache.has(name)) map.delete(name);
     }
+    for (const name of this.loaded) if (!wanted.has(name) && !this.cache.has(name)) this.loaded.delete(name);
     this.publish();
     this.replan();
   }
@@ -216,10 +244,10 @@ export class CertificateManager {
     while (this.planning) await this.planning;
   }
 
-  /** Resolves when no job, planning pass or renewal-information poll is running or queued. */
+  /** Resolves when no job, planning pass, renewal-information poll or background load is running or queued. */
   async idle(): Promise<void> {
     while (this.running.size || this.queue.length || this.planning || this.polling) {
-      await Promise.allSettled([...this.running.values(), this.planning, this.polling]);
+      await Promise.allSettled([...this.running.values(), this.planning, this.polling, this.background]);
       await new Promise((r) => setImmediate(r));
     }
   }
@@ -249,6 +277,8 @@ export class CertificateManager {
 
   /** Everything planning needs per name, from the cache and the stored states (no CA contact). */
   private async stored(full: boolean): Promise<StoredCertificate[]> {
+    // A site added after start reads its own lineage now, not when the background load reaches it.
+    await this.loadNames(this.wantedNames().filter((n) => !this.loaded.has(n)), LOAD_CONCURRENCY);
     const out: StoredCertificate[] = [];
     const names = new Set([...this.cache.keys(), ...this.sites.filter((s) => s.https).map((s) => s.host)]);
     const now = this.opts.clock.now();
@@ -429,6 +459,7 @@ export class CertificateManager {
   private async onStoreChange(name: string): Promise<void> {
     if (this.running.has(name)) return; // our own job re-reads it when it ends
     const before = this.cache.get(name)?.version;
+    this.loaded.add(name);
     try {
       await this.refresh(name);
     } catch (err) {
