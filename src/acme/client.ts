@@ -168,6 +168,10 @@ export class AcmeClient {
       if (ctx.lastUnavailable) throw this.unavailable(ctx.lastUnavailable, action, err);
       // A bug (in padlock or acme-client) is not the CA's problem: keep it recognisable as such.
       if (err instanceof TypeError || err instanceof RangeError || err instanceof ReferenceError) throw asPadlockError(err, action);
+      const errno = (err as NodeJS.ErrnoException).code;
+      if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) {
+        throw new PadlockError('ACME_UNREACHABLE', `${action}: ${errorMessage(err)} (${errno}): ${transportHint(errno)}`, { retryable: true, cause: err, details: { errno } });
+      }
       throw new PadlockError('ACME_PROBLEM', `${action}: ${errorMessage(err)}`, { cause: err });
     }
   }
@@ -276,7 +280,14 @@ export class AcmeClient {
             }
             chunks.push(c);
           });
-          res.on('error', (err) => fail(err));
+          // A connection cut in the middle of an answer is a transport failure like any other.
+          res.on('error', (err: NodeJS.ErrnoException) => {
+            if (settled) return;
+            this.onResponse?.(performance.now() - started, res.statusCode ?? 0);
+            fail(new PadlockError('ACME_UNREACHABLE',
+              `${action}: the connection to the CA at ${target.origin} broke off in the middle of its answer (${err.code ?? errorMessage(err)}): ${transportHint(err.code ?? 'ECONNRESET')}`,
+              { retryable: true, cause: err, details: { url: shownUrl(url), ...(err.code ? { errno: err.code } : {}) } }));
+          });
           res.on('end', () => {
             if (settled) return;
             settled = true;
@@ -373,13 +384,18 @@ export async function pollUntil<T>(
   }
 }
 
+/** Resolves after `ms`, or rejects with the signal's reason; never leaves a listener on a long-lived signal. */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
+    const onAbort = () => {
       clearTimeout(t);
-      reject(signal.reason);
-    }, { once: true });
+      reject(signal?.reason);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

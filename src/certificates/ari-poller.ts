@@ -24,6 +24,7 @@ import type { CertStore, LineageState } from '../store/store.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { AcmeProblemError, PadlockError, caRetryAfter, errorMessage } from '../errors.js';
+import { Governor } from './governor.js';
 
 type Json = Record<string, unknown>;
 const iso = (d: Date | undefined) => (d ? d.toISOString() : undefined);
@@ -113,8 +114,10 @@ export async function anonymousClient(server: string, options: { serverCa?: stri
  * undefined for a CA that offers no ARI, for local issuers (`padlock:`), and
  * for a CA whose directory could not be read in the last `retryMs` (5
  * minutes), so an outage costs one request per pass, not one per
- * certificate. A CA's answer (ARI or not) is kept for `ttlMs` (1 hour), so a
- * CA that starts offering ARI is noticed without a restart.
+ * certificate; the read that failed rejects with its typed error (a 503's
+ * `Retry-After` included), so the caller can keep the CA's wait. A CA's
+ * answer (ARI or not) is kept for `ttlMs` (1 hour), so a CA that starts
+ * offering ARI is noticed without a restart.
  */
 export class AriSources {
   private readonly entries = new Map<string, { client?: Promise<AcmeClient>; checkedAt?: number; ari?: boolean; failedUntil?: number }>();
@@ -150,11 +153,11 @@ export class AriSources {
       entry.checkedAt ??= now;
       delete entry.failedUntil;
       return renewalInfoUrl(directory) ? client : undefined;
-    } catch {
+    } catch (err) {
       entry.failedUntil = now + (this.opts.retryMs ?? 5 * 60_000);
       void entry.client?.then((c) => c.close(), () => undefined);
       delete entry.client;
-      return undefined;
+      throw err;
     }
   }
 
@@ -167,6 +170,8 @@ export class AriSources {
 /** One certificate whose renewal information may need a poll. */
 export interface AriPollItem extends AriCertificate {
   name: string;
+  /** Its issuer's id (the CA directory URL), for a CA-wide wait the CA asks for while being polled. */
+  issuerId: string;
   /** When padlock stored it (for the "fresh certificate, window already past" warning). */
   obtainedAt?: Date;
   /** The lineage state as last read (saves a read; null when none). */
@@ -235,8 +240,6 @@ export class AriPoller {
 
   /** One poll: fetch, apply, store. `unsupported` when the issuer offers no ARI (now) or the certificate has no CertID. */
   private async pollOne(item: AriPollItem): Promise<'polled' | 'unsupported'> {
-    const source = await item.source();
-    if (!source) return 'unsupported';
     let id: string;
     try {
       id = certId(item.certPem);
@@ -247,6 +250,8 @@ export class AriPoller {
     let ari = ariFromJson(item.state?.['ari'], id);
     const now = () => clock.now();
     try {
+      const source = await item.source();
+      if (!source) return 'unsupported';
       const info = await fetchRenewalInfo(source, item.certPem, clock);
       ari = applyRenewalInfo(ari, info, now(), this.opts.random ?? Math.random);
       logger.info('renewal information from the CA', {
@@ -267,6 +272,11 @@ export class AriPoller {
     } catch (err) {
       const e = err instanceof PadlockError ? err : undefined;
       const retryAfter = (err instanceof AcmeProblemError ? err.retryAfter : caRetryAfter(err)) ?? date(e?.details['retryAfter']);
+      // A CA that answers "unavailable, come back at T" asked every client to wait: keep it for all its certificates.
+      if (e?.code === 'ACME_CA_UNAVAILABLE' && retryAfter) {
+        await new Governor(store, item.issuerId, clock).setHold({ until: retryAfter, reason: `${typeof e.details['status'] === 'number' ? `HTTP ${e.details['status']}` : 'unavailable'}: ${e.message}` })
+          .catch((holdErr: unknown) => logger.warn('could not keep the CA\'s request to wait', { error: errorMessage(holdErr) }));
+      }
       ari = applyAriError(ari, { message: errorMessage(err), ...(e ? { code: e.code, retryable: e.retryable } : {}), ...(retryAfter ? { retryAfter } : {}) }, now());
       logger.warn('could not read renewal information; keeping the last window or the lifetime rule', { name: item.name, error: errorMessage(err) });
     }

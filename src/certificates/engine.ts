@@ -107,6 +107,8 @@ export interface Assessment {
   blockedUntil?: Date;
   /** Why it is blocked: the CA asked for the wait, padlock's rate-limit ledger, or its own backoff. */
   blockedBy?: 'ca' | 'rate-limit' | 'backoff';
+  /** Where the wait is kept: the lineage's own failure record, or its CA's hold. */
+  blockedSource?: 'record' | 'ca-hold';
   blockedReason?: string;
   /** Set when the issuer says this certificate must be replaced whatever its dates. */
   superseded?: string;
@@ -128,12 +130,19 @@ export type RenewOutcome =
   | { name: string; action: 'renewed'; reason: ObtainReason; notAfter: string; version: number; hookError?: PadlockError; explanationURL?: string }
   | { name: string; action: 'not-due'; dueAt: string; explanationURL?: string }
   | { name: string; action: 'backoff'; until: string; by: 'ca' | 'rate-limit' | 'backoff'; reason: string; expired: boolean }
-  | { name: string; action: 'busy' }
+  | { name: string; action: 'busy'; expired?: boolean }
   | { name: string; action: 'skipped'; why: string }
   | { name: string; action: 'failed'; error: PadlockError; expired: boolean };
 
-/** Codes that mean nothing was attempted at the CA, so no failure is recorded and no alert goes out. */
-const NOT_ATTEMPTED: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['STORE_LOCKED', 'NAME_INVALID', 'CONFIG_INVALID', 'CONFIG_DIR_UNUSABLE', 'ACME_TOS_NOT_AGREED', 'RENEWAL_BACKOFF']);
+/**
+ * Codes that mean nothing was attempted, so no failure is recorded and no
+ * alert goes out: another process holds the lineage, the store itself is
+ * unusable, or a wait is in force. Everything else an issuance raises is
+ * recorded and backs off (a CA that wants --agree-tos, a required profile it
+ * lacks, a name the local CA may not sign): retrying it every 30 s unseen
+ * would help nobody.
+ */
+const NOT_ATTEMPTED: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['STORE_LOCKED', 'CONFIG_DIR_UNUSABLE', 'RENEWAL_BACKOFF']);
 
 /** Reads the failure record kept in a lineage's state. */
 export function failureOf(state: LineageState | null | undefined): FailureRecord | undefined {
@@ -185,7 +194,7 @@ export class CertificateEngine {
     };
     // The governor's limits are checked (and recorded) by obtain(); here only the waits already on record.
     const wait = await this.waitFor(lineage.meta, failure, lineage.meta.domains, now, options, false);
-    if (wait && wait.source !== 'governor') Object.assign(out, { blockedUntil: wait.until, blockedBy: wait.by, blockedReason: wait.reason });
+    if (wait && wait.source !== 'governor') Object.assign(out, { blockedUntil: wait.until, blockedBy: wait.by, blockedReason: wait.reason, blockedSource: wait.source });
     const superseded = await this.opts.issuerFor(lineage.meta).supersedes(lineage, store).catch(() => undefined);
     if (superseded) out.superseded = superseded;
     return out;
@@ -219,7 +228,8 @@ export class CertificateEngine {
       notAfter: a.notAfter,
       obtainedAt: new Date(a.lineage.meta.updatedAt),
       state: a.state,
-      source: () => this.opts.issuerFor(a.lineage.meta).renewalInfo().catch(() => undefined),
+      issuerId: this.opts.issuerFor(a.lineage.meta).id,
+      source: () => this.opts.issuerFor(a.lineage.meta).renewalInfo(),
     }));
     return this.poller.pollDue(list, signal);
   }
@@ -375,7 +385,8 @@ export class CertificateEngine {
       }
       checked.push({ name, names: meta.domains, notBefore: a.notBefore, notAfter: a.notAfter, ...(meta.email ? { email: meta.email } : {}) });
       const expired = a.notAfter.getTime() <= now.getTime();
-      if (a.blockedUntil) {
+      // The lineage's own backoff: it is failing, whatever its dates say. A CA-wide wait only matters if it is due.
+      if (a.blockedUntil && a.blockedSource === 'record') {
         outcomes.push({ name, action: 'backoff', until: a.blockedUntil.toISOString(), by: a.blockedBy!, reason: a.blockedReason!, expired });
         continue;
       }
@@ -383,8 +394,9 @@ export class CertificateEngine {
     }
     this.events.emit('cert_checked', checked);
 
-    // RFC 9773: ask the CAs whose renewal information is due, bounded, before deciding.
-    const pollable = candidates.filter((c) => !options.forced && !c.assessment.revoked);
+    // RFC 9773: ask the CAs whose renewal information is due, bounded, before deciding; never a CA that asked
+    // to wait, and not in a dry run (it stores nothing, the ARI state included).
+    const pollable = candidates.filter((c) => !options.forced && !options.dryRun && !c.assessment.revoked && !c.assessment.blockedUntil);
     if (pollable.length) {
       const { polled } = await this.pollRenewalInfo(pollable);
       for (const c of candidates) {
@@ -397,6 +409,11 @@ export class CertificateEngine {
       const d = this.decide(c.assessment, options);
       if (!d.due) {
         outcomes.push({ name: c.assessment.name, action: 'not-due', dueAt: d.dueAt.toISOString(), ...(d.explanationURL ? { explanationURL: d.explanationURL } : {}) });
+        continue;
+      }
+      const a = c.assessment;
+      if (a.blockedUntil) {
+        outcomes.push({ name: a.name, action: 'backoff', until: a.blockedUntil.toISOString(), by: a.blockedBy!, reason: a.blockedReason!, expired: a.notAfter.getTime() <= now.getTime() });
         continue;
       }
       due.push({ spec: c.spec, reason: d.reason, ...(d.explanationURL ? { explanationURL: d.explanationURL } : {}), expired: c.assessment.notAfter.getTime() <= now.getTime(), version: c.assessment.lineage.version });
@@ -414,13 +431,13 @@ export class CertificateEngine {
           onProgress: (e) => options.onProgress?.(spec.name, e),
         });
         if (r.alreadyDone) {
-          outcomes.push({ name: spec.name, action: 'busy' });
+          outcomes.push({ name: spec.name, action: 'busy', ...(r.notAfter.getTime() <= now.getTime() ? { expired: true } : {}) });
           return;
         }
         outcomes.push({ name: spec.name, action: 'renewed', reason, notAfter: r.notAfter.toISOString(), version: r.version, ...(r.hookError ? { hookError: r.hookError } : {}), ...(explanationURL ? { explanationURL } : {}) });
       } catch (err) {
         const error = asPadlockError(err, `renewing ${spec.name}`);
-        if (error.code === 'STORE_LOCKED') outcomes.push({ name: spec.name, action: 'busy' });
+        if (error.code === 'STORE_LOCKED') outcomes.push({ name: spec.name, action: 'busy', ...(expired ? { expired } : {}) });
         else if (isHeld(error)) outcomes.push({ name: spec.name, action: 'backoff', until: String(error.details['retryAfter']), by: error.details['by'] as 'ca', reason: String(error.details['reason']), expired });
         else outcomes.push({ name: spec.name, action: 'failed', error, expired });
       }

@@ -151,7 +151,10 @@ interface GovernorState {
 /** The ledger and holds for one CA, kept in the store. See the module comment. */
 export class Governor {
   readonly limits: Limits | undefined;
-  constructor(private readonly store: CertStore, private readonly server: string, private readonly clock: Clock) {
+  private readonly server: string;
+  constructor(private readonly store: CertStore, server: string, private readonly clock: Clock) {
+    // One ledger and one hold per CA, however its URL was spelt (`--server https://ca/dir/` is the same CA).
+    this.server = server.replace(/\/+$/, '');
     this.limits = limitsFor(server);
   }
 

@@ -52,8 +52,15 @@ export class IssuerSet {
         clock: this.opts.clock,
         logger: this.opts.logger,
         ari: this.opts.ari,
-        serverCa: () => (serverCa ??= this.opts.serverCa(spec)),
-        roots: () => (roots ??= this.opts.roots(spec)),
+        // Read once per issuer, but not a failure kept forever: a file fixed later is read again.
+        serverCa: () => (serverCa ??= this.opts.serverCa(spec).catch((err: unknown) => {
+          serverCa = undefined;
+          throw err;
+        })),
+        roots: () => (roots ??= this.opts.roots(spec).catch((err: unknown) => {
+          roots = undefined;
+          throw err;
+        })),
         ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
         ...(this.opts.onAcmeResponse ? { onAcmeResponse: this.opts.onAcmeResponse } : {}),
       });

@@ -28,11 +28,12 @@ import type { LineageMeta, LineageState } from '../store/store.js';
 import type { LineageSpec } from './issuer.js';
 import { storedAriDecision } from './ari-poller.js';
 import { describeCertificate } from '../tls/inspect.js';
-import { LOCAL_ISSUER, LOCAL_ROOT_SERVER } from '../tls/local-ca.js';
+import { LOCAL_ISSUER, LOCAL_ROOT_LINEAGE, LOCAL_ROOT_SERVER } from '../tls/local-ca.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import { asPadlockError, errorMessage } from '../errors.js';
 import { forEachLimit } from '../concurrency.js';
+import { Governor } from './governor.js';
 import type { CertificateStatus, CheckedCertificate } from '../events.js';
 
 export type { CertificateStatus, CheckedCertificate } from '../events.js';
@@ -67,6 +68,8 @@ export interface ManagerOptions {
 
 interface Cached {
   version: number;
+  /** The leaf's serial number: with the version, what identifies this exact certificate. */
+  serial: string;
   meta: LineageMeta;
   certPem: string;
   keyPem: string;
@@ -102,7 +105,10 @@ export class CertificateManager {
   private stopped = true;
   private planning: Promise<void> | undefined;
   private replanRequested = false;
+  private passes = 0;
   private polling: Promise<void> | undefined;
+  /** Why a name is held (a wait the CA asked for), for the status API. */
+  private readonly holdReasons = new Map<string, { code: string; message: string }>();
   /** Names whose lineage was read at least once (loaded or found absent); the rest load in the background. */
   private readonly loaded = new Set<string>();
   private background: Promise<void> | undefined;
@@ -160,7 +166,7 @@ export class CertificateManager {
     this.sites = sites;
     const wanted = new Set(sites.filter((s) => s.https).map((s) => s.host));
     // Bounded state: what is kept per name goes when neither a site nor a stored certificate names it.
-    for (const map of [this.holds, this.states] as Array<Map<string, unknown>>) {
+    for (const map of [this.holds, this.states, this.holdReasons] as Array<Map<string, unknown>>) {
       for (const name of map.keys()) if (!wanted.has(name) && !this.cache.has(name)) map.delete(name);
     }
     for (const name of this.loaded) if (!wanted.has(name) && !this.cache.has(name)) this.loaded.delete(name);
@@ -176,7 +182,12 @@ export class CertificateManager {
   async obtainLocalNow(): Promise<void> {
     const plan = planCertificates(this.sites, await this.stored(false), this.opts.clock.now());
     const local = plan.actions.filter((a): a is Extract<Action, { kind: 'obtain' | 'renew' }> => (a.kind === 'obtain' || a.kind === 'renew') && a.issuer === 'local');
-    await Promise.all(local.map((a) => this.runJob(a)));
+    // Registered as running, so the store notifications of these writes are not taken for another process's.
+    await Promise.all(local.map((a) => {
+      const job = this.runJob(a).finally(() => this.running.delete(a.name));
+      this.running.set(a.name, job);
+      return job;
+    }));
     this.publish();
   }
 
@@ -223,10 +234,15 @@ export class CertificateManager {
         ...(nextAttemptAt ? { nextAttemptAt } : {}),
       };
       const busy = this.running.has(a.name);
+      const held = !busy && hold !== undefined && hold > now ? this.holdReasons.get(a.name) : undefined;
       switch (a.kind) {
         case 'keep': out.push({ ...base, state: busy ? 'renewing' : 'valid', renewAt: a.dueAt.toISOString(), renewReason: a.basis }); break;
-        case 'obtain': out.push({ ...base, state: busy ? 'obtaining' : 'missing' }); break;
-        case 'renew': out.push({ ...base, state: 'renewing', renewReason: a.reason }); break;
+        case 'obtain': out.push({ ...base, state: busy ? 'obtaining' : held ? 'waiting' : 'missing', ...(held && !base.lastError ? { lastError: held } : {}) }); break;
+        case 'renew':
+          // Due, but held back by a wait (the CA asked for it): say so, rather than "renewing".
+          if (held) out.push({ ...base, state: c && c.info.notAfter.getTime() > now ? 'valid' : 'waiting', renewReason: a.reason, ...(!base.lastError ? { lastError: held } : {}) });
+          else out.push({ ...base, state: 'renewing', renewReason: a.reason });
+          break;
         case 'wait': out.push({ ...base, state: c && c.info.notAfter.getTime() > now ? 'valid' : 'waiting', nextAttemptAt: a.until.toISOString() }); break;
         case 'retire': out.push({ ...base, state: 'retired' }); break;
       }
@@ -250,6 +266,11 @@ export class CertificateManager {
       await Promise.allSettled([...this.running.values(), this.planning, this.polling, this.background]);
       await new Promise((r) => setImmediate(r));
     }
+  }
+
+  /** Planning passes since start (each re-reads what changed and decides); for tests and diagnostics. */
+  get planningPasses(): number {
+    return this.passes;
   }
 
   /** How many orders are in flight now (for tests and metrics). */
@@ -310,6 +331,7 @@ export class CertificateManager {
   }
 
   private async plan(): Promise<void> {
+    this.passes += 1;
     const full = this.fullRefresh;
     this.fullRefresh = false;
     const stored = await this.stored(full);
@@ -336,6 +358,7 @@ export class CertificateManager {
           continue;
         }
         this.holds.delete(a.name);
+        this.holdReasons.delete(a.name);
         this.queue.push(a);
       }
     }
@@ -367,10 +390,11 @@ export class CertificateManager {
       const d = storedAriDecision(state, { certPem: c.certPem, notBefore: c.info.notBefore, notAfter: c.info.notAfter }, now);
       if (!d?.pollAt || d.pollAt.getTime() > t) return [];
       return [{ name: s.name, certPem: c.certPem, notBefore: c.info.notBefore, notAfter: c.info.notAfter, obtainedAt: c.info.obtainedAt, state,
-        source: () => this.opts.engine.issuerFor(specOf(c.meta)).renewalInfo().catch(() => undefined) }];
+        issuerId: this.opts.engine.issuerFor(specOf(c.meta)).id, source: () => this.opts.engine.issuerFor(specOf(c.meta)).renewalInfo() }];
     });
     if (items.length === 0) return;
-    this.polling = this.opts.engine.ariPoller.pollDue(items, this.abort.signal)
+    this.polling = this.withoutHeldIssuers(items)
+      .then((free) => this.opts.engine.ariPoller.pollDue(free, this.abort.signal))
       .then(({ polled, unsupported }) => {
         // An issuer without ARI is not asked again for an hour (its directory is re-read then).
         for (const name of unsupported) {
@@ -384,6 +408,15 @@ export class CertificateManager {
       .finally(() => {
         this.polling = undefined;
       });
+  }
+
+  /** The items whose CA has not asked every client to wait (a 503's Retry-After): no poll goes to a CA in its wait. */
+  private async withoutHeldIssuers<T extends { issuerId: string }>(items: readonly T[]): Promise<T[]> {
+    const held = new Set<string>();
+    for (const id of new Set(items.map((i) => i.issuerId))) {
+      if (await new Governor(this.opts.engine.store, id, this.opts.clock).hold().catch(() => undefined)) held.add(id);
+    }
+    return items.filter((i) => !held.has(i.issuerId));
   }
 
   private pump(): void {
@@ -446,6 +479,7 @@ export class CertificateManager {
       if (isHeld(error)) {
         const until = Date.parse(String(error.details['retryAfter']));
         this.holds.set(name, Number.isNaN(until) ? this.opts.clock.now().getTime() + 30_000 : until);
+        this.holdReasons.set(name, { code: error.code, message: error.message });
         log.info('waiting before trying again', { until: error.details['retryAfter'], reason: error.message });
         return;
       }
@@ -458,7 +492,8 @@ export class CertificateManager {
   /** A store notification: re-read the lineage; a newer version from elsewhere is served and announced. */
   private async onStoreChange(name: string): Promise<void> {
     if (this.running.has(name)) return; // our own job re-reads it when it ends
-    const before = this.cache.get(name)?.version;
+    const prev = this.cache.get(name);
+    const before = prev ? `${prev.version}#${prev.serial}` : undefined;
     this.loaded.add(name);
     try {
       await this.refresh(name);
@@ -467,8 +502,14 @@ export class CertificateManager {
       return;
     }
     const after = this.cache.get(name);
-    if (!after || after.version === before) {
-      if (before !== undefined && !after) this.publish();
+    if (!after || `${after.version}#${after.serial}` === before) {
+      if (before !== undefined && !after) {
+        // Deleted from outside (padlock delete): stop serving it, and obtain a new one if a site still wants it.
+        this.states.delete(name);
+        this.publish();
+        this.log.info('the certificate was deleted from the store by another process', { name });
+        this.replan();
+      }
       return;
     }
     this.states.delete(name);
@@ -483,7 +524,7 @@ export class CertificateManager {
     try {
       const versions = await this.opts.engine.store.currentVersions();
       const changed = new Set<string>();
-      for (const [name, version] of versions) if (this.cache.get(name)?.version !== version && name !== 'padlock-local-ca') changed.add(name);
+      for (const [name, version] of versions) if (this.cache.get(name)?.version !== version && name !== LOCAL_ROOT_LINEAGE) changed.add(name);
       for (const name of this.cache.keys()) if (!versions.has(name)) changed.add(name);
       for (const name of changed) await this.onStoreChange(name);
     } catch (err) {
@@ -499,11 +540,12 @@ export class CertificateManager {
       return;
     }
     const cached = this.cache.get(name);
-    if (cached && cached.version === lineage.version) return;
+    if (cached && cached.version === lineage.version && cached.certPem === lineage.bundle.fullchain) return;
     const leaf = describeCertificate(lineage.bundle.cert);
     const superseded = await this.opts.engine.issuerFor(specOf(lineage.meta)).supersedes(lineage, this.opts.engine.store).catch(() => undefined);
     this.cache.set(name, {
       version: lineage.version,
+      serial: leaf.serialNumber,
       meta: lineage.meta,
       certPem: lineage.bundle.fullchain,
       keyPem: lineage.bundle.privkey,
@@ -524,7 +566,8 @@ export class CertificateManager {
     for (const site of this.sites) {
       if (!site.https) continue;
       const c = this.cache.get(site.host);
-      if (c) snapshot.set(site.host, { certPem: c.certPem, keyPem: c.keyPem, version: `${site.host}#${c.version}` });
+      // The serial too: a lineage deleted and obtained again starts at version 1 again, with another certificate.
+      if (c) snapshot.set(site.host, { certPem: c.certPem, keyPem: c.keyPem, version: `${site.host}#${c.version}#${c.serial}` });
     }
     this.opts.onSnapshot(snapshot);
   }

@@ -119,14 +119,14 @@ async function renew(args: RenewArgs): Promise<void> {
   const failing = outcomes.filter(isProblem);
   output(args, {
     ok: failing.length === 0,
-    results: outcomes.map((o) => (o.action === 'failed' ? { ...o, error: o.error.toJSON() } : o.action === 'renewed' && o.hookError ? { ...o, hookError: o.hookError.toJSON() } : o)),
+    results: outcomes.map((o) => (o.action === 'failed' ? { ...o, error: o.error.toJSON() } : o.action === 'renewed' && o.hookError ? { ...o, hookError: errorMessage(o.hookError) } : o)),
   }, outcomes.length ? outcomes.map(describeOutcome).join('\n') : `No certificates in ${store.location}.`);
   if (failing.length) process.exitCode = 1;
 }
 
 /** Whether an outcome makes the run exit 1 (see the module comment). */
 function isProblem(o: RenewOutcome): boolean {
-  return o.action === 'failed' || o.action === 'backoff' || (o.action === 'renewed' && o.hookError !== undefined);
+  return o.action === 'failed' || o.action === 'backoff' || (o.action === 'busy' && o.expired === true) || (o.action === 'renewed' && o.hookError !== undefined);
 }
 
 function describeOutcome(o: RenewOutcome): string {
@@ -134,7 +134,7 @@ function describeOutcome(o: RenewOutcome): string {
     case 'renewed': return `${o.name}: renewed (${o.reason}), valid until ${o.notAfter}${o.explanationURL ? `; the CA explains: ${o.explanationURL}` : ''}${o.hookError ? `; deploy hook failed: ${errorMessage(o.hookError)}` : ''}`;
     case 'not-due': return `${o.name}: not due until ${o.dueAt}${o.explanationURL ? ` (the CA explains: ${o.explanationURL})` : ''}`;
     case 'backoff': return `${o.name}: ${o.expired ? 'EXPIRED, and ' : ''}waiting until ${o.until}: ${o.reason}`;
-    case 'busy': return `${o.name}: skipped, another padlock process is working on it`;
+    case 'busy': return `${o.name}: ${o.expired ? 'EXPIRED; ' : ''}skipped, another padlock process is working on it`;
     case 'skipped': return `${o.name}: skipped: ${o.why}`;
     case 'failed': return `${o.name}: ${o.expired ? 'EXPIRED and ' : ''}FAILED: ${o.error.message} [${o.error.code}]`;
   }

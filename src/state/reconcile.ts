@@ -77,7 +77,8 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       continue;
     }
     const ari = cert.ari;
-    if (ari?.pollAt) consider(ari.pollAt);
+    // A poll already due is the poller's to run (it re-plans when it learns something); waking for it would spin.
+    if (ari?.pollAt && ari.pollAt.getTime() > now.getTime()) consider(ari.pollAt);
     const decision = decideWithAri(cert, now, ari, { revoked: have?.revoked ?? false, ...(cert.obtainedAt ? { obtainedAt: cert.obtainedAt } : {}) });
     if (decision.due) {
       // A lineage that also covers other names (made by padlock issue, e.g. with www.) keeps them all.

@@ -104,6 +104,19 @@ describe('ARI replaces and ownership', () => {
   });
 });
 
+describe('ARI and --dry-run', () => {
+  it('asks the CA nothing and stores nothing about renewal windows in a dry run', async () => {
+    const f = await fake({ ari: 'future' });
+    const { name } = await lineageAt(f, 'ari-dry');
+    const stateFile = join(cfg.dir, 'state', `${name}.json`);
+    const before = await readFile(stateFile, 'utf8').catch(() => '');
+    const r = await renew(name, ['--dry-run']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(f.renewalInfoRequests.length, 0);
+    assert.equal(await readFile(stateFile, 'utf8').catch(() => ''), before);
+  });
+});
+
 describe('ACME profiles', () => {
   it('asks for an offered profile', async () => {
     const f = await fake({ newOrder: 'record', newOrderProblems: [{ status: 500, type: 'urn:ietf:params:acme:error:serverInternal' }] });

@@ -183,6 +183,20 @@ describe('a CA that answers slowly, too much, or not at all', () => {
     assert.doesNotMatch(r.stderr, /--server-ca/);
   });
 
+  it('keeps a directory 503 met while asking for renewal information, and cron runs then leave the CA alone until it ends', async () => {
+    const f = await fake({});
+    const name = uniqueName('ari-dir503');
+    assert.equal((await issue(name, undefined)).code, 0);
+    await pointAt(name, f.directoryUrl);
+    f.setDirectory({ status: 503, retryAfter: '900' });
+    for (let i = 0; i < 3; i++) {
+      const r = await renew(name, ['--json']);
+      assert.equal(r.code, 0, `not due, so nothing is wrong: ${r.stdout}${r.stderr}`);
+      assert.equal(JSON.parse(r.stdout).results[0].action, 'not-due');
+    }
+    assert.equal(f.directoryRequests(), 1, 'the directory was asked once, then the CA\'s wait was kept');
+  });
+
   it('says when padlock will try a directory that answers 503, and renew then waits without fetching it again', async () => {
     const f = await fake({});
     const name = uniqueName('dir503');

@@ -56,7 +56,7 @@ function movableClock(): Clock & { advance(ms: number): void } {
   return { now: () => new Date(Date.now() + offset), advance: (ms: number) => { offset += ms; } };
 }
 
-async function makeManager(opts: { store: CertStore; server: string; clock: Clock; concurrency?: number; snapshots?: CertificateSnapshot[]; ariPoll?: { deadlineMs: number } }) {
+async function makeManager(opts: { store: CertStore; server: string; clock: Clock; concurrency?: number; snapshots?: CertificateSnapshot[]; ariPoll?: { deadlineMs: number }; refreshMs?: number }) {
   const serverCa = await readFile(pebble.serverCaFile, 'utf8');
   const roots = await loadTrustAnchors({ extraFiles: [pebble.rootsFile] });
   const issuers = new IssuerSet({ clock: opts.clock, logger: silentLogger, ari: new AriSources(), serverCa: async () => serverCa, roots: async () => roots });
@@ -78,6 +78,7 @@ async function makeManager(opts: { store: CertStore; server: string; clock: Cloc
     // Never fires during a test: time moves by checkNow().
     renewCron: '0 0 1 1 *',
     onSnapshot: (s) => opts.snapshots?.push(s),
+    ...(opts.refreshMs ? { refreshMs: opts.refreshMs } : {}),
   });
   await manager.load();
   return manager;
@@ -303,6 +304,68 @@ describe('certificate manager', () => {
     assert.ok(Date.now() - added < 5_000, `obtained ${Date.now() - added} ms after it was added, while the poll hangs`);
     await manager.idle();
     assert.ok(Date.now() - added < 10_000, 'the poll pass gave up at its deadline');
+    await manager.stop();
+  });
+  it('does not wake the planner again and again while a renewal-information poll it cannot finish is due', async () => {
+    const f = await startFakeAcme(pebble, { ari: { mode: 'future', retryAfter: 60 } });
+    after(() => f.close());
+    const clock = movableClock();
+    const snapshots: CertificateSnapshot[] = [];
+    const manager = await makeManager({ store: new MemoryStore(), server: f.directoryUrl, clock, snapshots, ariPoll: { deadlineMs: 20_000 } });
+    const name = `ari-spin-${process.pid}.example.com`;
+    manager.start();
+    manager.setSites([site(name)]);
+    await manager.idle();
+    assert.equal(f.renewalInfoRequests.length, 1, 'the first window was fetched');
+    // The next poll falls due, and the CA stops answering it.
+    f.setAri('hang');
+    clock.advance(2 * 60_000);
+    await manager.checkNow();
+    while (f.renewalInfoRequests.length < 2) await new Promise((r) => setTimeout(r, 20));
+    const before = manager.planningPasses;
+    await new Promise((r) => setTimeout(r, 1_500));
+    assert.ok(manager.planningPasses - before <= 1, `${manager.planningPasses - before} planning passes in 1.5 s while the poll hangs`);
+    await manager.stop();
+  });
+
+  it('obtains a new certificate at once when another process deletes the current one (padlock delete), and stops serving the deleted one', async () => {
+    const store = new MemoryStore();
+    const snapshots: CertificateSnapshot[] = [];
+    const manager = await makeManager({ store, server: pebble.directoryUrl, clock: movableClock(), snapshots });
+    const name = `deleted-${process.pid}.example.com`;
+    manager.start();
+    manager.setSites([site(name)]);
+    await manager.idle();
+    const first = snapshots.at(-1)?.get(name)?.version;
+    assert.ok(first);
+    await store.deleteLineage(name);
+    const until = Date.now() + 15_000;
+    while (snapshots.at(-1)?.get(name)?.version === first && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await manager.idle();
+    const again = snapshots.at(-1)?.get(name)?.version;
+    assert.ok(again && again !== first, `served ${again} after the delete, was ${first}`);
+    assert.equal((await store.readLineage(name))?.version, 1, 'a fresh lineage, obtained without waiting for the periodic check');
+    await manager.stop();
+  });
+
+  it('serves a version another process wrote even when no change notification arrives, through the periodic comparison', async () => {
+    class Deaf extends MemoryStore {
+      override watch(): () => void {
+        return () => {};
+      }
+    }
+    const store = new Deaf();
+    const snapshots: CertificateSnapshot[] = [];
+    const manager = await makeManager({ store, server: pebble.directoryUrl, clock: movableClock(), snapshots, refreshMs: 300 });
+    const name = `deaf-${process.pid}.example.com`;
+    manager.start();
+    manager.setSites([site(name)]);
+    await manager.idle();
+    const lineage = (await store.readLineage(name))!;
+    const changed = new Promise<number>((r) => manager.events.once('cert_changed', (e) => r(e.version)));
+    await store.putVersion(name, lineage.bundle, { ...lineage.meta, updatedAt: new Date().toISOString() });
+    assert.equal(await changed, 2);
+    assert.match(snapshots.at(-1)?.get(name)?.version ?? '', new RegExp(`^${name.replace(/\./g, '\\.')}#2#`));
     await manager.stop();
   });
 });

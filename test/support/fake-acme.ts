@@ -36,7 +36,7 @@ import type { Pebble } from './pebble.js';
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
 
-export type AriMode = 'future' | 'current' | 'past' | 'error' | 'invalid';
+export type AriMode = 'future' | 'current' | 'past' | 'error' | 'invalid' | 'hang';
 
 export interface AriAnswer {
   /** Default `future`; ignored when `window` is given. */
@@ -244,7 +244,8 @@ export async function startFakeAcme(pebble: Pebble, opts: FakeAcmeOptions = {}):
       req.resume();
       const id = decodeURIComponent(path.slice('/renewal-info/'.length));
       renewalInfoRequests.push({ certId: id, path, at: now() });
-      if (opts.renewalInfo === 'hang') {
+      const configured = byCertId.get(id) ?? defaultAri;
+      if (opts.renewalInfo === 'hang' || configured === 'hang' || (typeof configured === 'object' && configured.mode === 'hang')) {
         hanging.add(req.socket);
         return;
       }

@@ -164,6 +164,16 @@ describe('the engine and its listeners', () => {
     assert.equal(failureOf(await store.readState('g.example.com')), undefined);
   });
 
+  it("records a CA's demand to agree to its terms, so it backs off and alerts instead of retrying unseen every 30 s", async () => {
+    const { store, engine, issuer, events, spec } = setup('https://ca.example/dir');
+    const failed: string[] = [];
+    events.on('cert_failed', (e) => failed.push(e.error.code));
+    issuer.failures.push(new PadlockError('ACME_TOS_NOT_AGREED', 'the CA at https://ca.example/dir requires agreeing to its terms of service; pass --agree-tos'));
+    await assert.rejects(engine.obtain(spec('tos.example.com'), { reason: 'new' }), { code: 'ACME_TOS_NOT_AGREED' });
+    assert.deepEqual(failed, ['ACME_TOS_NOT_AGREED']);
+    assert.equal(failureOf(await store.readState('tos.example.com'))?.failures, 1);
+  });
+
   it('turns a foreign error from an issuer into UNEXPECTED, keeping it as the cause', async () => {
     const { engine, issuer, spec } = setup('https://ca.example/dir');
     const bug = new TypeError("Cannot read properties of undefined (reading 'status')");
