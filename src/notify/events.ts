@@ -80,13 +80,36 @@ export interface RecoveredEvent extends EventBase {
   failures: number;
 }
 
+/**
+ * The shared certificate store (Redis) has been unreachable for longer than
+ * the grace time: certificates keep serving from memory, but nothing can be
+ * renewed or obtained until it is back. `name` is the store's location (not
+ * a lineage), `names` is empty.
+ */
+export interface StoreUnreachableEvent extends EventBase {
+  kind: 'store_unreachable';
+  /** Where the store is, without credentials (`redis://redis.internal:6379/0`). */
+  location: string;
+  since: Date;
+  /** The last error, without credentials. */
+  error?: string;
+}
+
+/** The store is reachable again after a `store_unreachable` alert. */
+export interface StoreReachableEvent extends EventBase {
+  kind: 'store_reachable';
+  location: string;
+  /** When it became unreachable. */
+  since: Date;
+}
+
 /** `padlock notify test`: proves a channel works. */
 export interface TestEvent extends EventBase {
   kind: 'test';
 }
 
 /** Everything padlock notifies about, discriminated by `kind`. */
-export type NotifyEvent = RenewalFailedEvent | ExpiringEvent | ChainInvalidEvent | RateLimitedEvent | RecoveredEvent | TestEvent;
+export type NotifyEvent = RenewalFailedEvent | ExpiringEvent | ChainInvalidEvent | RateLimitedEvent | RecoveredEvent | StoreUnreachableEvent | StoreReachableEvent | TestEvent;
 
 export type NotifyEventKind = NotifyEvent['kind'];
 

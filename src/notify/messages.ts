@@ -102,6 +102,20 @@ function parts(event: NotifyEvent, now: Date): Parts {
         summary: `padlock obtained a new certificate for ${who} after ${plural(event.failures, 'failed attempt')}. No action is needed.`,
         rows: [namesRow, ['Certificate expires', when(event.notAfter, now)]],
       };
+    case 'store_unreachable':
+      return {
+        subject: `The certificate store ${event.location} is unreachable`,
+        summary: `padlock cannot reach its certificate store ${event.location} (since ${when(event.since, now)}). Every certificate it holds keeps serving from memory, but nothing can be renewed or obtained, and other replicas do not see this one's changes, until the store is back.`,
+        rows: [['Store', event.location], ['Unreachable since', when(event.since, now)]],
+        ...(event.error ? { quote: { label: 'Last error', text: clip(event.error) } } : {}),
+        fix: fixFor(event, [], now),
+      };
+    case 'store_reachable':
+      return {
+        subject: `The certificate store ${event.location} is reachable again`,
+        summary: `padlock reaches its certificate store ${event.location} again, after an outage that began ${when(event.since, now)}. Renewals resume on their own.`,
+        rows: [['Store', event.location]],
+      };
     case 'test':
       return {
         subject: 'Test notification',
@@ -129,9 +143,12 @@ export function fixFor(event: NotifyEvent, names: string[] = event.names, now = 
       return rateLimitFix(event.retryAfter, now);
     case 'chain_invalid':
       return chainFix(event.verifyCode, names);
+    case 'store_unreachable':
+      return `Check that the store (Redis) at ${event.location} is running and reachable from this host, with the password and TLS settings padlock has (--store, --store-ca); padlock reconnects by itself.`;
     case 'test':
       return 'No action is needed.';
     case 'recovered':
+    case 'store_reachable':
       return undefined;
   }
 }

@@ -134,6 +134,7 @@ export function nextNotification(state: NotifyState, event: NotifyEvent, now: Da
   switch (event.kind) {
     case 'test':
       return { send: true, reminder: false, reason: 'test', state };
+    case 'store_reachable':
     case 'recovered':
       return state.problemSince
         ? { send: true, reminder: false, reason: 'recovered', state: {} }
@@ -153,6 +154,7 @@ export function nextNotification(state: NotifyState, event: NotifyEvent, now: Da
     }
     case 'renewal_failed':
     case 'rate_limited':
+    case 'store_unreachable':
     case 'chain_invalid': {
       const key = event.kind === 'chain_invalid' ? `chain_invalid:${event.verifyCode}` : event.kind;
       const open = state.open;

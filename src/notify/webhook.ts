@@ -96,6 +96,15 @@ export function webhookPayload(delivery: Delivery): Record<string, unknown> {
       put('retryAfter', iso(event.retryAfter));
       put('notAfter', iso(event.notAfter));
       break;
+    case 'store_unreachable':
+      put('location', event.location);
+      put('since', iso(event.since));
+      put('error', event.error);
+      break;
+    case 'store_reachable':
+      put('location', event.location);
+      put('since', iso(event.since));
+      break;
     case 'recovered':
       put('notAfter', iso(event.notAfter));
       put('failures', event.failures);
