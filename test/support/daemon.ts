@@ -18,10 +18,15 @@ export interface RunningDaemon {
   stop: (ms?: number) => Promise<number | null>;
 }
 
-/** Starts `padlock run` as a real process with the given flags and waits for /readyz. */
-export async function startPadlockRun(args: string[], opts: { env?: Record<string, string>; httpPort?: number; adminPort?: number; readyTimeoutMs?: number } = {}): Promise<RunningDaemon> {
-  const [httpPort, httpsPort, adminPort] = [opts.httpPort ?? (await freePort()), await freePort(), opts.adminPort ?? (await freePort())];
-  const child = spawn(padlockBin, ['run', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--bind', '127.0.0.1', '--admin-listen', `127.0.0.1:${adminPort}`, ...args], {
+/**
+ * Starts `padlock run` as a real process with the given flags and waits for
+ * /readyz. `bind` (default 127.0.0.1) is the loopback address it listens on,
+ * admin API included: several replicas can share ports on 127.0.0.1, .2, .3.
+ */
+export async function startPadlockRun(args: string[], opts: { env?: Record<string, string>; httpPort?: number; httpsPort?: number; adminPort?: number; bind?: string; readyTimeoutMs?: number } = {}): Promise<RunningDaemon> {
+  const [httpPort, httpsPort, adminPort] = [opts.httpPort ?? (await freePort()), opts.httpsPort ?? (await freePort()), opts.adminPort ?? (await freePort())];
+  const bind = opts.bind ?? '127.0.0.1';
+  const child = spawn(padlockBin, ['run', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--bind', bind, '--admin-listen', `${bind}:${adminPort}`, ...args], {
     cwd: repoRoot,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -32,11 +37,11 @@ export async function startPadlockRun(args: string[], opts: { env?: Record<strin
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const safety = () => child.kill('SIGKILL');
   process.once('exit', safety);
-  const status = () => getJson(adminPort, '/api/status');
+  const status = () => getJson(adminPort, '/api/status', bind);
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
   for (;;) {
     if (child.exitCode !== null) throw new Error(`padlock run exited with ${child.exitCode}:\n${out}`);
-    const ready = await getJson(adminPort, '/readyz').then((j) => j['ready'] === true, () => false);
+    const ready = await getJson(adminPort, '/readyz', bind).then((j) => j['ready'] === true, () => false);
     if (ready) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -69,9 +74,10 @@ export function loopbackResolverEnv(names: string[]): Record<string, string> {
   return { NODE_OPTIONS: `${process.env['NODE_OPTIONS'] ?? ''} --import ${preload}`.trim(), PADLOCK_TEST_LOOPBACK_NAMES: names.join(',') };
 }
 
-export function getJson(port: number, path: string): Promise<Record<string, any>> {
+export function getJson(port: number, path: string, host = '127.0.0.1'): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, timeout: 2000 }, (res) => {
+    // The admin API answers only loopback Host names: 127.0.0.x is one.
+    const req = http.get({ host, port, path, timeout: 2000, headers: { host: `${host}:${port}` } }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => {
         try {
@@ -110,9 +116,9 @@ export interface HttpsResult {
 }
 
 /** GET https://NAME:port/path on 127.0.0.1, trusting only `ca`, with no DNS. */
-export function httpsGet(port: number, name: string, ca: string | string[], path = '/', agent: https.Agent | false = false): Promise<HttpsResult> {
+export function httpsGet(port: number, name: string, ca: string | string[], path = '/', agent: https.Agent | false = false, host = '127.0.0.1'): Promise<HttpsResult> {
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, path, servername: name, headers: { host: name }, ca, agent, timeout: 5000 }, (res) => {
+    const req = https.request({ host, port, path, servername: name, headers: { host: name }, ca, agent, timeout: 5000 }, (res) => {
       let body = '';
       const peer = (res.socket as tls.TLSSocket).getPeerCertificate();
       res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers, peer }));
