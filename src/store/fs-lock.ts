@@ -119,7 +119,7 @@ export class LockDir {
     }, Math.max(10, Math.floor(this.staleMs / 6)));
     heartbeat.unref();
     let released = false;
-    return async () => {
+    const unlock = async (): Promise<void> => {
       if (released) return;
       released = true;
       clearInterval(heartbeat);
@@ -128,6 +128,18 @@ export class LockDir {
       // were judged dead) it belongs to someone else now.
       if (typeof holder === 'object' && holder.token === me.token) await unlink(path).catch(ignoreEnoent);
     };
+    return Object.assign(unlock, { fence: me.token });
+  }
+
+  /**
+   * True when the lock file of `name` exists and carries `fence` (the token
+   * of the taking whose Unlock carries it): that taking still holds it.
+   * False when it is gone, unreadable or another taking's. Rejects with
+   * `STORE_IO` only when the file cannot be read.
+   */
+  async holds(name: string, fence: string): Promise<boolean> {
+    const holder = await readHolder(join(this.dir, `${name}.lock`));
+    return typeof holder === 'object' && holder.token === fence;
   }
 }
 
