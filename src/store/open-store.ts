@@ -9,7 +9,8 @@ import { openFsStore } from './fs-store.js';
 import { RedisConnection } from './redis-connection.js';
 import { REDIS_SCHEMES, hasUrlScheme, isRedisUrl, parseRedisUrl, shownStoreUrl } from './redis-url.js';
 import { DEFAULT_STORE_PREFIX, RedisStore, effectivePrefix } from './redis-store.js';
-import { STORE_KEY_BYTES, STORE_KEY_ENV } from './store-key.js';
+import { STORE_KEY_BYTES, STORE_KEY_ENV, loadStoreKey } from './store-key.js';
+import type { StoreConfig } from './store-config.js';
 import type { CertStore } from './store.js';
 
 export interface StoreSpec {
@@ -48,6 +49,22 @@ export async function openStore(spec: StoreSpec): Promise<CertStore> {
     throw new PadlockError('CONFIG_INVALID', `store ${JSON.stringify(shownStoreUrl(spec.url))} is neither a folder path nor a Redis URL (${REDIS_SCHEMES.join(', ')})`);
   }
   return openFsStore(spec.url, { clock: spec.clock, lockStaleMs: spec.lockTtlMs });
+}
+
+/**
+ * Opens the store a run config names: `store`, or the folder `configDir`
+ * when it is empty; for Redis with the key from `storeKeyFile` or
+ * `PADLOCK_STORE_KEY` in `env` (see loadStoreKey). Rejects as openStore and
+ * loadStoreKey do.
+ */
+export async function openConfiguredStore(
+  config: StoreConfig & { configDir: string },
+  env: NodeJS.ProcessEnv,
+  extra: Pick<StoreSpec, 'clock' | 'lockTtlMs' | 'commandTimeoutMs' | 'probeIntervalMs'> = {},
+): Promise<CertStore> {
+  const url = config.store || config.configDir;
+  const key = isRedisUrl(url) ? await loadStoreKey({ file: config.storeKeyFile, env }) : undefined;
+  return openStore({ ...extra, url, prefix: config.storePrefix, caFile: config.storeCa, key });
 }
 
 /** openStore for a Redis URL (see openStore). */
