@@ -248,8 +248,11 @@ export class RedisConnection {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        // The command may still be answered (or run) later; its outcome is dropped.
-        pending.catch(() => undefined);
+        // The command may still be answered (or run) later; its outcome is
+        // dropped, but an answer (an error reply too) proves Redis reachable again.
+        pending.then(() => this.markUp(), (late: unknown) => {
+          if (late instanceof ErrorReply) this.markUp();
+        });
         const err = this.storeIo(`did not answer within ${seconds(this.commandTimeoutMs)}`, true);
         this.markDown(err);
         reject(err);

@@ -304,14 +304,14 @@ export class RedisStore implements CertStore {
     const ttl = String(this.lockTtlMs);
     const deadline = Date.now() + waitMs;
     for (;;) {
-      const [taken, heldBy] = await this.conn.evalScript<[number, string?, number?]>(TAKE_LOCK, [key], [JSON.stringify(holder), ttl]);
+      const [taken, heldBy, expiresInMs] = await this.conn.evalScript<[number, string?, number?]>(TAKE_LOCK, [key], [JSON.stringify(holder), ttl]);
       if (signal?.aborted) {
         if (taken === 1) await this.release(key, holder.token);
         throw signal.reason;
       }
       if (taken === 1) break;
       const left = deadline - Date.now();
-      if (left <= 0) throw this.locked(name, key, heldBy);
+      if (left <= 0) throw this.locked(name, key, heldBy, expiresInMs);
       await abortableDelay(Math.min(left, LOCK_POLL_MS + Math.floor(Math.random() * LOCK_POLL_MS)), signal);
     }
     const heartbeat = setInterval(() => {
@@ -406,17 +406,19 @@ export class RedisStore implements CertStore {
     await this.conn.evalScript(RELEASE_LOCK, [key], [token]).catch(() => undefined);
   }
 
-  private locked(name: string, key: string, heldBy: string | undefined): PadlockError<'STORE_LOCKED'> {
+  private locked(name: string, key: string, heldBy: string | undefined, expiresInMs: number | undefined): PadlockError<'STORE_LOCKED'> {
     let holder: Partial<LockHolder> = {};
     try {
       holder = heldBy ? (JSON.parse(heldBy) as Partial<LockHolder>) : {};
     } catch {
       // An unreadable holder is still a holder; it is named as "another process".
     }
+    // The holder's own TTL, not ours: replicas may be configured differently.
+    const expires = typeof expiresInMs === 'number' && expiresInMs > 0 ? `, which expires in ${(expiresInMs / 1000).toFixed(1)} s unless its holder renews it` : '';
     const who = typeof holder.pid === 'number' ? `process ${holder.pid} on ${holder.hostname ?? 'an unknown host'} since ${holder.since ?? 'an unknown time'}` : 'another process';
     return new PadlockError(
       'STORE_LOCKED',
-      `certificate ${name} is being worked on by ${who} (lock ${key} in ${this.location}, which expires ${Math.round(this.lockTtlMs / 1000)} s after its holder stops renewing it); wait and try again`,
+      `certificate ${name} is being worked on by ${who} (lock ${key} in ${this.location}${expires}); wait and try again`,
       { retryable: true, details: { name, store: this.location, lockKey: key, ...(typeof holder.pid === 'number' ? { pid: holder.pid, hostname: holder.hostname, since: holder.since } : {}) } },
     );
   }
