@@ -286,6 +286,29 @@ describe('RedisStore on a real Redis', () => {
       }
     });
 
+    for (const [label, deploy] of Object.entries(deployments)) {
+      it(`reports a version another store instance wrote, through pub/sub, on ${label}`, async () => {
+        const deployment = await deploy();
+        const { store: watcher, prefix } = await storeOn(deployment);
+        const { store: writer } = await storeOn(deployment, { prefix });
+        const seen = recordChanges(watcher);
+        try {
+          await sleep(300); // the subscription connection is up
+          await writer.putVersion('pubsub.example.test', fakeBundle('p1'), fakeMeta('pubsub.example.test'));
+          await writer.deleteLineage('gone.example.test'); // never existed: nothing to report
+          await waitUntil(() => seen.names.includes('pubsub.example.test'), 'the other instance\'s version is reported', 5_000);
+          assert.deepEqual(seen.names, ['pubsub.example.test']);
+          seen.names.length = 0;
+          await writer.deleteLineage('pubsub.example.test');
+          await waitUntil(() => seen.names.includes('pubsub.example.test'), 'the deletion is reported', 5_000);
+        } finally {
+          seen.unsubscribe();
+          await writer.close();
+          await watcher.close();
+        }
+      });
+    }
+
     it('lets a process that subscribed and closed the store exit: close ends the connection and the subscription', async () => {
       const server = await single();
       const result = await runRedisChild(childStore(server, `t${++storeCount}:`, storeKey), ['watch-close', 'w.example.test'], 20_000);
