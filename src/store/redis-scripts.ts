@@ -124,10 +124,17 @@ return redis.call('HINCRBY', KEYS[1], 'rev', 1)
 /**
  * KEYS: lock:NAME. ARGV: the holder JSON, the TTL in ms.
  * Replies {1} when taken, else {0, the holder JSON, its remaining TTL in ms}.
+ * A lock key without a TTL (set by hand) gets one here, so it cannot block
+ * the name forever.
  */
 export const TAKE_LOCK = luaScript(`
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1} end
-return {0, redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {0, redis.call('GET', KEYS[1]), ttl}
 `);
 
 /** KEYS: lock:NAME. ARGV: token, TTL in ms. Extends the TTL if the token still holds it: replies 1, else 0. */

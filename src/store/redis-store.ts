@@ -348,7 +348,11 @@ export class RedisStore implements CertStore {
    * See CertStore.watch: pub/sub on `P changes`, on a connection opened
    * with the first listener and closed after the last. After that
    * connection (or the store's) was interrupted and is back, every
-   * lineage is reported once (a deletion during the gap is not).
+   * lineage is reported once (a deletion during the gap is not). This
+   * process's own putVersion and deleteLineage are also reported directly.
+   * On one server the subscription never keeps the process alive; on
+   * Sentinel and Cluster its connection does, until the last listener
+   * unsubscribed or `close()` (node-redis cannot unref those).
    */
   watch(listener: (name: string) => void): () => void {
     return this.changes.subscribe(listener);

@@ -249,6 +249,22 @@ describe('RedisStore on a real Redis', () => {
       }
     });
 
+    it('gives a lock key that has no TTL (set by hand) one, so it cannot block the name forever', async () => {
+      const server = await single();
+      const { store, prefix } = await storeOn({ url: server.url, cluster: false, cliNode: server }, { lockTtlMs: 500 });
+      const raw = await rawClient(server);
+      try {
+        await raw.set(`${prefix}lock:stuck.example.test`, JSON.stringify({ token: 'by-hand', pid: 1, hostname: 'elsewhere', since: '2020-01-01T00:00:00.000Z' }));
+        await assert.rejects(store.lock('stuck.example.test'), isCode('STORE_LOCKED', 'process 1 on elsewhere since 2020-01-01T00:00:00.000Z', 'expires in 0.5 s'));
+        const ttl = await raw.pTTL(`${prefix}lock:stuck.example.test`);
+        assert.ok(ttl > 0 && ttl <= 500, `PTTL ${ttl}`);
+        await (await store.lock('stuck.example.test', { waitMs: 3_000 }))();
+      } finally {
+        raw.destroy();
+        await store.close();
+      }
+    });
+
     it('updateState loses no update when two other processes and this one update the same state at once', async () => {
       const server = await single();
       const { store, prefix } = await storeOn({ url: server.url, cluster: false, cliNode: server });
