@@ -215,7 +215,7 @@ describe('RedisStore on a real Redis', () => {
       try {
         assert.equal(await firstLine(child), 'locked');
         await assert.rejects(store.lock(name), isCode('STORE_LOCKED', `process ${child.pid} on `, `${prefix}lock:${name}`, 'which expires in 1.', 'unless its holder renews it'));
-        await sleep(1_000);
+        await sleep(2_000);
         await assert.rejects(store.lock(name), isCode('STORE_LOCKED'), 'a live holder keeps its lock past the TTL by renewing it');
         const exited = once(child, 'exit');
         child.kill('SIGKILL');
@@ -234,11 +234,11 @@ describe('RedisStore on a real Redis', () => {
     it('keeps a lock its holder renews, however long past the TTL it works', async () => {
       const server = await single();
       const deployment = { url: server.url, cluster: false, cliNode: server };
-      const { store: holder, prefix } = await storeOn(deployment, { lockTtlMs: 300 });
-      const { store: other } = await storeOn(deployment, { prefix, lockTtlMs: 300 });
+      const { store: holder, prefix } = await storeOn(deployment, { lockTtlMs: 600 });
+      const { store: other } = await storeOn(deployment, { prefix, lockTtlMs: 600 });
       try {
         const unlock = await holder.lock('long.example.test');
-        await sleep(1_000);
+        await sleep(1_800);
         await assert.rejects(other.lock('long.example.test'), isCode('STORE_LOCKED'));
         await holder.putVersion('long.example.test', fakeBundle('l1'), fakeMeta('long.example.test'), { lock: unlock });
         await unlock();
