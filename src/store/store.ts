@@ -28,7 +28,8 @@
  *   guarantee.
  * - Health and lifetime: `health()` is the store's own synchronous view of
  *   whether it can reach its storage; `close()` releases its connections.
- * - Secrets: private keys are written readable by the owner only.
+ * - Secrets: private keys are written readable by the owner only (fs), or
+ *   encrypted with the store key before they leave the process (Redis).
  * - Names are validated lineage names (see `isValidLineageName`); any other
  *   string (or a non-string) rejects with `NAME_INVALID` before touching
  *   storage: it is a problem with the input, not with the store, so retrying
@@ -238,8 +239,9 @@ export interface CertStore {
    *
    * Returns the unsubscribe function: once it returned, that listener is
    * never called again; calling it twice is harmless. A subscription never
-   * keeps the process alive, and once the last one is gone the store holds
-   * no watching resource (watcher, timer, connection) any more.
+   * keeps the process alive (one exception: Redis Sentinel and Cluster, see
+   * RedisStore.watch), and once the last one is gone the store holds no
+   * watching resource (watcher, timer, connection) any more.
    */
   watch(listener: (name: string) => void): () => void;
 
