@@ -59,6 +59,12 @@ export type ErrorCode =
   // storage
   | 'STORE_NOT_FOUND'
   | 'STORE_LOCKED'
+  /**
+   * A fenced write (putVersion with the caller's lock) found that lock no
+   * longer held by the caller: another process may hold it now, and nothing
+   * was written.
+   */
+  | 'STORE_LOCK_LOST'
   | 'STORE_IO'
   | 'STORE_CORRUPT'
   // hooks

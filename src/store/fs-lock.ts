@@ -18,6 +18,7 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { PadlockError } from '../errors.js';
 import { systemClock, type Clock } from '../clock.js';
+import { abortableDelay } from './abortable-delay.js';
 import { ioError, mkdirPrivate, writeFileExclusive } from './atomic.js';
 import type { LockOptions, Unlock } from './store.js';
 
@@ -96,7 +97,7 @@ export class LockDir {
       const holder = await readHolder(path);
       if (holder === 'gone') continue;
       if (await isStale(holder, await ageOf(path), this.staleMs)) {
-        if (!(await reclaimStale(path, holder, me))) await delay(5, signal);
+        if (!(await reclaimStale(path, holder, me))) await abortableDelay(5, signal);
         continue;
       }
       const left = deadline - Date.now();
@@ -109,7 +110,7 @@ export class LockDir {
           { retryable: true, details: { name, lockFile: path, ...(h ? { pid: h.pid, hostname: h.hostname, since: h.createdAt } : {}) } },
         );
       }
-      await delay(Math.min(left, LOCK_POLL_MS + Math.floor(Math.random() * LOCK_POLL_MS)), signal);
+      await abortableDelay(Math.min(left, LOCK_POLL_MS + Math.floor(Math.random() * LOCK_POLL_MS)), signal);
     }
     // The heartbeat is what lets a waiter on another host (or in another
     // container) tell a live holder from a dead one: pids mean nothing there.
@@ -119,7 +120,7 @@ export class LockDir {
     }, Math.max(10, Math.floor(this.staleMs / 6)));
     heartbeat.unref();
     let released = false;
-    return async () => {
+    const unlock = async (): Promise<void> => {
       if (released) return;
       released = true;
       clearInterval(heartbeat);
@@ -128,6 +129,18 @@ export class LockDir {
       // were judged dead) it belongs to someone else now.
       if (typeof holder === 'object' && holder.token === me.token) await unlink(path).catch(ignoreEnoent);
     };
+    return Object.assign(unlock, { fence: me.token });
+  }
+
+  /**
+   * True when the lock file of `name` exists and carries `fence` (the token
+   * of the taking whose Unlock carries it): that taking still holds it.
+   * False when it is gone, unreadable or another taking's. Rejects with
+   * `STORE_IO` only when the file cannot be read.
+   */
+  async holds(name: string, fence: string): Promise<boolean> {
+    const holder = await readHolder(join(this.dir, `${name}.lock`));
+    return typeof holder === 'object' && holder.token === fence;
   }
 }
 
@@ -241,19 +254,4 @@ async function reclaimStale(path: string, judged: LockHolder | 'unreadable', me:
 
 function ignoreEnoent(err: NodeJS.ErrnoException): void {
   if (err.code !== 'ENOENT') throw err;
-}
-
-/** Resolves after `ms`, or rejects with `signal.reason` as soon as the signal aborts. */
-function delay(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolveDelay, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolveDelay();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

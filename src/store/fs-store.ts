@@ -49,8 +49,11 @@ import {
   type LineageMeta,
   type LineageState,
   type LockOptions,
+  type PutVersionOptions,
+  type StoreHealth,
   type Unlock,
   KeyedSerializer,
+  lockLost,
 } from './store.js';
 
 /**
@@ -154,6 +157,7 @@ export class FsStore implements CertStore {
   private readonly stateQueue = new KeyedSerializer();
   /** The live/ watcher runs only while someone listens. */
   private readonly changes: ChangeFeed;
+  private readonly openedAt = new Date();
 
   constructor(opts: FsStoreOptions) {
     this.location = resolve(opts.dir);
@@ -227,9 +231,22 @@ export class FsStore implements CertStore {
    * Version numbers are never reused: the next N is one above every `vN`
    * folder present, so debris from a crash can never be mistaken for, or
    * written into, a version some reader may be using.
+   *
+   * With `options.lock`, the lock file `locks/NAME.lock` must still carry
+   * that lock's token: checked once before anything is written and again
+   * right before the switch (3); when it does not, the new version folder
+   * is removed again and putVersion rejects with STORE_LOCK_LOST. The second
+   * check and the rename are two system calls, not one atomic step. That is
+   * acceptable here: a lock is only taken over after its holder's heartbeat
+   * stopped for `lockStaleMs` (60 s by default) or its pid died, so a holder
+   * that is running this very code is not what a reclaim targets, and the
+   * window is microseconds wide. If it ever happens, the next holder, which
+   * re-reads the store after taking the lock, finds this version current:
+   * the cost is at most one certificate ordered twice, never a torn version.
    */
-  async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
+  async putVersion(name: string, bundle: CertBundle, meta: LineageMeta, options: PutVersionOptions = {}): Promise<number> {
     checkLineageName(name);
+    await this.checkFence(name, options.lock);
     const lineageDir = join(this.location, 'archive', name);
     const liveDir = this.liveDir();
     await mkdirPrivate(lineageDir);
@@ -267,12 +284,17 @@ export class FsStore implements CertStore {
 
       await symlink(`../archive/${name}/v${version}`, tempLink);
       await this.fault('putVersion:before-switch');
+      await this.checkFence(name, options.lock).catch(async (err: unknown) => {
+        await rm(this.versionDir(name, version), { recursive: true, force: true }).catch(() => undefined);
+        throw err;
+      });
       await rename(tempLink, join(liveDir, name));
       await this.fault('putVersion:after-switch');
       await fsyncDir(liveDir);
     } catch (err) {
       await rm(staging, { recursive: true, force: true }).catch(() => undefined);
       await unlink(tempLink).catch(() => undefined);
+      if (err instanceof PadlockError && err.code === 'STORE_LOCK_LOST') throw err;
       throw ioError(`could not store a new version of ${name} in ${lineageDir}`, err, 'check that the config dir is writable and the disk is not full');
     }
 
@@ -399,7 +421,21 @@ export class FsStore implements CertStore {
     return this.changes.subscribe(listener);
   }
 
+  /** Always reachable: a failing disk shows up as STORE_IO on the call that hit it. */
+  health(): StoreHealth {
+    return { reachable: true, since: new Date(this.openedAt) };
+  }
+
+  /** Nothing to release: watchers go with their last listener, lock heartbeats with their Unlock. */
+  async close(): Promise<void> {}
+
   // ---- internals ----
+
+  /** Rejects with STORE_LOCK_LOST unless `lock` (when given) still holds `locks/NAME.lock`. */
+  private async checkFence(name: string, lock: Unlock | undefined): Promise<void> {
+    if (lock === undefined) return;
+    if (lock.fence === undefined || !(await this.locks.holds(name, lock.fence))) throw lockLost(name, this.location);
+  }
 
   /** Entries of live/ that can be lineage names (not README or .NAME.tmp-* leftovers), sorted. */
   private async liveEntries(): Promise<string[]> {

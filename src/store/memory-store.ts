@@ -3,6 +3,7 @@
  * filesystem store, within one process: every read and write deep-copies, so
  * no caller can change stored state by mutating an object it passed or got.
  */
+import { randomBytes } from 'node:crypto';
 import { PadlockError } from '../errors.js';
 import { ChangeFeed } from './change-feed.js';
 import {
@@ -14,7 +15,10 @@ import {
   type LineageMeta,
   type LineageState,
   type LockOptions,
+  type PutVersionOptions,
+  type StoreHealth,
   type Unlock,
+  lockLost,
 } from './store.js';
 
 interface StoredLineage {
@@ -30,12 +34,13 @@ export class MemoryStore implements CertStore {
   private readonly metas = new Map<string, LineageMeta>();
   private readonly states = new Map<string, LineageState>();
   private readonly accounts = new Map<string, AccountRecord>();
-  /** name -> the token of the holder. */
-  private readonly locks = new Map<string, symbol>();
+  /** name -> the token (fence) of the holder. */
+  private readonly locks = new Map<string, string>();
   /** Wakes every waiter for a name when its lock is released. */
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Only this process writes a memory store, so its own writes are the whole change source. */
   private readonly changes = new ChangeFeed();
+  private readonly openedAt = new Date();
 
   async listLineages(): Promise<string[]> {
     return [...this.lineages.keys()].sort();
@@ -51,8 +56,11 @@ export class MemoryStore implements CertStore {
     return { meta: structuredClone(meta), version: l.current, bundle: structuredClone(bundle) };
   }
 
-  async putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number> {
+  /** With `options.lock`, the fence is checked and the version stored with no await in between: exact. */
+  async putVersion(name: string, bundle: CertBundle, meta: LineageMeta, options: PutVersionOptions = {}): Promise<number> {
     checkLineageName(name);
+    const { lock } = options;
+    if (lock !== undefined && (lock.fence === undefined || this.locks.get(name) !== lock.fence)) throw lockLost(name, this.location);
     const l = this.lineages.get(name) ?? { versions: [], current: 0 };
     // Copy both before touching state, so a bad value (e.g. not cloneable) changes nothing.
     const b = structuredClone(bundle);
@@ -138,17 +146,26 @@ export class MemoryStore implements CertStore {
       }
       await this.waitForRelease(name, left, signal);
     }
-    const token = Symbol(name);
+    const token = randomBytes(12).toString('hex');
     this.locks.set(name, token);
     let released = false;
-    return async () => {
+    const unlock = async (): Promise<void> => {
       if (released) return;
       released = true;
       if (this.locks.get(name) !== token) return;
       this.locks.delete(name);
       for (const wake of this.waiters.get(name) ?? []) wake();
     };
+    return Object.assign(unlock, { fence: token });
   }
+
+  /** Always reachable. */
+  health(): StoreHealth {
+    return { reachable: true, since: new Date(this.openedAt) };
+  }
+
+  /** Nothing to release. */
+  async close(): Promise<void> {}
 
   private waitForRelease(name: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise((resolve, reject) => {

@@ -19,8 +19,17 @@
  *   sharing the store. It waits up to `waitMs` (default 0: fail at once) and
  *   then rejects with `STORE_LOCKED`. A lock whose holder died is reclaimed.
  *   An aborted `signal` rejects the wait promptly. `updateState` is
- *   serialised per name the same way, with its own lock.
- * - Secrets: private keys are written readable by the owner only.
+ *   serialised per name too, independently of `lock(name)`.
+ * - Fencing: a lock can be lost while its taker still works (its heartbeat
+ *   stopped long enough for the lock to be judged stale, or it expired in
+ *   Redis), so `putVersion(name, ..., { lock })` writes only while that lock
+ *   is still held by its taker, and otherwise rejects with `STORE_LOCK_LOST`
+ *   and changes nothing. See `PutVersionOptions.lock` for each store's
+ *   guarantee.
+ * - Health and lifetime: `health()` is the store's own synchronous view of
+ *   whether it can reach its storage; `close()` releases its connections.
+ * - Secrets: private keys are written readable by the owner only (fs), or
+ *   encrypted with the store key before they leave the process (Redis).
  * - Names are validated lineage names (see `isValidLineageName`); any other
  *   string (or a non-string) rejects with `NAME_INVALID` before touching
  *   storage: it is a problem with the input, not with the store, so retrying
@@ -100,8 +109,40 @@ export interface AccountRecord {
 /** Per-lineage operational state (failures, backoff, chosen renewal time). Free-form JSON owned by certificates/. */
 export type LineageState = Record<string, unknown>;
 
-/** Releases a lock. Calling it twice is harmless. */
-export type Unlock = () => Promise<void>;
+/**
+ * Releases a lock. Calling it twice is harmless. `fence` is an opaque token
+ * that identifies this taking of the lock (no two takings share one); pass
+ * the Unlock itself to `putVersion`'s `lock` option to fence the write. A
+ * wrapper around an Unlock must carry `fence` over
+ * (`Object.assign(wrapper, { fence: unlock.fence })`), or fenced writes with
+ * it reject.
+ */
+export type Unlock = (() => Promise<void>) & { readonly fence?: string };
+
+/** Options of `CertStore.putVersion`. */
+export interface PutVersionOptions {
+  /**
+   * An Unlock from `lock(name)` on this same store (for this same name).
+   * The write takes effect only if that lock is still held by that taking
+   * at the moment of the write; otherwise (released, reclaimed as stale,
+   * expired, taken by someone else since, or an Unlock without a `fence`)
+   * putVersion rejects with `STORE_LOCK_LOST` and changes nothing. How exact
+   * "at the moment" is depends on the store: memory and Redis check and
+   * write atomically; the filesystem store checks the lock file right before
+   * its one-rename switch (see FsStore.putVersion).
+   */
+  lock?: Unlock;
+}
+
+/** A store's own view of whether it can reach its storage (`CertStore.health`). Never holds a credential. */
+export interface StoreHealth {
+  /** False while the storage is known to be unreachable (Redis: connection down, or the last command failed to reach it). */
+  reachable: boolean;
+  /** When `reachable` last changed (or when the store was opened). */
+  since: Date;
+  /** Why it is unreachable (the last connection or command error), without credentials. Absent while reachable. */
+  error?: string;
+}
 
 export interface LockOptions {
   /** How long to wait for a lock held by someone else. Default 0 (fail at once). */
@@ -121,9 +162,11 @@ export interface CertStore {
   /**
    * Stores a new version and makes it current atomically, together with its
    * metadata. Earlier versions stay available (certbot's `archive/`).
-   * Resolves with the new version number.
+   * Resolves with the new version number. With `options.lock`, a fenced
+   * write: rejects with `STORE_LOCK_LOST`, writing nothing, unless that lock
+   * is still held (see PutVersionOptions).
    */
-  putVersion(name: string, bundle: CertBundle, meta: LineageMeta): Promise<number>;
+  putVersion(name: string, bundle: CertBundle, meta: LineageMeta, options?: PutVersionOptions): Promise<number>;
   /** Removes the lineage, all its versions, metadata and state. Missing is not an error. */
   deleteLineage(name: string): Promise<void>;
 
@@ -141,6 +184,11 @@ export interface CertStore {
    * sharing the store, so that writers of different keys (failures, ARI,
    * notifications, revocation) never lose each other's updates. Independent
    * of `lock(name)`, which the caller may hold. Resolves with the state written.
+   *
+   * `change` may be called more than once for one update (a store that
+   * serialises with optimistic compare-and-set calls it again with the newer
+   * state when another writer came first), so it must be a pure function of
+   * its argument: only the call whose result was written counts.
    */
   updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState>;
 
@@ -191,11 +239,40 @@ export interface CertStore {
    *
    * Returns the unsubscribe function: once it returned, that listener is
    * never called again; calling it twice is harmless. A subscription never
-   * keeps the process alive, and once the last one is gone the store holds
-   * no watching resource (watcher, timer, connection) any more. Stores have
-   * no close(): unsubscribing every listener is what releases everything.
+   * keeps the process alive (one exception: Redis Sentinel and Cluster, see
+   * RedisStore.watch), and once the last one is gone the store holds no
+   * watching resource (watcher, timer, connection) any more.
    */
   watch(listener: (name: string) => void): () => void;
+
+  /**
+   * The store's own view of whether it can reach its storage, synchronously
+   * and without I/O: fs and memory are always reachable; Redis reports its
+   * connection state and the last command's failure. Never contains a
+   * password or key.
+   */
+  health(): StoreHealth;
+
+  /**
+   * Releases what the store holds open (Redis: its connections and its
+   * subscription; fs and memory: nothing). Idempotent. Locks still held are
+   * not released by it (Redis: they expire by their TTL). After close, every
+   * method except `health`, `close` and unsubscribing rejects or does nothing.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * The STORE_LOCK_LOST error every store throws for a fenced write whose lock
+ * is no longer held: the same words everywhere, naming the certificate and
+ * the store (`location` never holds credentials).
+ */
+export function lockLost(name: string, location: string): PadlockError<'STORE_LOCK_LOST'> {
+  return new PadlockError(
+    'STORE_LOCK_LOST',
+    `certificate ${name} was not stored in ${location}: this process no longer holds its lock (it was released, judged stale or expired), so another process may hold it now; nothing was written`,
+    { retryable: true, details: { name, store: location } },
+  );
 }
 
 const LINEAGE_NAME = /^[a-z0-9][a-z0-9._-]{0,252}$/;

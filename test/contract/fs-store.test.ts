@@ -21,9 +21,25 @@ async function tempRoot(): Promise<string> {
 runStoreContract('fs', async () => {
   const root = await tempRoot();
   // A config dir that does not exist yet: openFsStore must create it.
-  const store = await openFsStore(join(root, 'config'));
-  return { store, cleanup: () => rm(root, { recursive: true, force: true }) };
-});
+  const dir = join(root, 'config');
+  const store = await openFsStore(dir);
+  const takenOver: (() => Promise<void>)[] = [];
+  return {
+    store,
+    cleanup: async () => {
+      for (const unlock of takenOver) await unlock();
+      await rm(root, { recursive: true, force: true });
+    },
+    // The holder's heartbeat looks stopped for two minutes, so another taker
+    // (with the default 60 s lockStaleMs) reclaims the lock as stale.
+    loseLock: async (name) => {
+      const lockFile = join(dir, 'locks', `${name}.lock`);
+      const twoMinutesAgo = new Date(Date.now() - 120_000);
+      await utimes(lockFile, twoMinutesAgo, twoMinutesAgo);
+      takenOver.push(await new FsStore({ dir }).lock(name));
+    },
+  };
+}, { withLoseLock: true });
 
 function isCode(code: string, ...mentions: string[]) {
   return (err: unknown): boolean => {
@@ -155,6 +171,36 @@ describe('FsStore on disk', () => {
     const tag = /^leaf (\S+)$/m.exec(l.bundle.cert)?.[1] ?? '';
     assert.deepEqual(l.bundle, fakeBundle(tag), 'the current version is one whole bundle');
     assert.deepEqual(l.meta.domains, [`${tag}.test`], 'and its meta is its own');
+  });
+
+  it('checks the fence again right before the switch, and removes the version it staged when the lock was lost meanwhile', async () => {
+    const name = 'late-loss.example.test';
+    let loseNow = false;
+    let thief: (() => Promise<void>) | undefined;
+    const writer = new FsStore({
+      dir,
+      faults: async (point) => {
+        if (point !== 'putVersion:before-switch' || !loseNow) return;
+        const lockFile = join(dir, 'locks', `${name}.lock`);
+        const longAgo = new Date(Date.now() - 120_000);
+        await utimes(lockFile, longAgo, longAgo);
+        thief = await new FsStore({ dir }).lock(name);
+      },
+    });
+    await writer.putVersion(name, fakeBundle('l1'), fakeMeta(name));
+    const unlock = await writer.lock(name);
+    try {
+      loseNow = true;
+      await assert.rejects(writer.putVersion(name, fakeBundle('l2'), fakeMeta(name, ['l2.test']), { lock: unlock }), isCode('STORE_LOCK_LOST', name, 'nothing was written'));
+      assert.ok(thief, 'the lock was taken over between staging and the switch');
+      assert.deepEqual((await store.readLineage(name))?.bundle, fakeBundle('l1'));
+      assert.deepEqual((await readdir(join(dir, 'archive', name))).sort(), ['v1'], 'the staged v2 is gone');
+      assert.deepEqual((await readdir(join(dir, 'live'))).sort(), ['README', name], 'no temp link left');
+      assert.deepEqual(JSON.parse(await readFile(join(dir, 'renewal', `${name}.json`), 'utf8')).domains, [name]);
+    } finally {
+      await unlock();
+      await thief?.();
+    }
   });
 
   describe('damaged stores', () => {

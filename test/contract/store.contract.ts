@@ -5,11 +5,18 @@
 import { describe, it, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { PadlockError } from '../../src/errors.js';
-import type { AccountRecord, CertBundle, CertStore, LineageMeta } from '../../src/store/store.js';
+import type { AccountRecord, CertBundle, CertStore, LineageMeta, Unlock } from '../../src/store/store.js';
 
 export interface StoreUnderTest {
   store: CertStore;
   cleanup(): Promise<void>;
+  /**
+   * Makes the lock that some taking holds on `name` lost to it the way that
+   * happens in production (fs: its heartbeat looks stopped and another taker
+   * reclaims it as stale; Redis: its key expires), without calling its
+   * Unlock. Absent for stores where a held lock cannot be lost (memory).
+   */
+  loseLock?(name: string): Promise<void>;
 }
 
 /** A bundle whose four parts are distinguishable and tied to `tag`, so a mix of versions is visible. */
@@ -75,7 +82,11 @@ function isCode(code: string) {
   };
 }
 
-export function runStoreContract(label: string, make: () => Promise<StoreUnderTest>): void {
+/**
+ * Registers the suite. `withLoseLock`: the store can lose a held lock
+ * (StoreUnderTest.loseLock is set), so the fenced-write test for that case runs.
+ */
+export function runStoreContract(label: string, make: () => Promise<StoreUnderTest>, { withLoseLock = false }: { withLoseLock?: boolean } = {}): void {
   describe(`CertStore contract: ${label}`, () => {
     let sut: StoreUnderTest;
     let store: CertStore;
@@ -453,6 +464,111 @@ export function runStoreContract(label: string, make: () => Promise<StoreUnderTe
           unsubscribeRejecter();
           good.unsubscribe();
         }
+      });
+    });
+
+    describe('fenced writes', () => {
+      const name = 'fenced.example.test';
+
+      /** putVersion with `lock` must reject STORE_LOCK_LOST and leave version 1 of `name` as it was. */
+      async function assertLostAndUnchanged(lock: Unlock): Promise<void> {
+        const before = await store.currentVersions();
+        await assert.rejects(store.putVersion(name, fakeBundle('late'), fakeMeta(name, ['late.test']), { lock }), (err: unknown) => {
+          isCode('STORE_LOCK_LOST')(err);
+          const message = (err as Error).message;
+          assert.ok(message.includes(name), message);
+          assert.match(message, /another process may hold it now/);
+          assert.match(message, /nothing was written/);
+          return true;
+        });
+        const l = await store.readLineage(name);
+        assert.equal(l?.version, 1);
+        assert.deepEqual(l?.bundle, fakeBundle('f1'));
+        assert.deepEqual(l?.meta, fakeMeta(name));
+        assert.deepEqual(await store.readMeta(name), fakeMeta(name));
+        assert.deepEqual([...(await store.currentVersions())], [...before]);
+      }
+
+      it('stores a version written with the lock its writer still holds', async () => {
+        const unlock = await store.lock(name);
+        try {
+          assert.equal(typeof unlock.fence, 'string');
+          assert.equal(await store.putVersion(name, fakeBundle('f1'), fakeMeta(name), { lock: unlock }), 1);
+          assert.equal(await store.putVersion(name, fakeBundle('f2'), fakeMeta(name), { lock: unlock }), 2);
+          assert.deepEqual((await store.readLineage(name))?.bundle, fakeBundle('f2'));
+        } finally {
+          await unlock();
+        }
+      });
+
+      it('gives every taking of a lock its own fence', async () => {
+        const first = await store.lock(name);
+        await first();
+        const second = await store.lock(name);
+        await second();
+        assert.notEqual(first.fence, second.fence);
+      });
+
+      it('rejects STORE_LOCK_LOST and changes nothing when the lock was released and another taker holds it now', async () => {
+        await store.putVersion(name, fakeBundle('f1'), fakeMeta(name));
+        const old = await store.lock(name);
+        await old();
+        const other = await store.lock(name);
+        try {
+          await assertLostAndUnchanged(old);
+          assert.equal(await store.putVersion(name, fakeBundle('f2'), fakeMeta(name), { lock: other }), 2, "the new holder's fenced write goes through");
+        } finally {
+          await other();
+        }
+      });
+
+      it('rejects STORE_LOCK_LOST for a released lock that nobody took since', async () => {
+        await store.putVersion(name, fakeBundle('f1'), fakeMeta(name));
+        const old = await store.lock(name);
+        await old();
+        await assertLostAndUnchanged(old);
+      });
+
+      it("rejects STORE_LOCK_LOST for another name's lock, and for an Unlock without a fence", async () => {
+        await store.putVersion(name, fakeBundle('f1'), fakeMeta(name));
+        const mine = await store.lock(name);
+        const elsewhere = await store.lock('elsewhere.example.test');
+        try {
+          await assertLostAndUnchanged(elsewhere);
+          const wrapper: Unlock = async () => mine();
+          await assertLostAndUnchanged(wrapper);
+        } finally {
+          await elsewhere();
+          await mine();
+        }
+      });
+
+      // Memory locks cannot be lost while held, so that store has no loseLock.
+      if (withLoseLock) it('rejects STORE_LOCK_LOST and changes nothing when the lock was lost while its taker still held it (stale or expired)', async () => {
+        assert.ok(sut.loseLock, `${label}: runStoreContract was told the store can lose a held lock, but StoreUnderTest has no loseLock`);
+        await store.putVersion(name, fakeBundle('f1'), fakeMeta(name));
+        const held = await store.lock(name);
+        try {
+          await sut.loseLock(name);
+          await assertLostAndUnchanged(held);
+        } finally {
+          await held();
+        }
+      });
+    });
+
+    describe('health and close', () => {
+      it('reports itself reachable, synchronously, with no error, since a time not in the future', () => {
+        const h = store.health();
+        assert.equal(h.reachable, true);
+        assert.equal(h.error, undefined);
+        assert.ok(h.since instanceof Date);
+        assert.ok(h.since.getTime() <= Date.now());
+      });
+
+      it('closes, and closing twice is harmless', async () => {
+        await store.close();
+        await store.close();
       });
     });
 
