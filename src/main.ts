@@ -12,7 +12,11 @@
 import { readFile } from 'node:fs/promises';
 import type { RunConfig } from './config/schema.js';
 import { staticSites } from './config/static-sites.js';
-import { openFsStore } from './store/fs-store.js';
+import { openConfiguredStore } from './store/open-store.js';
+import { isRedisStore } from './store/store-config.js';
+import { StoreHealthWatch } from './observe/store-health.js';
+import { jwkThumbprint } from './tls/keys.js';
+import { ensureAccountKey } from './acme/account.js';
 import { loadTrustAnchors } from './tls/roots.js';
 import { CertificateRegistry } from './tls/contexts.js';
 import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
@@ -84,7 +88,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const adminToken = await loadAdminToken(config);
   const metrics = new Metrics();
   const [store, roots, serverCa] = await Promise.all([
-    openFsStore(config.configDir, { clock }),
+    openConfiguredStore(config, process.env, { clock, lockTtlMs: config.storeLockTtl * 1000 }),
     loadTrustAnchors(config.trustedRoots ? { extraFiles: [config.trustedRoots] } : {}),
     config.serverCa ? readFile(config.serverCa, 'utf8').catch((e: unknown) => {
       throw new PadlockError('CONFIG_INVALID', `serverCa ${config.serverCa}: ${errorMessage(e)}`, { cause: e });
@@ -94,6 +98,11 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // Alerts: email and/or webhook when configured. A failed alert never touches a certificate.
   const channels = await channelsFromConfig(config, process.env);
   const notifier = channels.length ? new Notifier({ channels, store, clock, logger: logger.child({ component: 'notify' }) }) : undefined;
+
+  // A shared store (Redis) can be unreachable: padlock serves from memory, says so in /readyz and
+  // /api/status, and alerts after storeAlertAfter seconds.
+  const storeHealth = new StoreHealthWatch({ store, clock, logger: log, ...(notifier ? { notifier } : {}), alertAfterMs: config.storeAlertAfter * 1000 });
+  storeHealth.start();
 
   // Companion mode: certificates also go to nginx-proxy's folder, and HTTP-01 through its webroot.
   const companion = companionFromConfig(config, logger);
@@ -209,6 +218,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     logger,
     metrics,
     ready: () => ready,
+    readyDetails: () => ({ store: storeHealth.view() }),
     status: () => buildStatusDocument({
       now: clock.now(),
       ready,
@@ -220,6 +230,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       proxy: proxy.stats(),
       upstreams: proxy.upstreamStatus(),
       sections: {
+        store: storeHealth.view(),
         notifications: notifier ? notifier.describe() : 'none configured',
         companion: companion ? companion.status() : 'disabled',
         ...(proxyCluster ? { workers: proxyCluster.describe() } : {}),
@@ -227,6 +238,21 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     }),
   });
 
+
+  // Several replicas share one store: any of them answers any HTTP-01 validation, statelessly, with the shared
+  // account key's thumbprint (acme/http01.ts TokenMap), so no token has to reach the others first.
+  let statelessTimer: NodeJS.Timeout | undefined;
+  if (isRedisStore(config)) {
+    const stateless = async () => {
+      const key = await ensureAccountKey(store, server, { ...(config.email ? { email: config.email } : {}), clock });
+      const thumbprint = jwkThumbprint(key);
+      tokens.setStateless(thumbprint);
+      proxyCluster?.setStateless(thumbprint);
+    };
+    await stateless().catch((err: unknown) => log.warn('cannot read the shared ACME account yet; this replica answers only its own HTTP-01 challenges until it can', { error: errorMessage(err) }));
+    statelessTimer = setInterval(() => void stateless().catch(() => undefined), 30_000);
+    statelessTimer.unref();
+  }
 
   let ports = { http: 0, https: 0, admin: 0 };
   // Local names need no network: their certificates exist before :443 opens, so none is refused at start.
@@ -256,9 +282,12 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       await discovery?.stop();
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
       issuers.close();
+      storeHealth.stop();
+      if (statelessTimer) clearInterval(statelessTimer);
       await notifier?.close();
       await companion?.close();
       await challenge?.responder.close();
+      await store.close().catch((err: unknown) => log.warn('could not close the store', { error: errorMessage(err) }));
       log.info('stopped');
     },
   };

@@ -65,6 +65,33 @@ async function openAccountLocked(store: CertStore, options: AccountOptions): Pro
 }
 
 /**
+ * The account key for this CA, created (and stored, 0600 / encrypted) if
+ * the store has none yet, without contacting the CA: registration happens at
+ * the first order, with this key. Several replicas sharing a store thus
+ * agree on the account key from their first moment, which is what lets any
+ * of them answer any HTTP-01 challenge statelessly (acme/http01.ts).
+ */
+export async function ensureAccountKey(store: CertStore, directoryUrl: string, options: { email?: string; clock: Clock }): Promise<string> {
+  const existing = await store.readAccount(directoryUrl);
+  if (existing) return existing.keyPem;
+  const unlock = await store.lock(ACCOUNT_LOCK, { waitMs: 60_000 });
+  try {
+    const again = await store.readAccount(directoryUrl);
+    if (again) return again.keyPem;
+    const record: AccountRecord = {
+      directoryUrl,
+      keyPem: await generatePrivateKey({ keyType: 'ecdsa', ellipticCurve: 'P-256' }),
+      ...(options.email ? { email: options.email } : {}),
+      createdAt: options.clock.now().toISOString(),
+    };
+    await store.writeAccount(record);
+    return record.keyPem;
+  } finally {
+    await unlock();
+  }
+}
+
+/**
  * Registers the stored key again after the CA said `accountDoesNotExist`
  * (a CA that lost its state, such as a restarted Pebble), and returns a
  * fresh client. The same key is kept, so nothing else changes.

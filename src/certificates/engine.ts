@@ -301,7 +301,9 @@ export class CertificateEngine {
       const bundle: CertBundle = { cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: keyPem };
       const verified = await verifyCertificate({ cert: bundle.cert, chain: bundle.chain, key: bundle.privkey, names: spec.domains, roots: await issuer.trustAnchors(store), clock });
       const storedAt = clock.now();
-      const version = await store.putVersion(spec.name, bundle, { ...spec, ...(issued.accountUrl ? { accountUrl: issued.accountUrl } : {}), updatedAt: storedAt.toISOString() });
+      // Fenced: if this process lost the lineage lock meanwhile (a stalled replica whose lock expired), the write
+      // fails with STORE_LOCK_LOST instead of racing the replica that took over (the CA's extra certificate is the cost).
+      const version = await store.putVersion(spec.name, bundle, { ...spec, ...(issued.accountUrl ? { accountUrl: issued.accountUrl } : {}), updatedAt: storedAt.toISOString() }, { lock: unlock });
       // The certificate is stored and current: failing to clear the old failure record must not turn that into a failure.
       await store.updateState(spec.name, (s) => ({
         ...s, failure: null, revokedAt: null, ...(ariRenewal ? { ariRenewedAt: storedAt.toISOString() } : {}),

@@ -21,7 +21,7 @@ export const certificatesCommand: CommandModule<object, ListArgs> = {
   handler: async (args) => {
     try {
       // The same decision as padlock renew and padlock run make: the stored ARI window first, the lifetime rule otherwise.
-      const { engine, store, close } = await openEngine({ configDir: args['config-dir'], logger: silentLogger, timeoutMs: 30_000 });
+      const { engine, store, close } = await openEngine({ store: args, logger: silentLogger, timeoutMs: 30_000 });
       const now = systemClock.now();
       const names = args['cert-name'] ? [args['cert-name']] : await store.listLineages();
       const rows = [];

@@ -20,6 +20,9 @@ import { AriSources } from '../certificates/ari-poller.js';
 import { EngineEventBus } from '../events.js';
 import { loadTrustAnchors } from '../tls/roots.js';
 import { cliEnvironment } from '../config/cli-env.js';
+import { openConfiguredStore } from '../store/open-store.js';
+import { isRedisStore, storeConfigProblems } from '../store/store-config.js';
+import { DEFAULT_STORE_PREFIX } from '../store/redis-store.js';
 
 import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from '../acme/directories.js';
 
@@ -31,7 +34,20 @@ export function defaultConfigDir(): string {
 export function withStoreOptions<T>(y: Argv<T>) {
   return y
     .option('config-dir', { type: 'string', default: defaultConfigDir(), defaultDescription: '$PADLOCK_CONFIG_DIR or /etc/padlock', describe: 'Where certificates, accounts and state live (certbot layout: live/NAME/*.pem)' })
+    .option('store', { type: 'string', defaultDescription: '$PADLOCK_STORE, else --config-dir', describe: 'A Redis URL that several padlock hosts share (redis://:PASSWORD@HOST:6379/0, rediss://..., redis+sentinel://..., redis+cluster://...), instead of --config-dir' })
+    .option('store-prefix', { type: 'string', defaultDescription: '$PADLOCK_STORE_PREFIX or padlock:', describe: 'Prefix of every Redis key' })
+    .option('store-ca', { type: 'string', defaultDescription: '$PADLOCK_STORE_CA', describe: "PEM file of the CA that signs the Redis server's TLS certificate (rediss://)" })
+    .option('store-key-file', { type: 'string', defaultDescription: '$PADLOCK_STORE_KEY_FILE or $PADLOCK_STORE_KEY', describe: 'File (0600) with the key that encrypts private keys in Redis' })
     .option('json', { type: 'boolean', default: false, describe: 'Print one JSON document on stdout instead of text' });
+}
+
+/** The store options withStoreOptions adds. */
+export interface StoreArgs {
+  'config-dir': string;
+  store?: string | undefined;
+  'store-prefix'?: string | undefined;
+  'store-ca'?: string | undefined;
+  'store-key-file'?: string | undefined;
 }
 
 /** Options for commands that talk to an ACME CA. */
@@ -135,13 +151,27 @@ export async function readPemOption(option: string, path: string | undefined): P
 }
 
 /**
- * Opens the on-disk store. `PADLOCK_FAULT_KILL_AT` (tests only) names a store
- * fault point at which the process kills itself with SIGKILL, to prove that
- * a crash mid-write never corrupts the store.
+ * Opens the store the options name: `--store` (else `$PADLOCK_STORE`) when
+ * it is a Redis URL, else the folder `--config-dir`, through the same rules
+ * and checks as `padlock run` (store-config.ts; every problem at once, never
+ * a password). `PADLOCK_FAULT_KILL_AT` (tests only) names a filesystem
+ * store fault point at which the process kills itself with SIGKILL, to prove
+ * that a crash mid-write never corrupts the store. Close it when done.
  */
-export async function openStore(dir: string): Promise<CertStore> {
+export async function openStore(args: StoreArgs, options: { folderOnly?: boolean } = {}): Promise<CertStore> {
+  if (options.folderOnly) return openFsStore(args['config-dir'], { clock: systemClock });
+  const env = cliEnvironment();
+  const config = {
+    store: args.store ?? env.store ?? '',
+    storePrefix: args['store-prefix'] ?? env.storePrefix ?? DEFAULT_STORE_PREFIX,
+    ...(args['store-ca'] ?? env.storeCa ? { storeCa: (args['store-ca'] ?? env.storeCa)! } : {}),
+    ...(args['store-key-file'] ?? env.storeKeyFile ? { storeKeyFile: (args['store-key-file'] ?? env.storeKeyFile)! } : {}),
+  };
+  const problems = storeConfigProblems(config, process.env);
+  if (problems.length) throw new PadlockError('CONFIG_INVALID', problems.length === 1 ? problems[0]! : `${problems.length} problems:\n  - ${problems.join('\n  - ')}`, { details: { problems } });
+  if (isRedisStore(config)) return openConfiguredStore({ ...config, configDir: args['config-dir'] }, process.env, { clock: systemClock });
   const killAt = process.env['PADLOCK_FAULT_KILL_AT'];
-  return openFsStore(dir, {
+  return openFsStore(args['config-dir'], {
     ...(killAt ? { faults: (point: string) => { if (point === killAt) process.kill(process.pid, 'SIGKILL'); } } : {}),
     clock: systemClock,
   });
@@ -194,13 +224,13 @@ export interface CliEngine {
  * setting shared by every order of the run, and deploy hooks.
  */
 export async function openEngine(opts: {
-  configDir: string;
+  store: StoreArgs;
   logger: Logger;
   timeoutMs: number;
   serverCa?: string | undefined;
   hookTimeoutMs?: number;
 }): Promise<CliEngine> {
-  const store = await openStore(opts.configDir);
+  const store = await openStore(opts.store);
   const clock = systemClock;
   const events = new EngineEventBus((event, err) => opts.logger.warn('an event listener failed', { event, error: errorMessage(err) }));
   const ari = new AriSources({ timeoutMs: opts.timeoutMs, logger: opts.logger });
@@ -226,6 +256,7 @@ export async function openEngine(opts: {
     close: async () => {
       await Promise.all([...solvers.values()].map((s) => s.close()));
       issuers.close();
+      await store.close();
     },
   };
 }

@@ -17,18 +17,22 @@ export const deleteCommand: CommandModule<object, DeleteArgs> = {
   builder: (y) => withStoreOptions(y).option('cert-name', { type: 'string', demandOption: true, describe: 'The lineage to delete' }) as never,
   handler: async (args) => {
     try {
-      const store = await openStore(args['config-dir']);
-      const name = args['cert-name'];
-      if (!(await store.readMeta(name)) && !(await store.readLineage(name))) {
-        throw new PadlockError('STORE_NOT_FOUND', `no certificate named ${name} in ${store.location}; see padlock certificates`);
-      }
-      const unlock = await store.lock(name, { waitMs: 10_000 });
+      const store = await openStore(args);
       try {
-        await store.deleteLineage(name);
+        const name = args['cert-name'];
+        if (!(await store.readMeta(name)) && !(await store.readLineage(name))) {
+          throw new PadlockError('STORE_NOT_FOUND', `no certificate named ${name} in ${store.location}; see padlock certificates`);
+        }
+        const unlock = await store.lock(name, { waitMs: 10_000 });
+        try {
+          await store.deleteLineage(name);
+        } finally {
+          await unlock();
+        }
+        output(args, { ok: true, action: 'deleted', name }, `Deleted ${name} from ${store.location}.`);
       } finally {
-        await unlock();
+        await store.close();
       }
-      output(args, { ok: true, action: 'deleted', name }, `Deleted ${name} from ${store.location}.`);
     } catch (err) {
       reportError(err, args.json);
     }

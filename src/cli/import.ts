@@ -132,7 +132,7 @@ export const importCommand: CommandModule<object, ImportArgs> = {
       .example('$0 import certbot /etc/letsencrypt --dry-run', 'check every certbot lineage, store nothing') as never,
   handler: async (args) => {
     try {
-      const report = await runImport(importRequestFromArgs(args), { openStore: () => openStore(args['config-dir']) });
+      const report = await runImport(importRequestFromArgs(args), { openStore: () => openStore(args) });
       if (args.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       else if (!args.quiet || !report.ok) output({ json: false }, {}, formatImportReport(report));
       if (!report.ok) process.exitCode = 1;

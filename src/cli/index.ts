@@ -16,6 +16,7 @@ import { revokeCommand } from './revoke.js';
 import { deleteCommand } from './delete.js';
 import { verifyCommand } from './verify.js';
 import { checkCommand } from './check.js';
+import { storeCommand } from './store.js';
 
 const VERSION = '0.1.0';
 
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     .command(notifyCommand)
     .command(importCommand)
     .command(statusCommand)
+    .command(storeCommand)
     .demandCommand(1, 'Name a command; see padlock --help.')
     .strict()
     .version(VERSION)

@@ -121,7 +121,7 @@ async function issue(args: IssueArgs): Promise<void> {
   const logger = makeLogger(args);
   const say = progressPrinter(args);
   const { engine, close } = await openEngine({
-    configDir: args['config-dir'], logger, timeoutMs: args.timeout * 1000, serverCa: serverCaPath(args), hookTimeoutMs: args['deploy-hook-timeout'] * 1000,
+    store: args, logger, timeoutMs: args.timeout * 1000, serverCa: serverCaPath(args), hookTimeoutMs: args['deploy-hook-timeout'] * 1000,
   });
   try {
     // certbot's non-interactive default: keep a certificate for the same names that is not yet due.

@@ -76,7 +76,7 @@ async function renew(args: RenewArgs): Promise<void> {
   const clock = systemClock;
   const logger = makeLogger(args);
   const { engine, store, events, close } = await openEngine({
-    configDir: args['config-dir'], logger, timeoutMs: args.timeout * 1000, serverCa: args['server-ca'], hookTimeoutMs: args['deploy-hook-timeout'] * 1000,
+    store: args, logger, timeoutMs: args.timeout * 1000, serverCa: args['server-ca'], hookTimeoutMs: args['deploy-hook-timeout'] * 1000,
   });
   const name = args['cert-name'];
   const names = name ? [name] : await store.listLineages();

@@ -36,35 +36,39 @@ export const revokeCommand: CommandModule<object, RevokeArgs> = {
       .option('verbose', { alias: 'v', type: 'boolean', default: false }) as never,
   handler: async (args) => {
     try {
-      const store = await openStore(args['config-dir']);
-      const name = args['cert-name'];
-      const lineage = await store.readLineage(name);
-      if (!lineage) throw new PadlockError('STORE_NOT_FOUND', `no certificate named ${name} in ${store.location}; see padlock certificates`);
-      const serverCa = await readPemOption('--server-ca', args['server-ca'] ?? lineage.meta.serverCa ?? cliEnvironment().serverCa);
-      const unlock = await store.lock(name, { waitMs: 10_000 });
+      const store = await openStore(args);
       try {
-        const client = await openAccount(store, {
-          directoryUrl: lineage.meta.server,
-          agreeTos: true,
-          logger: makeLogger(args),
-          clock: systemClock,
-          timeoutMs: args.timeout * 1000,
-          ...(serverCa ? { serverCa } : {}),
-          ...(lineage.meta.email ? { email: lineage.meta.email } : {}),
-        });
+        const name = args['cert-name'];
+        const lineage = await store.readLineage(name);
+        if (!lineage) throw new PadlockError('STORE_NOT_FOUND', `no certificate named ${name} in ${store.location}; see padlock certificates`);
+        const serverCa = await readPemOption('--server-ca', args['server-ca'] ?? lineage.meta.serverCa ?? cliEnvironment().serverCa);
+        const unlock = await store.lock(name, { waitMs: 10_000 });
         try {
-          await client.call(`revoking ${name}`, (c) => c.revokeCertificate(lineage.bundle.cert, { reason: REVOCATION_REASONS[args.reason] }));
+          const client = await openAccount(store, {
+            directoryUrl: lineage.meta.server,
+            agreeTos: true,
+            logger: makeLogger(args),
+            clock: systemClock,
+            timeoutMs: args.timeout * 1000,
+            ...(serverCa ? { serverCa } : {}),
+            ...(lineage.meta.email ? { email: lineage.meta.email } : {}),
+          });
+          try {
+            await client.call(`revoking ${name}`, (c) => c.revokeCertificate(lineage.bundle.cert, { reason: REVOCATION_REASONS[args.reason] }));
+          } finally {
+            client.close();
+          }
+          const now = systemClock.now().toISOString();
+          if (args['delete-after-revoke']) await store.deleteLineage(name);
+          else await store.updateState(name, (state) => ({ ...state, revokedAt: now, revokedReason: args.reason }));
         } finally {
-          client.close();
+          await unlock();
         }
-        const now = systemClock.now().toISOString();
-        if (args['delete-after-revoke']) await store.deleteLineage(name);
-        else await store.updateState(name, (state) => ({ ...state, revokedAt: now, revokedReason: args.reason }));
+        output(args, { ok: true, action: 'revoked', name, reason: args.reason, deleted: args['delete-after-revoke'] },
+          `Revoked ${name} (${args.reason}).${args['delete-after-revoke'] ? ' Deleted it.' : ' padlock renew will replace it; padlock delete --cert-name ' + name + ' removes it.'}`);
       } finally {
-        await unlock();
+        await store.close();
       }
-      output(args, { ok: true, action: 'revoked', name, reason: args.reason, deleted: args['delete-after-revoke'] },
-        `Revoked ${name} (${args.reason}).${args['delete-after-revoke'] ? ' Deleted it.' : ' padlock renew will replace it; padlock delete --cert-name ' + name + ' removes it.'}`);
     } catch (err) {
       reportError(err, args.json);
     }

@@ -42,7 +42,7 @@ export async function loadRunConfig(argv: Record<string, unknown>, env: NodeJS.P
     if (v === undefined) continue;
     flags[key] = typeof v === 'string' ? fromString(key, v) : v;
   }
-  const config = parseRunConfig({ ...(file ? { file: await readConfigFile(file), fileName: file } : {}), env: envLayer(env), flags });
+  const config = parseRunConfig({ ...(file ? { file: await readConfigFile(file), fileName: file } : {}), env: envLayer(env), flags }, env);
   return file ? { config, file } : { config };
 }
 

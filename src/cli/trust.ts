@@ -33,33 +33,37 @@ export const trustCommand: CommandModule<object, TrustArgs> = {
   handler: async (args) => {
     try {
       const { config } = await loadRunConfig({ config: args.config, 'local-suffixes': args['local-suffixes'] }, process.env);
-      const store = await openStore(args['config-dir']);
-      const root = await ensureLocalRoot(store, systemClock, config.localSuffixes);
-      if (root.notice) process.stderr.write(`padlock: ${root.notice}\n`);
-      if (args.pem) {
-        process.stdout.write(root.certPem);
-        return;
+      const store = await openStore(args);
+      try {
+        const root = await ensureLocalRoot(store, systemClock, config.localSuffixes);
+        if (root.notice) process.stderr.write(`padlock: ${root.notice}\n`);
+        if (args.pem) {
+          process.stdout.write(root.certPem);
+          return;
+        }
+        const x = new X509Certificate(root.certPem);
+        const file = join(store.location, 'live', LOCAL_ROOT_LINEAGE, 'cert.pem');
+        const json = { ok: true, subject: x.subject, notAfter: new Date(x.validTo).toISOString(), fingerprint256: x.fingerprint256, permittedNames: root.permittedNames, replaced: root.replaced, path: file, pem: root.certPem };
+        output(args, json, [
+          `padlock's local CA (for names such as *.localhost, *.internal, *.home.arpa)`,
+          `  subject:     ${x.subject.replace(/\n/g, ', ')}`,
+          `  can sign:    ${describeNames(root.permittedNames)}`,
+          `  valid until: ${new Date(x.validTo).toISOString()}`,
+          `  SHA-256:     ${x.fingerprint256}`,
+          `  file:        ${file}`,
+          ``,
+          `Trust it on this machine:`,
+          `  Debian/Ubuntu: sudo cp ${file} /usr/local/share/ca-certificates/padlock-local-ca.crt && sudo update-ca-certificates`,
+          `  Fedora/RHEL:   sudo cp ${file} /etc/pki/ca-trust/source/anchors/padlock-local-ca.pem && sudo update-ca-trust`,
+          `  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain ${file}`,
+          `  Chrome/Firefox on Linux (NSS): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n padlock-local-ca -i ${file}`,
+          `  curl:          curl --cacert ${file} https://app.localhost/`,
+          ``,
+          root.certPem.trimEnd(),
+        ].join('\n'));
+      } finally {
+        await store.close();
       }
-      const x = new X509Certificate(root.certPem);
-      const file = join(store.location, 'live', LOCAL_ROOT_LINEAGE, 'cert.pem');
-      const json = { ok: true, subject: x.subject, notAfter: new Date(x.validTo).toISOString(), fingerprint256: x.fingerprint256, permittedNames: root.permittedNames, replaced: root.replaced, path: file, pem: root.certPem };
-      output(args, json, [
-        `padlock's local CA (for names such as *.localhost, *.internal, *.home.arpa)`,
-        `  subject:     ${x.subject.replace(/\n/g, ', ')}`,
-        `  can sign:    ${describeNames(root.permittedNames)}`,
-        `  valid until: ${new Date(x.validTo).toISOString()}`,
-        `  SHA-256:     ${x.fingerprint256}`,
-        `  file:        ${file}`,
-        ``,
-        `Trust it on this machine:`,
-        `  Debian/Ubuntu: sudo cp ${file} /usr/local/share/ca-certificates/padlock-local-ca.crt && sudo update-ca-certificates`,
-        `  Fedora/RHEL:   sudo cp ${file} /etc/pki/ca-trust/source/anchors/padlock-local-ca.pem && sudo update-ca-trust`,
-        `  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain ${file}`,
-        `  Chrome/Firefox on Linux (NSS): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n padlock-local-ca -i ${file}`,
-        `  curl:          curl --cacert ${file} https://app.localhost/`,
-        ``,
-        root.certPem.trimEnd(),
-      ].join('\n'));
     } catch (err) {
       reportError(err, args.json);
     }

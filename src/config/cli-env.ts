@@ -7,7 +7,7 @@
 import { runConfigSchema, envLayer } from './schema.js';
 import { PadlockError } from '../errors.js';
 
-const cliEnvSchema = runConfigSchema.pick({ configDir: true, serverCa: true, adminListen: true, adminToken: true }).partial();
+const cliEnvSchema = runConfigSchema.pick({ configDir: true, serverCa: true, adminListen: true, adminToken: true, store: true, storePrefix: true, storeCa: true, storeKeyFile: true }).partial();
 
 export interface CliEnvironment {
   /** `PADLOCK_CONFIG_DIR`. */
@@ -18,6 +18,11 @@ export interface CliEnvironment {
   adminListen?: string;
   /** `PADLOCK_ADMIN_TOKEN`. Never printed. */
   adminToken?: string;
+  /** `PADLOCK_STORE`: a folder or a Redis URL (holds a password: never printed; show the store's `location`). */
+  store?: string;
+  storePrefix?: string;
+  storeCa?: string;
+  storeKeyFile?: string;
 }
 
 /** Parses the variables; CONFIG_INVALID names every bad one (never a secret value). */
@@ -26,6 +31,7 @@ export function parseCliEnvironment(env: NodeJS.ProcessEnv): CliEnvironment {
   const picked = Object.fromEntries(Object.entries(layer).filter(([k]) => k in cliEnvSchema.shape));
   const r = cliEnvSchema.safeParse(picked);
   if (!r.success) {
+    // Never the rejected value: PADLOCK_STORE may hold a password.
     const problems = r.error.issues.map((i) => `PADLOCK_${String(i.path[0] ?? '').replace(/[A-Z]/g, (c) => '_' + c).toUpperCase()}: ${i.message}`);
     throw new PadlockError('CONFIG_INVALID', problems.join('; '), { details: { problems } });
   }

@@ -11,6 +11,7 @@ import { notifyConfigSchema } from '../notify/config.js';
 import { companionConfigSchema, companionConfigProblems } from '../companion/config.js';
 import { adminConfigSchema, adminAccessProblem } from '../observe/admin-auth.js';
 import { PadlockError } from '../errors.js';
+import { storeConfigSchema, storeConfigProblems } from '../store/store-config.js';
 import { cidrProblem } from '../proxy/upstream-guard.js';
 
 const cidr = z.string().superRefine((v, ctx) => {
@@ -55,12 +56,15 @@ export const runConfigSchema = z.object({
   renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
+  storeLockTtl: z.number().int().min(5, 'storeLockTtl must be at least 5 seconds').max(3600, 'storeLockTtl must be at most 3600 seconds').default(60)
+    .describe('Seconds a certificate lock in a shared store outlives a replica that died holding it (its holder renews it every sixth of that)'),
+  storeAlertAfter: z.number().int().min(0).default(300).describe('Seconds a shared store (Redis) may stay unreachable before padlock alerts (it keeps serving meanwhile)'),
   logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('Log level'),
   logFormat: z.enum(['auto', 'json', 'pretty']).default('auto').describe('Log lines as JSON, readable text, or auto (readable when stderr is a terminal)'),
   allowUpstream: z.array(cidr).default([]).describe('CIDRs padlock may forward to although they are link-local or cloud metadata addresses, e.g. 169.254.10.0/24 (comma-separated)'),
   trustedProxies: z.array(cidr).default([]).describe("CIDRs of proxies in front of padlock whose X-Forwarded-*, X-Real-IP and Forwarded headers are kept (comma-separated); everyone else's are replaced"),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
-}).extend(notifyConfigSchema.shape).extend(companionConfigSchema.shape).extend(adminConfigSchema.shape).strict();
+}).extend(notifyConfigSchema.shape).extend(storeConfigSchema.shape).extend(companionConfigSchema.shape).extend(adminConfigSchema.shape).strict();
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
 export type StaticSite = z.infer<typeof staticSiteSchema>;
@@ -103,7 +107,11 @@ export function fromString(key: RunConfigKey, raw: string): unknown {
  * Validates the merged layers. Every problem is reported in one
  * CONFIG_INVALID error, each with where the value came from.
  */
-export function parseRunConfig(layers: { file?: Record<string, unknown>; fileName?: string; env?: Record<string, unknown>; flags?: Record<string, unknown> }): RunConfig {
+export function parseRunConfig(
+  layers: { file?: Record<string, unknown>; fileName?: string; env?: Record<string, unknown>; flags?: Record<string, unknown> },
+  /** The raw environment, for the secrets that never go through a flag (PADLOCK_STORE_KEY). */
+  rawEnv: NodeJS.ProcessEnv = {},
+): RunConfig {
   const origin = new Map<string, string>();
   const merged: Record<string, unknown> = {};
   const apply = (layer: Record<string, unknown> | undefined, name: string) => {
@@ -121,7 +129,7 @@ export function parseRunConfig(layers: { file?: Record<string, unknown>; fileNam
     // Rules across several keys, which one schema field cannot express.
     const adminHost = /^\[?([^\]]*?)\]?:\d+$/.exec(result.data.adminListen)?.[1] ?? result.data.adminListen;
     const admin = adminAccessProblem(adminHost, result.data.adminToken ?? result.data.adminTokenFile);
-    const cross = [...companionConfigProblems(result.data), ...(admin ? [admin] : [])];
+    const cross = [...companionConfigProblems(result.data), ...storeConfigProblems(result.data, rawEnv), ...(admin ? [admin] : [])];
     if (cross.length) throw new PadlockError('CONFIG_INVALID', cross.length === 1 ? cross[0]! : `${cross.length} configuration problems:\n  - ${cross.join('\n  - ')}`, { details: { problems: cross } });
     return Object.freeze(result.data) as RunConfig;
   }

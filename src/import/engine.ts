@@ -293,6 +293,14 @@ export async function runImport(req: ImportRequest, deps: ImportDeps): Promise<I
   const clock = deps.clock ?? systemClock;
   const roots = await loadTrustAnchors(req.trustedRoots ? { extraFiles: [req.trustedRoots] } : {});
   const store = await deps.openStore();
+  try {
+    return await importInto(store, req, roots, clock);
+  } finally {
+    await store.close();
+  }
+}
+
+async function importInto(store: CertStore, req: ImportRequest, roots: TrustAnchors, clock: Clock): Promise<ImportReport> {
   const { challenge, server: explicitServer } = req;
 
   let candidates: ImportCandidate[];

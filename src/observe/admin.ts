@@ -38,6 +38,12 @@ export interface AdminOptions {
   /** Builds the status document on request (see `buildStatusDocument`). Thrown errors answer 500. */
   status: () => unknown;
   ready: () => boolean;
+  /**
+   * More facts for `/readyz`'s body that do not change its status (the
+   * store's reachability: padlock serves from memory while a shared store is
+   * down, so it stays ready, and says so).
+   */
+  readyDetails?: () => Record<string, unknown>;
   /** Serves /metrics when given. */
   metrics?: Metrics;
   /** The bearer token. Required for a non-loopback `listen`. */
@@ -131,7 +137,10 @@ export class AdminServer {
       return json(421, { error: 'this admin API answers only to loopback names (127.0.0.1, [::1], localhost); set adminToken to serve other names' });
     }
 
-    if (path === '/readyz') return this.opts.ready() ? json(200, { ready: true }) : json(503, { ready: false });
+    if (path === '/readyz') {
+      const details = this.opts.readyDetails?.() ?? {};
+      return this.opts.ready() ? json(200, { ready: true, ...details }) : json(503, { ready: false, ...details });
+    }
     if (path === '/api/status') return json(200, this.opts.status());
     if (path === '/metrics' && this.opts.metrics) {
       const text = await this.opts.metrics.exposition();

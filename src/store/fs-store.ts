@@ -368,6 +368,26 @@ export class FsStore implements CertStore {
     });
   }
 
+  /** Every `accounts/<hash>/account.json`; one that does not parse is STORE_CORRUPT naming it. */
+  async listAccounts(): Promise<AccountRecord[]> {
+    const dir = join(this.location, 'accounts');
+    const out: AccountRecord[] = [];
+    for (const entry of (await readdir(dir).catch(() => [] as string[])).sort()) {
+      const path = join(dir, entry, 'account.json');
+      const record = (await readJson(path)) as AccountRecord | null;
+      if (record === null) continue;
+      if (typeof record !== 'object' || typeof record.directoryUrl !== 'string' || typeof record.keyPem !== 'string') throw corrupt(`${path} does not hold an account`);
+      out.push(record);
+    }
+    return out.sort((a, b) => a.directoryUrl.localeCompare(b.directoryUrl));
+  }
+
+  /** The names of `state/NAME.json` (temp files and other names are left out). */
+  async listStates(): Promise<string[]> {
+    const entries = await readdir(join(this.location, 'state')).catch(() => [] as string[]);
+    return entries.filter((e) => e.endsWith('.json')).map((e) => e.slice(0, -'.json'.length)).filter((n) => isValidLineageName(n)).sort();
+  }
+
   async readAccount(directoryUrl: string): Promise<AccountRecord | null> {
     const path = this.accountPath(directoryUrl);
     const record = (await readJson(path)) as AccountRecord | null;

@@ -126,6 +126,14 @@ export class MemoryStore implements CertStore {
     return a ? structuredClone(a) : null;
   }
 
+  async listAccounts(): Promise<AccountRecord[]> {
+    return [...this.accounts.values()].map((a) => structuredClone(a)).sort((a, b) => a.directoryUrl.localeCompare(b.directoryUrl));
+  }
+
+  async listStates(): Promise<string[]> {
+    return [...this.states.keys()].sort();
+  }
+
   async writeAccount(record: AccountRecord): Promise<void> {
     this.accounts.set(record.directoryUrl, structuredClone(record));
   }

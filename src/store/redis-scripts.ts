@@ -37,6 +37,14 @@ export class RedisKeys {
   get channel(): string {
     return `${this.prefix}changes`;
   }
+  /** A set of the names that have a state (lineages and padlock's own, such as the governor's). */
+  get states(): string {
+    return `${this.prefix}states`;
+  }
+  /** A set of the directory URLs that have an account. */
+  get accounts(): string {
+    return `${this.prefix}accounts`;
+  }
   lineage(name: string): string {
     return `${this.prefix}lineage:${name}`;
   }
@@ -106,18 +114,20 @@ return {v, redis.call('HGET', KEYS[2], 'v' .. v), redis.call('GET', KEYS[3])}
 export const DELETE_LINEAGE = luaScript(`
 local existed = redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+if KEYS[5] then redis.call('SREM', KEYS[5], ARGV[1]) end
 if existed == 1 then redis.call('PUBLISH', ARGV[2], ARGV[1]) end
 return existed
 `);
 
 /**
- * KEYS: state:NAME. ARGV: the revision the caller read ('' to write
- * unconditionally), the state JSON. Replies the new revision, or nil when
+ * KEYS: state:NAME, the states set. ARGV: the revision the caller read ('' to write
+ * unconditionally), the state JSON, the name. Replies the new revision, or nil when
  * the state changed since the caller read it (nothing written).
  */
 export const WRITE_STATE = luaScript(`
 if ARGV[1] ~= '' and (redis.call('HGET', KEYS[1], 'rev') or '0') ~= ARGV[1] then return false end
 redis.call('HSET', KEYS[1], 'body', ARGV[2])
+if KEYS[2] then redis.call('SADD', KEYS[2], ARGV[3]) end
 return redis.call('HINCRBY', KEYS[1], 'rev', 1)
 `);
 

@@ -193,6 +193,14 @@ export interface CertStore {
   updateState(name: string, change: (current: LineageState | null) => LineageState): Promise<LineageState>;
 
   readAccount(directoryUrl: string): Promise<AccountRecord | null>;
+  /** Every stored account (keys decrypted), sorted by directory URL: for `padlock store copy`. */
+  listAccounts(): Promise<AccountRecord[]>;
+  /**
+   * Every name that has a state, sorted: lineages, and padlock's own states
+   * that belong to no lineage (the rate-limit ledger `padlock-governor`).
+   * For `padlock store copy`.
+   */
+  listStates(): Promise<string[]>;
   /** Replaces the account for this directory URL whole. */
   writeAccount(record: AccountRecord): Promise<void>;
 

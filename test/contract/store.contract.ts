@@ -231,6 +231,22 @@ export function runStoreContract(label: string, make: () => Promise<StoreUnderTe
         await store.writeAccount(withoutUrl);
         assert.deepEqual(await store.readAccount(le), withoutUrl);
       });
+
+      it('lists every account (keys readable) and every state, a lineage\'s and one without a lineage, for a copy', async () => {
+        const le = 'https://acme-v02.api.letsencrypt.org/directory';
+        const other = 'https://ca.example/dir';
+        assert.deepEqual(await store.listAccounts(), []);
+        assert.deepEqual(await store.listStates(), []);
+        await store.writeAccount(fakeAccount(other, 'b'));
+        await store.writeAccount(fakeAccount(le, 'a'));
+        assert.deepEqual(await store.listAccounts(), [fakeAccount(other, 'b'), fakeAccount(le, 'a')].sort((x, y) => x.directoryUrl.localeCompare(y.directoryUrl)));
+        await store.writeState('padlock-governor', { ledgers: {} });
+        await store.updateState('s.example.test', () => ({ failure: null }));
+        assert.deepEqual(await store.listStates(), ['padlock-governor', 's.example.test']);
+        await store.putVersion('s.example.test', fakeBundle('s'), fakeMeta('s.example.test'));
+        await store.deleteLineage('s.example.test');
+        assert.deepEqual(await store.listStates(), ['padlock-governor'], 'a deleted lineage takes its state with it');
+      });
     });
 
     describe('deleteLineage', () => {

@@ -95,13 +95,14 @@ class CountingStore extends MemoryStore {
     this.held += 1;
     this.maxHeld = Math.max(this.maxHeld, this.held);
     let released = false;
-    return async () => {
+    // Keep the fence: the engine's write is fenced by this very lock.
+    return Object.assign(async () => {
       if (!released) {
         released = true;
         this.held -= 1;
       }
       await unlock();
-    };
+    }, { fence: unlock.fence });
   }
 }
 
