@@ -27,7 +27,7 @@ import type { SiteSpec } from '../state/desired-state.js';
 import type { LineageMeta, LineageState } from '../store/store.js';
 import type { LineageSpec } from './issuer.js';
 import { storedAriDecision } from './ari-poller.js';
-import { describeCertificate } from '../tls/inspect.js';
+import { certificateValidity } from '../tls/inspect.js';
 import { LOCAL_ISSUER, LOCAL_ROOT_SERVER } from '../tls/local-ca.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -503,7 +503,7 @@ export class CertificateManager {
     }
     const cached = this.cache.get(name);
     if (cached && cached.version === lineage.version) return;
-    const leaf = describeCertificate(lineage.bundle.cert);
+    const leaf = certificateValidity(lineage.bundle.cert);
     const superseded = await this.opts.engine.issuerFor(specOf(lineage.meta)).supersedes(lineage, this.opts.engine.store).catch(() => undefined);
     this.cache.set(name, {
       version: lineage.version,
