@@ -31,8 +31,8 @@ export interface WindowSummary {
   busyMs: number;
   idleMs: number;
   categories: { category: string; ms: number }[];
-  /** padlock functions (dist/ or src/) by inclusive time within the window. */
-  padlockInclusive: { fn: string; where: string; ms: number }[];
+  /** padlock functions (dist/ or src/) by inclusive time within the window, with when they were first and last on the stack. */
+  padlockInclusive: { fn: string; where: string; ms: number; firstMs: number; lastMs: number }[];
   /** Any function by self time within the window. */
   self: { fn: string; where: string; category: string; ms: number }[];
 }
@@ -50,7 +50,7 @@ export function summarizeWindow(p: CpuProfile, file: string, windowMs: number, t
   const deltas = p.timeDeltas ?? [];
   const limitUs = windowMs * 1000;
   const selfUs = new Map<string, { fn: string; where: string; category: string; us: number }>();
-  const inclUs = new Map<string, { fn: string; where: string; us: number }>();
+  const inclUs = new Map<string, { fn: string; where: string; us: number; first: number; last: number }>();
   const cats = new Map<string, number>();
   let elapsed = 0;
   let idle = 0;
@@ -85,8 +85,9 @@ export function summarizeWindow(p: CpuProfile, file: string, windowMs: number, t
       const k = `${f}@${w}`;
       if (seen.has(k)) continue;
       seen.add(k);
-      const e = inclUs.get(k) ?? { fn: f, where: w, us: 0 };
+      const e = inclUs.get(k) ?? { fn: f, where: w, us: 0, first: elapsed, last: elapsed };
       e.us += us;
+      e.last = elapsed;
       inclUs.set(k, e);
     }
   }
@@ -97,7 +98,7 @@ export function summarizeWindow(p: CpuProfile, file: string, windowMs: number, t
     busyMs: ms(busy),
     idleMs: ms(idle),
     categories: [...cats.entries()].filter(([c]) => c !== 'idle').sort((a, b) => b[1] - a[1]).map(([category, us]) => ({ category, ms: ms(us) })),
-    padlockInclusive: [...inclUs.values()].sort((a, b) => b.us - a.us).slice(0, topN).map((e) => ({ fn: e.fn, where: e.where, ms: ms(e.us) })),
+    padlockInclusive: [...inclUs.values()].sort((a, b) => b.us - a.us).slice(0, topN).map((e) => ({ fn: e.fn, where: e.where, ms: ms(e.us), firstMs: ms(e.first), lastMs: ms(e.last) })),
     self: [...selfUs.values()].sort((a, b) => b.us - a.us).slice(0, topN).map((e) => ({ fn: e.fn, where: e.where, category: e.category, ms: ms(e.us) })),
   };
 }
@@ -115,9 +116,9 @@ export function windowMarkdown(s: WindowSummary): string {
     '|---|---:|',
     ...s.categories.map((c) => `| ${c.category} | ${c.ms} |`),
     '',
-    '| padlock function (inclusive time) | where | ms |',
-    '|---|---|---:|',
-    ...s.padlockInclusive.map((e) => `| ${esc(e.fn)} | ${e.where} | ${e.ms} |`),
+    '| padlock function (inclusive time) | where | ms | on the stack from – to (ms after process start) |',
+    '|---|---|---:|---:|',
+    ...s.padlockInclusive.map((e) => `| ${esc(e.fn)} | ${e.where} | ${e.ms} | ${e.firstMs}–${e.lastMs} |`),
     '',
     '| function (self time) | where | category | ms |',
     '|---|---|---|---:|',
