@@ -16,7 +16,7 @@
  * a start-up that renews.
  */
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openFsStore } from '../../src/store/fs-store.js';
@@ -102,12 +102,14 @@ export interface FixtureResult extends FixtureInfo {
 }
 
 const MARKER = '.bench-startup-fixture.json';
+/** Present while a build runs: a folder holding it is the bench's own, and may be emptied. */
+const BUILDING = '.bench-startup-fixture.building';
 
 /**
  * Returns the fixture at the folder store `dir`, building it first when it is
  * absent, incomplete, of another size or format, or older than
- * FIXTURE_MAX_AGE_DAYS. Building empties `dir` first, so point it only at a
- * folder the bench owns.
+ * FIXTURE_MAX_AGE_DAYS. A stale fixture is removed first; a non-empty folder
+ * without the fixture marker is refused, never emptied.
  */
 export async function ensureFsFixture(dir: string, names: number, log: (msg: string) => void): Promise<FixtureResult> {
   const marker = join(dir, MARKER);
@@ -117,14 +119,20 @@ export async function ensureFsFixture(dir: string, names: number, log: (msg: str
     log(`fixture: reusing ${names} certificates in ${dir} (made ${cached.createdAt})`);
     return { ...cached, built: false };
   }
-  if (cached || (await exists(dir))) {
-    log(`fixture: rebuilding ${dir} (${cached ? `made ${cached.createdAt}, ${cached.names} names, format ${cached.format}` : 'no complete fixture marker'})`);
+  const entries = await readdir(dir).catch(() => [] as string[]);
+  if (cached || entries.includes(BUILDING)) {
+    log(`fixture: rebuilding ${dir} (${cached ? `made ${cached.createdAt}, ${cached.names} names, format ${cached.format}` : 'an earlier build was interrupted'})`);
     await rm(dir, { recursive: true, force: true });
+  } else if (entries.length > 0) {
+    // Never empty a folder the bench did not make (a real config dir passed by mistake).
+    throw new Error(`--store ${dir}: the folder is not empty and holds no bench fixture (${MARKER}); pass a new or empty folder`);
   }
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeFile(join(dir, BUILDING), `${new Date().toISOString()}\n`);
   const store = await openFsStore(dir);
   const info = await writeFixture(store, names, log);
   await writeFile(marker, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+  await rm(join(dir, BUILDING), { force: true });
   return { ...info, built: true };
 }
 
@@ -206,14 +214,5 @@ async function readMarker(path: string): Promise<FixtureInfo | null> {
     return JSON.parse(await readFile(path, 'utf8')) as FixtureInfo;
   } catch {
     return null;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
   }
 }

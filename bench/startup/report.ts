@@ -66,7 +66,8 @@ export interface StartupReport {
 }
 
 const s2 = (x: number | undefined): string => (x === undefined ? '–' : x.toFixed(2));
-const mem = (m: Memory | undefined): string => (m ? `${m.rssMiB.toFixed(0)}` : '–');
+/** RSS; for several processes (nginx's master and worker) also PSS, which counts shared pages once. */
+const mem = (m: Memory | undefined): string => (m ? `${m.rssMiB.toFixed(0)}${m.processes > 1 && m.pssMiB !== undefined ? ` (PSS ${m.pssMiB.toFixed(0)})` : ''}` : '–');
 
 /** One row per scenario and round, in the order they ran. */
 export function markdownRounds(r: StartupReport): string {
