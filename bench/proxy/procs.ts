@@ -35,7 +35,17 @@ export function killAllDaemons(): void {
   }
 }
 
-export function startDaemon(name: string, cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string; capSeconds: number }): Daemon {
+/**
+ * Spawns `cmd args` under `timeout` (see the module comment). `onOutput`, when
+ * given, also receives every chunk of stdout and stderr as it arrives, with
+ * its stream (the kept `output()` is capped and mixes both).
+ */
+export function startDaemon(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: { env: NodeJS.ProcessEnv; cwd?: string; capSeconds: number; onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void },
+): Daemon {
   const child = spawn('timeout', ['-k', '5', String(Math.max(1, Math.ceil(opts.capSeconds))), cmd, ...args], {
     env: opts.env,
     cwd: opts.cwd,
@@ -49,8 +59,14 @@ export function startDaemon(name: string, cmd: string, args: string[], opts: { e
   const keep = (d: string): void => {
     out = (out + d).slice(-20_000);
   };
-  child.stdout?.setEncoding('utf8').on('data', keep);
-  child.stderr?.setEncoding('utf8').on('data', keep);
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    keep(d);
+    opts.onOutput?.(d, 'stdout');
+  });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    keep(d);
+    opts.onOutput?.(d, 'stderr');
+  });
   const closed = new Promise<void>((r) => {
     child.on('close', () => {
       done = true;

@@ -71,6 +71,17 @@ export function describeCertificate(pem: string | X509Certificate): CertSummary 
   };
 }
 
+/**
+ * The certificate's validity period (and serial) alone: what a caller deciding on dates
+ * needs, without describeCertificate's names, key details and fingerprint
+ * (the daemon reads it for every stored certificate at start).
+ * @throws PadlockError CERT_UNPARSEABLE on garbage.
+ */
+export function certificateValidity(pem: string | X509Certificate): { notBefore: Date; notAfter: Date; serialNumber: string } {
+  const cert = typeof pem === 'string' ? parseCertificate(pem) : pem;
+  return { notBefore: certDate(cert, 'from'), notAfter: certDate(cert, 'to'), serialNumber: cert.serialNumber.toUpperCase() };
+}
+
 /** Whole days from `now` until `notAfter`, rounded down; negative once expired. */
 export function daysLeft(notAfter: Date, now: Date): number {
   return Math.floor((notAfter.getTime() - now.getTime()) / DAY_MS);

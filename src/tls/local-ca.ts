@@ -113,14 +113,14 @@ function withinNames(name: string, permitted: readonly string[]): boolean {
 }
 
 /**
- * Whether `rootPem` signed `leafPem`: issuer name and key identifiers match
+ * Whether `root` signed `leafPem`: issuer name and key identifiers match
  * and the signature verifies with the root's key. A leaf from a replaced
  * root is not issued by the new one and must be reissued. False for
- * unreadable PEMs.
+ * unreadable PEMs. A caller checking many leaves passes the root parsed once.
  */
-export function issuedByRoot(leafPem: string, rootPem: string): boolean {
+export function issuedByRoot(leafPem: string, root: string | X509Certificate): boolean {
   try {
-    return isIssuedBy(new X509Certificate(leafPem), new X509Certificate(rootPem));
+    return isIssuedBy(new X509Certificate(leafPem), typeof root === 'string' ? new X509Certificate(root) : root);
   } catch {
     return false;
   }

@@ -9,6 +9,7 @@
  * daemon's root. A root without name constraints is always replaced (see
  * ensureLocalRoot), and leaves it signed are then superseded.
  */
+import { X509Certificate } from 'node:crypto';
 import { DEFAULT_LOCAL_SUFFIXES, LOCAL_ISSUER, LOCAL_ROOT_LINEAGE, ensureLocalRoot, issueLocalCertificate, issuedByRoot, rootPermittedNames, type EnsuredLocalRoot } from './local-ca.js';
 import type { Issuer, IssueRequest, Issued } from '../certificates/issuer.js';
 import type { CertStore, Lineage } from '../store/store.js';
@@ -18,6 +19,15 @@ import type { Logger } from '../log.js';
 
 export class LocalIssuer implements Issuer {
   readonly id = LOCAL_ISSUER;
+  /**
+   * The root lineage read in flight, shared by the supersedes() calls that
+   * overlap it: loading 10,000 lineages checks 32 at a time, and each used to
+   * read the root again. Dropped once settled, so a replaced root is seen by
+   * the next call.
+   */
+  private rootRead: { store: CertStore; pending: Promise<Lineage | null> } | undefined;
+  /** The root certificate last checked against, parsed once. */
+  private parsedRoot: { pem: string; cert: X509Certificate } | undefined;
   constructor(private readonly clock: Clock, private readonly options: { suffixes?: readonly string[]; logger?: Logger } = {}) {}
 
   describe(): string {
@@ -46,9 +56,29 @@ export class LocalIssuer implements Issuer {
   /** A leaf the current root did not sign (the root was replaced) must be reissued. */
   async supersedes(lineage: Lineage, store: CertStore): Promise<string | undefined> {
     if (lineage.meta.domains.length === 0) return undefined;
-    const root = await store.readLineage(LOCAL_ROOT_LINEAGE);
-    if (!root || issuedByRoot(lineage.bundle.cert, root.bundle.cert)) return undefined;
+    const root = await this.readRoot(store);
+    if (!root || issuedByRoot(lineage.bundle.cert, this.parsed(root.bundle.cert))) return undefined;
     return "issued by a local CA root that was replaced; reissued from the current one";
+  }
+
+  /** The stored root lineage; concurrent callers share one read (see `rootRead`). */
+  private readRoot(store: CertStore): Promise<Lineage | null> {
+    if (this.rootRead?.store === store) return this.rootRead.pending;
+    const pending = store.readLineage(LOCAL_ROOT_LINEAGE).finally(() => {
+      if (this.rootRead?.pending === pending) this.rootRead = undefined;
+    });
+    this.rootRead = { store, pending };
+    return pending;
+  }
+
+  private parsed(pem: string): X509Certificate | string {
+    if (this.parsedRoot?.pem === pem) return this.parsedRoot.cert;
+    try {
+      this.parsedRoot = { pem, cert: new X509Certificate(pem) };
+      return this.parsedRoot.cert;
+    } catch {
+      return pem; // unreadable: issuedByRoot says false
+    }
   }
 
   async issue(request: IssueRequest): Promise<Issued> {

@@ -23,6 +23,7 @@ import {
   pastWindowForFreshCertificate,
   type AriState,
 } from '../../src/certificates/ari-policy.js';
+import { ariToJson, storedAriDecision } from '../../src/certificates/ari-poller.js';
 import { checkProfile } from '../../src/acme/profiles.js';
 import { AcmeProblemError, PadlockError } from '../../src/errors.js';
 import { fixedClock } from '../../src/clock.js';
@@ -122,6 +123,54 @@ describe('ARI CertID (RFC 9773 section 4.1)', () => {
 
   it('refuses text that holds no certificate', () => {
     expectPadlockError(() => certId('not a certificate'), 'CERT_UNPARSEABLE', /no PEM certificate/);
+  });
+
+  describe('the decision from what the store holds', () => {
+    const now = new Date();
+    /** The certificate facts, counting how often the PEM is read (each read is a full ASN.1 parse). */
+    const facts = (pem: () => string) => {
+      const counted = { reads: 0, notBefore: new Date(now.getTime() - HOUR), notAfter: new Date(now.getTime() + DAY) };
+      return Object.defineProperty(counted, 'certPem', { get: () => (counted.reads++, pem()), enumerable: true }) as typeof counted & { certPem: string };
+    };
+    const stored = (pem: string) => ({
+      ari: ariToJson({ window: { start: new Date(now.getTime() + 2 * HOUR), end: new Date(now.getTime() + 4 * HOUR) }, chosen: new Date(now.getTime() + 3 * HOUR), lastFetchAt: now, nextPollAt: new Date(now.getTime() + 6 * HOUR) }, certId(pem)),
+    });
+    const cases = [
+      {
+        desc: 'planning, nothing stored about ARI: no decision, and the certificate is not even parsed',
+        state: () => null, known: true, pem: () => leaves.get('0x12345678')!,
+        check: (d: ReturnType<typeof storedAriDecision>, reads: number) => {
+          assert.equal(d, undefined);
+          assert.equal(reads, 0);
+        },
+      },
+      {
+        desc: "planning, a stored window for this certificate: renew at the time chosen in it",
+        state: () => stored(leaves.get('0x12345678')!), known: true, pem: () => leaves.get('0x12345678')!,
+        check: (d: ReturnType<typeof storedAriDecision>) => assert.equal(d?.at.getTime(), now.getTime() + 3 * HOUR),
+      },
+      {
+        desc: 'planning, a stored window for the previous certificate of the lineage: no decision',
+        state: () => stored(leaves.get('0x7f')!), known: true, pem: () => leaves.get('0x12345678')!,
+        check: (d: ReturnType<typeof storedAriDecision>) => assert.equal(d, undefined),
+      },
+      {
+        desc: 'polling, nothing stored: a poll is due now',
+        state: () => null, known: false, pem: () => leaves.get('0x12345678')!,
+        check: (d: ReturnType<typeof storedAriDecision>) => assert.equal(d?.pollAt?.getTime(), now.getTime()),
+      },
+      {
+        desc: 'polling, a certificate without an Authority Key Identifier: no decision (it renews by its lifetime)',
+        state: () => null, known: false, pem: () => noAkiPem,
+        check: (d: ReturnType<typeof storedAriDecision>) => assert.equal(d, undefined),
+      },
+    ];
+    for (const c of cases) {
+      it(c.desc, () => {
+        const cert = facts(c.pem);
+        c.check(storedAriDecision(c.state(), cert, now, { known: c.known }), cert.reads);
+      });
+    }
   });
 });
 

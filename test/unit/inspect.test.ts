@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { PadlockError } from '../../src/errors.js';
-import { daysLeft, describeCertificate, splitPem } from '../../src/tls/inspect.js';
+import { certificateValidity, daysLeft, describeCertificate, splitPem } from '../../src/tls/inspect.js';
 import { DAY, TestPki, type TestCert } from '../support/certs.js';
 
 const notBefore = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
@@ -28,6 +28,22 @@ before(async () => {
 
 after(async () => {
   await pki?.cleanup();
+});
+
+describe('certificateValidity', () => {
+  const cases = [
+    { desc: 'reads the validity period of a PEM leaf', cert: () => ecLeaf.cert },
+    { desc: 'reads the leaf of a PEM chain, not the root after it', cert: () => rsaLeaf.cert + root.cert },
+  ];
+  for (const tc of cases) {
+    it(tc.desc, () => {
+      const v = certificateValidity(tc.cert());
+      assert.deepEqual([v.notBefore.toISOString(), v.notAfter.toISOString()], [notBefore.toISOString(), notAfter.toISOString()]);
+    });
+  }
+  it('refuses text that holds no certificate', () => {
+    assert.throws(() => certificateValidity('not a certificate'), (err: unknown) => err instanceof PadlockError && err.code === 'CERT_UNPARSEABLE');
+  });
 });
 
 describe('describeCertificate', () => {
