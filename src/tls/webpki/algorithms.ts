@@ -118,7 +118,7 @@ export function keyProblem(key: KeyObject): KeyProblem | undefined {
     case 'ed25519':
       return undefined;
     default:
-      return { reason: 'key-type-not-allowed', detail: `a ${key.asymmetricKeyType ?? 'unknown'} key (only RSA, ECDSA and Ed25519 are allowed)` };
+      return { reason: 'key-type-not-allowed', detail: `a key of type ${key.asymmetricKeyType ?? 'unknown'} (only RSA, ECDSA and Ed25519 are allowed)` };
   }
 }
 
