@@ -15,14 +15,15 @@
  * calls a certificate expired at the second of its notAfter), and a process
  * per check cost about 10 ms.
  */
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
 import { PadlockError } from '../errors.js';
-import { describeCertificate, splitPem, type CertSummary } from './inspect.js';
+import { splitPem, type CertSummary } from './inspect.js';
 import type { TrustAnchors } from './roots.js';
 import { failureDetails, pathReport, problemMessage, type Namer, type PathReport } from './verify-messages.js';
 import { indexAnchors, type AnchorIndex } from './webpki/anchor-index.js';
-import { CertificateParseError, parseCertificate, type ParsedCertificate } from './webpki/certificate.js';
+import { colonHex, parseCertificate, type ParsedCertificate } from './webpki/certificate.js';
+import { keyLabel } from './webpki/algorithms.js';
 import { wholeSeconds } from './webpki/checks.js';
 import { dnsNameMatches, ipText, presentedDnsNameProblem, referenceName, sameBytes } from './webpki/names.js';
 import { buildPath, type Limits } from './webpki/path-builder.js';
@@ -144,7 +145,6 @@ function verifyNow(input: VerifyInput): VerifyResult {
   let leaf: InputCertificate;
   try {
     leaf = readCertificate(blocks[0]!);
-    if (leaf.node() === undefined) throw new CertificateParseError('node:crypto cannot read it');
   } catch (err) {
     throw reject('der-malformed', `the leaf certificate is not a readable X.509 certificate (${(err as Error).message})`, {}, err);
   }
@@ -167,7 +167,7 @@ function verifyNow(input: VerifyInput): VerifyResult {
 
   const namer = makeNamer([leaf, ...pool]);
   const leafName = namer.name(leaf.parsed);
-  if (input.key !== undefined) checkKey(leaf.node()!, leafName, input.key);
+  if (input.key !== undefined) checkKey(leaf.parsed, leafName, input.key);
   if (input.names && input.names.length > 0) checkNames(leaf, leafName, input.names);
 
   const outcome = buildPath({
@@ -218,24 +218,38 @@ function makeNamer(inputs: InputCertificate[]): SummaryNamer {
     name: (cert) => cert.commonNames[0] ?? (nodeOf(cert) ? pick(nodeOf(cert)!.subject, ['CN']) : 'a certificate without a readable subject'),
     issuerName: (cert) => (nodeOf(cert) ? pick(nodeOf(cert)!.issuer, ['CN', 'O']) : 'an unreadable issuer'),
     summary: (cert) => {
-      const node = nodeOf(cert);
-      if (node) return describeCertificate(node);
-      const at = (ms: number): Date => new Date(ms);
-      return { subject: cert.commonNames[0] ?? '', names: [], issuer: '', notBefore: at(cert.notBefore), notAfter: at(cert.notAfter), serialNumber: '', keyType: 'unknown', fingerprint256: cert.fingerprint.toUpperCase() };
+      const node = (): X509Certificate | undefined => nodeOf(cert);
+      const info = cert.keyInfo();
+      return {
+        subject: cert.commonNames[0] ?? (node() ? pick(node()!.subject, ['CN']) : ''),
+        names: (cert.subjectAltName ?? []).flatMap((n) => (n.kind === 'dns' ? [n.value.toLowerCase()] : [])),
+        issuer: cert.issuerCommonNames[0] ?? cert.issuerOrganizations[0] ?? (node() ? pick(node()!.issuer, ['CN', 'O']) : ''),
+        notBefore: new Date(cert.notBefore),
+        notAfter: new Date(cert.notAfter),
+        serialNumber: serialHex(cert.serial),
+        keyType: info ? keyLabel(info) : 'unknown',
+        fingerprint256: colonHex(cert.fingerprint),
+      };
     },
   };
 }
 
-function checkKey(leaf: X509Certificate, leafName: string, keyPem: string): void {
+/** A serial number as OpenSSL prints it: uppercase hex, without the zero octet that only keeps it positive. */
+function serialHex(serial: Uint8Array): string {
+  const bytes = serial.length > 1 && serial[0] === 0 && (serial[1]! & 0x80) !== 0 ? serial.subarray(1) : serial;
+  return Buffer.from(bytes).toString('hex').toUpperCase();
+}
+
+function checkKey(leaf: ParsedCertificate, leafName: string, keyPem: string): void {
   let key: KeyObject;
   try {
-    key = createPrivateKey(keyPem);
+    key = createPublicKey(createPrivateKey(keyPem));
   } catch (err) {
     throw reject('private-key-unreadable', `the private key for ${leafName} could not be read (${(err as Error).message})`, {}, err);
   }
   let matches = false;
   try {
-    matches = leaf.checkPrivateKey(key);
+    matches = leaf.keyInfo()?.key.equals(key) ?? false;
   } catch {
     matches = false; // a key of another type cannot match
   }

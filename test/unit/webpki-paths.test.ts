@@ -12,6 +12,7 @@ import { PadlockError } from '../../src/errors.js';
 import { verifyCertificate, type VerifyResult } from '../../src/tls/verify.js';
 import type { ReasonCode } from '../../src/tls/webpki/reasons.js';
 import { DAY, EKU, anchorsOf, bundle, issue, makeKey, type CertSpec, type TestCertificate, type TestKey } from '../support/webpki-pki.js';
+import { makeDecoys } from '../support/webpki-decoys.js';
 
 const now = new Date(Math.floor(Date.now() / 1000) * 1000);
 const rel = (days: number): Date => new Date(now.getTime() + days * DAY);
@@ -123,38 +124,6 @@ describe('path building: decoys in the pool do not change the answer', () => {
     assert.ok(performance.now() - started < 2000, 'finishes quickly');
   });
 });
-
-/** Hostile certificates around `inter`: look-alikes, spoofed key IDs, expired copies, strangers, loops. */
-export function makeDecoys(root: TestCertificate, inter: TestCertificate, n: number): TestCertificate[] {
-  const out: TestCertificate[] = [];
-  for (let i = 0; out.length < n; i++) {
-    switch (i % 6) {
-      case 0: // same name, another key
-        out.push(issue({ subject: inter.subject, profile: 'ca', issuer: root }));
-        break;
-      case 1: // same name and key ID, another key
-        out.push(issue({ subject: inter.subject, profile: 'ca', issuer: root, ski: inter.keyId! }));
-        break;
-      case 2: // the right key, expired
-        out.push(issue({ subject: inter.subject, profile: 'ca', issuer: root, key: inter.key, notBefore: rel(-900), notAfter: rel(-800) }));
-        break;
-      case 3: // a self-signed root with the intermediate's name
-        out.push(issue({ subject: inter.subject, profile: 'ca' }));
-        break;
-      case 4: {
-        // a pair that sign each other
-        const k1 = makeKey();
-        const k2 = makeKey();
-        const a = issue({ subject: `CN=Loop A ${i}`, profile: 'ca', key: k1, issuer: { subject: `CN=Loop B ${i}`, der: new Uint8Array(), pem: '', key: k2, keyId: k2.keyId } });
-        out.push(a, issue({ subject: `CN=Loop B ${i}`, profile: 'ca', key: k2, issuer: a }));
-        break;
-      }
-      default: // a stranger
-        out.push(issue({ subject: `CN=Stranger ${i}`, profile: 'ca' }));
-    }
-  }
-  return out.slice(0, n);
-}
 
 describe('path building: a Let\'s Encrypt-shaped hierarchy ends at whichever root is trusted', () => {
   let x1: TestCertificate;

@@ -12,7 +12,8 @@
  * (the upper bound, Chromium's too, keeps a hostile key from costing seconds),
  * ECDSA on P-256, P-384 or P-521, and Ed25519.
  */
-import { constants, verify, type KeyObject } from 'node:crypto';
+import { constants, verify } from 'node:crypto';
+import type { KeyInfo } from './certificate.js';
 import { TAG, children, oidText, readWhole, valueOf } from './der.js';
 
 export interface SignatureScheme {
@@ -102,32 +103,30 @@ export const MIN_RSA_BITS = 2048;
 export const MAX_RSA_BITS = 8192;
 
 /** Why `key` is not allowed in the WebPKI, or undefined when it is. */
-export function keyProblem(key: KeyObject): KeyProblem | undefined {
-  const details = key.asymmetricKeyDetails ?? {};
-  switch (key.asymmetricKeyType) {
+export function keyProblem(key: KeyInfo): KeyProblem | undefined {
+  switch (key.type) {
     case 'rsa': {
-      const bits = details.modulusLength ?? 0;
+      const bits = key.bits ?? 0;
       if (bits < MIN_RSA_BITS) return { reason: 'key-rsa-too-small', detail: `an RSA key of ${bits} bits (at least ${MIN_RSA_BITS} are required)` };
       if (bits > MAX_RSA_BITS) return { reason: 'key-rsa-too-large', detail: `an RSA key of ${bits} bits (padlock accepts at most ${MAX_RSA_BITS})` };
       return undefined;
     }
     case 'ec': {
-      const curve = details.namedCurve;
+      const curve = key.curve;
       return curve !== undefined && CURVES[curve] ? undefined : { reason: 'key-curve-not-allowed', detail: `an ECDSA key on ${curve ?? 'explicit curve parameters'} (only P-256, P-384 and P-521 are allowed)` };
     }
     case 'ed25519':
       return undefined;
     default:
-      return { reason: 'key-type-not-allowed', detail: `a key of type ${key.asymmetricKeyType ?? 'unknown'} (only RSA, ECDSA and Ed25519 are allowed)` };
+      return { reason: 'key-type-not-allowed', detail: `a key of type ${key.type} (only RSA, ECDSA and Ed25519 are allowed)` };
   }
 }
 
 /** A short description of a key for messages: `ecdsa P-256`, `rsa 2048`. */
-export function keyLabel(key: KeyObject): string {
-  const d = key.asymmetricKeyDetails ?? {};
-  if (key.asymmetricKeyType === 'ec') return `ecdsa ${CURVES[d.namedCurve ?? ''] ?? d.namedCurve ?? '?'}`;
-  if (key.asymmetricKeyType === 'rsa') return `rsa ${d.modulusLength ?? '?'}`;
-  return key.asymmetricKeyType ?? 'unknown';
+export function keyLabel(key: KeyInfo): string {
+  if (key.type === 'ec') return `ecdsa ${CURVES[key.curve ?? ''] ?? key.curve ?? 'unknown curve'}`;
+  if (key.type === 'rsa' || key.type === 'rsa-pss') return `${key.type} ${key.bits ?? '?'}`;
+  return key.type;
 }
 
 /**
@@ -135,15 +134,13 @@ export function keyLabel(key: KeyObject): string {
  * never a throw, for a key of the wrong type or a signature that is not even
  * well-formed.
  */
-export function verifySignature(scheme: SignatureScheme, key: KeyObject, data: Uint8Array, signature: Uint8Array): boolean {
-  if (key.asymmetricKeyType !== scheme.keyType) return false;
+export function verifySignature(scheme: SignatureScheme, info: KeyInfo, data: Uint8Array, signature: Uint8Array): boolean {
+  if (info.type !== scheme.keyType) return false;
+  const key = info.key;
   try {
-    if (scheme.keyType === 'rsa') {
-      const padding = scheme.pss ? constants.RSA_PKCS1_PSS_PADDING : constants.RSA_PKCS1_PADDING;
-      return verify(scheme.hash, data, { key, padding, ...(scheme.pss ? { saltLength: scheme.pss.saltLength } : {}) }, signature);
-    }
-    if (scheme.keyType === 'ec') return verify(scheme.hash, data, { key, dsaEncoding: 'der' }, signature);
-    return verify(null, data, key, signature);
+    // A bare KeyObject where the defaults fit (PKCS #1 v1.5 padding, DER ECDSA signatures): node:crypto takes it measurably faster than an options object.
+    if (scheme.pss) return verify(scheme.hash, data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: scheme.pss.saltLength }, signature);
+    return verify(scheme.hash, data, key, signature);
   } catch {
     return false;
   }

@@ -91,8 +91,13 @@ export interface CertificateFields {
   /** Each RDN (SET) of the subject, encoded, in order: directoryName constraints compare these. */
   subjectRdns: Uint8Array[];
   commonNames: string[];
+  organizations: string[];
   /** emailAddress attributes of the subject (RFC 5280 section 4.2.1.10 constrains them as rfc822Name). */
   subjectEmails: string[];
+  issuerCommonNames: string[];
+  issuerOrganizations: string[];
+  /** The serialNumber INTEGER's value octets. */
+  serial: Uint8Array;
   notBefore: number;
   notAfter: number;
   /** The whole SubjectPublicKeyInfo. */
@@ -100,6 +105,17 @@ export interface CertificateFields {
   extensions: ReadonlyMap<string, RawExtension>;
   /** Extensions that appear more than once (RFC 5280 section 4.2 forbids it); only the first is kept. */
   duplicateExtensions: string[];
+}
+
+/** A public key with its type and size read once. */
+export interface KeyInfo {
+  key: KeyObject;
+  /** node:crypto's asymmetricKeyType: `rsa`, `ec`, `ed25519`, ... */
+  type: string;
+  /** The OpenSSL curve name, for EC keys. */
+  curve?: string;
+  /** The modulus length, for RSA keys. */
+  bits?: number;
 }
 
 export interface BasicConstraintsValue {
@@ -117,7 +133,7 @@ export interface ParsedCertificate extends CertificateFields {}
  */
 export class ParsedCertificate {
   private readonly decoded = new Map<string, { value: unknown; defects: CertificateDefect[] }>();
-  private key: KeyObject | null | undefined;
+  private key: KeyInfo | null | undefined;
 
   constructor(fields: CertificateFields) {
     Object.assign(this, fields);
@@ -146,11 +162,22 @@ export class ParsedCertificate {
   get subjectKeyId(): Uint8Array | undefined {
     return this.decode(OID.subjectKeyIdentifier) as Uint8Array | undefined;
   }
-  /** The public key, or undefined when node:crypto cannot read the SubjectPublicKeyInfo. */
-  publicKey(): KeyObject | undefined {
+  /**
+   * The public key and what node:crypto says about it, read once (its
+   * getters call into C++ on every access); undefined when node:crypto
+   * cannot read the SubjectPublicKeyInfo.
+   */
+  keyInfo(): KeyInfo | undefined {
     if (this.key === undefined) {
       try {
-        this.key = createPublicKey({ key: Buffer.from(this.spki), format: 'der', type: 'spki' });
+        const key = createPublicKey({ key: Buffer.from(this.spki), format: 'der', type: 'spki' });
+        const details = key.asymmetricKeyDetails ?? {};
+        this.key = {
+          key,
+          type: key.asymmetricKeyType ?? 'unknown',
+          ...(details.namedCurve !== undefined ? { curve: details.namedCurve } : {}),
+          ...(details.modulusLength !== undefined ? { bits: details.modulusLength } : {}),
+        };
       } catch {
         this.key = null;
       }
@@ -269,10 +296,8 @@ function parseStructure(der: Uint8Array): ParsedCertificate {
 
   const times = children(der, validity);
   if (times.length !== 2) throw new DerError('validity must have 2 times');
-  const subjectInfo = readSubject(der, subject);
-  children(der, issuer).forEach((rdn) => {
-    if (rdn.tag !== TAG.SET) throw new DerError('issuer RDN is not a SET');
-  });
+  const subjectInfo = readName(der, subject, 'subject');
+  const issuerInfo = readName(der, issuer, 'issuer');
 
   const fields: CertificateFields = {
     der,
@@ -286,7 +311,13 @@ function parseStructure(der: Uint8Array): ParsedCertificate {
     subject: encodingOf(der, subject),
     issuerKey: hex(encodingOf(der, issuer)),
     subjectKey: hex(encodingOf(der, subject)),
-    ...subjectInfo,
+    serial: valueOf(der, serial),
+    subjectRdns: subjectInfo.rdns,
+    commonNames: subjectInfo.commonNames,
+    organizations: subjectInfo.organizations,
+    subjectEmails: subjectInfo.emails,
+    issuerCommonNames: issuerInfo.commonNames,
+    issuerOrganizations: issuerInfo.organizations,
     notBefore: readTime(der, times[0]!),
     notAfter: readTime(der, times[1]!),
     spki: encodingOf(der, spki),
@@ -297,28 +328,36 @@ function parseStructure(der: Uint8Array): ParsedCertificate {
   return new ParsedCertificate(fields);
 }
 
-// The value octets of the two subject attribute types padlock reads.
+// The value octets of the attribute types padlock reads.
 const CN_OID = '550403';
+const O_OID = '55040a';
 const EMAIL_OID = '2a864886f70d010901';
 
-function readSubject(der: Uint8Array, subject: Tlv): Pick<ParsedCertificate, 'subjectRdns' | 'commonNames' | 'subjectEmails'> {
-  const subjectRdns: Uint8Array[] = [];
-  const commonNames: string[] = [];
-  const subjectEmails: string[] = [];
-  for (const rdn of children(der, subject)) {
-    if (rdn.tag !== TAG.SET) throw new DerError('subject RDN is not a SET');
-    subjectRdns.push(encodingOf(der, rdn));
+interface NameInfo {
+  rdns: Uint8Array[];
+  commonNames: string[];
+  organizations: string[];
+  emails: string[];
+}
+
+/** A Name's RDNs (encoded) and the attributes padlock reads. @throws DerError when it is not a Name. */
+function readName(der: Uint8Array, name: Tlv, what: string): NameInfo {
+  const info: NameInfo = { rdns: [], commonNames: [], organizations: [], emails: [] };
+  for (const rdn of children(der, name)) {
+    if (rdn.tag !== TAG.SET) throw new DerError(`${what} RDN is not a SET`);
+    info.rdns.push(encodingOf(der, rdn));
     for (const atv of children(der, rdn)) {
-      if (atv.tag !== TAG.SEQUENCE) throw new DerError('subject attribute is not a SEQUENCE');
+      if (atv.tag !== TAG.SEQUENCE) throw new DerError(`${what} attribute is not a SEQUENCE`);
       const parts = children(der, atv);
       const [type, value] = parts;
-      if (parts.length !== 2 || type!.tag !== TAG.OID) throw new DerError('subject attribute is not a type and a value');
+      if (parts.length !== 2 || type!.tag !== TAG.OID) throw new DerError(`${what} attribute is not a type and a value`);
       const oid = hex(valueOf(der, type!));
-      if (oid === CN_OID) commonNames.push(directoryString(der, value!));
-      else if (oid === EMAIL_OID) subjectEmails.push(directoryString(der, value!));
+      if (oid === CN_OID) info.commonNames.push(directoryString(der, value!));
+      else if (oid === O_OID) info.organizations.push(directoryString(der, value!));
+      else if (oid === EMAIL_OID) info.emails.push(directoryString(der, value!));
     }
   }
-  return { subjectRdns, commonNames, subjectEmails };
+  return info;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

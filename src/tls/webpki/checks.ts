@@ -94,7 +94,7 @@ export function extensionProblems(cert: ParsedCertificate, role: Role, depth: nu
 
 /** The public key itself: readable, and of an allowed type and size. */
 export function keyProblems(cert: ParsedCertificate, depth: number): Problem[] {
-  const key = cert.publicKey();
+  const key = cert.keyInfo();
   if (key === undefined) return [{ reason: 'key-malformed', depth, detail: 'has a public key that cannot be read' }];
   const p = keyProblem(key);
   return p ? [{ reason: p.reason, depth, detail: `has ${p.detail}`, facts: { key: keyLabel(key) } }] : [];

@@ -250,7 +250,7 @@ function edgeProblem(child: ParsedCertificate, issuer: ParsedCertificate, depth:
       facts: { authorityKeyId: colonHex(aki), issuerKeyId: colonHex(ski) },
     };
   }
-  const key = issuer.publicKey();
+  const key = issuer.keyInfo();
   if (key === undefined) return { reason: 'key-malformed', depth: depth + 1, detail: 'has a public key that cannot be read' };
   const weak = keyProblem(key);
   if (weak) return { reason: weak.reason, depth: depth + 1, detail: `has ${weak.detail}`, facts: { key: keyLabel(key) } };
