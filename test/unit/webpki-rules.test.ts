@@ -5,10 +5,15 @@
  * test/support/webpki-pki.ts, made in-process for each rule.
  */
 import assert from 'node:assert/strict';
-import { before, describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
 import { PadlockError } from '../../src/errors.js';
 import { verifyCertificate, type VerifyInput } from '../../src/tls/verify.js';
 import { REASONS, REASON_CODES, type ReasonCode } from '../../src/tls/webpki/reasons.js';
+import { requireProgram } from '../support/programs.js';
 import { DAY, EKU, KU, anchorsOf, bundle, derSequence, issue, makeKey, toPem, type CertSpec, type TestCertificate, type TestKey } from '../support/webpki-pki.js';
 
 const now = new Date(Math.floor(Date.now() / 1000) * 1000);
@@ -346,5 +351,63 @@ describe('WebPKI rules: each rule accepts its valid case and rejects its invalid
   it('has a case for every reason code', () => {
     const covered = new Set(cases.map((c) => c.rule));
     assert.deepEqual(REASON_CODES.filter((r) => !covered.has(r)), []);
+  });
+});
+
+/**
+ * `openssl verify` as a second opinion, in tests only: what OpenSSL's
+ * verifier says about a scenario (as a TLS server chain, at its time; names
+ * are not given to it).
+ */
+describe('openssl verify as a second opinion', () => {
+  let openssl: string;
+  let dir: string;
+  let n = 0;
+  before(() => {
+    openssl = requireProgram('openssl', 'openssl', 'the second opinion on chains');
+    dir = mkdtempSync(join(tmpdir(), 'padlock-second-opinion-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  function opensslAccepts(s: Scenario): boolean {
+    const file = (name: string, text: string): string => {
+      const path = join(dir, `${++n}-${name}.pem`);
+      writeFileSync(path, text);
+      return path;
+    };
+    const leaf = typeof s.leaf === 'string' ? s.leaf : s.leaf.pem;
+    const chain = bundle(...(s.chain ?? []));
+    const args = ['verify', '-purpose', 'sslserver', '-no-CApath', '-no-CAstore', '-CAfile', file('roots', bundle(...s.roots)), '-attime', String(Math.floor((s.at ?? now).getTime() / 1000))];
+    if (chain) args.push('-untrusted', file('chain', chain));
+    return spawnSync(openssl, [...args, file('leaf', leaf)], { encoding: 'utf8' }).status === 0;
+  }
+
+  it('accepts every valid case of the rule table, except a certificate at the second of its notAfter, which OpenSSL calls expired', () => {
+    const refused = cases.filter((c) => !opensslAccepts(c.valid())).map((c) => `${c.rule}: ${c.breaks}`);
+    assert.deepEqual(refused, ['expired: one second after notAfter (the second of notAfter itself is valid)']);
+  });
+
+  it('accepts chains that browsers, and padlock, refuse', async () => {
+    const stricter: { rule: ReasonCode; scenario: () => Scenario }[] = [
+      { rule: 'san-missing', scenario: () => underInter({ san: null }) },
+      { rule: 'san-dns-invalid', scenario: () => underInter({ names: ['a_b.example.com'] }) },
+      { rule: 'signature-algorithm-not-allowed', scenario: () => ({ leaf: issue({ subject: 'CN=app.example.com', issuer: rsaRoot, signature: 'sha1' }), roots: [rsaRoot] }) },
+      { rule: 'signature-algorithm-not-allowed', scenario: () => ({ leaf: issue({ subject: 'CN=app.example.com', issuer: rsaRoot, signature: 'md5' }), roots: [rsaRoot] }) },
+      { rule: 'leaf-key-usage-cert-sign', scenario: () => underInter({ keyUsage: { flags: KU.digitalSignature | KU.keyCertSign } }) },
+      { rule: 'leaf-is-ca', scenario: () => underInter({ basicConstraints: { ca: true } }) },
+      { rule: 'key-curve-not-allowed', scenario: () => underInter({ key: makeKey('p192') }) },
+      { rule: 'key-rsa-too-small', scenario: () => underInter({ key: makeKey('rsa1024') }) },
+      { rule: 'aki-missing', scenario: () => underInter({ aki: null }) },
+      {
+        rule: 'ca-basic-constraints-missing',
+        scenario: () => { const r = issue({ subject: 'CN=Root Without BC', profile: 'ca', basicConstraints: null }); return { leaf: issue({ subject: 'CN=app.example.com', issuer: r }), roots: [r] }; },
+      },
+    ];
+    for (const s of stricter) {
+      const scenario = s.scenario();
+      assert.equal(opensslAccepts(scenario), true, `openssl accepts the ${s.rule} case`);
+      const padlock = await run(scenario);
+      assert.equal(padlock.ok ? 'accepted' : padlock.reasonCode, s.rule);
+    }
   });
 });
