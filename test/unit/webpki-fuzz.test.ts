@@ -13,23 +13,12 @@ import { verifyCertificate } from '../../src/tls/verify.js';
 import { DerError, readTlv } from '../../src/tls/webpki/der.js';
 import { REASON_CODES } from '../../src/tls/webpki/reasons.js';
 import { EKU, anchorsOf, issue, makeKey, toPem, type TestCertificate } from '../support/webpki-pki.js';
+import { seededRandom } from '../support/seeded.js';
 
 const SEED = Number(process.env.PADLOCK_FUZZ_SEED ?? 0x5eed);
 const MUTATIONS_PER_SEED_CERT = 400;
 /** A single verification taking longer than this counts as a hang. */
 const MAX_MS_PER_INPUT = 1000;
-
-/** mulberry32: small, fast, and the same sequence for the same seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Offsets of every TLV header in `der` (walking into constructed values and into OCTET STRINGs that hold DER). */
 function headerOffsets(der: Uint8Array): number[] {
@@ -145,7 +134,7 @@ describe(`fuzzing the verifier (seed ${SEED}; PADLOCK_FUZZ_SEED to change)`, () 
 
   for (const [name, mutate] of Object.entries(MUTATIONS)) {
     it(`${name}: every mutated leaf and intermediate ends in a result or a reason code`, async () => {
-      const rnd = prng(SEED ^ name.length * 7919);
+      const rnd = seededRandom(SEED ^ name.length * 7919);
       for (const [s, seed] of seeds.entries()) {
         for (let i = 0; i < MUTATIONS_PER_SEED_CERT / 2; i++) {
           const pem = toPem(mutate(seed.der, rnd, donors));
@@ -164,7 +153,7 @@ describe(`fuzzing the verifier (seed ${SEED}; PADLOCK_FUZZ_SEED to change)`, () 
   }
 
   it('extension splicing (re-signed): certificates with mutated extension values, properly signed, end in a result or a reason code', async () => {
-    const rnd = prng(SEED ^ 0xe87);
+    const rnd = seededRandom(SEED ^ 0xe87);
     const oids = ['2.5.29.19', '2.5.29.15', '2.5.29.37', '2.5.29.17', '2.5.29.30', '2.5.29.35', '2.5.29.14', '2.5.29.32', '1.3.6.1.4.1.11129.2.4.3'];
     const values = donors.flat().filter((d) => d.length < 300);
     const leafKey = makeKey();
@@ -186,7 +175,7 @@ describe(`fuzzing the verifier (seed ${SEED}; PADLOCK_FUZZ_SEED to change)`, () 
   });
 
   it('broken PEM (bad base64, cut blocks, stray headers) ends in a reason code', async () => {
-    const rnd = prng(SEED ^ 0x9e3);
+    const rnd = seededRandom(SEED ^ 0x9e3);
     const pem = seeds[0]!.pem;
     for (let i = 0; i < 200; i++) {
       const chars = pem.split('');
