@@ -20,7 +20,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { PadlockError } from '../errors.js';
 import { splitPem, type CertSummary } from './inspect.js';
 import type { TrustAnchors } from './roots.js';
-import { failureDetails, pathReport, problemMessage, type Namer, type PathReport } from './verify-messages.js';
+import { MAX_REPORTED_PATHS, failureDetails, pathReport, problemMessage, type Namer, type PathReport } from './verify-messages.js';
 import { indexAnchors, type AnchorIndex } from './webpki/anchor-index.js';
 import { colonHex, parseCertificate, type ParsedCertificate } from './webpki/certificate.js';
 import { keyLabel } from './webpki/algorithms.js';
@@ -146,7 +146,7 @@ function verifyNow(input: VerifyInput): VerifyResult {
   try {
     leaf = readCertificate(blocks[0]!);
   } catch (err) {
-    throw reject('der-malformed', `the leaf certificate is not a readable X.509 certificate (${(err as Error).message})`, {}, err);
+    throw reject('der-malformed', `the leaf certificate is not a readable X.509 certificate: ${(err as Error).message}`, {}, err);
   }
 
   const poolBlocks = [...blocks.slice(1), ...splitPem(input.chain ?? '')];
@@ -177,7 +177,7 @@ function verifyNow(input: VerifyInput): VerifyResult {
     at: wholeSeconds(at),
     ...(input.limits ? { limits: input.limits } : {}),
   });
-  const tried = outcome.attempts.slice(0, 20).map((a) => pathReport(a, leafName, namer));
+  const tried = outcome.attempts.slice(0, MAX_REPORTED_PATHS).map((a) => pathReport(a, leafName, namer));
   if (outcome.valid) {
     const path = outcome.valid.path.map((c) => namer.summary(c));
     return { leaf: path[0]!, path, tried };
