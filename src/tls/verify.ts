@@ -161,7 +161,7 @@ function verifyNow(input: VerifyInput): VerifyResult {
       pool.push(readCertificate(pem));
     } catch (err) {
       // As browsers do: an unreadable extra certificate is left out, not fatal.
-      ignored.push(`${what} (${(err as Error).message})`);
+      ignored.push(`${what}: ${(err as Error).message}`);
     }
   });
 
@@ -184,7 +184,7 @@ function verifyNow(input: VerifyInput): VerifyResult {
   }
   const best = outcome.best!;
   const first = best.problems[0]!;
-  const note = ignored.length > 0 ? ` (ignored, unreadable: ${ignored.join('; ')})` : '';
+  const note = ignored.length > 0 ? `; left out as unreadable: ${ignored.join('; ')}` : '';
   const more = best.problems.length > 1 ? ` (and ${best.problems.length - 1} more problem${best.problems.length > 2 ? 's' : ''})` : '';
   throw new PadlockError(REASONS[first.reason].code, problemMessage(first, best.path, leafName, namer) + more + note, {
     details: { ...failureDetails(best, outcome.attempts, outcome.exhausted, leafName, namer), ...(ignored.length ? { ignored } : {}) },

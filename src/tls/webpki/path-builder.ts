@@ -246,7 +246,7 @@ function edgeProblem(child: ParsedCertificate, issuer: ParsedCertificate, depth:
     return {
       reason: 'aki-ski-mismatch',
       depth,
-      detail: `was issued by the key with ID ${colonHex(aki)}, but the "{issuer}" supplied has the key ID ${colonHex(ski)} (another key)`,
+      detail: `was issued by the key with ID ${colonHex(aki)}, but the "{issuer}" supplied has the key ID ${colonHex(ski)} (another key); supply the intermediate with that key (--chain)`,
       facts: { authorityKeyId: colonHex(aki), issuerKeyId: colonHex(ski) },
     };
   }
