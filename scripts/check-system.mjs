@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 const needs = [
   { cmd: 'pebble', pkg: 'pebble', why: "Let's Encrypt's test CA" },
   { cmd: 'pebble-challtestsrv', pkg: 'pebble', why: 'DNS for the test CA' },
-  { cmd: 'openssl', pkg: 'openssl', why: 'test certificates and chain verification' },
+  { cmd: 'openssl', pkg: 'openssl', why: 'test certificates, and the second opinion on chains in tests' },
   { cmd: 'dockerd', pkg: 'docker.io', why: 'a private Docker engine for discovery tests' },
   { cmd: 'containerd', pkg: 'docker.io', why: "the Docker engine's runtime" },
   { cmd: 'busybox', pkg: 'busybox-static', why: 'the tiny test image' },

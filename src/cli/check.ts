@@ -1,6 +1,6 @@
 /**
  * `padlock check HOST[:PORT]`: connect to a TLS server, take the chain it
- * sends, and verify it for HOST with OpenSSL's verifier.
+ * sends, and verify it for HOST with padlock's WebPKI verifier, now or `--at`.
  * Exit 0 valid, 1 invalid or unreachable, 2 valid but expiring within --warn-days, 64 bad usage.
  */
 import { X509Certificate } from 'node:crypto';
@@ -12,7 +12,7 @@ import { PadlockError, errorMessage } from '../errors.js';
 import { daysLeft } from '../tls/inspect.js';
 import type { TrustAnchors } from '../tls/roots.js';
 import { verifyCertificate } from '../tls/verify.js';
-import { EXIT_USAGE, anchorsFromArgs, summaryJson, summaryLine, usageError } from './verify.js';
+import { EXIT_USAGE, anchorsFromArgs, failureJson, parseIsoTime, summaryJson, summaryLine, usageError } from './verify.js';
 
 const EXIT_OK = 0;
 const EXIT_INVALID = 1;
@@ -26,6 +26,7 @@ interface CheckArgs {
   'trusted-roots'?: string[] | undefined;
   'warn-days': number;
   timeout: number;
+  at?: string | undefined;
   json: boolean;
 }
 
@@ -89,7 +90,7 @@ export function fetchPeerChain(opts: FetchChainOptions): Promise<string[]> {
       host: opts.address,
       port: opts.port,
       ...(isIP(opts.servername) ? {} : { servername: opts.servername }),
-      rejectUnauthorized: false, // judged below by OpenSSL's verifier, with our anchors and time
+      rejectUnauthorized: false, // judged below by tls/verify.ts, with our anchors and time
       ALPNProtocols: ['http/1.1'],
     });
     const finish = (err: Error | undefined, chain?: string[]): void => {
@@ -129,10 +130,10 @@ export function fetchPeerChain(opts: FetchChainOptions): Promise<string[]> {
 
 /**
  * `padlock check HOST[:PORT] [--servername N] [--connect-to IP] [--roots FILE ...]
- * [--trusted-roots FILE ...] [--warn-days N] [--timeout S] [--json]`. Prints one line (or one
- * JSON object) on stdout and sets `process.exitCode`: 0 valid, 1 invalid or unreachable,
- * 2 valid but expiring within --warn-days, 64 bad usage. With --connect-to (or an IP
- * literal HOST) no name is resolved.
+ * [--trusted-roots FILE ...] [--warn-days N] [--timeout S] [--at TIME] [--json]`. Prints one line
+ * (or one JSON object) on stdout and sets `process.exitCode`: 0 valid, 1 invalid or unreachable,
+ * 2 valid but expiring within --warn-days (counted from --at when given), 64 bad usage. With
+ * --connect-to (or an IP literal HOST) no name is resolved.
  */
 export const checkCommand: CommandModule<object, CheckArgs> = {
   command: 'check <target>',
@@ -146,9 +147,11 @@ export const checkCommand: CommandModule<object, CheckArgs> = {
       .option('trusted-roots', { type: 'string', array: true, describe: 'Also trust the anchors in these PEM files' })
       .option('warn-days', { type: 'number', default: 14, describe: 'Exit 2 when the certificate expires within this many days' })
       .option('timeout', { type: 'number', default: 10, describe: 'Seconds to wait for the connection and handshake' })
+      .option('at', { type: 'string', describe: 'Judge the chain as of this ISO 8601 time instead of now (days left and --warn-days count from it)' })
       .option('json', { type: 'boolean', default: false, describe: 'Print one JSON object instead of a line' })
       .example('$0 check example.com', 'port 443, system trust store')
-      .example('$0 check app.internal:8443 --connect-to 10.0.0.5 --trusted-roots my-ca.pem', 'a private CA, without DNS') as never,
+      .example('$0 check app.internal:8443 --connect-to 10.0.0.5 --trusted-roots my-ca.pem', 'a private CA, without DNS')
+      .example('$0 check example.com --at 2027-01-01T00:00:00Z', 'will the chain it sends today still be valid then?') as never,
   handler: async (args) => {
     // Validated here rather than with yargs .check(): yargs 18 hands a check's
     // message to .fail() as an error, which index.ts rethrows (exit 1, not 64).
@@ -167,6 +170,7 @@ function usageProblem(args: CheckArgs): string | undefined {
   const timeout = Number(args.timeout);
   if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 600) return '--timeout must be a number of seconds above 0 and at most 600';
   if (args.servername !== undefined && String(args.servername).trim() === '') return '--servername must not be empty';
+  if (args.at !== undefined && parseIsoTime(String(args.at)) === undefined) return `--at "${args.at}" is not an ISO 8601 time (e.g. 2026-01-02T00:00:00Z)`;
   return undefined;
 }
 
@@ -190,14 +194,14 @@ async function runCheck(args: CheckArgs): Promise<number> {
     return EXIT_USAGE;
   }
 
-  const now = systemClock.now();
+  const now = args.at !== undefined ? parseIsoTime(args.at)! : systemClock.now();
   try {
     const chain = await fetchPeerChain({ address, port: target.port, servername, timeoutMs: args.timeout * 1000, label });
     const res = await verifyCertificate({ cert: chain[0]!, chain: chain.slice(1).join(''), names: [servername], roots, at: now });
     const days = daysLeft(res.leaf.notAfter, now);
     // Exact, not rounded: "within 14 days" means notAfter is less than 14 x 24 h away.
     const expiring = res.leaf.notAfter.getTime() - now.getTime() < args['warn-days'] * 86_400_000;
-    const json = { ok: true, status: expiring ? 'expiring' : 'ok', daysLeft: days, leaf: summaryJson(res.leaf), path: res.path.map(summaryJson) };
+    const json = { ok: true, status: expiring ? 'expiring' : 'ok', daysLeft: days, ...(args.at !== undefined ? { at: now.toISOString() } : {}), leaf: summaryJson(res.leaf), path: res.path.map(summaryJson), tried: res.tried };
     if (expiring) {
       print(json, `EXPIRING: ${label}: ${summaryLine(res.leaf, now)}; that is within --warn-days ${args['warn-days']}`);
       return EXIT_EXPIRING;
@@ -208,7 +212,7 @@ async function runCheck(args: CheckArgs): Promise<number> {
     if (!(err instanceof PadlockError)) throw err;
     const unreachable = err.code === 'CHECK_UNREACHABLE';
     print(
-      { ok: false, status: unreachable ? 'unreachable' : 'invalid', code: err.code, reason: err.message },
+      { ...failureJson(err), status: unreachable ? 'unreachable' : 'invalid' },
       unreachable ? `UNREACHABLE: ${err.message}` : `INVALID: ${label}: ${err.message}`,
     );
     return EXIT_INVALID;

@@ -51,6 +51,19 @@ export function anchorsFromArgs(args: { roots?: string[] | undefined; 'trusted-r
   return loadTrustAnchors({ ...(roots.length ? { only: roots } : {}), ...(extra.length ? { extraFiles: extra } : {}) });
 }
 
+/**
+ * The `--json` fields of a failed verification: the code and one-line reason,
+ * the fine-grained WebPKI `reasonCode` and its clause, the certificate at
+ * fault, every problem of the best path, and each path tried with its
+ * failure (see tls/verify.ts).
+ */
+export function failureJson(err: PadlockError): Record<string, unknown> {
+  const d = err.details;
+  const pickKeys = ['reasonCode', 'clause', 'certificate', 'depth', 'missingNames', 'problems', 'paths', 'pathsNotListed', 'searchCutShort', 'ignored'];
+  const extra = Object.fromEntries(pickKeys.filter((k) => d[k] !== undefined).map((k) => [k, d[k]]));
+  return { ok: false, code: err.code, reason: err.message, ...extra };
+}
+
 /** A JSON-safe summary (dates as ISO strings). */
 export function summaryJson(s: CertSummary): Record<string, unknown> {
   return { ...s, notBefore: isoSeconds(s.notBefore), notAfter: isoSeconds(s.notAfter) };
@@ -63,7 +76,7 @@ export function summaryJson(s: CertSummary): Record<string, unknown> {
  */
 export const verifyCommand: CommandModule<object, VerifyArgs> = {
   command: 'verify',
-  describe: 'Check a certificate chain, key and names with OpenSSL\'s verifier (exit 0 valid, 1 invalid)',
+  describe: 'Check a certificate chain, key and names as a browser would (WebPKI rules; exit 0 valid, 1 invalid)',
   builder: (y) =>
     y
       .option('cert', { type: 'string', demandOption: 'pass --cert FILE', describe: 'PEM file with the leaf certificate first (further certificates join --chain)' })
@@ -130,14 +143,14 @@ async function runVerify(args: VerifyArgs): Promise<number> {
       ...(args.name?.length ? { names: args.name } : {}),
     });
     if (args.json) {
-      process.stdout.write(JSON.stringify({ ok: true, leaf: summaryJson(res.leaf), path: res.path.map(summaryJson) }) + '\n');
+      process.stdout.write(JSON.stringify({ ok: true, leaf: summaryJson(res.leaf), path: res.path.map(summaryJson), tried: res.tried }) + '\n');
     } else {
       process.stdout.write(`OK: ${summaryLine(res.leaf, now)}\n`);
     }
     return EXIT_OK;
   } catch (err) {
     if (!(err instanceof PadlockError)) throw err;
-    if (args.json) process.stdout.write(JSON.stringify({ ok: false, code: err.code, reason: err.message }) + '\n');
+    if (args.json) process.stdout.write(JSON.stringify(failureJson(err)) + '\n');
     else process.stdout.write(`INVALID: ${err.message}\n`);
     return EXIT_INVALID;
   }

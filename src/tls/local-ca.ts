@@ -243,7 +243,7 @@ async function createRoot(clock: Clock, permittedNames: readonly string[]): Prom
  */
 export async function issueLocalCertificate(root: LocalRoot, names: string[], keyPem: string, clock: Clock, validityDays = 7): Promise<CertBundle> {
   if (names.length === 0) throw new PadlockError('NAME_INVALID', 'the local CA needs at least one name');
-  // Fail here with the fix, not later in chain verification with an OpenSSL number.
+  // Fail here with the fix, not later in chain verification with a name-constraints error.
   const permitted = rootPermittedNames(root.certPem);
   const outside = permitted ? names.filter((n) => !withinNames(n, permitted)) : [];
   if (permitted && outside.length > 0) {

@@ -4,7 +4,10 @@
  * with --roots / --trusted-roots; names are never resolved (--connect-to).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, symlink } from 'node:fs/promises';
 import { createServer as createNetServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { runCli, type CliResult } from '../support/cli.js';
@@ -132,6 +135,30 @@ describe('padlock verify', () => {
     assert.match(out.reason, /app\.example\.com.*Padlock CLI Root/);
   });
 
+  it('lists each path tried with its reason code when no path is valid (--json)', async () => {
+    const res = await runCli(['verify', '--cert', files.fullchain!, '--roots', files.stranger!, '--json']);
+    assert.equal(res.code, 1);
+    const out = JSON.parse(oneLine(res)) as { reasonCode: string; clause: string; paths: { path: { subject: string }[]; anchored: boolean; reasonCode: string; message: string }[] };
+    assert.equal(out.reasonCode, 'untrusted-issuer');
+    assert.match(out.clause, /RFC 5280/);
+    assert.deepEqual(out.paths.map((p) => [p.path.map((c) => c.subject), p.anchored, p.reasonCode]), [
+      [['app.example.com', 'Padlock CLI Intermediate'], false, 'untrusted-issuer'],
+    ]);
+  });
+
+  it('verifies without any openssl program on PATH', async () => {
+    // bin/padlock needs only sh, dirname and readlink; openssl is left out on purpose.
+    const bin = await mkdtemp(join(tmpdir(), 'padlock-no-openssl-'));
+    try {
+      for (const tool of ['dirname', 'readlink']) await symlink(`/usr/bin/${tool}`, join(bin, tool));
+      const res = await runCli(['verify', '--cert', files.fullchain!, '--roots', files.root!, '--name', 'www.example.com'], { env: { PATH: bin } });
+      assert.equal(res.code, 0, res.stdout + res.stderr);
+      assert.match(oneLine(res), /^OK: app\.example\.com/);
+    } finally {
+      await rm(bin, { recursive: true, force: true });
+    }
+  });
+
   for (const [desc, args] of [
     ['exits 64 on an --at that is not ISO 8601', ['--cert', 'x.pem', '--at', 'next tuesday']],
     ['exits 64 without --cert', ['--roots', 'x.pem']],
@@ -220,6 +247,23 @@ describe('padlock check', () => {
     const res = await runCli(['check', `[::1]:${closedPort}`, '--roots', files.root!, '--timeout', '5']);
     assert.equal(res.code, 1, res.stderr);
     assert.ok(oneLine(res).includes(`[::1]:${closedPort}`), res.stdout);
+  });
+
+  it('judges the chain as of --at: expired after its notAfter, and expiring soon before it', async () => {
+    const expired = await check(`app.example.com:${goodPort}`, '--roots', files.root!, '--at', rel(61).toISOString(), '--json');
+    assert.equal(expired.code, 1, expired.stdout + expired.stderr);
+    const out = JSON.parse(oneLine(expired)) as { status: string; code: string; reasonCode: string; reason: string };
+    assert.deepEqual([out.status, out.code, out.reasonCode], ['invalid', 'CERT_EXPIRED', 'expired']);
+    assert.match(out.reason, /certificate for app\.example\.com expired on/);
+    const soon = await check(`app.example.com:${goodPort}`, '--roots', files.root!, '--at', rel(50).toISOString(), '--warn-days', '14');
+    assert.equal(soon.code, 2, soon.stdout + soon.stderr);
+    assert.match(oneLine(soon), /^EXPIRING: .*\((9|10) days left\)/);
+  });
+
+  it('exits 64 on an --at that is not ISO 8601', async () => {
+    const res = await check(`app.example.com:${goodPort}`, '--roots', files.root!, '--at', 'soon');
+    assert.equal(res.code, 64);
+    assert.match(res.stderr, /--at "soon" is not an ISO 8601 time/);
   });
 
   it('exits 64 on a target with a bad port', async () => {

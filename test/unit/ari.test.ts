@@ -28,6 +28,7 @@ import { checkProfile } from '../../src/acme/profiles.js';
 import { AcmeProblemError, PadlockError } from '../../src/errors.js';
 import { fixedClock } from '../../src/clock.js';
 import { requireProgram } from '../support/programs.js';
+import { seededRandom } from '../support/seeded.js';
 
 const MIN = 60_000;
 const HOUR = 3_600_000;
@@ -60,18 +61,6 @@ function expectPadlockError(fn: () => unknown, code: string, message?: RegExp): 
   assert.equal(caught.code, code);
   if (message) assert.match(caught.message, message);
   return caught;
-}
-
-/** A deterministic PRNG (mulberry32), so the distribution test cannot flake. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('ARI CertID (RFC 9773 section 4.1)', () => {
@@ -267,7 +256,7 @@ describe('picking the renewal time inside the window', () => {
   });
 
   it('spreads picks uniformly over the window (each tenth gets 8-12 % of 10 000 picks)', () => {
-    const random = seeded(42);
+    const random = seededRandom(42);
     const buckets = new Array<number>(10).fill(0);
     const span = w.end.getTime() - w.start.getTime();
     for (let i = 0; i < 10_000; i++) {
