@@ -415,7 +415,13 @@ function reconnectDelay(retries: number): number {
 
 async function closeBackend(backend: Backend, timeoutMs: number): Promise<void> {
   if (backend.isReady) {
-    const graceful = await Promise.race([backend.close().then(() => true, () => false), sleep(timeoutMs).then(() => false)]);
+    // The timer is cleared once close() settles: a pending one would keep a CLI process alive for timeoutMs.
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    const graceful = await Promise.race([backend.close().then(() => true, () => false), expired]);
+    clearTimeout(timer);
     if (graceful) return;
   }
   try {

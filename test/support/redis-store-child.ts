@@ -13,7 +13,8 @@
  *   update-state NAME PREFIX  30 concurrent updateState(NAME) calls, each adding the key
  *                         PREFIX-i and adding 1 to `count`; close, exit 0
  *   watch-close NAME      subscribe to watch(), never unsubscribe, close the
- *                         store, print "closed" and return: the process must exit
+ *                         store, print "closed" (or how many timers still keep
+ *                         the process alive) and return: the process must exit
  *
  * It imports nothing from node:test on purpose: it is not a test file.
  */
@@ -100,7 +101,9 @@ async function main(argv: string[]): Promise<void> {
   } else if (mode === 'watch-close') {
     store.watch(() => undefined);
     await store.close();
-    process.stdout.write('closed\n');
+    // A timer still pending after close() keeps a CLI process alive for its whole delay.
+    const timers = process.getActiveResourcesInfo().filter((r) => r === 'Timeout');
+    process.stdout.write(timers.length === 0 ? 'closed\n' : `closed, ${timers.length} timer(s) still keep the process alive\n`);
     return;
   } else {
     throw new Error(`unknown mode ${mode}`);
