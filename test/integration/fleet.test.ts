@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
-import { startPadlockRun, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
+import { startPadlockRun, httpsGet, getJson, waitFor, type RunningDaemon } from '../support/daemon.js';
 import { runCli } from '../support/cli.js';
 import { pebbleRunFlags, pebbleFlags, uniqueName } from '../support/padlock.js';
 
@@ -176,6 +176,7 @@ describe('a Redis outage', () => {
       return s.every(Boolean) && new Set(s).size === 1 ? s[0] : undefined;
     }, 30_000, 100);
 
+    const ordersBefore = ordersAtCa();
     await redis.kill();
     const started = Date.now();
     let ok = 0;
@@ -195,6 +196,10 @@ describe('a Redis outage', () => {
     const status = await running[0]!.status();
     assert.equal(status['store'].reachable, false, '/api/status says the store is unreachable');
     assert.equal(status['ready'], true, 'and padlock stays ready: it serves from memory');
+    const readyz = await getJson(ports.admin, '/readyz', REPLICAS[1]);
+    assert.equal(readyz['ready'], true, '/readyz stays ready');
+    assert.equal(readyz['store'].reachable, false, '/readyz says the store is unreachable');
+    assert.match(String(readyz['store'].error), /redis|connect|ECONNREFUSED|answer/i, 'and why');
 
     await redis.restart();
     // 60-second certificates are due after 30 s: a renewal happens now that Redis is back, and reaches all three.
@@ -202,6 +207,7 @@ describe('a Redis outage', () => {
       const s = await Promise.all(REPLICAS.map((ip) => serial(ip, name)));
       return s.every((x) => x && x !== first) && new Set(s).size === 1 || undefined;
     }, 60_000, 200);
+    assert.equal(ordersAtCa() - ordersBefore, 1, 'the renewal that came due during the outage was ordered once for the whole fleet');
     await stopAll();
   }));
 });
