@@ -321,7 +321,10 @@ export class CertificateEngine {
         ...(stored?.paths ? { paths: { dir: stored.paths.dir, fullchain: stored.paths.fullchain, privkey: stored.paths.privkey } } : {}),
       };
       if (options.dryRun) return result;
-      if (this.opts.hooks && spec.deployHook && result.paths) {
+      if (this.opts.hooks && spec.deployHook && !result.paths) {
+        // A hook stored with a lineage that moved to a shared store (padlock store copy): never skip it silently.
+        result.hookError = new PadlockError('HOOK_FAILED', `the deploy hook of ${spec.name} was not run: the store ${store.location} has no live folder for RENEWED_LINEAGE; run hooks on a host with a folder store`);
+      } else if (this.opts.hooks && spec.deployHook && result.paths) {
         progress({ step: 'hook', message: `running deploy hook: ${spec.deployHook}` });
         await runDeployHook({
           command: spec.deployHook, lineageDir: result.paths.dir, domains: spec.domains, timeoutMs: this.opts.hooks.timeoutMs,

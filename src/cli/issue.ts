@@ -7,6 +7,7 @@ import { isValidLineageName, type LineageMeta } from '../store/store.js';
 import { SUPPORTED_CURVES, SUPPORTED_RSA_SIZES } from '../tls/keys.js';
 import { systemClock } from '../clock.js';
 import { cliEnvironment } from '../config/cli-env.js';
+import { isRedisStore } from '../store/store-config.js';
 import type { ObtainReason } from '../certificates/engine.js';
 import {
   Problems, withStoreOptions, withAcmeOptions, withChallengeOptions, resolveServer, checkEmail, checkEab,
@@ -87,6 +88,9 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
   const curve = CURVES[args['elliptic-curve']] ?? 'P-256';
   problems.check((SUPPORTED_CURVES as readonly string[]).includes(curve), `--elliptic-curve ${args['elliptic-curve']} is not supported`);
   if (args.webroot && args.standalone) problems.add('--webroot and --standalone are two ways to answer the challenge; pass one');
+  if (args['deploy-hook'] && isRedisStore({ store: args.store ?? cliEnvironment().store ?? '' })) {
+    problems.add('--deploy-hook needs a folder store: a Redis store has no live folder for RENEWED_LINEAGE. Issue into a folder (--config-dir) on the host that runs the hook, or read the certificate from padlock run');
+  }
   const webroot = args.webroot || (args['webroot-path'] !== undefined && !args.standalone);
   if (webroot && !args['webroot-path']) problems.add('--webroot needs -w DIR, the document root your web server serves for these names');
   for (const opt of ['profile', 'required-profile'] as const) {

@@ -99,3 +99,13 @@ describe('padlock store copy', () => {
     assert.equal(r.stderr.includes(redis.password), false, 'the Redis password is not printed');
   });
 });
+
+describe('padlock issue on a Redis store', () => {
+  it('refuses --deploy-hook before ordering: a Redis store has no live folder for the hook', async () => {
+    const orders = ordersAtCa();
+    const r = await runCli(['issue', '-d', uniqueName('hooked'), ...pebbleFlags(pebble), ...redisFlags(), '--config-dir', join(dir, 'hook-host'), '--deploy-hook', 'true']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /--deploy-hook needs a folder store.*\[CONFIG_INVALID\]/s);
+    assert.equal(ordersAtCa(), orders, 'nothing was ordered');
+  });
+});

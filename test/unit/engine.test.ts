@@ -131,6 +131,19 @@ describe('the engine and other processes', () => {
   });
 });
 
+describe('the engine and deploy hooks', () => {
+  it('stores the certificate but reports HOOK_FAILED, never skipping silently, when a stored hook meets a store with no live folder (Redis)', async () => {
+    const store = new MemoryStore();
+    const clock = { now: () => new Date('2026-12-03T12:00:00Z') };
+    const issuer = new FakeIssuer('https://ca.example/dir', clock);
+    const engine = new CertificateEngine({ store, clock, logger: silentLogger, events: new EngineEventBus(), issuerFor: () => issuer, solversFor: () => [], hooks: { timeoutMs: 5_000 } });
+    const r = await engine.obtain({ name: 'hooked.example.com', domains: ['hooked.example.com'], server: 'https://ca.example/dir', keyType: 'ecdsa', challenge: { type: 'standalone', port: 80 }, deployHook: 'systemctl reload nginx' }, { reason: 'new' });
+    assert.equal(r.version, 1, 'the certificate is stored');
+    assert.equal(r.hookError?.code, 'HOOK_FAILED');
+    assert.match(r.hookError?.message ?? '', /was not run: the store memory has no live folder/);
+  });
+});
+
 describe('the engine and its listeners', () => {
   it('stores and reports a certificate even when an event listener throws', async () => {
     const { engine, events, spec, store } = setup('https://ca.example/dir');
