@@ -11,10 +11,10 @@ import { isRedisStore } from '../store/store-config.js';
 import type { ObtainReason } from '../certificates/engine.js';
 import {
   Problems, withStoreOptions, withAcmeOptions, withChallengeOptions, resolveServer, checkEmail, checkEab,
-  makeLogger, progressPrinter, reportError, output, openEngine, type AcmeArgs,
+  makeLogger, progressPrinter, reportError, output, openEngine, type AcmeArgs, type StoreArgs,
 } from './common.js';
 
-interface IssueArgs extends AcmeArgs {
+interface IssueArgs extends AcmeArgs, StoreArgs {
   domains: string[];
   'cert-name'?: string | undefined;
   'config-dir': string;

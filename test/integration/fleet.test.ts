@@ -47,7 +47,7 @@ after(async () => {
 });
 
 const ordersAtCa = () => (pebble.logs().match(/Added order/g) ?? []).length;
-const storeFlags = () => ['--store', redis.url, '--store-key-file', keyFile];
+const storeFlags = (server: RedisServer = redis) => ['--store', server.url, '--store-key-file', keyFile, ...(server.caFile ? ['--store-ca', server.caFile] : [])];
 
 /** Sends Pebble's validation of `name` to this loopback address (challtestsrv's mock DNS). */
 async function resolveAt(name: string, ip: string): Promise<void> {
@@ -63,9 +63,9 @@ async function config(names: string[]): Promise<string> {
   return file;
 }
 
-async function replica(ip: string, file: string, extra: string[] = []): Promise<RunningDaemon> {
+async function replica(ip: string, file: string, extra: string[] = [], server: RedisServer = redis): Promise<RunningDaemon> {
   const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir, `cfg-${ip}`), '--log-format', 'json', '--store-lock-ttl', '5',
-    ...storeFlags(), ...pebbleRunFlags(pebble), ...extra], { bind: ip, httpPort: pebble.httpPort, httpsPort: ports.https, adminPort: ports.admin });
+    ...storeFlags(server), ...pebbleRunFlags(pebble), ...extra], { bind: ip, httpPort: pebble.httpPort, httpsPort: ports.https, adminPort: ports.admin });
   running.push(d);
   return d;
 }
@@ -85,26 +85,39 @@ async function withReplicas(body: () => Promise<void>): Promise<void> {
 
 const serial = (ip: string, name: string) => httpsGet(ports.https, name, pebble.rootPem, '/', false, ip).then((r) => String(r.peer.serialNumber), () => undefined);
 
+/** Three replicas want one new name at the same moment: one order, the same certificate on all three within 5 s. */
+async function orderOnceServeEverywhere(server: RedisServer): Promise<void> {
+  const name = uniqueName('fleet');
+  await resolveAt(name, '127.0.0.2');
+  const file = await config([name]);
+  const before = ordersAtCa();
+  await Promise.all(REPLICAS.map((ip) => replica(ip, file, [], server)));
+  const served = new Map<string, number>();
+  await waitFor('every replica serving the name', async () => {
+    for (const ip of REPLICAS) if (!served.has(ip) && (await serial(ip, name))) served.set(ip, Date.now());
+    return served.size === REPLICAS.length || undefined;
+  }, 30_000, 50);
+  const times = [...served.values()];
+  assert.ok(Math.max(...times) - Math.min(...times) <= 5_000, `served by all three within ${Math.max(...times) - Math.min(...times)} ms`);
+  const serials = new Set(await Promise.all(REPLICAS.map((ip) => serial(ip, name))));
+  assert.equal(serials.size, 1, 'the same certificate everywhere');
+  assert.equal(ordersAtCa() - before, 1, 'one order at the CA');
+  const stored = running.map((d) => d.output()).filter((o) => new RegExp(`"msg":"certificate stored"[^\\n]*"name":"${name.replace(/\./g, '\\.')}"`).test(o));
+  assert.equal(stored.length, 1, 'exactly one replica stored it');
+  await stopAll();
+}
+
 describe('padlock replicas sharing a Redis store', () => {
-  it('order a name once while three replicas want it at the same moment, and all three serve it within 5 s', () => withReplicas(async () => {
-    const name = uniqueName('fleet');
-    await resolveAt(name, '127.0.0.2');
-    const file = await config([name]);
-    const before = ordersAtCa();
-    await Promise.all(REPLICAS.map((ip) => replica(ip, file)));
-    const served = new Map<string, number>();
-    await waitFor('every replica serving the name', async () => {
-      for (const ip of REPLICAS) if (!served.has(ip) && (await serial(ip, name))) served.set(ip, Date.now());
-      return served.size === REPLICAS.length || undefined;
-    }, 30_000, 50);
-    const times = [...served.values()];
-    assert.ok(Math.max(...times) - Math.min(...times) <= 5_000, `served by all three within ${Math.max(...times) - Math.min(...times)} ms`);
-    const serials = new Set(await Promise.all(REPLICAS.map((ip) => serial(ip, name))));
-    assert.equal(serials.size, 1, 'the same certificate everywhere');
-    assert.equal(ordersAtCa() - before, 1, 'one order at the CA');
-    const stored = running.map((d) => d.output()).filter((o) => new RegExp(`"msg":"certificate stored"[^\\n]*"name":"${name.replace(/\./g, '\\.')}"`).test(o));
-    assert.equal(stored.length, 1, 'exactly one replica stored it');
-    await stopAll();
+  it('order a name once while three replicas want it at the same moment, and all three serve it within 5 s', () => withReplicas(() => orderOnceServeEverywhere(redis)));
+
+  it('do the same on a Redis over TLS, verified against --store-ca', () => withReplicas(async () => {
+    const tlsRedis = await startRedis({ tls: true });
+    try {
+      assert.match(tlsRedis.url, /^rediss:/);
+      await orderOnceServeEverywhere(tlsRedis);
+    } finally {
+      await tlsRedis.stop();
+    }
   }));
 
   it('answer the CA from any replica: padlock issue on "a laptop" lands its certificate while the validation reaches replica B', async () => {
