@@ -22,7 +22,7 @@ import { loadTrustAnchors } from '../tls/roots.js';
 import { cliEnvironment } from '../config/cli-env.js';
 import { openConfiguredStore } from '../store/open-store.js';
 import { isRedisStore, storeConfigProblems } from '../store/store-config.js';
-import { DEFAULT_STORE_PREFIX } from '../store/redis-store.js';
+import { DEFAULT_STORE_PREFIX } from '../store/redis-prefix.js';
 
 import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from '../acme/directories.js';
 

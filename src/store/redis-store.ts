@@ -45,6 +45,7 @@ import {
   accountId,
 } from './redis-scripts.js';
 import { StoreCipher } from './store-cipher.js';
+export { DEFAULT_STORE_PREFIX, effectivePrefix } from './redis-prefix.js';
 import {
   KeyedSerializer,
   checkLineageName,
@@ -64,14 +65,11 @@ import {
 
 /** Default lock TTL: a holder that stopped renewing loses the lock after this. */
 export const DEFAULT_LOCK_TTL_MS = 60_000;
-/** Default key prefix; on Cluster it becomes `{padlock}:` (see `effectivePrefix`). */
-export const DEFAULT_STORE_PREFIX = 'padlock:';
 /** How often putVersion retries when another writer took its version number (only writers without the lock race). */
 const PUT_ATTEMPTS = 10;
 /** How often updateState retries its compare-and-set before giving up with STORE_LOCKED. */
 const STATE_ATTEMPTS = 50;
 const LOCK_POLL_MS = 50;
-const PREFIX = /^[\x21-\x7e]{1,64}$/;
 
 export interface RedisStoreOptions {
   /** The open connection (see openRedisStore in open-store.ts). */
@@ -84,29 +82,6 @@ export interface RedisStoreOptions {
   clock?: Clock | undefined;
   /** Lock TTL (default 60 s); the heartbeat renews every sixth of it. Tests shorten it. */
   lockTtlMs?: number | undefined;
-}
-
-/**
- * Checks a key prefix and, on Redis Cluster, puts it in a hash tag so every
- * key of the store shares one slot: `padlock:` becomes `{padlock}:`, `x`
- * becomes `{x}`; a prefix that already holds a hash tag (`{fleet-a}:`) is
- * kept. Throws CONFIG_INVALID for a prefix of white space, control
- * characters, or more than 64 characters.
- */
-export function effectivePrefix(prefix: string, cluster: boolean): string {
-  if (!PREFIX.test(prefix)) {
-    throw new PadlockError('CONFIG_INVALID', `store prefix ${JSON.stringify(prefix.slice(0, 80))} must be 1 to 64 printable characters without spaces, such as "padlock:"`);
-  }
-  if (!cluster || hasHashTag(prefix)) return prefix;
-  return prefix.endsWith(':') ? `{${prefix.slice(0, -1)}}:` : `{${prefix}}`;
-}
-
-/** Redis Cluster's rule: the part between the first `{` and the next `}` is the hash tag, if not empty. */
-function hasHashTag(key: string): boolean {
-  const open = key.indexOf('{');
-  if (open < 0) return false;
-  const close = key.indexOf('}', open + 1);
-  return close > open + 1;
 }
 
 interface LockHolder {
