@@ -4,7 +4,6 @@
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCb } from 'node:crypto';
 import { promisify } from 'node:util';
-import acme from 'acme-client';
 import { PadlockError } from '../errors.js';
 
 const generateKeyPair = promisify(generateKeyPairCb);
@@ -53,6 +52,8 @@ export function describePrivateKey(pem: string): KeySpec {
 
 /** A DER CSR (PEM) for `names`, the first being the common name (RFC 8555 section 7.4). */
 export async function createCsr(names: string[], keyPem: string): Promise<string> {
+  // Loaded on first use: reading and serving certificates never needs the ACME client.
+  const { default: acme } = await import('acme-client');
   const [, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, keyPem);
   return csr.toString();
 }
