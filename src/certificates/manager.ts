@@ -89,6 +89,12 @@ export class CertificateManager {
    * certificate another replica (or this process's previous job) stored after that pass read it.
    */
   private readonly plannedVersion = new Map<string, number | null>();
+  /**
+   * Names whose store notification arrived while a job of ours ran for them. Re-read when the job ends: a job
+   * that found the lock busy ends without reading the store, and the other replica's write it was waiting
+   * for would otherwise wait for the periodic comparison (up to `refreshMs`).
+   */
+  private readonly changedWhileRunning = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private tick: ScheduledTask | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -190,7 +196,7 @@ export class CertificateManager {
     const local = plan.actions.filter((a): a is Extract<Action, { kind: 'obtain' | 'renew' }> => (a.kind === 'obtain' || a.kind === 'renew') && a.issuer === 'local');
     // Registered as running, so the store notifications of these writes are not taken for another process's.
     await Promise.all(local.map((a) => {
-      const job = this.runJob(a).finally(() => this.running.delete(a.name));
+      const job = this.runJob(a).finally(() => this.jobEnded(a.name));
       this.running.set(a.name, job);
       return job;
     }));
@@ -219,6 +225,7 @@ export class CertificateManager {
     this.timer = undefined;
     this.queue.length = 0;
     this.plannedVersion.clear();
+    this.changedWhileRunning.clear();
     const all = Promise.allSettled([...this.running.values()]);
     await Promise.race([all, new Promise((r) => setTimeout(r, waitMs).unref())]);
   }
@@ -444,13 +451,19 @@ export class CertificateManager {
       const expectVersion = this.plannedVersion.has(action.name) ? this.plannedVersion.get(action.name) : undefined;
       this.plannedVersion.delete(action.name);
       const job = this.runJob(action, expectVersion).finally(() => {
-        this.running.delete(action.name);
+        this.jobEnded(action.name);
         this.states.delete(action.name);
         this.pump();
         this.replan();
       });
       this.running.set(action.name, job);
     }
+  }
+
+  /** A job for `name` ended: it no longer counts as running, and a store change heard meanwhile is read now. */
+  private jobEnded(name: string): void {
+    this.running.delete(name);
+    if (this.changedWhileRunning.delete(name)) void this.onStoreChange(name);
   }
 
   /** The lineage settings for a planned action. */
@@ -484,6 +497,7 @@ export class CertificateManager {
         account: { agreeTos: this.opts.account.agreeTos },
         signal: this.abort.signal,
       });
+      this.changedWhileRunning.delete(name); // read just below, with whatever was written meanwhile
       await this.refresh(name);
       this.publish();
       log.info(result.alreadyDone ? 'another padlock process stored this certificate meanwhile; serving it' : 'certificate ready', { notAfter: result.notAfter.toISOString() });
@@ -513,7 +527,11 @@ export class CertificateManager {
 
   /** A store notification: re-read the lineage; a newer version from elsewhere is served and announced. */
   private async onStoreChange(name: string): Promise<void> {
-    if (this.running.has(name)) return; // our own job re-reads it when it ends
+    if (this.running.has(name)) {
+      // Our own write, or another replica's while our job found the lock busy: look again once the job ends.
+      this.changedWhileRunning.add(name);
+      return;
+    }
     const prev = this.cache.get(name);
     const before = prev ? `${prev.version}#${prev.serial}` : undefined;
     this.loaded.add(name);
