@@ -19,6 +19,7 @@ export const MSG = {
   issued: 'certificate issued',
   failed: 'certificate failed; the current one (if any) keeps serving',
   ready: 'certificate ready',
+  readyFromOther: 'another padlock process stored this certificate meanwhile; serving it',
   locked: 'another padlock is working on this certificate; will look again in 30 s',
   alreadyDone: 'another process stored a new certificate meanwhile; not ordering again',
   fromStore: 'a newer certificate appeared in the store (written by another padlock process); serving it',
@@ -26,7 +27,7 @@ export const MSG = {
 } as const;
 
 /** After these, the replica serves the name (its snapshot was published just before the line). */
-const SERVING = new Set<string>([MSG.ready, MSG.fromStore]);
+const SERVING = new Set<string>([MSG.ready, MSG.readyFromOther, MSG.fromStore]);
 
 export interface ReplicaLogSummary {
   /** Orders this replica completed and stored (`certificate stored`), one per name at most if all went well. */

@@ -22,7 +22,7 @@ const esc = (s: string): string => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 /** One row per round: the clock, the CA's counts, Redis. */
 export function markdownRounds(r: FleetReport): string {
   const lines = [
-    '| round | load before | replicas ready s | first name everywhere s | median name s | last name s (= all served) | slowest replica to follow s | orders at CA | authz at CA | certificates at CA | accounts | store: lineages at v1 | Redis used / peak MiB (keys) | result |',
+    '| round | load before | replicas ready s | first name everywhere s | median name s | last name s (= all served) | slowest replica to follow s (names over 5 s) | orders at CA | authz at CA | certificates at CA | accounts | store: lineages at v1 | Redis used / peak MiB (keys) | result |',
     '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const x of r.rounds) {
@@ -30,7 +30,7 @@ export function markdownRounds(r: FleetReport): string {
     const [first, median, last] = dist(x.everywhere);
     const redis = x.redis ? `${s1(x.redis.usedMemoryMiB)} / ${s1(x.redis.usedMemoryPeakMiB)} (${x.redis.keys})` : '–';
     const store = x.store ? (x.store.error ? 'error' : `${x.store.atVersion1}/${x.store.lineages}`) : '–';
-    lines.push(`| ${x.round} | ${x.loadBefore.join(' ')} | ${ready} | ${first} | ${median} | ${x.ok ? last : `${last} (incomplete)`} | ${s1(x.spread?.maxS)} | ${x.ca.orders ?? '–'} | ${x.ca.authorizations ?? '–'} | ${x.ca.certificates}${x.ca.logTruncated ? '*' : ''} | ${x.ca.accounts ?? '–'} | ${store} | ${redis} | ${x.ok ? 'ok' : `FAILED: ${esc((x.error ?? '?').slice(0, 200))}`} |`);
+    lines.push(`| ${x.round} | ${x.loadBefore.join(' ')} | ${ready} | ${first} | ${median} | ${x.ok ? last : `${last} (incomplete)`} | ${s1(x.spread?.maxS)} (${x.slowToFollow?.count ?? '–'}) | ${x.ca.orders ?? '–'} | ${x.ca.authorizations ?? '–'} | ${x.ca.certificates}${x.ca.logTruncated ? '*' : ''} | ${x.ca.accounts ?? '–'} | ${store} | ${redis} | ${x.ok ? 'ok' : `FAILED: ${esc((x.error ?? '?').slice(0, 200))}`} |`);
   }
   const truncated = r.rounds.some((x) => x.ca.logTruncated);
   return `${lines.join('\n')}${truncated ? '\n\n\\* Pebble\'s kept log was cut, so the count of "Issued certificate" lines may be short; the order and authorization counts are Pebble\'s own running totals and are not.' : ''}`;

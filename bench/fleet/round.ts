@@ -15,7 +15,7 @@
  * password goes to padlock through PADLOCK_STORE, never on a command line
  * or in the report.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import https from 'node:https';
@@ -26,7 +26,7 @@ import { getJson } from '../../test/support/daemon.js';
 import { pebbleRunFlags } from '../../test/support/padlock.js';
 import { forEachLimit } from '../../src/concurrency.js';
 import { startDaemon, serverPids, type Daemon } from '../proxy/procs.js';
-import { runTimed } from '../issue/child.js';
+import { execFile } from 'node:child_process';
 import { sleep } from '../startup/probes.js';
 import { ReplicaLog, type ReplicaLogSummary } from './replica-log.js';
 import { ServingTracker } from './serving.js';
@@ -36,6 +36,8 @@ import { descendantsNamed, loadAverage, usageOf, type ProcessUse } from './machi
 export const REPLICAS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
 export const UPSTREAM_BODY = 'hello from upstream\n';
 const STORE_PREFIX = 'padlock-bench:';
+/** Issue 10: every replica serves a new certificate within 5 s of the write. */
+const SLOW_FOLLOW_MS = 5_000;
 
 /**
  * Where Pebble's mock DNS sends the CA's HTTP-01 validation of each name:
@@ -60,6 +62,8 @@ export interface RoundOptions {
   upstreamPort: number;
   /** NODE_OPTIONS for the replicas (e.g. --cpu-prof). */
   nodeOptions?: string;
+  /** With `--heapsnapshot-signal=SIGUSR2` in nodeOptions: ask the first replica for a heap snapshot once the clock stopped, written here. */
+  heapSnapshotDir?: string;
   log: (line: string) => void;
 }
 
@@ -124,6 +128,8 @@ export interface RoundResult {
   everywhere?: Distribution;
   /** Per name: seconds between the first and the last replica serving it. */
   spread?: Distribution;
+  /** Names the last replica served more than SLOW_FOLLOW_MS after the first (issue 10: within 5 s): how many, and the first 20. */
+  slowToFollow?: { count: number; names: { name: string; replica: string; afterS: number }[] };
   ca: CaCounts;
   replicas: ReplicaResult[];
   redis?: { usedMemoryMiB: number; usedMemoryPeakMiB: number; usedMemoryRssMiB: number; keys: number; process?: ProcessUse };
@@ -290,6 +296,8 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
     if (firstServed) result.firstServed = firstServed;
     if (everywhere) result.everywhere = everywhere;
     if (spread) result.spread = spread;
+    const slow = times.filter((t) => t.everywhereMs - t.firstMs > SLOW_FOLLOW_MS).sort((a, b) => b.everywhereMs - b.firstMs - (a.everywhereMs - a.firstMs));
+    result.slowToFollow = { count: slow.length, names: slow.slice(0, 20).map((t) => ({ name: t.name, replica: t.lastReplica, afterS: secs(t.everywhereMs - t.firstMs)! })) };
     if (outcome === 'done') result.allServedS = secs(endMs);
     else {
       result.error = outcome === 'timeout'
@@ -334,6 +342,7 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
       }
       result.replicas.push(r);
     }
+    if (o.heapSnapshotDir) await heapSnapshot(daemons[0]!, o.heapSnapshotDir, o.log);
     result.ca = caCounts(pebble.logs());
     if (balancer) result.balancer = { connections: balancer.counts(), dropped: balancer.dropped() };
     result.store = await checkStore(o, redis.url, keyFile, dir);
@@ -366,6 +375,26 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
   return result;
 }
 
+/** Sends SIGUSR2 to the replica's node process and waits (at most 2 minutes) for the snapshot file to be complete. */
+async function heapSnapshot(d: Daemon, dir: string, log: (line: string) => void): Promise<void> {
+  const pid = serverPids(d.pid)[0];
+  if (pid === undefined) return;
+  process.kill(pid, 'SIGUSR2');
+  const deadline = Date.now() + 120_000;
+  let last = -1;
+  while (Date.now() < deadline) {
+    await sleep(1000);
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.heapsnapshot'));
+    const size = files.length ? (await stat(join(dir, files[0]!))).size : -1;
+    if (size > 0 && size === last) {
+      log(`  heap snapshot of ${d.name}: ${join(dir, files[0]!)} (${Math.round(size / 1048576)} MiB)`);
+      return;
+    }
+    last = size;
+  }
+  log(`  heap snapshot of ${d.name}: not complete after 2 minutes`);
+}
+
 /** One HTTPS GET / at `ip` with SNI and Host `name`, trusting only `ca`. */
 function getHttps(ip: string, port: number, name: string, ca: string): Promise<{ status: number; body: string; error?: string }> {
   return new Promise((resolve) => {
@@ -381,9 +410,20 @@ function getHttps(ip: string, port: number, name: string, ca: string): Promise<{
 
 /** `padlock certificates --json` on the shared store: every name once, each at version 1. */
 async function checkStore(o: RoundOptions, storeUrl: string, keyFile: string, dir: string): Promise<StoreCheck> {
-  const r = await runTimed(o.padlockBin, ['certificates', '--json', '--store-key-file', keyFile, '--store-prefix', STORE_PREFIX, '--config-dir', join(dir, 'cfg-check')], env(storeUrl), 180_000, o.repoRoot);
-  if (!r.ok) return { lineages: 0, atVersion1: 0, laterVersions: [], missing: o.names.length, error: `padlock certificates exited ${r.code ?? r.signal}${r.timedOut ? ' (timeout)' : ''}: ${tail(r.stderr || r.stdout, 3)}` };
-  const list = (JSON.parse(r.stdout) as { certificates: { name: string; version: number }[] }).certificates;
+  const failed = (error: string): StoreCheck => ({ lineages: 0, atVersion1: 0, laterVersions: [], missing: o.names.length, error });
+  // Its JSON for 1,000 names is ~1 MB: read it whole (runTimed keeps only the last 100 kB of a big output).
+  const r = await new Promise<{ code: number | null; stdout: string; stderr: string; error?: string }>((resolve) => {
+    execFile(o.padlockBin, ['certificates', '--json', '--store-key-file', keyFile, '--store-prefix', STORE_PREFIX, '--config-dir', join(dir, 'cfg-check')],
+      { env: env(storeUrl), cwd: o.repoRoot, timeout: 180_000, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 * 1024 },
+      (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr, ...(err ? { error: err.message.split('\n')[0] } : {}) }));
+  });
+  if (r.code !== 0) return failed(`padlock certificates failed (${r.error ?? r.code}): ${tail(r.stderr || r.stdout, 3)}`);
+  let list: { name: string; version: number }[];
+  try {
+    list = (JSON.parse(r.stdout) as { certificates: { name: string; version: number }[] }).certificates;
+  } catch (e) {
+    return failed(`padlock certificates --json printed no JSON (${(e as Error).message}): ${r.stdout.slice(0, 200)}`);
+  }
   const wanted = new Set(o.names);
   const ours = list.filter((c) => wanted.has(c.name));
   return {

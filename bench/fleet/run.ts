@@ -6,7 +6,7 @@
  *
  *   npx node --import tsx bench/fleet/run.ts [--names 1000] [--rounds 2]
  *     [--dns balancer|spread|one] [--concurrency N] [--timeout 900] [--cap-seconds S]
- *     [--cpu-prof DIR] [--out bench/results/fleet.json] [--keep]
+ *     [--cpu-prof DIR] [--heap-snapshot DIR] [--out bench/results/fleet.json] [--keep]
  *
  * Each round gets a fresh Pebble and an empty Redis (round.ts). Everything
  * listens on and talks to 127.0.0.x. Every replica runs under `timeout` in
@@ -41,6 +41,7 @@ const { values } = parseArgs({
     timeout: { type: 'string', default: '900' },
     'cap-seconds': { type: 'string' },
     'cpu-prof': { type: 'string' },
+    'heap-snapshot': { type: 'string' },
     out: { type: 'string', default: 'bench/results/fleet.json' },
     keep: { type: 'boolean', default: false },
   },
@@ -61,6 +62,7 @@ if (!DNS_MODES.includes(values.dns as DnsMode)) fail(`--dns must be one of ${DNS
 const dns = values.dns as DnsMode;
 const outPath = resolve(values.out ?? 'bench/results/fleet.json');
 const cpuProfDir = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
+const heapDir = values['heap-snapshot'] ? resolve(values['heap-snapshot']) : undefined;
 
 const log = (line: string): void => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
@@ -147,16 +149,24 @@ async function main(): Promise<number> {
   const results: RoundResult[] = [];
   try {
     for (let round = 1; round <= rounds; round++) {
-      let nodeOptions: string | undefined;
+      const nodeOptions: string[] = [];
+      let heapSnapshotDir: string | undefined;
       if (cpuProfDir) {
         const dir = join(cpuProfDir, `round-${round}`);
         await rm(dir, { recursive: true, force: true });
         await mkdir(dir, { recursive: true });
-        nodeOptions = `--cpu-prof --cpu-prof-dir=${dir}`;
+        nodeOptions.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
+      }
+      if (heapDir) {
+        heapSnapshotDir = join(heapDir, `round-${round}`);
+        await rm(heapSnapshotDir, { recursive: true, force: true });
+        await mkdir(heapSnapshotDir, { recursive: true });
+        nodeOptions.push('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshotDir}`);
       }
       const r = await runRound({
         round, names: nameList, dns, timeoutSeconds, padlockBin, repoRoot, workDir, upstreamPort, log,
-        ...(concurrency ? { concurrency } : {}), ...(nodeOptions ? { nodeOptions } : {}),
+        ...(concurrency ? { concurrency } : {}), ...(nodeOptions.length ? { nodeOptions: nodeOptions.join(' ') } : {}),
+        ...(heapSnapshotDir ? { heapSnapshotDir } : {}),
       });
       results.push(r);
       log(`round ${round}: ${describe(r)}`);
@@ -166,7 +176,7 @@ async function main(): Promise<number> {
       benchmark: 'fleet',
       startedAt,
       finishedAt: new Date().toISOString(),
-      options: { names, rounds, dns, timeoutSeconds, capSeconds, ...(concurrency ? { concurrency } : {}), ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) },
+      options: { names, rounds, dns, timeoutSeconds, capSeconds, ...(concurrency ? { concurrency } : {}), ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}), ...(heapDir ? { heapSnapshot: heapDir } : {}) },
       machine: { cpus: cpu.length, cpuModel: cpu[0]?.model ?? '?', memMiB: Math.round(totalmem() / 1048576), node: process.version, platform: `${platform()} ${release()}` },
       versions: vers,
       rounds: results,

@@ -65,6 +65,8 @@ export interface NameTimes {
   /** ms after t0: the first replica to serve it, and the last. */
   firstMs: number;
   everywhereMs: number;
+  /** The replica that served it last. */
+  lastReplica: string;
 }
 
 export class ServingTracker {
@@ -153,7 +155,8 @@ export class ServingTracker {
       const times = this.opts.replicas.map((ip) => this.pairs.get(key(ip, name))?.servedMs);
       if (times.some((t) => t === undefined)) continue;
       const t = times as number[];
-      out.push({ name, firstMs: Math.min(...t), everywhereMs: Math.max(...t) });
+      const everywhereMs = Math.max(...t);
+      out.push({ name, firstMs: Math.min(...t), everywhereMs, lastReplica: this.opts.replicas[t.indexOf(everywhereMs)]! });
     }
     return out;
   }
