@@ -30,6 +30,7 @@ import { execFile } from 'node:child_process';
 import { sleep } from '../startup/probes.js';
 import { ReplicaLog, type ReplicaLogSummary } from './replica-log.js';
 import { ServingTracker } from './serving.js';
+import { CaLog, type CaCounts } from './ca-log.js';
 import { startBalancer, type Balancer } from './balancer.js';
 import { descendantsNamed, loadAverage, usageOf, type ProcessUse } from './machine.js';
 
@@ -91,15 +92,6 @@ export interface ReplicaResult {
   outputTail?: string;
 }
 
-export interface CaCounts {
-  orders?: number;
-  authorizations?: number;
-  certificates: number;
-  accounts?: number;
-  /** Pebble's kept log was cut (it keeps the last MB): `certificates` may be short; the "now N" counts are not. */
-  logTruncated: boolean;
-}
-
 export interface StoreCheck {
   lineages: number;
   atVersion1: number;
@@ -155,26 +147,6 @@ function distribution(ms: number[]): Distribution | undefined {
   return { count: s.length, minS: r(s[0]!), medianS: r(at(0.5)), p90S: r(at(0.9)), maxS: r(s[s.length - 1]!) };
 }
 
-/** Pebble's own counters from its log: "There are now N orders in the db" and the like, plus issued certificates. */
-export function caCounts(log: string): CaCounts {
-  const last = (re: RegExp): number | undefined => {
-    let n: number | undefined;
-    for (const m of log.matchAll(re)) n = Number(m[1]);
-    return n;
-  };
-  const orders = last(/There are now (\d+) orders in the db/g);
-  const authorizations = last(/There are now (\d+) authorizations in the db/g);
-  const accounts = last(/There are now (\d+) accounts in (?:the db|memory)/g);
-  return {
-    ...(orders !== undefined ? { orders } : {}),
-    ...(authorizations !== undefined ? { authorizations } : {}),
-    ...(accounts !== undefined ? { accounts } : {}),
-    certificates: (log.match(/Issued certificate serial/g) ?? []).length,
-    // test/support/pebble.ts keeps the last 1 MB once the output passes 2 MB.
-    logTruncated: !log.includes('Configured to'),
-  };
-}
-
 async function writeSites(file: string, names: readonly string[], upstreamPort: number): Promise<void> {
   const lines = ['sites:'];
   for (const n of names) lines.push(`  - host: ${n}`, `    upstream: http://127.0.0.1:${upstreamPort}`);
@@ -212,7 +184,7 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
   await mkdir(dir, { recursive: true });
   const result: RoundResult = {
     round: o.round, ok: false, startedAt: new Date().toISOString(), loadBefore: loadAverage(), dns: o.dns, names: o.names.length,
-    servedPairs: 0, totalPairs: o.names.length * REPLICAS.length, ca: { certificates: 0, logTruncated: false }, replicas: [], probes: { probes: 0, failed: 0 },
+    servedPairs: 0, totalPairs: o.names.length * REPLICAS.length, ca: { certificates: 0, gap: false }, replicas: [], probes: { probes: 0, failed: 0 },
   };
   let pebble: Pebble | undefined;
   let redis: RedisServer | undefined;
@@ -269,18 +241,24 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
     }));
     tracker.start();
 
-    // Wait for every pair, a replica's death, or the timeout; say how far it got every 15 s.
+    // Wait for every pair, a replica's death, or the timeout; read the CA's log every 2 s; say how far it got every 15 s.
+    const caLog = new CaLog();
+    let lastScan = 0;
     let outcome: 'done' | 'timeout' | 'exited' | undefined;
     const all = tracker.allServed().then(() => (outcome ??= 'done'));
     let lastReport = Date.now();
     while (!outcome) {
       await Promise.race([all, sleep(250)]);
       if (outcome) break;
+      if (Date.now() - lastScan >= 2_000) {
+        lastScan = Date.now();
+        caLog.scan(pebble.logs());
+      }
       if (daemons.some((d) => d.exited())) outcome = 'exited';
       else if (Date.now() > deadline) outcome = 'timeout';
       else if (Date.now() - lastReport >= 15_000) {
         lastReport = Date.now();
-        const ca = caCounts(pebble.logs());
+        const ca = caLog.counts();
         o.log(`  ${(elapsed() / 1000).toFixed(0)} s: ${tracker.served}/${tracker.total} served; orders at the CA ${ca.orders ?? 0}; load ${loadAverage().join(' ')}`);
       }
     }
@@ -343,7 +321,8 @@ export async function runRound(o: RoundOptions): Promise<RoundResult> {
       result.replicas.push(r);
     }
     if (o.heapSnapshotDir) await heapSnapshot(daemons[0]!, o.heapSnapshotDir, o.log);
-    result.ca = caCounts(pebble.logs());
+    caLog.scan(pebble.logs());
+    result.ca = caLog.counts();
     if (balancer) result.balancer = { connections: balancer.counts(), dropped: balancer.dropped() };
     result.store = await checkStore(o, redis.url, keyFile, dir);
 
