@@ -30,7 +30,7 @@ export function markdownRounds(r: FleetReport): string {
     const [first, median, last] = dist(x.everywhere);
     const redis = x.redis ? `${s1(x.redis.usedMemoryMiB)} / ${s1(x.redis.usedMemoryPeakMiB)} (${x.redis.keys})` : '–';
     const store = x.store ? (x.store.error ? 'error' : `${x.store.atVersion1}/${x.store.lineages}`) : '–';
-    lines.push(`| ${x.round} | ${x.loadBefore.join(' ')} | ${ready} | ${first} | ${median} | ${x.ok ? last : `${last} (incomplete)`} | ${s1(x.spread?.maxS)} (${x.slowToFollow?.count ?? '–'}) | ${x.ca.orders ?? '–'} | ${x.ca.authorizations ?? '–'} | ${x.ca.certificates}${x.ca.gap ? '*' : ''} | ${x.ca.accounts ?? '–'} | ${store} | ${redis} | ${x.ok ? 'ok' : `FAILED: ${esc((x.error ?? '?').slice(0, 200))}`} |`);
+    lines.push(`| ${x.round} | ${x.loadBefore.join(' ')} | ${ready} | ${first} | ${median} | ${x.allServedS !== undefined ? last : `${last} (not all)`} | ${s1(x.spread?.maxS)} (${x.slowToFollow?.count ?? '–'}) | ${x.ca.orders ?? '–'} | ${x.ca.authorizations ?? '–'} | ${x.ca.certificates}${x.ca.gap ? '*' : ''} | ${x.ca.accounts ?? '–'} | ${store} | ${redis} | ${x.ok ? 'ok' : `FAILED: ${esc((x.error ?? '?').slice(0, 200))}`} |`);
   }
   const gap = r.rounds.some((x) => x.ca.gap);
   return `${lines.join('\n')}${gap ? '\n\n\\* Pebble\'s kept log was cut between two reads, so the count of issued certificates may be short; the order and authorization counts are Pebble\'s own running totals and are not.' : ''}`;
