@@ -1,6 +1,7 @@
 /**
  * ACME accounts (RFC 8555 section 7.3), one per CA directory URL, kept in the store.
  */
+import type tls from 'node:tls';
 import { AcmeClient, type AcmeClientOptions } from './client.js';
 import { PadlockError, findCause, AcmeProblemError } from '../errors.js';
 import type { CertStore, AccountRecord } from '../store/store.js';
@@ -14,6 +15,8 @@ export interface AccountOptions {
   agreeTos: boolean;
   externalAccountBinding?: { kid: string; hmacKey: string };
   serverCa?: string;
+  /** A context for `serverCa` shared by all clients for this CA (see AcmeClientOptions). */
+  serverContext?: tls.SecureContext;
   timeoutMs?: number;
   signal?: AbortSignal;
   logger: Logger;
@@ -128,6 +131,7 @@ function makeClient(record: AccountRecord, options: AccountOptions): AcmeClient 
     ...(record.accountUrl ? { accountUrl: record.accountUrl } : {}),
     ...(options.externalAccountBinding ? { externalAccountBinding: options.externalAccountBinding } : {}),
     ...(options.serverCa ? { serverCa: options.serverCa } : {}),
+    ...(options.serverContext ? { serverContext: options.serverContext } : {}),
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     logger: options.logger,

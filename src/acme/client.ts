@@ -38,6 +38,12 @@ export interface AcmeClientOptions {
   externalAccountBinding?: { kid: string; hmacKey: string };
   /** Extra PEM trust anchors for the CA's own HTTPS endpoint (a private CA such as Pebble or step-ca). */
   serverCa?: string;
+  /**
+   * `serverCaContext(serverCa)`, built once by the caller and shared by every client for that CA; built here
+   * when absent. Clients are made per order, and each such context holds its own copy of ~140 roots (~1 MB,
+   * ~14 ms to build, freed only by a full garbage collection).
+   */
+  serverContext?: tls.SecureContext;
   /** Total deadline of one request, from sending it to the last byte of the answer. Default 30 s. */
   timeoutMs?: number;
   /** Largest answer accepted, in bytes. Default {@link MAX_RESPONSE_BYTES}. */
@@ -105,6 +111,11 @@ function transportHint(code: string | undefined): string {
   }
 }
 
+/** A TLS context trusting Node's roots plus `serverCa` (PEM), for the CA's own HTTPS. */
+export function serverCaContext(serverCa: string): tls.SecureContext {
+  return tls.createSecureContext({ ca: [...tls.rootCertificates, serverCa] });
+}
+
 /** acme-client's Client plus padlock's transport; see the module comment. */
 export class AcmeClient {
   readonly inner: acme.Client;
@@ -129,7 +140,10 @@ export class AcmeClient {
     this.httpsAgent = new https.Agent({
       keepAlive: true,
       maxSockets: 8,
-      ...(options.serverCa ? { ca: [...tls.rootCertificates, options.serverCa] } : {}),
+      // A context, not `ca`: given as `ca`, Node would parse the ~140 roots again for every new connection
+      // (~14 ms each) and copy their PEM into the agent's pool key on every request (~0.3 ms each), which was
+      // most of an order's CPU against a private CA (bench/fleet).
+      ...(options.serverCa ? { secureContext: options.serverContext ?? serverCaContext(options.serverCa) } : {}),
     });
     this.inner = new acme.Client({
       directoryUrl: options.directoryUrl,

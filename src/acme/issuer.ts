@@ -7,7 +7,8 @@ import { openAccount, reregisterAccount, isAccountMissing, type AccountOptions }
 import { orderCertificate } from './order.js';
 import { certId, renewalInfoUrl, type RenewalInfoSource } from './ari.js';
 import { checkProfile } from './profiles.js';
-import type { AcmeClient } from './client.js';
+import type tls from 'node:tls';
+import { serverCaContext, type AcmeClient } from './client.js';
 import type { AriSources } from '../certificates/ari-poller.js';
 import type { Issuer, IssueRequest, Issued } from '../certificates/issuer.js';
 import type { Lineage } from '../store/store.js';
@@ -35,6 +36,8 @@ export interface AcmeIssuerOptions {
 
 export class AcmeIssuer implements Issuer {
   readonly id: string;
+  /** The TLS context for --server-ca, built once for all of this CA's orders (a client is made per order). */
+  private serverContext: { pem: string; context: tls.SecureContext } | undefined;
   constructor(private readonly opts: AcmeIssuerOptions) {
     this.id = opts.server;
   }
@@ -67,7 +70,7 @@ export class AcmeIssuer implements Issuer {
       agreeTos: request.account.agreeTos,
       ...(request.account.externalAccountBinding ? { externalAccountBinding: request.account.externalAccountBinding } : {}),
       ...(spec.email ? { email: spec.email } : {}),
-      ...(serverCa ? { serverCa } : {}),
+      ...(serverCa ? { serverCa, serverContext: this.contextFor(serverCa) } : {}),
       ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
       logger: log,
       clock: this.opts.clock,
@@ -124,6 +127,11 @@ export class AcmeIssuer implements Issuer {
 
   close(): void {
     // Clients are per issuance; the shared ARI clients belong to AriSources.
+  }
+
+  private contextFor(pem: string): tls.SecureContext {
+    if (this.serverContext?.pem !== pem) this.serverContext = { pem, context: serverCaContext(pem) };
+    return this.serverContext.context;
   }
 }
 

@@ -83,6 +83,18 @@ export class CertificateManager {
   private readonly cache = new Map<string, Cached>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly queue: Array<Extract<Action, { kind: 'obtain' | 'renew' }>> = [];
+  /**
+   * Per queued name, the version the planning pass that queued it saw (null: none). The job hands it to the
+   * engine, which orders nothing when the store holds another version by then: the cache may already hold a
+   * certificate another replica (or this process's previous job) stored after that pass read it.
+   */
+  private readonly plannedVersion = new Map<string, number | null>();
+  /**
+   * Names whose store notification arrived while a job of ours ran for them. Re-read when the job ends: a job
+   * that found the lock busy ends without reading the store, and the other replica's write it was waiting
+   * for would otherwise wait for the periodic comparison (up to `refreshMs`).
+   */
+  private readonly changedWhileRunning = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private tick: ScheduledTask | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -184,7 +196,7 @@ export class CertificateManager {
     const local = plan.actions.filter((a): a is Extract<Action, { kind: 'obtain' | 'renew' }> => (a.kind === 'obtain' || a.kind === 'renew') && a.issuer === 'local');
     // Registered as running, so the store notifications of these writes are not taken for another process's.
     await Promise.all(local.map((a) => {
-      const job = this.runJob(a).finally(() => this.running.delete(a.name));
+      const job = this.runJob(a).finally(() => this.jobEnded(a.name));
       this.running.set(a.name, job);
       return job;
     }));
@@ -212,6 +224,8 @@ export class CertificateManager {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.queue.length = 0;
+    this.plannedVersion.clear();
+    this.changedWhileRunning.clear();
     const all = Promise.allSettled([...this.running.values()]);
     await Promise.race([all, new Promise((r) => setTimeout(r, waitMs).unref())]);
   }
@@ -297,7 +311,7 @@ export class CertificateManager {
   }
 
   /** Everything planning needs per name, from the cache and the stored states (no CA contact). */
-  private async stored(full: boolean): Promise<StoredCertificate[]> {
+  private async stored(full: boolean, seen?: Map<string, number | null>): Promise<StoredCertificate[]> {
     // A site added after start reads its own lineage now, not when the background load reaches it.
     await this.loadNames(this.wantedNames().filter((n) => !this.loaded.has(n)), LOAD_CONCURRENCY);
     const out: StoredCertificate[] = [];
@@ -315,6 +329,7 @@ export class CertificateManager {
       const state = this.states.get(name) ?? null;
       const failure = failureOf(state);
       const cached = this.cache.get(name);
+      seen?.set(name, cached?.version ?? null);
       let cert = cached?.info;
       // RFC 9773: the CA's window, as last stored, replaces the lifetime rule (polls happen apart, see pollAri).
       const ari = cached && cert ? storedAriDecision(state, { certPem: cached.certPem, notBefore: cert.notBefore, notAfter: cert.notAfter }, now, { known: true }) : undefined;
@@ -334,7 +349,8 @@ export class CertificateManager {
     this.passes += 1;
     const full = this.fullRefresh;
     this.fullRefresh = false;
-    const stored = await this.stored(full);
+    const seen = new Map<string, number | null>();
+    const stored = await this.stored(full, seen);
     const now = this.opts.clock.now();
     const plan = planCertificates(this.sites, stored, now);
     if (full) {
@@ -348,7 +364,13 @@ export class CertificateManager {
     this.failures = new Map(stored.filter((s) => s.failure).map((s) => [s.name, s.failure!]));
     this.lastPlan = plan;
     const due = new Set(plan.actions.filter((a) => a.kind === 'obtain' || a.kind === 'renew').map((a) => a.name));
-    for (let i = this.queue.length - 1; i >= 0; i--) if (!due.has(this.queue[i]!.name)) this.queue.splice(i, 1);
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const name = this.queue[i]!.name;
+      if (!due.has(name)) {
+        this.queue.splice(i, 1);
+        this.plannedVersion.delete(name);
+      }
+    }
     let heldUntil: number | undefined;
     for (const a of plan.actions) {
       if ((a.kind === 'obtain' || a.kind === 'renew') && !this.running.has(a.name) && !this.queue.some((q) => q.name === a.name)) {
@@ -359,6 +381,7 @@ export class CertificateManager {
         }
         this.holds.delete(a.name);
         this.holdReasons.delete(a.name);
+        this.plannedVersion.set(a.name, seen.get(a.name) ?? null);
         this.queue.push(a);
       }
     }
@@ -425,14 +448,22 @@ export class CertificateManager {
   private pump(): void {
     while (!this.stopped && this.running.size < this.opts.concurrency && this.queue.length) {
       const action = this.queue.shift()!;
-      const job = this.runJob(action).finally(() => {
-        this.running.delete(action.name);
+      const expectVersion = this.plannedVersion.has(action.name) ? this.plannedVersion.get(action.name) : undefined;
+      this.plannedVersion.delete(action.name);
+      const job = this.runJob(action, expectVersion).finally(() => {
+        this.jobEnded(action.name);
         this.states.delete(action.name);
         this.pump();
         this.replan();
       });
       this.running.set(action.name, job);
     }
+  }
+
+  /** A job for `name` ended: it no longer counts as running, and a store change heard meanwhile is read now. */
+  private jobEnded(name: string): void {
+    this.running.delete(name);
+    if (this.changedWhileRunning.delete(name)) void this.onStoreChange(name);
   }
 
   /** The lineage settings for a planned action. */
@@ -453,18 +484,20 @@ export class CertificateManager {
     };
   }
 
-  private async runJob(action: Extract<Action, { kind: 'obtain' | 'renew' }>): Promise<void> {
+  /** `expectVersion`: what the plan saw (default: the cached version now, for jobs not planned through the queue). */
+  private async runJob(action: Extract<Action, { kind: 'obtain' | 'renew' }>, expectVersion?: number | null): Promise<void> {
     const { name } = action;
     const log = this.log.child({ name });
     log.info(action.kind === 'renew' ? 'renewing certificate' : 'obtaining certificate', { reason: action.reason, issuer: action.issuer });
     try {
       const result = await this.opts.engine.obtain(this.specFor(action), {
         reason: action.reason as ObtainReason,
-        // What this plan saw: another replica or a cron renewal may have stored a newer one since.
-        expectVersion: this.cache.get(name)?.version ?? null,
+        // What the plan saw: another replica, a cron renewal or our own previous job may have stored one since.
+        expectVersion: expectVersion !== undefined ? expectVersion : this.cache.get(name)?.version ?? null,
         account: { agreeTos: this.opts.account.agreeTos },
         signal: this.abort.signal,
       });
+      this.changedWhileRunning.delete(name); // read just below, with whatever was written meanwhile
       await this.refresh(name);
       this.publish();
       log.info(result.alreadyDone ? 'another padlock process stored this certificate meanwhile; serving it' : 'certificate ready', { notAfter: result.notAfter.toISOString() });
@@ -494,7 +527,11 @@ export class CertificateManager {
 
   /** A store notification: re-read the lineage; a newer version from elsewhere is served and announced. */
   private async onStoreChange(name: string): Promise<void> {
-    if (this.running.has(name)) return; // our own job re-reads it when it ends
+    if (this.running.has(name)) {
+      // Our own write, or another replica's while our job found the lock busy: look again once the job ends.
+      this.changedWhileRunning.add(name);
+      return;
+    }
     const prev = this.cache.get(name);
     const before = prev ? `${prev.version}#${prev.serial}` : undefined;
     this.loaded.add(name);
