@@ -31,7 +31,7 @@ import { sleep } from '../startup/probes.js';
 import { ReplicaLog, type ReplicaLogSummary } from './replica-log.js';
 import { ServingTracker } from './serving.js';
 import { CaLog, type CaCounts } from './ca-log.js';
-import { startBalancer, type Balancer } from './balancer.js';
+import { startBalancer, type Balancer } from '../../test/support/tcp-balancer.js';
 import { descendantsNamed, loadAverage, usageOf, type ProcessUse } from './machine.js';
 
 export const REPLICAS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;

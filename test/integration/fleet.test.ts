@@ -18,9 +18,16 @@ import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
 import { startPadlockRun, httpsGet, getJson, waitFor, type RunningDaemon } from '../support/daemon.js';
 import { runCli } from '../support/cli.js';
+import { startBalancer, type Balancer } from '../support/tcp-balancer.js';
 import { pebbleRunFlags, pebbleFlags, uniqueName } from '../support/padlock.js';
 
 const REPLICAS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
+/**
+ * A layer-4 balancer in front of the replicas' HTTP ports, as a fleet has:
+ * names resolved here reach whichever replica listens, so an order made by a
+ * replica that started first never waits on one that is still starting.
+ */
+const BALANCER = '127.0.0.4';
 // Certificates live 60 s: due after 30 s, so renewals happen while the tests run.
 const VALIDITY_S = 60;
 
@@ -29,6 +36,7 @@ let redis: RedisServer;
 let dir: string;
 let keyFile: string;
 let ports: { https: number; admin: number };
+let balancer: Balancer;
 const running: RunningDaemon[] = [];
 
 before(async () => {
@@ -38,9 +46,11 @@ before(async () => {
   keyFile = join(dir, 'store.key');
   await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   ports = { https: await freePort(), admin: await freePort() };
+  balancer = await startBalancer(BALANCER, pebble.httpPort, REPLICAS);
 });
 after(async () => {
   for (const d of running) await d.stop(5_000).catch(() => undefined);
+  await balancer?.close();
   await redis?.stop();
   await pebble?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -88,7 +98,7 @@ const serial = (ip: string, name: string) => httpsGet(ports.https, name, pebble.
 /** Three replicas want one new name at the same moment: one order, the same certificate on all three within 5 s. */
 async function orderOnceServeEverywhere(server: RedisServer): Promise<void> {
   const name = uniqueName('fleet');
-  await resolveAt(name, '127.0.0.2');
+  await resolveAt(name, BALANCER);
   const file = await config([name]);
   const before = ordersAtCa();
   await Promise.all(REPLICAS.map((ip) => replica(ip, file, [], server)));
@@ -181,7 +191,7 @@ describe('a replica that dies holding an order', () => {
 describe('a Redis outage', () => {
   it('costs no request on any replica for 30 s, and renewals resume and reach every replica after it returns', () => withReplicas(async () => {
     const name = uniqueName('outage');
-    await resolveAt(name, '127.0.0.1');
+    await resolveAt(name, BALANCER);
     const file = await config([name]);
     await Promise.all(REPLICAS.map((ip) => replica(ip, file)));
     const first = await waitFor('the first certificate everywhere', async () => {
