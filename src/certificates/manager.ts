@@ -686,7 +686,8 @@ export class CertificateManager {
       return;
     }
     this.states.delete(name);
-    this.schedulePublish();
+    // Served before it is announced (cert_changed).
+    this.publish();
     this.log.info('a newer certificate appeared in the store (written by another padlock process); serving it', { name, version: after.version, notAfter: after.info.notAfter.toISOString() });
     this.events.emit('cert_changed', { name, names: after.info.domains, version: after.version, notAfter: after.info.notAfter, ...(after.meta.email ? { email: after.meta.email } : {}) });
     this.replan();
