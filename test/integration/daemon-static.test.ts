@@ -211,6 +211,25 @@ describe('padlock run and certificates from elsewhere', () => {
     }
   });
 
+  it('keeps at most --tls-context-cache TLS contexts, and still serves every name', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'cache.yaml');
+    const store = join(dir.dir, 'store');
+    const names = ['a', 'b', 'c', 'd'].map((n) => `${n}.localhost`);
+    await writeFile(file, ['sites:', ...names.map((n) => `  - host: ${n}\n    upstream: http://127.0.0.1:9`)].join('\n'));
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--tls-context-cache', '2', ...NO_CA]);
+    try {
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      for (let round = 0; round < 2; round++) for (const n of names) assert.ok(await serial(d.httpsPort, n, root), `${n}, round ${round + 1}`);
+      const certs = ((await d.status())['proxy'] as { certificates: { cachedContexts: number; builtContexts: number } }).certificates;
+      assert.equal(certs.cachedContexts, 2, 'two contexts kept');
+      assert.ok(certs.builtContexts >= 8, `${certs.builtContexts} contexts built for 8 handshakes that each found theirs evicted`);
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  });
+
   it('serves, within 5 s and without a restart, a newer certificate that padlock renew wrote from another process', async () => {
     const dir = await tempConfigDir();
     after(dir.cleanup);
