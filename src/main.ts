@@ -5,9 +5,16 @@
  *
  * Start order (so no client ever sees a default certificate that could have
  * been the real one): the first desired state is known (static sites, then
- * the first Docker listing), the stored certificates those routes need are
- * loaded, and local names get their certificates, all before the HTTPS port
- * opens. Every other stored certificate loads in the background.
+ * the first Docker listing) before the HTTPS port opens. Stored certificates
+ * are read in the background from then on, the routed ones first; a
+ * handshake for a name not read yet reads that certificate first (and a
+ * local name without one gets it from the local CA then), so the port opens
+ * without waiting for the store, however many certificates it holds.
+ *
+ * Ready (`/readyz` 200) means: the routes are known, :80, :443 and the admin
+ * API listen, and every routed name is answered, from memory or from the
+ * store on its first handshake. The body says how many routed certificates
+ * are still to be read, and whether the store can be reached.
  */
 import { readFile } from 'node:fs/promises';
 import type { RunConfig } from './config/schema.js';
@@ -109,7 +116,13 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const challenge = await companionChallenge(config);
 
   const tokens = new TokenMap();
-  const registry = new CertificateRegistry();
+  // Reads a routed name's certificate on its first handshake when the background load has not reached it yet.
+  const certificateFor = (name: string) => manager.certificateFor(name);
+  const registry = new CertificateRegistry({
+    maxContexts: config.tlsContextCache,
+    load: certificateFor,
+    onContextError: (name, err) => log.error('stored certificate cannot be used for TLS', { name, error: errorMessage(err) }),
+  });
   // workers > 1: the data plane runs in cluster workers; this process keeps everything else.
   const proxyCluster = config.workers > 1
     ? new ProxyCluster({
@@ -124,6 +137,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       allowUpstream: config.allowUpstream,
       trustedProxies: config.trustedProxies,
       ownPorts: configuredOwnPorts(config),
+      tlsContextCache: config.tlsContextCache,
+      certificateFor,
     })
     : undefined;
   const events = new EngineEventBus((event, err) => log.warn('an event listener failed', { event, error: errorMessage(err) }));
@@ -151,7 +166,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     ...(config.trustedRoots ? { trustedRootsFile: config.trustedRoots } : {}),
     concurrency: config.concurrency,
     renewCron: config.renewCron,
-    onSnapshot: (snapshot) => (proxyCluster ?? registry).replace(snapshot),
+    onSnapshot: (snapshot, pending) => (proxyCluster ?? registry).replace(snapshot, pending),
   });
   events.on('cert_obtained', () => metrics.renewal('success'));
   events.on('cert_renewed', () => metrics.renewal('success'));
@@ -208,7 +223,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     const timedOut = await Promise.race([firstState.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeout).unref())]);
     if (timedOut) log.warn('no route listing from Docker yet; opening the ports with the static routes only', { waitedMs: timeout });
   }
-  // Now that the routes are known: read the certificates they need (the rest load in the background).
+  // Now that the routes are known: read the stored certificates in the background, the routed ones first.
   await manager.load();
   if (companion) await companionInitial(store, companion);
 
@@ -218,7 +233,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     logger,
     metrics,
     ready: () => ready,
-    readyDetails: () => ({ store: storeHealth.view() }),
+    readyDetails: () => ({ certificates: manager.loadProgress(), store: storeHealth.view() }),
     status: () => buildStatusDocument({
       now: clock.now(),
       ready,
@@ -255,8 +270,6 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   }
 
   let ports = { http: 0, https: 0, admin: 0 };
-  // Local names need no network: their certificates exist before :443 opens, so none is refused at start.
-  await manager.obtainLocalNow().catch((err: unknown) => log.error('could not issue local certificates before opening the ports', { error: errorMessage(err) }));
   try {
     const listening = await proxy.listen();
     const adminAt = await admin.listen();

@@ -13,6 +13,7 @@ import { adminConfigSchema, adminAccessProblem } from '../observe/admin-auth.js'
 import { PadlockError } from '../errors.js';
 import { storeConfigSchema, storeConfigProblems } from '../store/store-config.js';
 import { cidrProblem } from '../proxy/upstream-guard.js';
+import { DEFAULT_TLS_CONTEXT_CACHE } from '../tls/contexts.js';
 
 const cidr = z.string().superRefine((v, ctx) => {
   const problem = cidrProblem(v);
@@ -56,6 +57,8 @@ export const runConfigSchema = z.object({
   renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
+  tlsContextCache: z.number().int().min(1, 'tlsContextCache must be at least 1').max(1_000_000, 'tlsContextCache must be at most 1000000').default(DEFAULT_TLS_CONTEXT_CACHE)
+    .describe('TLS contexts kept in memory per process, least recently used evicted first (each costs 35-70 KB; an evicted name is rebuilt on its next handshake)'),
   storeLockTtl: z.number().int().min(5, 'storeLockTtl must be at least 5 seconds').max(3600, 'storeLockTtl must be at most 3600 seconds').default(60)
     .describe('Seconds a certificate lock in a shared store outlives a replica that died holding it (its holder renews it every sixth of that)'),
   storeAlertAfter: z.number().int().min(0).default(300).describe('Seconds a shared store (Redis) may stay unreachable before padlock alerts (it keeps serving meanwhile)'),

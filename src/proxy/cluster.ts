@@ -17,6 +17,11 @@
  * order, over its IPC channel (FIFO): routes whole, certificates as a diff
  * against what was last sent (by version), tokens one by one.
  *
+ * A name whose certificate the primary has not read yet is *pending* (see
+ * tls/contexts.ts): a worker's handshake for it asks the primary
+ * (`cert-request`), which reads it through `certificateFor` and answers that
+ * worker alone; every worker then gets it in the next certificate diff.
+ *
  * ## HTTP-01 is race-free
  * The CA may fetch a challenge through any worker (round robin), and it does
  * so only after padlock answers the challenge URL (RFC 8555 section 7.5.1).
@@ -46,7 +51,7 @@ import type { ChallengeResponder } from '../acme/http01.js';
 import { PadlockError } from '../errors.js';
 import type { Level, Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
-import type { CertificateEntry, CertificateSnapshot } from '../tls/contexts.js';
+import { DEFAULT_TLS_CONTEXT_CACHE, type CertificateEntry, type CertificateSnapshot } from '../tls/contexts.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
 import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
 
@@ -68,12 +73,22 @@ export interface WorkerSettings {
   trustedProxies: string[];
   /** Other ports padlock listens on (the admin API), refused as upstreams. */
   ownPorts: number[];
+  /** `--tls-context-cache`: SecureContexts the worker keeps. */
+  tlsContextCache: number;
+}
+
+/** Names that turned pending, and names that no longer are, since the last message. */
+export interface PendingDiff {
+  add: string[];
+  del: string[];
 }
 
 export type ToWorker =
-  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; tokens: Array<[string, string]>; stateless?: string }
+  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; pending: string[]; tokens: Array<[string, string]>; stateless?: string }
   | { t: 'sites'; sites: SiteSpec[] }
-  | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[] }
+  | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[]; pending: PendingDiff }
+  /** The answer to a worker's `cert-request`: the certificate, or none (the handshake is refused). */
+  | { t: 'cert'; id: number; entry?: CertificateEntry }
   | { t: 'token'; id: number; set?: [string, string]; del?: string }
   | { t: 'own-ports'; ports: number[] }
   /** The account thumbprint for stateless HTTP-01 answers (acme/http01.ts TokenMap), or none. */
@@ -90,6 +105,8 @@ export type FromWorker =
   | { t: 'listening'; httpPort: number; httpsPort: number }
   | { t: 'listen-error'; message: string; code?: string }
   | { t: 'ack'; id: number }
+  /** A handshake for a pending name: the primary reads its certificate (`certificateFor`) and answers `cert`. */
+  | { t: 'cert-request'; id: number; name: string }
   | { t: 'report'; stats: ProxyStats; upstreams?: RouteUpstreams[]; requests: RequestBatch; upstreamErrors: UpstreamErrorBatch }
   | { t: 'closed' };
 
@@ -122,6 +139,10 @@ export interface ProxyClusterOptions {
   trustedProxies?: readonly string[];
   /** Other ports padlock listens on (the admin API); `setOwnPorts` replaces them. */
   ownPorts?: readonly number[];
+  /** `--tls-context-cache` for every worker (default DEFAULT_TLS_CONTEXT_CACHE). */
+  tlsContextCache?: number;
+  /** Reads a pending name's certificate for a worker's handshake (the manager's `certificateFor`); without it, pending names are refused. */
+  certificateFor?: (name: string) => Promise<CertificateEntry | undefined>;
 }
 
 interface Slot {
@@ -144,6 +165,7 @@ export class ProxyCluster {
   private sites: SiteSpec[] = [];
   private routes = new RouteTable([]);
   private certs = new Map<string, CertificateEntry>();
+  private pending = new Set<string>();
   /** HTTP-01 tokens being presented: the source of truth a starting worker gets in its `init`. */
   private readonly tokens = new Map<string, string>();
   /** The thumbprint for stateless HTTP-01 answers, when the store is shared. */
@@ -179,15 +201,21 @@ export class ProxyCluster {
     this.broadcast({ t: 'sites', sites: this.sites });
   }
 
-  /** Certificates: the manager's `onSnapshot`. Sends every worker what changed (by version). */
-  replace(snapshot: CertificateSnapshot): void {
+  /**
+   * Certificates: the manager's `onSnapshot` (what is in memory, and the
+   * names still to be read). Sends every worker what changed (by version).
+   */
+  replace(snapshot: CertificateSnapshot, pending: Iterable<string> = []): void {
     const next = new Map<string, CertificateEntry>();
     for (const [name, entry] of snapshot) next.set(name.toLowerCase(), { certPem: entry.certPem, keyPem: entry.keyPem, version: entry.version });
     const set: Array<[string, CertificateEntry]> = [];
     for (const [name, entry] of next) if (this.certs.get(name)?.version !== entry.version) set.push([name, entry]);
     const del = [...this.certs.keys()].filter((name) => !next.has(name));
+    const nextPending = new Set([...pending].map((name) => name.toLowerCase()));
+    const diff: PendingDiff = { add: [...nextPending].filter((n) => !this.pending.has(n)), del: [...this.pending].filter((n) => !nextPending.has(n)) };
     this.certs = next;
-    if (set.length || del.length) this.broadcast({ t: 'certs', set, del });
+    this.pending = nextPending;
+    if (set.length || del.length || diff.add.length || diff.del.length) this.broadcast({ t: 'certs', set, del, pending: diff });
   }
 
   /**
@@ -349,8 +377,9 @@ export class ProxyCluster {
           allowUpstream: [...(this.opts.allowUpstream ?? [])],
           trustedProxies: [...(this.opts.trustedProxies ?? [])],
           ownPorts: this.ownPorts,
+          tlsContextCache: this.opts.tlsContextCache ?? DEFAULT_TLS_CONTEXT_CACHE,
         };
-        this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}) });
+        this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], pending: [...this.pending], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}) });
         entry.initialised = true;
         return;
       }
@@ -368,6 +397,11 @@ export class ProxyCluster {
           pending.waiting.delete(entry.worker.id);
           if (pending.waiting.size === 0) pending.done();
         }
+        return;
+      }
+      case 'cert-request': {
+        const read = this.opts.certificateFor?.(msg.name) ?? Promise.resolve(undefined);
+        void read.catch(() => undefined).then((found) => this.send(entry, { t: 'cert', id: msg.id, ...(found ? { entry: { certPem: found.certPem, keyPem: found.keyPem, version: found.version } } : {}) }));
         return;
       }
       case 'report':

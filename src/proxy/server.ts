@@ -7,8 +7,9 @@
  * an open connection, an in-flight request or a WebSocket. Passive upstream
  * health survives route swaps.
  *
- * Start order is the caller's: load every stored certificate into the
- * registry *before* `listen()`, so no handshake ever meets an empty registry.
+ * Start order is the caller's: give the registry its snapshot (certificates
+ * in memory, and the routed names it reads on their first handshake) before
+ * `listen()`, so no handshake ever meets an empty registry.
  */
 import type http from 'node:http';
 import { PadlockError } from '../errors.js';

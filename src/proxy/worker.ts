@@ -30,6 +30,27 @@ const send = (msg: FromWorker, cb?: () => void): void => {
 
 const tokens = new TokenMap();
 let certs = new Map<string, CertificateEntry>();
+let pending = new Set<string>();
+/** A pending name's read answers longer than this are given up: the handshake is refused (its own timeout is shorter). */
+const CERT_REQUEST_TIMEOUT_MS = 30_000;
+const certRequests = new Map<number, (entry: CertificateEntry | undefined) => void>();
+let nextCertRequest = 1;
+
+/** Asks the primary for a pending name's certificate (see cluster.ts); undefined when it has none or does not answer. */
+function requestCertificate(name: string): Promise<CertificateEntry | undefined> {
+  return new Promise((resolve) => {
+    const id = nextCertRequest++;
+    const timer = setTimeout(() => done(undefined), CERT_REQUEST_TIMEOUT_MS);
+    timer.unref();
+    const done = (entry: CertificateEntry | undefined): void => {
+      clearTimeout(timer);
+      certRequests.delete(id);
+      resolve(entry);
+    };
+    certRequests.set(id, done);
+    send({ t: 'cert-request', id, name });
+  });
+}
 let proxy: ProxyServer | undefined;
 let registry: CertificateRegistry | undefined;
 let log: Logger | undefined;
@@ -79,10 +100,13 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
   for (const [token, keyAuthorization] of msg.tokens) tokens.set(token, keyAuthorization);
   tokens.setStateless(msg.stateless);
   certs = new Map(msg.certs);
+  pending = new Set(msg.pending);
   registry = new CertificateRegistry({
+    maxContexts: settings.tlsContextCache,
+    load: requestCertificate,
     onContextError: (name, err) => logger.error('stored certificate cannot be used for TLS', { name, error: (err as Error).message }),
   });
-  registry.replace(certs);
+  registry.replace(certs, pending);
   proxy = new ProxyServer({
     httpPort: settings.httpPort,
     httpsPort: settings.httpsPort,
@@ -132,10 +156,17 @@ process.on('message', (msg: ToWorker) => {
       const next = new Map(certs);
       for (const name of msg.del) next.delete(name);
       for (const [name, entry] of msg.set) next.set(name, entry);
+      const waiting = new Set(pending);
+      for (const name of msg.pending.del) waiting.delete(name);
+      for (const name of msg.pending.add) waiting.add(name);
       certs = next;
-      registry?.replace(next);
+      pending = waiting;
+      registry?.replace(next, waiting);
       return;
     }
+    case 'cert':
+      certRequests.get(msg.id)?.(msg.entry);
+      return;
     case 'own-ports':
       proxy?.setOwnPorts(msg.ports);
       return;

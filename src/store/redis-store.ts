@@ -37,6 +37,7 @@ import {
   DELETE_LINEAGE,
   PUT_VERSION,
   READ_LINEAGE,
+  READ_SERVING,
   RELEASE_LOCK,
   RENEW_LOCK,
   TAKE_LOCK,
@@ -59,6 +60,7 @@ import {
   type LineageState,
   type LockOptions,
   type PutVersionOptions,
+  type ServingLineage,
   type StoreHealth,
   type Unlock,
 } from './store.js';
@@ -141,9 +143,42 @@ export class RedisStore implements CertStore {
     );
     if (reply === null) return null;
     const [versionText, recordText, metaText] = reply;
+    return this.lineageFrom(name, versionText, recordText, metaText);
+  }
+
+  /** One script (READ_SERVING) that sends back the fullchain, the sealed key and the meta only. */
+  async readServing(name: string): Promise<ServingLineage | null> {
+    checkLineageName(name);
+    const reply = await this.conn.evalScript<[string, string, string | null, string | null, string | null] | null>(
+      READ_SERVING,
+      [this.keys.lineages, this.keys.lineage(name), this.keys.meta(name)],
+      [name],
+    );
+    if (reply === null) return null;
+    const [versionText, mode, fullchain, sealed, metaText] = reply;
+    if (mode !== 'p' || fullchain === null || sealed === null || metaText === null) {
+      // A damaged or older record: readLineage's checks say what is wrong, or use the record's own meta.
+      const lineage = this.lineageFrom(name, versionText, fullchain, metaText);
+      return { meta: lineage.meta, version: lineage.version, bundle: { fullchain: lineage.bundle.fullchain, privkey: lineage.bundle.privkey } };
+    }
+    const version = this.versionOf(name, versionText);
+    const privkey = this.openSecret(sealed, privkeyLabel(name, version), `the private key of ${name} version ${version} (${this.keys.lineage(name)} field v${versionText})`);
+    const meta = this.parse(metaText, this.keys.meta(name)) as LineageMeta;
+    if (typeof meta !== 'object' || meta === null) throw this.corrupt(`${name} has no metadata: ${this.keys.meta(name)} is missing`);
+    return { meta, version, bundle: { fullchain, privkey } };
+  }
+
+  /** The version number a reply names; STORE_CORRUPT when it is not one. */
+  private versionOf(name: string, versionText: string): number {
     const version = Number(versionText);
-    const where = `${this.keys.lineage(name)} field v${versionText}`;
     if (!Number.isSafeInteger(version) || version < 1) throw this.corrupt(`${this.keys.lineages} holds ${JSON.stringify(versionText)} as the current version of ${name}, not a version number`);
+    return version;
+  }
+
+  /** A lineage from READ_LINEAGE's pieces, each checked: a damaged one is STORE_CORRUPT naming its key. */
+  private lineageFrom(name: string, versionText: string, recordText: string | null, metaText: string | null): Lineage {
+    const version = this.versionOf(name, versionText);
+    const where = `${this.keys.lineage(name)} field v${versionText}`;
     if (recordText === null) throw this.corrupt(`${this.keys.lineages} says version ${version} of ${name} is current, but ${where} is missing`);
     const record = this.parse(recordText, where) as Partial<StoredVersion>;
     if (typeof record !== 'object' || record === null || !(['cert', 'chain', 'fullchain', 'privkey'] as const).every((k) => typeof record[k] === 'string')) {

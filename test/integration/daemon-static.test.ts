@@ -188,22 +188,43 @@ describe('padlock run as a certificate companion', () => {
 describe('padlock run and certificates from elsewhere', () => {
   const serial = async (port: number, name: string, ca: string) => (await httpsGet(port, name, ca)).peer.serialNumber as string;
 
-  it('issues local names before :443 opens, so the first handshake already has its certificate', async () => {
+  it('answers the very first handshake for a local name it has no certificate for yet, issuing it then, once, and issues the others in the background', async () => {
     const dir = await tempConfigDir();
     after(dir.cleanup);
     const file = join(dir.dir, 'local.yaml');
+    const store = join(dir.dir, 'store');
     // Twenty local names: enough that the store's change notifications of this start's own writes arrive while it still issues.
-    await writeFile(file, ['sites:', ...['first', ...Array.from({ length: 19 }, (_, i) => `n${i}`)].map((n) => `  - host: ${n}.localhost\n    upstream: http://127.0.0.1:9`)].join('\n'));
-    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir.dir, 'store'), '--log-format', 'json', ...NO_CA]);
+    const names = ['first', ...Array.from({ length: 19 }, (_, i) => `n${i}`)].map((n) => `${n}.localhost`);
+    await writeFile(file, ['sites:', ...names.map((n) => `  - host: ${n}\n    upstream: http://127.0.0.1:9`)].join('\n'));
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--log-format', 'json', ...NO_CA]);
     try {
-      const lines = d.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; name?: string });
-      const stored = lines.findIndex((l) => l.msg === 'certificate stored' && l.name === 'first.localhost');
-      const listening = lines.findIndex((l) => l.msg === 'listening');
-      assert.ok(stored >= 0 && listening >= 0, d.output());
-      assert.ok(stored < listening, 'the local certificate was stored before the ports opened');
-      const root = (await runCli(['trust', '--pem', '--config-dir', join(dir.dir, 'store')])).stdout;
-      assert.ok(await serial(d.httpsPort, 'first.localhost', root), 'the very first handshake succeeds');
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      assert.ok(await serial(d.httpsPort, 'first.localhost', root), 'the very first handshake succeeds, verified against padlock trust');
+      await waitFor('every local certificate', async () => {
+        const versions = await Promise.all(names.map((n) => readFile(join(store, 'renewal', `${n}.json`), 'utf8').then((t) => (JSON.parse(t) as { storedForVersion: number }).storedForVersion, () => undefined)));
+        return versions.every((v) => v !== undefined) ? versions : undefined;
+      }).then((versions) => assert.deepEqual(versions, names.map(() => 1), 'each issued once, by the handshake or by the background, never both'));
+      for (const n of names.slice(0, 3)) assert.ok(await serial(d.httpsPort, n, root), n);
       assert.doesNotMatch(d.output(), /a newer certificate appeared in the store/, "padlock's own certificates are not announced as another process's");
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  });
+
+  it('keeps at most --tls-context-cache TLS contexts, and still serves every name', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'cache.yaml');
+    const store = join(dir.dir, 'store');
+    const names = ['a', 'b', 'c', 'd'].map((n) => `${n}.localhost`);
+    await writeFile(file, ['sites:', ...names.map((n) => `  - host: ${n}\n    upstream: http://127.0.0.1:9`)].join('\n'));
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--tls-context-cache', '2', ...NO_CA]);
+    try {
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      for (let round = 0; round < 2; round++) for (const n of names) assert.ok(await serial(d.httpsPort, n, root), `${n}, round ${round + 1}`);
+      const certs = ((await d.status())['proxy'] as { certificates: { cachedContexts: number; builtContexts: number } }).certificates;
+      assert.equal(certs.cachedContexts, 2, 'two contexts kept');
+      assert.ok(certs.builtContexts >= 8, `${certs.builtContexts} contexts built for 8 handshakes that each found theirs evicted`);
     } finally {
       assert.equal(await d.stop(), 0);
     }

@@ -17,6 +17,8 @@ import { Notifier } from '../../src/notify/notifier.js';
 import { attachAlerts } from '../../src/notify/alerts.js';
 import type { LineageSpec } from '../../src/certificates/issuer.js';
 import { FakeIssuer } from '../support/fake-issuer.js';
+import { X509Certificate } from 'node:crypto';
+import { recordedLeaf } from '../../src/tls/leaf-facts.js';
 
 
 function setup(server: string) {
@@ -145,6 +147,22 @@ describe('the engine and deploy hooks', () => {
 });
 
 describe('the engine and its listeners', () => {
+  it("records the new leaf's dates, serial and trust anchor in the lineage meta, for the bytes stored, and none of the old version's", async () => {
+    const { store, engine, spec } = setup('https://ca.example/dir');
+    const s = spec('facts.example.com');
+    await engine.obtain(s, { reason: 'new' });
+    const first = await store.readLineage(s.name);
+    await engine.obtain({ ...s, ...({ leaf: first!.meta.leaf } as object) }, { reason: 'forced', forced: true });
+    const lineage = await store.readLineage(s.name);
+    assert.ok(lineage?.meta.leaf);
+    const leaf = new X509Certificate(lineage.bundle.cert);
+    const anchor = new X509Certificate((await store.readLineage('padlock-local-ca'))!.bundle.cert);
+    assert.deepEqual(recordedLeaf(lineage.meta, lineage.bundle.fullchain), {
+      notBefore: leaf.validFromDate, notAfter: leaf.validToDate, serialNumber: leaf.serialNumber.toUpperCase(), anchorFingerprint256: anchor.fingerprint256,
+    });
+    assert.notEqual(lineage.meta.leaf.serialNumber, first!.meta.leaf!.serialNumber, 'the facts of the version stored, not of the one renewed');
+  });
+
   it('stores and reports a certificate even when an event listener throws', async () => {
     const { engine, events, spec, store } = setup('https://ca.example/dir');
     const errors: string[] = [];
