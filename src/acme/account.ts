@@ -34,7 +34,7 @@ export interface AccountOptions {
 export async function openAccount(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
   const existing = await store.readAccount(options.directoryUrl);
   if (existing?.accountUrl) {
-    const client = makeClient(existing, options);
+    const client = await makeClient(existing, options);
     await client.directory();
     return client;
   }
@@ -59,7 +59,7 @@ async function openAccountLocked(store: CertStore, options: AccountOptions): Pro
       createdAt: options.clock.now().toISOString(),
     };
   }
-  const client = makeClient(record, options);
+  const client = await makeClient(record, options);
   await client.directory();
   if (!record.accountUrl) {
     await register(client, store, record, options, 'new');
@@ -113,7 +113,7 @@ async function reregisterLocked(store: CertStore, options: AccountOptions): Prom
   if (!record) return openAccountLocked(store, options);
   const { accountUrl: _dropped, ...rest } = record;
   const fresh: AccountRecord = rest;
-  const client = makeClient(fresh, options);
+  const client = await makeClient(fresh, options);
   await client.directory();
   await register(client, store, fresh, options, 'ca-forgot');
   return client;
@@ -124,7 +124,7 @@ export function isAccountMissing(err: unknown): boolean {
   return findCause(err, (e): e is AcmeProblemError => e instanceof AcmeProblemError && e.acmeType === 'accountDoesNotExist') !== undefined;
 }
 
-function makeClient(record: AccountRecord, options: AccountOptions): AcmeClient {
+function makeClient(record: AccountRecord, options: AccountOptions): Promise<AcmeClient> {
   const clientOptions: AcmeClientOptions = {
     directoryUrl: options.directoryUrl,
     accountKey: record.keyPem,
@@ -137,7 +137,7 @@ function makeClient(record: AccountRecord, options: AccountOptions): AcmeClient 
     logger: options.logger,
     ...(options.onAcmeResponse ? { onResponse: options.onAcmeResponse } : {}),
   };
-  return new AcmeClient(clientOptions);
+  return AcmeClient.create(clientOptions);
 }
 
 async function register(

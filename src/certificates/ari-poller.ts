@@ -124,7 +124,7 @@ export function storedAriDecision(state: LineageState | null, cert: AriCertifica
 
 /** A client for unauthenticated reads (directory, renewalInfo); it never signs anything, so its key is throwaway. */
 export async function anonymousClient(server: string, options: { serverCa?: string; timeoutMs?: number; logger?: Logger; onResponse?: (ms: number, status: number) => void } = {}): Promise<AcmeClient> {
-  return new AcmeClient({ directoryUrl: server, accountKey: await generatePrivateKey({ keyType: 'ecdsa' }), ...options });
+  return AcmeClient.create({ directoryUrl: server, accountKey: await generatePrivateKey({ keyType: 'ecdsa' }), ...options });
 }
 
 /**

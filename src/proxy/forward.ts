@@ -66,7 +66,8 @@ import https from 'node:https';
 import type { BlockList, LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyServer as HttpProxy } from 'http-proxy-3';
-import { Agent as UndiciAgent, type Dispatcher as UndiciDispatcher } from 'undici';
+import type { Agent as UndiciAgentType, Dispatcher as UndiciDispatcher } from 'undici';
+import { Agent as UndiciAgent } from './undici-parts.js';
 import type { Logger } from '../log.js';
 import { prepareRequestHeaders, stripHopByHop, type ForwardFacts } from './headers.js';
 import { hostFromHeader, type HostRoute, type UpstreamTarget } from './routes.js';
@@ -174,7 +175,7 @@ export function errorPageBody(status: number): string {
  */
 export class Forwarder {
   /** Plain requests: undici, one keep-alive pool per upstream origin. */
-  private readonly dispatcher: UndiciAgent;
+  private readonly dispatcher: UndiciAgentType;
   /** WebSocket upgrades: http-proxy-3 over a keep-alive `http.Agent` (rare; not on the hot path). */
   private readonly proxy: HttpProxy;
   private readonly httpAgent: http.Agent;
