@@ -30,7 +30,7 @@
  * waits until every routed certificate was read, so it never mistakes one
  * not read yet for one missing.
  */
-import { schedule, type ScheduledTask } from 'node-cron';
+import { Cron } from 'croner';
 import type { CertificateEngine, Assessment, ObtainReason } from './engine.js';
 import { failureOf, isHeld } from './engine.js';
 import type { FailureRecord } from './policy.js';
@@ -88,7 +88,7 @@ export interface ManagerOptions {
   serverCaFile?: string;
   trustedRootsFile?: string;
   concurrency: number;
-  /** node-cron expression for the periodic full check (re-reads state changed by other processes). */
+  /** Cron expression (croner) for the periodic full check (re-reads state changed by other processes). */
   renewCron: string;
   /**
    * Hands the TLS layer the certificates in memory for the HTTPS sites, and
@@ -133,7 +133,7 @@ export class CertificateManager {
    */
   private readonly changedWhileRunning = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
-  private tick: ScheduledTask | undefined;
+  private tick: Cron | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private lastPlan: Plan = { actions: [] };
@@ -326,10 +326,10 @@ export class CertificateManager {
 
   start(): void {
     this.stopped = false;
-    this.tick = schedule(this.opts.renewCron, () => {
+    this.tick = new Cron(this.opts.renewCron, { name: 'padlock-renewal-check', protect: true, unref: true }, () => {
       this.fullRefresh = true;
       this.replan();
-    }, { name: 'padlock-renewal-check', noOverlap: true, unref: true });
+    });
     this.replan();
   }
 
@@ -337,7 +337,7 @@ export class CertificateManager {
   async stop(waitMs = 10_000): Promise<void> {
     this.stopped = true;
     this.abort.abort(new Error('padlock is stopping'));
-    await this.tick?.destroy();
+    this.tick?.stop();
     this.tick = undefined;
     this.unwatch?.();
     this.unwatch = undefined;

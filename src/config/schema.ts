@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { shownValue } from './shown.js';
-import { validate as validCron } from 'node-cron';
+import { Cron } from 'croner';
 import { notifyConfigSchema } from '../notify/config.js';
 import { companionConfigSchema, companionConfigProblems } from '../companion/config.js';
 import { adminConfigSchema, adminAccessProblem } from '../observe/admin-auth.js';
@@ -14,6 +14,16 @@ import { PadlockError } from '../errors.js';
 import { storeConfigSchema, storeConfigProblems } from '../store/store-config.js';
 import { cidrProblem } from '../proxy/upstream-guard.js';
 import { DEFAULT_TLS_CONTEXT_CACHE } from '../tls/contexts.js';
+
+/** A cron expression croner accepts: five fields, or six with seconds first. Nothing is scheduled. */
+function validCron(value: string): boolean {
+  try {
+    new Cron(value, { paused: true }).stop();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const cidr = z.string().superRefine((v, ctx) => {
   const problem = cidrProblem(v);
@@ -54,7 +64,7 @@ export const runConfigSchema = z.object({
   adminListen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'adminListen must be HOST:PORT').default('127.0.0.1:9180').describe('Admin API (status, health) address'),
   localSuffixes: z.array(z.string().min(1)).default(['localhost', 'internal', 'home.arpa']).describe('Name suffixes that get certificates from the local CA'),
   concurrency: z.number().int().min(1).max(100).default(4).describe('ACME orders in flight at once'),
-  renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
+  renewCron: z.string().refine(validCron, 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   tlsContextCache: z.number().int().min(1, 'tlsContextCache must be at least 1').max(1_000_000, 'tlsContextCache must be at most 1000000').default(DEFAULT_TLS_CONTEXT_CACHE)
