@@ -29,6 +29,9 @@ export const staticSiteSchema = z.object({
   hsts: z.union([z.boolean(), z.number().int().min(0)]).default(false),
   https: z.boolean().default(true),
   email: z.string().optional(),
+  upstreamWait: z.number().min(0).max(300).optional(),
+  healthcheck: z.string().regex(/^\/[\x21-\x7e]{0,1023}$/, 'healthcheck must be a path such as /healthz').optional(),
+  healthcheckInterval: z.number().min(0.1).max(3600).optional(),
 }).strict();
 
 /**
@@ -56,6 +59,12 @@ export const runConfigSchema = z.object({
   renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
+  routeGrace: z.number().min(0, 'routeGrace must be 0 or more seconds').max(86_400, 'routeGrace must be at most 86400 seconds (a day)').default(300)
+    .describe("Seconds a name keeps its certificate and route after its last container stopped (requests are held, then answered 503); 0 drops it at once"),
+  upstreamWait: z.number().min(0, 'upstreamWait must be 0 or more seconds').max(300, 'upstreamWait must be at most 300 seconds').default(5)
+    .describe('Seconds a request waits for an upstream to come up when none is up (labels may override with padlock.upstream-wait); 0 answers at once'),
+  heldRequestsMax: z.number().int().min(1, 'heldRequestsMax must be at least 1').max(100_000, 'heldRequestsMax must be at most 100000').default(1000)
+    .describe('Most requests held at once while waiting for an upstream (per process; one name may hold a quarter of them); more get 503 at once'),
   storeLockTtl: z.number().int().min(5, 'storeLockTtl must be at least 5 seconds').max(3600, 'storeLockTtl must be at most 3600 seconds').default(60)
     .describe('Seconds a certificate lock in a shared store outlives a replica that died holding it (its holder renews it every sixth of that)'),
   storeAlertAfter: z.number().int().min(0).default(300).describe('Seconds a shared store (Redis) may stay unreachable before padlock alerts (it keeps serving meanwhile)'),
