@@ -45,6 +45,14 @@
  *   pooled keep-alive connection the upstream closed as we wrote), is retried
  *   once (on another upstream when there is one). A request with a body is
  *   never replayed.
+ * - Held requests (with a `RequestHold`, proxy/hold.ts): a request whose
+ *   route has no upstream that can take it (all down, all failing their
+ *   health check, or the route in its grace period) waits for one before it
+ *   is sent, up to the route's upstream wait; an idempotent request without
+ *   a body whose connection was refused waits too and goes to the next
+ *   upstream that comes up. When the wait ends first: 503 with
+ *   `Retry-After`. Without a hold (or with a wait of 0), a route with no
+ *   usable upstream answers 503 at once.
  * - Passive health: connect failures mark the upstream down in the route's
  *   `UpstreamHealth`; any answer marks it up.
  * - Request targets go upstream in origin form (`/path?query`). An
