@@ -64,7 +64,7 @@ export const runConfigSchema = z.object({
   upstreamWait: z.number().min(0, 'upstreamWait must be 0 or more seconds').max(300, 'upstreamWait must be at most 300 seconds').default(5)
     .describe('Seconds a request waits for an upstream to come up when none is up (labels may override with padlock.upstream-wait); 0 answers at once'),
   heldRequestsMax: z.number().int().min(1, 'heldRequestsMax must be at least 1').max(100_000, 'heldRequestsMax must be at most 100000').default(1000)
-    .describe('Most requests held at once while waiting for an upstream (per process; one name may hold a quarter of them); more get 503 at once'),
+    .describe('Most requests held at once while waiting for an upstream (per process; one name may hold half of them); more get 503 at once'),
   storeLockTtl: z.number().int().min(5, 'storeLockTtl must be at least 5 seconds').max(3600, 'storeLockTtl must be at most 3600 seconds').default(60)
     .describe('Seconds a certificate lock in a shared store outlives a replica that died holding it (its holder renews it every sixth of that)'),
   storeAlertAfter: z.number().int().min(0).default(300).describe('Seconds a shared store (Redis) may stay unreachable before padlock alerts (it keeps serving meanwhile)'),

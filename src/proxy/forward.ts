@@ -276,7 +276,17 @@ export class Forwarder {
     }
     if (this.hold && !route.available() && this.hold.waitMsFor(route) > 0) {
       const deadline = Date.now() + this.hold.waitMsFor(route);
-      return this.whenUp(route, deadline, res, (next) => this.send(req, res, next, ctx, path, deadline), (reason) => this.unavailable(res, route.site.host, reason));
+      // Read no more of the client's body while it waits: it stays in the kernel, not in padlock's memory.
+      const socket = req.socket;
+      socket.pause();
+      const resume = (): void => void (socket.destroyed || socket.resume());
+      return this.whenUp(route, deadline, res, (next) => {
+        resume();
+        this.send(req, res, next, ctx, path, deadline);
+      }, (reason) => {
+        resume();
+        this.unavailable(res, route.site.host, reason);
+      });
     }
     this.send(req, res, route, ctx, path, undefined);
   }

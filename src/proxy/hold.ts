@@ -14,12 +14,13 @@
  *
  * ## Limits
  * - At most `maxHeld` requests are held at once in this process, and at most
- *   `maxHeldPerHost` (default a quarter of `maxHeld`) for one name, so a
- *   flood on one name leaves room for the others. A request over a limit is
- *   not held: the caller answers 503 at once.
- * - A held request's body is not read: it stays in the client's socket and
- *   the kernel's buffers (Node reads at most one socket chunk, 64 KiB, before
- *   the request is paused), so memory is bounded by the count, not by bodies.
+ *   `maxHeldPerHost` (default half of `maxHeld`) for one name, so a flood on
+ *   one name leaves room for the others. A request over a limit is not held:
+ *   the caller answers 503 at once.
+ * - The forwarder pauses a held request's socket, so its body stays in the
+ *   client and the kernel: measured, a held request costs padlock about
+ *   50 KiB without a body and about 160 KiB with one (what TLS and Node had
+ *   read before the pause), whatever the body's size.
  * - A client that goes away is forgotten at once (`gone`).
  *
  * The hold never forwards anything itself: `wait()` only says when, and the
@@ -52,7 +53,7 @@ export interface RequestHoldOptions {
   defaultWaitMs: number;
   /** Most requests held at once in this process. */
   maxHeld: number;
-  /** Most requests held at once for one name (default a quarter of `maxHeld`, at least 1). */
+  /** Most requests held at once for one name (default half of `maxHeld`, at least 1). */
   maxHeldPerHost?: number;
   /** How often held requests' routes are checked and down upstreams probed (default 100 ms). */
   probeEveryMs?: number;
@@ -69,8 +70,8 @@ interface Waiter {
   resolve: (outcome: HoldOutcome) => void;
 }
 
-/** The default share of `maxHeld` one name may take. */
-export const HOST_SHARE = 4;
+/** The default share of `maxHeld` one name may take: half, so a second name redeploying at the same time still has room. */
+export const HOST_SHARE = 2;
 
 /**
  * Holds requests until their route can take them. One per process (per
@@ -184,7 +185,8 @@ export class RequestHold {
       this.probing.add(target.key);
       void this.opts.probe(target).then((up) => {
         this.probing.delete(target.key);
-        if (!up) return;
+        // Still refused: the down window starts again, so it cannot lapse into releasing requests to a dead upstream.
+        if (!up) return void health.markDown(target.key);
         health.markUp(target.key);
         this.check();
       });

@@ -11,8 +11,8 @@ const site = (host: string, ports: number[], over: Partial<SiteSpec> = {}): Site
 const grace = (host: string): SiteSpec => site(host, [], { graceUntil: '2099-01-01T00:00:00Z' });
 
 /** A hold over a table the test swaps; probes answer what `probeAnswer` says. */
-function setup(opts: { maxHeld?: number; maxHeldPerHost?: number; waitMs?: number } = {}) {
-  const health = new UpstreamHealth(60_000);
+function setup(opts: { maxHeld?: number; maxHeldPerHost?: number; waitMs?: number; downMs?: number } = {}) {
+  const health = new UpstreamHealth(opts.downMs ?? 60_000);
   let table = new RouteTable([], health);
   const probed: string[] = [];
   const settled: Array<[string, HoldOutcome]> = [];
@@ -74,6 +74,19 @@ describe('RequestHold', () => {
     assert.equal(route.available(), true, 'the probe cleared the down mark');
   });
 
+  it('keeps requests held while probes keep failing, even past the down window of the first failure', async () => {
+    const { hold, setSites, probed, table } = setup({ downMs: 30 });
+    setSites([site('a.example.com', [8080])]);
+    const route = table().lookup('a.example.com')!;
+    route.markDown(route.upstreams[0]!);
+    let outcome: HoldOutcome | undefined;
+    const waiting = hold.wait('a.example.com', 250, client()).then((o) => (outcome = o));
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(outcome, undefined, 'not released to a dead upstream when its first down mark lapsed');
+    assert.ok(probed.length >= 3);
+    assert.equal(await waiting, 'unavailable');
+  });
+
   it('does not probe an upstream that fails its health check (the checker brings it back), and poke() releases', async () => {
     const { hold, setSites, probed, health, table } = setup();
     setSites([{ ...site('a.example.com', [8080]), upstreams: [{ url: 'http://127.0.0.1:8080', containerId: 'c1', healthcheck: { path: '/h', intervalMs: 1000 } }] }]);
@@ -100,8 +113,8 @@ describe('RequestHold', () => {
     assert.equal(hold.held(), 0);
   });
 
-  it('defaults the per-name limit to a quarter of the total', () => {
-    assert.equal(setup({ maxHeld: 1000 }).hold.maxHeldPerHost, 250);
+  it('defaults the per-name limit to half of the total', () => {
+    assert.equal(setup({ maxHeld: 1000 }).hold.maxHeldPerHost, 500);
     assert.equal(setup({ maxHeld: 2 }).hold.maxHeldPerHost, 1);
   });
 
