@@ -4,12 +4,14 @@
  * proxy, in one run.
  *
  *   npx node --import tsx bench/redeploy/run.ts [--rounds 3] [--rate 200]
- *     [--gap-ms 2000] [--rows padlock,padlock-no-wait,nginx-503,caddy-lb-try,padlock-docker]
+ *     [--gap-ms 2000] [--rows padlock,padlock-hold-2000,padlock-no-wait,nginx-503,caddy-lb-try,padlock-docker]
  *     [--out bench/results/redeploy.json] [--cap-seconds 330]
  *
  * Rows (see bench/README.md):
  * - `padlock`: a static site (config file) to a loopback app process the
  *   bench stops and starts again; `--upstream-wait 5` (the default).
+ * - `padlock-hold-2000`: the same with `--held-requests-max 2000` (one name
+ *   may hold 1000 requests, 5 s at 200 req/s; the default 1000 lets it hold 500).
  * - `padlock-no-wait`: the same with `--upstream-wait 0` (padlock before
  *   held requests: a down upstream answers 502 at once).
  * - `nginx-503`: nginx-proxy's answer for a name with no container, 503 with
@@ -44,7 +46,7 @@ import { freePort } from '../../test/support/pebble.js';
 import { caddyPlan } from '../proxy/servers.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const ROWS = ['padlock', 'padlock-no-wait', 'nginx-503', 'caddy-lb-try', 'padlock-docker'] as const;
+const ROWS = ['padlock', 'padlock-hold-2000', 'padlock-no-wait', 'nginx-503', 'caddy-lb-try', 'padlock-docker'] as const;
 type Row = (typeof ROWS)[number];
 /** A local name: padlock's local CA issues it, and the others get a self-signed certificate for it. */
 const NAME = 'app.localhost';
@@ -186,7 +188,21 @@ function dockerApp(docker: Dockerd, port: number, round: number): App {
 interface Proxy {
   port: number;
   ca: string;
+  /** padlock only: how its holds ended and why it answered 503 itself, from its /metrics. */
+  holdStats?: () => Promise<Record<string, number>>;
   stop(): Promise<void>;
+}
+
+/** Sums padlock's hold outcomes (`held:released`, ...) and own 503s (`503:hold-full`, ...) from a /metrics text. */
+function parseHoldStats(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^padlock_proxy_(held_requests_total|unavailable_total)\{[^}]*(?:outcome|reason)="([^"]+)"[^}]*\} (\d+)/.exec(line);
+    if (!m) continue;
+    const key = `${m[1] === 'held_requests_total' ? 'held' : '503'}:${m[2]}`;
+    out[key] = (out[key] ?? 0) + Number(m[3]);
+  }
+  return out;
 }
 
 /** The certificate nginx and Caddy serve: files for them, the PEM for the load to trust. */
@@ -205,7 +221,7 @@ async function selfSigned(dir: string): Promise<SelfSigned> {
   return { fullchain, privkey, pem: await readFile(fullchain, 'utf8') };
 }
 
-async function startPadlock(dir: string, appPort: number, opts: { wait: number; docker?: Dockerd }): Promise<Proxy> {
+async function startPadlock(dir: string, appPort: number, opts: { wait: number; heldMax?: number; docker?: Dockerd }): Promise<Proxy> {
   const [https, http, admin] = [await freePort(), await freePort(), await freePort()];
   const configDir = join(workDir!, 'padlock-config');
   await mkdir(dir, { recursive: true });
@@ -217,6 +233,7 @@ async function startPadlock(dir: string, appPort: number, opts: { wait: number; 
     'run', '--config', conf, '--config-dir', configDir, '--log-level', 'warn',
     '--http-port', String(http), '--https-port', String(https), '--bind', '127.0.0.1', '--admin-listen', `127.0.0.1:${admin}`,
     '--upstream-wait', String(opts.wait),
+    ...(opts.heldMax ? ['--held-requests-max', String(opts.heldMax)] : []),
     ...(opts.docker ? ['--docker-host', opts.docker.dockerHost] : ['--docker', 'false']),
   ], { env, cwd: repoRoot, capSeconds: capLeft() });
   const ca = await until('padlock\'s local CA', async () => {
@@ -224,7 +241,11 @@ async function startPadlock(dir: string, appPort: number, opts: { wait: number; 
     const r = await runTimed(padlockBin, ['trust', '--pem', '--config-dir', configDir], toolEnv(), 15_000, repoRoot);
     return r.ok && r.stdout.includes('BEGIN CERTIFICATE') ? r.stdout : undefined;
   });
-  return { port: https, ca, stop: () => d.stop(15_000) };
+  const holdStats = async (): Promise<Record<string, number>> => {
+    const r = await fetch(`http://127.0.0.1:${admin}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    return parseHoldStats(await r.text());
+  };
+  return { port: https, ca, holdStats, stop: () => d.stop(15_000) };
 }
 
 async function startNginx(dir: string, appPort: number, cert: SelfSigned): Promise<Proxy> {
@@ -270,6 +291,8 @@ interface Run extends Partial<LoadResult> {
   round: number;
   ok?: number;
   measuredGapMs?: number;
+  /** padlock rows: its own count of held requests by outcome and of the 503s it answered by reason. */
+  padlock?: Record<string, number>;
   error?: string;
   loadavgBefore: number[];
 }
@@ -285,7 +308,11 @@ async function measure(row: Row, round: number, cert: SelfSigned): Promise<Run> 
     await app.start();
     proxy = row === 'nginx-503' ? await startNginx(dir, appPort, cert)
       : row === 'caddy-lb-try' ? await startCaddy(dir, appPort, cert)
-        : await startPadlock(dir, appPort, { wait: row === 'padlock-no-wait' ? 0 : 5, ...(row === 'padlock-docker' ? { docker: dockerd! } : {}) });
+        : await startPadlock(dir, appPort, {
+          wait: row === 'padlock-no-wait' ? 0 : 5,
+          ...(row === 'padlock-hold-2000' ? { heldMax: 2000 } : {}),
+          ...(row === 'padlock-docker' ? { docker: dockerd! } : {}),
+        });
     const p = proxy;
     await until(`${row} to answer 200`, async () => ((await probe(p.port, p.ca)) === 200 ? true : undefined));
     const load = startLoad(p.port, NAME, p.ca, rate);
@@ -298,8 +325,9 @@ async function measure(row: Row, round: number, cert: SelfSigned): Promise<Run> 
     const measuredGapMs = up - down;
     await sleep(AFTER_MS);
     const result = await load.stop();
-    log(`${row} round ${round}: gap ${measuredGapMs} ms, sent ${result.sent}, failed ${result.failedTotal} ${JSON.stringify(result.failed)} ${JSON.stringify(result.byKind)}, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms (load ${loadavgBefore.join(' ')})`);
-    return { row, round, ...result, measuredGapMs, loadavgBefore };
+    const padlock = await p.holdStats?.().catch((e: unknown) => ({ [`metrics failed: ${(e as Error).message}`]: 0 }));
+    log(`${row} round ${round}: gap ${measuredGapMs} ms, sent ${result.sent}, failed ${result.failedTotal} ${JSON.stringify(result.failed)} ${JSON.stringify(result.byKind)}, p99 ${result.latencyMs.p99} ms, max ${result.latencyMs.max} ms (load ${loadavgBefore.join(' ')})${padlock ? ` padlock: ${JSON.stringify(padlock)}` : ''}`);
+    return { row, round, ...result, measuredGapMs, ...(padlock ? { padlock } : {}), loadavgBefore };
   } catch (e) {
     log(`${row} round ${round}: ${(e as Error).message}`);
     return { row, round, error: (e as Error).message, loadavgBefore };
@@ -349,7 +377,7 @@ async function main(): Promise<void> {
   console.log(`| row | best round | worst round |\n|---|---|---|`);
   for (const s of summary) console.log(`| ${s.row} | ${line(s.best)} | ${line(s.worst)} |${s.errors.length ? ` errors: ${s.errors.join('; ')}` : ''}`);
   console.log(`\nevery round:`);
-  for (const r of runs) console.log(`  ${r.row} ${r.error ? `round ${r.round}: ${r.error}` : `${line(r)}; ${JSON.stringify(r.failed)}`}`);
+  for (const r of runs) console.log(`  ${r.row} ${r.error ? `round ${r.round}: ${r.error}` : `${line(r)}; ${JSON.stringify(r.failed)}${r.padlock ? `; padlock ${JSON.stringify(r.padlock)}` : ''}`}`);
   log(`wrote ${outPath}`);
 }
 
