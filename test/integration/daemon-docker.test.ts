@@ -15,7 +15,7 @@ import { WebSocketServer, WebSocket, type ClientOptions } from 'ws';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { startDockerd, type Dockerd, type TestContainer } from '../support/dockerd.js';
 import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
-import { startPadlockRun, startUpstream, httpsGet, loopbackResolverEnv, waitFor, type RunningDaemon } from '../support/daemon.js';
+import { startPadlockRun, startUpstream, httpsGet, loopbackResolverEnv, waitFor, stopRunTest, type RunningDaemon } from '../support/daemon.js';
 
 const VALIDITY_S = 10;
 /** A name that resolves to 127.0.0.1 only when padlock connects (see loopbackResolverEnv). */
@@ -48,13 +48,7 @@ before(async () => {
     // ALIAS resolves to 127.0.0.1 inside the daemon only (a test preload; no DNS anywhere).
   ], { httpPort: pebble.httpPort, env: loopbackResolverEnv([ALIAS]) });
 });
-after(async () => {
-  await daemon?.stop();
-  for (const c of containers) await c.remove().catch(() => undefined);
-  await dockerd?.stop();
-  await pebble?.stop();
-  await cfg?.cleanup();
-});
+after(() => stopRunTest({ daemon, containers, dockerd, pebble, cfg }));
 
 describe('padlock run with Docker', () => {
   it('serves HTTPS for a labelled container within seconds, with a certificate trusted through the CA root only', async () => {

@@ -15,7 +15,7 @@ import tls from 'node:tls';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { startDockerd, type Dockerd, type RunContainerOptions, type TestContainer } from '../support/dockerd.js';
 import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
-import { startPadlockRun, httpsGet, getJson, waitFor, type RunningDaemon } from '../support/daemon.js';
+import { startPadlockRun, httpsGet, getJson, waitFor, stopRunTest, type RunningDaemon } from '../support/daemon.js';
 
 const GRACE_S = 20;
 const WAIT_S = 6;
@@ -123,13 +123,7 @@ before(async () => {
     ...pebbleRunFlags(pebble),
   ], { httpPort: pebble.httpPort });
 });
-after(async () => {
-  await daemon?.stop();
-  for (const c of containers) await c.remove().catch(() => undefined);
-  await dockerd?.stop();
-  await pebble?.stop();
-  await cfg?.cleanup();
-});
+after(() => stopRunTest({ daemon, containers, dockerd, pebble, cfg }));
 
 describe('redeploys under load (real dockerd without --live-restore, real Pebble)', () => {
   it('replacing the container with a 2 s gap fails no request when --upstream-wait covers the gap', async (t) => {
