@@ -42,6 +42,7 @@ import { Metrics, failureReason } from './observe/metrics.js';
 import { buildStatusDocument } from './observe/status.js';
 import { loadAdminToken } from './observe/admin-auth.js';
 import { mergeDesiredState } from './state/merge.js';
+import { EMPTY_GRACE_BOOK, graceStep, type GraceChange } from './state/grace.js';
 import { EMPTY_DESIRED_STATE, sameDesiredState, type DesiredState } from './state/desired-state.js';
 import { createLogger, type Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
@@ -123,6 +124,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     load: certificateFor,
     onContextError: (name, err) => log.error('stored certificate cannot be used for TLS', { name, error: errorMessage(err) }),
   });
+  const hold = { waitMs: Math.round(config.upstreamWait * 1000), maxHeld: config.heldRequestsMax };
   // workers > 1: the data plane runs in cluster workers; this process keeps everything else.
   const proxyCluster = config.workers > 1
     ? new ProxyCluster({
@@ -139,6 +141,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       ownPorts: configuredOwnPorts(config),
       tlsContextCache: config.tlsContextCache,
       certificateFor,
+      hold,
     })
     : undefined;
   const events = new EngineEventBus((event, err) => log.warn('an event listener failed', { event, error: errorMessage(err) }));
@@ -173,7 +176,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   events.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
   const proxy = proxyCluster ?? new ProxyServer({
     httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver,
-    allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config),
+    allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config), hold,
   });
   metrics.setSource({ certificates: () => manager.status(), proxy: () => proxy.stats(), now: () => clock.now() });
 
@@ -189,6 +192,25 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     metrics.forgetHostsExcept(desired.sites.map((site) => site.host));
     for (const p of desired.problems) log.warn('route disabled', { ...p });
     log.info('routes updated', { sites: desired.sites.length, problems: desired.problems.length });
+  };
+
+  // The grace period (state/grace.ts): a name whose container stopped keeps its route and certificate for routeGrace seconds.
+  const graceMs = config.routeGrace * 1000;
+  let graceBook = EMPTY_GRACE_BOOK;
+  let graceTimer: NodeJS.Timeout | undefined;
+  const graceLog = logger.child({ component: 'grace' });
+  const withGrace = (state: DesiredState): DesiredState => {
+    const step = graceStep(graceBook, state, clock.now(), graceMs);
+    graceBook = step.book;
+    for (const change of step.changes) logGraceChange(graceLog, change);
+    clearTimeout(graceTimer);
+    graceTimer = undefined;
+    if (step.nextExpiry) {
+      // Re-applied at the first expiry: the expired name goes, the others keep their time.
+      graceTimer = setTimeout(() => apply(mergeDesiredState(fixed, withGrace(discovered))), Math.max(0, step.nextExpiry.getTime() - clock.now().getTime()) + 5);
+      graceTimer.unref();
+    }
+    return step.state;
   };
 
   if (notifier) attachAlerts({ notifier, store, clock, logger }, events);
@@ -210,7 +232,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     discovery.start(
       (state) => {
         discovered = state;
-        apply(mergeDesiredState(fixed, discovered));
+        apply(mergeDesiredState(fixed, withGrace(discovered)));
         first();
       },
       (status) => {
@@ -293,6 +315,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       ready = false;
       log.info('stopping: draining connections', { drainSeconds: config.drainSeconds });
       await discovery?.stop();
+      clearTimeout(graceTimer);
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
       issuers.close();
       storeHealth.stop();
@@ -304,4 +327,25 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       log.info('stopped');
     },
   };
+}
+
+/** One line per grace period change: why a name stays (answered 503) or goes. */
+function logGraceChange(log: Logger, change: GraceChange): void {
+  switch (change.kind) {
+    case 'started':
+      log.warn('no container serves this name any more; keeping its certificate and answering 503 until the grace period ends', { host: change.host, until: change.until, containers: change.containers });
+      return;
+    case 'back':
+      log.info('a container serves this name again; its grace period is over', { host: change.host });
+      return;
+    case 'expired':
+      log.warn('grace period over with no container back; the name is no longer served', { host: change.host });
+      return;
+    case 'relabelled':
+      log.info('the container was recreated without this name; the name is no longer served', { host: change.host });
+      return;
+    case 'removed':
+      log.info('name removed without a grace period', { host: change.host, reason: change.reason });
+      return;
+  }
 }

@@ -40,6 +40,9 @@ export const staticSiteSchema = z.object({
   hsts: z.union([z.boolean(), z.number().int().min(0)]).default(false),
   https: z.boolean().default(true),
   email: z.string().optional(),
+  upstreamWait: z.number().min(0).max(300).optional(),
+  healthcheck: z.string().regex(/^\/[\x21-\x7e]{0,1023}$/, 'healthcheck must be a path such as /healthz').optional(),
+  healthcheckInterval: z.number().min(0.1).max(3600).optional(),
 }).strict();
 
 /**
@@ -69,6 +72,12 @@ export const runConfigSchema = z.object({
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   tlsContextCache: z.number().int().min(1, 'tlsContextCache must be at least 1').max(1_000_000, 'tlsContextCache must be at most 1000000').default(DEFAULT_TLS_CONTEXT_CACHE)
     .describe('TLS contexts kept in memory per process, least recently used evicted first (each costs 35-70 KB; an evicted name is rebuilt on its next handshake)'),
+  routeGrace: z.number().min(0, 'routeGrace must be 0 or more seconds').max(86_400, 'routeGrace must be at most 86400 seconds (a day)').default(300)
+    .describe("Seconds a name keeps its certificate and route after its last container stopped (requests are held, then answered 503); 0 drops it at once"),
+  upstreamWait: z.number().min(0, 'upstreamWait must be 0 or more seconds').max(300, 'upstreamWait must be at most 300 seconds').default(5)
+    .describe('Seconds a request waits for an upstream to come up when none is up (labels may override with padlock.upstream-wait); 0 answers at once'),
+  heldRequestsMax: z.number().int().min(1, 'heldRequestsMax must be at least 1').max(100_000, 'heldRequestsMax must be at most 100000').default(1000)
+    .describe('Most requests held at once while waiting for an upstream (per process; one name may hold half of them); more get 503 at once'),
   storeLockTtl: z.number().int().min(5, 'storeLockTtl must be at least 5 seconds').max(3600, 'storeLockTtl must be at most 3600 seconds').default(60)
     .describe('Seconds a certificate lock in a shared store outlives a replica that died holding it (its holder renews it every sixth of that)'),
   storeAlertAfter: z.number().int().min(0).default(300).describe('Seconds a shared store (Redis) may stay unreachable before padlock alerts (it keeps serving meanwhile)'),

@@ -3,13 +3,14 @@
  * Pure. Any problem is a CONFIG_INVALID error listing every bad entry, since
  * config is validated once, at start.
  */
-import type { SiteSpec } from '../state/desired-state.js';
+import { DEFAULT_HEALTHCHECK_INTERVAL_MS, type SiteSpec } from '../state/desired-state.js';
 import type { StaticSite } from './schema.js';
 import { normaliseSiteHost } from './names.js';
 import { shownUrl } from './shown.js';
 import { parseUpstreamUrl } from './upstream.js';
 import { PadlockError } from '../errors.js';
 import type { UpstreamGuard } from '../proxy/upstream-guard.js';
+
 
 export const HSTS_DEFAULT_MAX_AGE = 31_536_000;
 
@@ -42,15 +43,17 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
       else upstreams.push(u);
     }
     const hsts = e.hsts === true ? HSTS_DEFAULT_MAX_AGE : e.hsts === false || e.hsts === 0 ? undefined : e.hsts;
+    const healthcheck = e.healthcheck ? { path: e.healthcheck, intervalMs: Math.round((e.healthcheckInterval ?? DEFAULT_HEALTHCHECK_INTERVAL_MS / 1000) * 1000) } : undefined;
     sites.set(host.name, {
       host: host.name,
-      upstreams: upstreams.map((url) => ({ url })),
+      upstreams: upstreams.map((url) => ({ url, ...(healthcheck ? { healthcheck } : {}) })),
       https: e.https,
       redirect: e.redirect,
       ...(hsts ? { hstsMaxAge: hsts } : {}),
       ...(e.email ? { email: e.email } : {}),
       ...(e.profile ? { profile: e.profile } : {}),
       issuer: host.issuer,
+      ...(e.upstreamWait !== undefined ? { upstreamWait: e.upstreamWait } : {}),
     });
   });
   if (problems.length) throw new PadlockError('CONFIG_INVALID', `${problems.length} problem(s) in sites:\n  - ${problems.join('\n  - ')}`, { details: { problems } });

@@ -8,7 +8,7 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import Docker from 'dockerode';
-import { fromInspect, type ContainerInfo } from './container.js';
+import { fromInspect, fromSummary, type ContainerInfo } from './container.js';
 import { parseDockerHost } from './host.js';
 
 /** One event from the Engine API's `/events` stream, reduced to what the watcher needs. */
@@ -30,8 +30,11 @@ export interface DockerEvent {
 /** Read access to one Docker daemon. */
 export interface DockerSource {
   /**
-   * Every running container, inspected (env is only in inspect). A container
-   * that disappears between the listing and its inspect is left out. Rejects
+   * Every container. Running ones are inspected (env is only in inspect); the
+   * others come from the listing's summary (`fromSummary`: name and labels,
+   * `running: false`), so that the grace period can tell a stopped container
+   * from a removed one. A container that disappears between the listing and
+   * its inspect is left out. Rejects
    * when the daemon fails or does not answer within the adapter's timeout,
    * or when `signal` aborts; safe to call concurrently.
    */
@@ -104,8 +107,10 @@ export function createDockerSource(options: DockerSourceOptions = {}): DockerSou
   return {
     list: (callerSignal) =>
       withTimeout('list', async (signal) => {
-        const summaries = await docker.listContainers({ all: false, abortSignal: signal });
+        const summaries = await docker.listContainers({ all: true, abortSignal: signal });
         const infos = await mapLimit(summaries, 8, async (s) => {
+          // Paused counts as running, as before (inspect says Running, and listing without `all` includes it).
+          if (s.State !== 'running' && s.State !== 'paused') return fromSummary(s);
           try {
             return fromInspect(await docker.getContainer(s.Id).inspect({ abortSignal: signal } as object));
           } catch (e) {

@@ -18,6 +18,9 @@
  * | `padlock.redirect` | redirect plain HTTP to HTTPS (308) | `true` |
  * | `padlock.hsts` | `true` (or `1`, `yes`, `on`) = max-age 31536000, another number = that max-age, `false`/`0` = off | off |
  * | `padlock.enable` | `false` always excludes; with exposedByDefault off, only `true` includes | (exposedByDefault) |
+ * | `padlock.upstream-wait` | how long a request waits for an upstream when none is up: seconds, or `500ms`, `10s`, `1m` (at most 300 s; `0` answers at once) | `upstreamWait` (`--upstream-wait`) |
+ * | `padlock.healthcheck` | a path (`/healthz`) padlock GETs on this container; it gets requests only while the answer is 2xx or 3xx | none |
+ * | `padlock.healthcheck-interval` | how often that check runs once it passes: seconds, or `500ms`, `10s`, `1m` (0.1 s to 1 h) | `5s` |
  *
  * Booleans accept `true/false`, `1/0`, `yes/no`, `on/off` (any case).
  *
@@ -94,7 +97,8 @@ import { isLocalName, normaliseSiteHost } from '../config/names.js';
 import { isLoopbackAddress, type UpstreamGuard } from '../proxy/upstream-guard.js';
 import { shownUrl } from '../config/shown.js';
 import { parseUpstreamUrl } from '../config/upstream.js';
-import type { DesiredState, RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
+import { DEFAULT_HEALTHCHECK_INTERVAL_MS, type ContainerPresence, type DesiredState, type RouteProblem, type SiteSpec, type Upstream } from '../state/desired-state.js';
+import { parseDurationMs } from '../config/duration.js';
 import type { LabelCode } from '../errors.js';
 import type { ContainerInfo } from './container.js';
 
@@ -128,7 +132,13 @@ export const LABELS = {
   redirect: 'padlock.redirect',
   hsts: 'padlock.hsts',
   enable: 'padlock.enable',
+  upstreamWait: 'padlock.upstream-wait',
+  healthcheck: 'padlock.healthcheck',
+  healthcheckInterval: 'padlock.healthcheck-interval',
 } as const;
+
+/** The longest `padlock.upstream-wait` (the same bound as `--upstream-wait`). */
+export const MAX_UPSTREAM_WAIT_MS = 300_000;
 
 /** The nginx-proxy / acme-companion env vars padlock honours. */
 export const ENV = {
@@ -147,7 +157,7 @@ export const DEFAULT_HSTS_MAX_AGE = 31_536_000;
 interface Claim {
   host: string;
   container: ContainerInfo;
-  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string; profile?: string };
+  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string; profile?: string; upstreamWait?: number };
   upstream: Upstream;
 }
 
@@ -170,11 +180,16 @@ const FALSE = new Set(['false', '0', 'no', 'off']);
 export function buildDesiredState(containers: readonly ContainerInfo[], options: DiscoveryOptions): DesiredState {
   const problems: RouteProblem[] = [];
   const claims: Claim[] = [];
+  const present: ContainerPresence[] = [];
   for (const c of containers) {
-    if (!c.running) continue;
+    if (!c.running) {
+      present.push({ id: c.id, name: c.name, running: false });
+      continue;
+    }
     const r = readContainer(c, options);
     problems.push(...r.problems);
     claims.push(...r.claims);
+    present.push({ id: c.id, name: c.name, running: true, asks: r.asks });
   }
 
   // First created wins a conflicting claim; name breaks ties so the result never depends on listing order.
@@ -192,6 +207,7 @@ export function buildDesiredState(containers: readonly ContainerInfo[], options:
         ...(claim.settings.email !== undefined ? { email: claim.settings.email } : {}),
         ...(claim.settings.profile !== undefined ? { profile: claim.settings.profile } : {}),
         issuer: isLocalName(claim.host, options.localSuffixes) ? 'local' : 'acme',
+        ...(claim.settings.upstreamWait !== undefined ? { upstreamWait: claim.settings.upstreamWait } : {}),
       };
       sites.set(claim.host, { spec, winner: claim.container });
       continue;
@@ -220,7 +236,8 @@ export function buildDesiredState(containers: readonly ContainerInfo[], options:
     (a, b) =>
       cmp(a.containerName ?? '', b.containerName ?? '') || cmp(a.code, b.code) || cmp(a.host ?? '', b.host ?? '') || cmp(a.message, b.message),
   );
-  return { sites: out, problems };
+  present.sort((a, b) => cmp(a.name, b.name) || cmp(a.id, b.id));
+  return { sites: out, problems, containers: present };
 }
 
 /** Code-point order, so the result does not depend on the locale. */
@@ -235,6 +252,7 @@ function settingDifferences(spec: SiteSpec, s: Claim['settings']): string[] {
   if (spec.hstsMaxAge !== s.hstsMaxAge) d.push(`hsts ${s.hstsMaxAge ?? 'off'} vs ${spec.hstsMaxAge ?? 'off'}`);
   if (spec.email !== s.email) d.push(`email ${s.email ?? 'none'} vs ${spec.email ?? 'none'}`);
   if (spec.profile !== s.profile) d.push(`profile ${s.profile ?? 'default'} vs ${spec.profile ?? 'default'}`);
+  if (spec.upstreamWait !== s.upstreamWait) d.push(`upstream-wait ${s.upstreamWait ?? 'default'} vs ${spec.upstreamWait ?? 'default'}`);
   return d;
 }
 
@@ -357,7 +375,7 @@ function hostKey(raw: string, options: DiscoveryOptions): string {
  * together (see the module comment): a bad name only itself, a bad shared
  * setting every name of the container.
  */
-function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: Claim[]; problems: RouteProblem[] } {
+function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: Claim[]; problems: RouteProblem[]; asks: string[] } {
   const problems: RouteProblem[] = [];
   const bad = (code: LabelCode, s: Source, text: string, host?: string): void => {
     problems.push(problem(code, c, `${where(s, c)}: ${text}`, { source: s.key, ...(host ? { host } : {}) }));
@@ -372,21 +390,23 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
   // --- should padlock look at this container at all? ---
   const enableSrc = pick(c, LABELS.enable, undefined);
   const enabled = enableSrc ? parseBool(enableSrc) : undefined;
-  if (enabled === false) return { claims: [], problems };
+  if (enabled === false) return { claims: [], problems, asks: [] };
   // An unreadable padlock.enable still asks for padlock's attention: everything is read and reported, nothing routed.
   const unreadableEnable = enableSrc !== undefined && enabled === undefined;
-  if (!options.exposedByDefault && enabled !== true && !unreadableEnable) return { claims: [], problems };
+  if (!options.exposedByDefault && enabled !== true && !unreadableEnable) return { claims: [], problems, asks: [] };
   if (unreadableEnable) fail('LABEL_INVALID_VALUE', enableSrc, `"${enableSrc.value}" is not a boolean (true or false)`);
 
   // --- which names, and which of them get HTTPS ---
   const { names: wanted, hostLabel } = wantedNames(c, options, bad);
+  // What the grace period compares with the names a stopped container of the same name had (state/grace.ts).
+  const asks = [...new Set(wanted.map((w) => hostKey(w.raw, options)))].sort(cmp);
   if (wanted.length === 0 && enabled === true && !hostLabel) {
     problems.push(
       problem('LABEL_NO_HOST', c, `label ${LABELS.enable} on container ${c.name}: the container is enabled but names no host; set ${LABELS.host}`, { source: LABELS.enable }),
     );
   }
   // Only a container that asks for a route hears about its other settings.
-  if (wanted.length === 0 && !hostLabel && enableSrc === undefined) return { claims: [], problems };
+  if (wanted.length === 0 && !hostLabel && enableSrc === undefined) return { claims: [], problems, asks };
 
   // --- settings shared by all of the container's names ---
   const redirectSrc = pick(c, LABELS.redirect, undefined);
@@ -424,6 +444,15 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
     else profile = v;
   }
 
+  const waitSrc = pick(c, LABELS.upstreamWait, undefined);
+  let upstreamWait: number | undefined;
+  if (waitSrc) {
+    const ms = parseDurationMs(waitSrc.value);
+    if (ms === undefined || ms > MAX_UPSTREAM_WAIT_MS) fail('LABEL_INVALID_VALUE', waitSrc, `"${waitSrc.value}" is not a wait of 0 to 300 seconds (write 10, 10s or 500ms)`);
+    else upstreamWait = ms / 1000;
+  }
+
+  const healthcheck = readHealthcheck(c, fail);
   const upstream = resolveUpstream(c, options, fail);
 
   // --- the names; a bad name disables only itself ---
@@ -447,9 +476,9 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
     problems.push(
       problem('CONTAINER_UNHEALTHY', c, `container ${c.name} is unhealthy (its health check fails); padlock sends it no requests until the check passes`),
     );
-    return { claims: [], problems };
+    return { claims: [], problems, asks };
   }
-  if (broken || upstream === undefined) return { claims: [], problems };
+  if (broken || upstream === undefined) return { claims: [], problems, asks };
 
   const claims = valid.map((v): Claim => ({
     host: v.name,
@@ -461,10 +490,34 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
       ...(hstsMaxAge !== undefined && v.https ? { hstsMaxAge } : {}),
       ...(email !== undefined ? { email } : {}),
       ...(profile !== undefined && v.https ? { profile } : {}),
+      ...(upstreamWait !== undefined ? { upstreamWait } : {}),
     },
-    upstream: { url: upstream, containerId: c.id, containerName: c.name },
+    upstream: { url: upstream, containerId: c.id, containerName: c.name, ...(healthcheck ? { healthcheck } : {}) },
   }));
-  return { claims, problems };
+  return { claims, problems, asks };
+}
+
+/** `padlock.healthcheck` and its interval, or undefined (after `fail` for a bad value, or when there is none). */
+function readHealthcheck(c: ContainerInfo, fail: (code: LabelCode, s: Source, text: string) => void): Upstream['healthcheck'] {
+  const pathSrc = pick(c, LABELS.healthcheck, undefined);
+  const intervalSrc = pick(c, LABELS.healthcheckInterval, undefined);
+  let intervalMs = DEFAULT_HEALTHCHECK_INTERVAL_MS;
+  if (intervalSrc) {
+    const ms = parseDurationMs(intervalSrc.value);
+    if (ms === undefined || ms < 100 || ms > 3_600_000) {
+      fail('LABEL_INVALID_VALUE', intervalSrc, `"${intervalSrc.value}" is not an interval of 0.1 s to 1 h (write 5, 5s or 500ms)`);
+      return undefined;
+    }
+    intervalMs = ms;
+  }
+  if (!pathSrc) return undefined;
+  const path = pathSrc.value.trim();
+  // Visible ASCII only: it goes into a request line as is.
+  if (!/^\/[\x21-\x7e]{0,1023}$/.test(path)) {
+    fail('LABEL_INVALID_VALUE', pathSrc, `"${pathSrc.value}" is not a path such as /healthz (it must start with / and hold no spaces)`);
+    return undefined;
+  }
+  return { path, intervalMs };
 }
 
 /**

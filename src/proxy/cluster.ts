@@ -54,6 +54,8 @@ import type { SiteSpec } from '../state/desired-state.js';
 import { DEFAULT_TLS_CONTEXT_CACHE, type CertificateEntry, type CertificateSnapshot } from '../tls/contexts.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
 import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
+import type { HoldOutcome } from './hold.js';
+import type { UnavailableReason } from './forward.js';
 
 // ---- the IPC protocol (plain JSON data) ----
 
@@ -75,6 +77,8 @@ export interface WorkerSettings {
   ownPorts: number[];
   /** `--tls-context-cache`: SecureContexts the worker keeps. */
   tlsContextCache: number;
+  /** Holding requests while no upstream is up (`ProxyServerOptions.hold`); each worker holds up to `maxHeld`. */
+  hold?: { waitMs: number; maxHeld: number };
 }
 
 /** Names that turned pending, and names that no longer are, since the last message. */
@@ -99,6 +103,10 @@ export type ToWorker =
 export type RequestBatch = Array<[string | null, number, number, number]>;
 /** [host, error, count]. */
 export type UpstreamErrorBatch = Array<[string, string, number]>;
+/** Ended holds: [host, outcome, duration in 0.1 ms units (rounded up), count]. */
+export type HeldBatch = Array<[string, HoldOutcome, number, number]>;
+/** padlock's own 503s: [host, reason, count]. */
+export type UnavailableBatch = Array<[string, UnavailableReason, number]>;
 
 export type FromWorker =
   | { t: 'hello' }
@@ -107,7 +115,7 @@ export type FromWorker =
   | { t: 'ack'; id: number }
   /** A handshake for a pending name: the primary reads its certificate (`certificateFor`) and answers `cert`. */
   | { t: 'cert-request'; id: number; name: string }
-  | { t: 'report'; stats: ProxyStats; upstreams?: RouteUpstreams[]; requests: RequestBatch; upstreamErrors: UpstreamErrorBatch }
+  | { t: 'report'; stats: ProxyStats; upstreams?: RouteUpstreams[]; requests: RequestBatch; upstreamErrors: UpstreamErrorBatch; held?: HeldBatch; unavailable?: UnavailableBatch }
   | { t: 'closed' };
 
 /** Durations travel in 0.1 ms units, rounded up: a histogram bound that is a multiple of 0.1 ms keeps every observation on its side. */
@@ -143,6 +151,8 @@ export interface ProxyClusterOptions {
   tlsContextCache?: number;
   /** Reads a pending name's certificate for a worker's handshake (the manager's `certificateFor`); without it, pending names are refused. */
   certificateFor?: (name: string) => Promise<CertificateEntry | undefined>;
+  /** Hold requests while no upstream is up, in every worker (`ProxyServerOptions.hold`). */
+  hold?: { waitMs: number; maxHeld: number };
 }
 
 interface Slot {
@@ -273,6 +283,7 @@ export class ProxyCluster {
       out.openConnections += s.openConnections;
       out.websockets += s.websockets;
       out.inFlight += s.inFlight;
+      out.held = (out.held ?? 0) + (s.held ?? 0);
       out.upstreamConnectionsOpened += s.upstreamConnectionsOpened;
       out.upstreamRetries += s.upstreamRetries;
       out.certificates.cachedContexts += s.certificates.cachedContexts;
@@ -292,7 +303,10 @@ export class ProxyCluster {
       for (const r of upstreams ?? []) {
         for (const u of r.upstreams) {
           const until = u.downUntil ? Date.parse(u.downUntil) : 0;
-          if (!u.healthy && until > now) down.set(`${r.host}\0${u.url}`, Math.max(until, down.get(`${r.host}\0${u.url}`) ?? 0));
+          const key = `${r.host}\0${u.url}`;
+          if (!u.healthy && until > now) down.set(key, Math.max(until, down.get(key) ?? 0));
+          // Failing its health check: down with no end known (Infinity reads as "no downUntil" below).
+          else if (!u.healthy && u.check === 'failing') down.set(key, Infinity);
         }
       }
     }
@@ -304,7 +318,8 @@ export class ProxyCluster {
           url: u.url.origin,
           ...(u.containerName ? { containerName: u.containerName } : {}),
           healthy: until === 0,
-          ...(until ? { downUntil: new Date(until).toISOString() } : {}),
+          ...(until && until !== Infinity ? { downUntil: new Date(until).toISOString() } : {}),
+          ...(u.checkKey ? { check: until === Infinity ? 'failing' as const : 'passing' as const } : {}),
         };
       }),
     }));
@@ -378,6 +393,7 @@ export class ProxyCluster {
           trustedProxies: [...(this.opts.trustedProxies ?? [])],
           ownPorts: this.ownPorts,
           tlsContextCache: this.opts.tlsContextCache ?? DEFAULT_TLS_CONTEXT_CACHE,
+          ...(this.opts.hold ? { hold: this.opts.hold } : {}),
         };
         this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], pending: [...this.pending], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}) });
         entry.initialised = true;
@@ -424,6 +440,8 @@ export class ProxyCluster {
         for (let i = 0; i < count; i++) observer.request(host ?? undefined, status, seconds);
       }
       for (const [host, error, count] of msg.upstreamErrors) for (let i = 0; i < count; i++) observer.upstreamError(host, error);
+      for (const [host, outcome, units, count] of msg.held ?? []) for (let i = 0; i < count; i++) observer.held?.(host, outcome, units * DURATION_UNIT_S);
+      for (const [host, reason, count] of msg.unavailable ?? []) for (let i = 0; i < count; i++) observer.unavailable?.(host, reason);
     } catch (err) {
       this.log.warn('metrics replay failed', { error: (err as Error).message });
     }

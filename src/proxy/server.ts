@@ -18,7 +18,10 @@ import type { TokenMap } from '../acme/http01.js';
 import type { Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertificateRegistry } from '../tls/contexts.js';
-import { Forwarder, type ForwardTimeouts } from './forward.js';
+import { Forwarder, type ForwardTimeouts, type UnavailableReason } from './forward.js';
+import { HealthChecks } from './health-check.js';
+import { RequestHold, type HoldOutcome } from './hold.js';
+import { probeConnect } from './upstream-probe.js';
 import { createHttpFront, DEFAULT_SERVER_LIMITS, type ServerLimits } from './http-server.js';
 import { createHttpsFront } from './https-server.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
@@ -54,6 +57,14 @@ export interface ProxyServerOptions {
   trustedProxies?: readonly string[];
   /** Resolves upstream names; default the system resolver. For tests. */
   lookup?: LookupFunction;
+  /**
+   * Hold requests while no upstream of their route is up (proxy/hold.ts):
+   * `waitMs` is the wait for sites that set none (`--upstream-wait`),
+   * `maxHeld` the most held at once (`--held-requests-max`). Absent: no
+   * request is held (a down upstream answers 502 at once, a route in its
+   * grace period 503).
+   */
+  hold?: { waitMs: number; maxHeld: number };
 }
 
 /**
@@ -70,12 +81,21 @@ export interface ProxyObserver {
   request(host: string | undefined, status: number, seconds: number): void;
   /** One failed upstream attempt (refused, timed out, reset), retried or not. */
   upstreamError(host: string, error: string): void;
+  /** A request that asked to be held, when its hold ended: how and after how long. */
+  held?(host: string, outcome: HoldOutcome, seconds: number): void;
+  /** padlock answered 503 itself because no upstream could take the request. */
+  unavailable?(host: string, reason: UnavailableReason): void;
 }
 
 /** One route's upstreams with their passive health, for the status API. */
 export interface RouteUpstreams {
   host: string;
-  upstreams: Array<{ url: string; containerName?: string; healthy: boolean; downUntil?: string }>;
+  /**
+   * `healthy`: neither in its down window nor failing its health check.
+   * `check`: the health check's last result, for upstreams that have one
+   * (`pending` until the first one passes).
+   */
+  upstreams: Array<{ url: string; containerName?: string; healthy: boolean; downUntil?: string; check?: 'passing' | 'failing' }>;
 }
 
 export interface ProxyStats {
@@ -84,6 +104,8 @@ export interface ProxyStats {
   websockets: number;
   /** Requests in flight now. */
   inFlight: number;
+  /** Requests held now, waiting for an upstream (part of `inFlight`); absent from a proxy that holds none. */
+  held?: number;
   /** Finished requests by status code; `0` counts requests cut before any answer. */
   requestsByStatus: Record<string, number>;
   upstreamConnectionsOpened: number;
@@ -97,6 +119,10 @@ export class ProxyServer {
   private routes: RouteTable;
   private readonly health: UpstreamHealth;
   private readonly forwarder: Forwarder;
+  private readonly hold: RequestHold | undefined;
+  private readonly checks: HealthChecks;
+  /** The upstream rules in force (replaced with the forwarder's). */
+  private currentGuard: UpstreamGuard;
   private readonly http: http.Server;
   private readonly https: http.Server;
   private readonly sockets = new Set<Socket>();
@@ -123,15 +149,36 @@ export class ProxyServer {
     this.health = new UpstreamHealth(t.upstreamDownMs ?? 10_000);
     this.routes = new RouteTable([], this.health);
     const observer = opts.observer;
+    this.currentGuard = this.guard();
+    const currentGuard = () => this.currentGuard;
+    this.hold = opts.hold
+      ? new RequestHold({
+        routes: () => this.routes,
+        health: this.health,
+        probe: (target) => probeConnect(target.url, currentGuard, 1_000, opts.lookup),
+        defaultWaitMs: opts.hold.waitMs,
+        maxHeld: opts.hold.maxHeld,
+        ...(observer?.held ? { onSettled: (host: string, outcome: HoldOutcome, seconds: number) => observer.held!(host, outcome, seconds) } : {}),
+      })
+      : undefined;
+    this.checks = new HealthChecks({
+      health: this.health,
+      guard: currentGuard,
+      logger: this.log,
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
+      onChange: () => this.hold?.poke(),
+    });
     this.forwarder = new Forwarder({
       logger: this.log,
+      ...(this.hold ? { hold: this.hold } : {}),
+      ...(observer?.unavailable ? { onUnavailable: (host: string, reason: UnavailableReason) => observer.unavailable!(host, reason) } : {}),
       ...(observer ? { onUpstreamError: (host: string, error: string) => observer.upstreamError(host, error) } : {}),
       timeouts: {
         ...(t.connectMs !== undefined ? { connectMs: t.connectMs } : {}),
         ...(t.responseMs !== undefined ? { responseMs: t.responseMs } : {}),
         ...(t.idleUpstreamMs !== undefined ? { idleUpstreamMs: t.idleUpstreamMs } : {}),
       },
-      guard: this.guard(),
+      guard: this.currentGuard,
       ...(opts.trustedProxies ? { trustedProxies: opts.trustedProxies } : {}),
       ...(opts.lookup ? { lookup: opts.lookup } : {}),
     });
@@ -151,6 +198,8 @@ export class ProxyServer {
   /** Replaces the whole route table. Requests already forwarded keep their upstream. */
   setSites(sites: readonly SiteSpec[]): void {
     this.routes = new RouteTable(sites, this.health);
+    this.checks.update(this.routes);
+    this.hold?.routesChanged();
     this.log.info('routes replaced', { hosts: this.routes.size });
   }
 
@@ -160,7 +209,7 @@ export class ProxyServer {
    */
   setOwnPorts(ports: readonly number[]): void {
     this.ownPorts = [...ports];
-    this.forwarder.setGuard(this.guard());
+    this.setGuard();
   }
 
   /** Starts both fronts. Port 0 picks a free port; the real ports are returned. Rejects (and closes both) if either cannot bind. */
@@ -171,7 +220,7 @@ export class ProxyServer {
       const httpsPort = await listenOn(this.https, this.opts.httpsPort, this.opts.bind);
       this.bound = { httpPort, httpsPort };
       // Port 0 became a real port: the upstream rules must know it before a request can arrive.
-      this.forwarder.setGuard(this.guard());
+      this.setGuard();
     } catch (err) {
       for (const s of [this.http, this.https]) if (s.listening) s.close();
       throw err;
@@ -197,6 +246,7 @@ export class ProxyServer {
       openConnections: this.sockets.size,
       websockets: f.websockets,
       inFlight: this.inFlight,
+      held: this.hold?.held() ?? 0,
       requestsByStatus: Object.fromEntries([...this.byStatus].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v])),
       upstreamConnectionsOpened: f.upstreamConnectionsOpened,
       upstreamRetries: f.retries,
@@ -215,14 +265,22 @@ export class ProxyServer {
       host: route.site.host,
       upstreams: route.upstreams.map((u) => {
         const until = this.health.downUntilMs(u.key);
+        const usable = route.usable(u);
         return {
           url: u.url.origin,
           ...(u.containerName ? { containerName: u.containerName } : {}),
-          healthy: until === 0,
+          healthy: until === 0 && usable,
           ...(until ? { downUntil: new Date(until).toISOString() } : {}),
+          ...(u.checkKey ? { check: usable ? 'passing' as const : 'failing' as const } : {}),
         };
       }),
     }));
+  }
+
+  /** Rebuilds the upstream rules and hands them to the forwarder (the probes and checks read `currentGuard`). */
+  private setGuard(): void {
+    this.currentGuard = this.guard();
+    this.forwarder.setGuard(this.currentGuard);
   }
 
   /** The upstream rules: this server's ports (configured and bound), the other own ports, the allow list. */
@@ -239,6 +297,9 @@ export class ProxyServer {
     const closed = [this.http, this.https].map(
       (s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())),
     );
+    // Held requests are answered 503 now rather than kept through the drain: the next padlock will serve their retry.
+    this.hold?.close();
+    this.checks.close();
     this.log.info('draining', { inFlight: this.inFlight, drainMs });
     const deadline = Date.now() + drainMs;
     // Keep closing connections as they go idle: a keep-alive client must not start a new request on a closing server.

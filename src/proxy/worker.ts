@@ -17,6 +17,8 @@ import { prettyWriter } from '../observe/pretty-log.js';
 import { CertificateRegistry, type CertificateEntry } from '../tls/contexts.js';
 import { durationUnits, type FromWorker, type ToWorker, type WorkerSettings } from './cluster.js';
 import { ProxyServer, type ProxyObserver } from './server.js';
+import type { HoldOutcome } from './hold.js';
+import type { UnavailableReason } from './forward.js';
 
 if (!cluster.isWorker || typeof process.send !== 'function') {
   process.stderr.write('padlock: proxy/worker.js runs only as a cluster worker of `padlock run --workers N`\n');
@@ -61,6 +63,8 @@ let closing = false;
 // Metric events, batched until the next report.
 const requests = new Map<string, [string | null, number, number, number]>();
 const upstreamErrors = new Map<string, [string, string, number]>();
+const held = new Map<string, [string, HoldOutcome, number, number]>();
+const unavailable = new Map<string, [string, UnavailableReason, number]>();
 const observer: ProxyObserver = {
   request(host, status, seconds) {
     const units = durationUnits(seconds);
@@ -74,6 +78,19 @@ const observer: ProxyObserver = {
     const hit = upstreamErrors.get(key);
     if (hit) hit[2]++;
     else upstreamErrors.set(key, [host, error, 1]);
+  },
+  held(host, outcome, seconds) {
+    const units = durationUnits(seconds);
+    const key = `${host}\0${outcome}\0${units}`;
+    const hit = held.get(key);
+    if (hit) hit[3]++;
+    else held.set(key, [host, outcome, units, 1]);
+  },
+  unavailable(host, reason) {
+    const key = `${host}\0${reason}`;
+    const hit = unavailable.get(key);
+    if (hit) hit[2]++;
+    else unavailable.set(key, [host, reason, 1]);
   },
 };
 
@@ -89,9 +106,13 @@ function report(cb?: () => void): void {
     ...(changed ? { upstreams } : {}),
     requests: [...requests.values()],
     upstreamErrors: [...upstreamErrors.values()],
+    held: [...held.values()],
+    unavailable: [...unavailable.values()],
   }, cb);
   requests.clear();
   upstreamErrors.clear();
+  held.clear();
+  unavailable.clear();
 }
 
 async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init' }>): Promise<void> {
@@ -118,6 +139,7 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
     allowUpstream: settings.allowUpstream,
     trustedProxies: settings.trustedProxies,
     ownPorts: settings.ownPorts,
+    ...(settings.hold ? { hold: settings.hold } : {}),
   });
   proxy.setSites(msg.sites);
   try {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
 import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
+import tls from 'node:tls';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 
 /** Tests that need no CA point at a dead loopback one, so nothing could ever reach Let's Encrypt. */
@@ -186,7 +187,16 @@ describe('padlock run as a certificate companion', () => {
 
 
 describe('padlock run and certificates from elsewhere', () => {
-  const serial = async (port: number, name: string, ca: string) => (await httpsGet(port, name, ca)).peer.serialNumber as string;
+  // A verified handshake only: these names route to a dead port on purpose, and a request would wait --upstream-wait for it.
+  const serial = (port: number, name: string, ca: string) => new Promise<string>((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: name, ca, timeout: 5_000 }, () => {
+      const peer = socket.getPeerCertificate();
+      socket.end();
+      resolve(peer.serialNumber);
+    });
+    socket.on('timeout', () => socket.destroy(new Error('timeout')));
+    socket.on('error', reject);
+  });
 
   it('answers the very first handshake for a local name it has no certificate for yet, issuing it then, once, and issues the others in the background', async () => {
     const dir = await tempConfigDir();

@@ -821,7 +821,8 @@ const forbiddenCases: Case[] = [
 describe('buildDesiredState', () => {
   for (const c of [...cases, ...localhostCases, ...allAtOnceCases, ...forbiddenCases]) {
     it(c.desc, () => {
-      const got = buildDesiredState(c.containers, { ...OPTS, ...c.options });
+      // What is served; the presence list for the grace period has its own tests.
+      const { containers: _presence, ...got } = buildDesiredState(c.containers, { ...OPTS, ...c.options });
       assert.deepEqual(got, c.expected);
     });
   }
@@ -895,3 +896,68 @@ describe('messages never repeat a secret', () => {
   });
 });
 
+
+describe('labels for redeploys: padlock.upstream-wait, padlock.healthcheck', () => {
+  const routed = (labels: Record<string, string>) => buildDesiredState([ctr('web', { labels: { 'padlock.host': 'a.example.com', ...labels } })], OPTS);
+  const cases: Array<{ desc: string; labels: Record<string, string>; wait?: number; check?: { path: string; intervalMs: number }; problem?: RegExp }> = [
+    { desc: 'padlock.upstream-wait in seconds', labels: { 'padlock.upstream-wait': '10' }, wait: 10 },
+    { desc: 'padlock.upstream-wait with a unit', labels: { 'padlock.upstream-wait': '1500ms' }, wait: 1.5 },
+    { desc: 'padlock.upstream-wait=0 turns holding off for the name', labels: { 'padlock.upstream-wait': '0' }, wait: 0 },
+    { desc: 'padlock.upstream-wait that is not a duration disables the container', labels: { 'padlock.upstream-wait': 'soon' }, problem: /label padlock\.upstream-wait on container web: "soon" is not a wait of 0 to 300 seconds/ },
+    { desc: 'padlock.upstream-wait over 300 s disables the container', labels: { 'padlock.upstream-wait': '6m' }, problem: /"6m" is not a wait of 0 to 300 seconds/ },
+    { desc: 'padlock.healthcheck with the default interval', labels: { 'padlock.healthcheck': '/healthz' }, check: { path: '/healthz', intervalMs: 5_000 } },
+    { desc: 'padlock.healthcheck with an interval and a query', labels: { 'padlock.healthcheck': '/ready?full=1', 'padlock.healthcheck-interval': '2s' }, check: { path: '/ready?full=1', intervalMs: 2_000 } },
+    { desc: 'padlock.healthcheck that is not a path disables the container', labels: { 'padlock.healthcheck': 'healthz' }, problem: /label padlock\.healthcheck on container web: "healthz" is not a path such as \/healthz/ },
+    { desc: 'padlock.healthcheck with a space disables the container', labels: { 'padlock.healthcheck': '/a b' }, problem: /"\/a b" is not a path/ },
+    { desc: 'padlock.healthcheck-interval under 0.1 s disables the container', labels: { 'padlock.healthcheck': '/h', 'padlock.healthcheck-interval': '50ms' }, problem: /label padlock\.healthcheck-interval on container web: "50ms" is not an interval of 0\.1 s to 1 h/ },
+  ];
+  for (const c of cases) {
+    it(c.desc, () => {
+      const s = routed(c.labels);
+      if (c.problem) {
+        assert.deepEqual(s.sites, [], 'not routed');
+        assert.equal(s.problems.length, 1);
+        assert.equal(s.problems[0]!.code, 'LABEL_INVALID_VALUE');
+        assert.match(s.problems[0]!.message, c.problem);
+        return;
+      }
+      assert.deepEqual(s.problems, []);
+      assert.equal(s.sites[0]!.upstreamWait, c.wait);
+      assert.deepEqual(s.sites[0]!.upstreams[0]!.healthcheck, c.check);
+    });
+  }
+
+  it('two containers of one name with different upstream waits conflict: the first created keeps it', () => {
+    const s = buildDesiredState([
+      ctr('one', { labels: { 'padlock.host': 'a.example.com', 'padlock.upstream-wait': '10' } }, 1),
+      ctr('two', { labels: { 'padlock.host': 'a.example.com' } }, 2),
+    ], OPTS);
+    assert.deepEqual(s.sites.map((x) => x.upstreams.map((u) => u.containerName)), [['one']]);
+    assert.equal(s.problems[0]?.code, 'LABEL_CONFLICT');
+    assert.match(s.problems[0]!.message, /upstream-wait default vs 10/);
+  });
+
+  it('lists every container for the grace period: stopped ones by name, running ones with the names they ask for (valid or not)', () => {
+    const s = buildDesiredState([
+      ctr('web', { labels: { 'padlock.host': 'A.example.com, bad_name!' } }),
+      ctr('old', { running: false, labels: { 'padlock.host': 'b.example.com' } }),
+      ctr('plain'),
+      ctr('off', { labels: { 'padlock.host': 'c.example.com', 'padlock.enable': 'false' } }),
+      ctr('vhost', { env: { VIRTUAL_HOST: 'd.example.com' } }),
+    ], OPTS);
+    assert.deepEqual(s.containers, [
+      { id: 'id-off', name: 'off', running: true, asks: [] },
+      { id: 'id-old', name: 'old', running: false },
+      { id: 'id-plain', name: 'plain', running: true, asks: [] },
+      { id: 'id-vhost', name: 'vhost', running: true, asks: ['d.example.com'] },
+      { id: 'id-web', name: 'web', running: true, asks: ['a.example.com', 'bad_name!'] },
+    ]);
+  });
+
+  it('a change in the container list alone is not a new state (nothing served changed)', () => {
+    const a = buildDesiredState([ctr('web', { labels: { 'padlock.host': 'a.example.com' } })], OPTS);
+    const b = buildDesiredState([ctr('web', { labels: { 'padlock.host': 'a.example.com' } }), ctr('exited', { running: false })], OPTS);
+    assert.notDeepEqual(a.containers, b.containers);
+    assert.equal(sameDesiredState(a, b), true);
+  });
+});
