@@ -136,7 +136,15 @@ export class Dns01Solver implements ChallengeSolver {
     await this.ledger((list) => [...list, entry]);
     this.presented.set(challenge.token, record);
     try {
-      await provider.present(record).catch((err: unknown) => { throw asProviderError(err, provider.describe(), zone, `adding the TXT record ${fqdn}`); });
+      await provider.present(record).catch(async (err: unknown) => {
+        const error = asProviderError(err, provider.describe(), zone, `adding the TXT record ${fqdn}`);
+        // A definite refusal (a bad key, a refused update) created nothing: forget it rather than retry its cleanup forever.
+        if (!error.retryable) {
+          this.presented.delete(challenge.token);
+          await this.ledger((list) => list.filter((r) => !(r.instance === this.owner.instance && r.fqdn === fqdn && r.value === value)));
+        }
+        throw error;
+      });
       this.opts.faults?.('dns-presented');
       const servers: ReadonlyArray<DnsServer & { name?: string }> = await this.opts.lookup.nameservers(zone);
       const r = await waitForPropagation({

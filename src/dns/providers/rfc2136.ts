@@ -81,7 +81,7 @@ export class Rfc2136Provider implements DnsProvider {
     const rcode = answer.readUInt16BE(2) & 0xf;
     const tsig = key && signed ? verifyAnswer(answer, key, signed.requestMac) : undefined;
     if (tsig && tsig.error !== 0) {
-      throw providerError(this.describe(), record.zone, `${doing}: the server refused the TSIG signature (${rcodeName(tsig.error)}): check the key name, secret and algorithm in the credentials${tsig.error === 18 ? ', and this machine\'s clock' : ''}`,
+      throw providerError(this.describe(), record.zone, `${doing}: the server refused the TSIG signature (${rcodeName(tsig.error)}): ${tsig.error === 17 ? 'the server does not know this key for this zone; check the key name in the credentials and the zone\'s update policy' : tsig.error === 18 ? 'check this machine\'s clock' : 'check the key name, secret and algorithm in the credentials'}`,
         { details: { rcode: rcodeName(rcode), tsigError: rcodeName(tsig.error) } });
     }
     if (rcode !== 0) {
