@@ -178,7 +178,10 @@ export class Dns01Solver implements ChallengeSolver {
     await this.ledger((list) => list.filter((r) => !(r.instance === this.owner.instance && r.fqdn === record.fqdn && r.value === record.value)));
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.preparing?.catch(() => undefined);
+    await this.provider?.close?.();
+  }
 
   hint(acmeType: string, name: string): string {
     const where = this.provider?.describe() ?? 'the DNS provider';

@@ -8,10 +8,11 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, randomUUID } from 'node:crypto';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { startKnot, type Knot } from '../support/knot.js';
 import { fakeAcmes } from '../support/fake-acme.js';
+import { startFakeCloudflare, startFakeAcmeDns, startFakeRoute53 } from '../support/fake-dns-apis.js';
 import { runCli } from '../support/cli.js';
 import { pebbleFlags, tempConfigDir, sanNames } from '../support/padlock.js';
 
@@ -173,5 +174,79 @@ describe('IP address certificates (RFC 8738)', () => {
     const r = await runCli(['issue', '-d', '127.0.0.1', ...dnsFlags(creds), ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /an IP address cannot be validated over DNS-01/);
+  });
+});
+
+describe('DNS providers tested against fakes of their HTTP APIs (writing into the real Knot zone)', () => {
+  it('cloudflare: issues a wildcard plus apex with an API token, and removes only its own records', async () => {
+    const cf = await startFakeCloudflare(knot, { token: 'cf-test-token', zones: ['example.com'] });
+    try {
+      const apex = fresh('cf');
+      const file = await credentialsFile('cloudflare.ini', `dns_cloudflare_api_token = cf-test-token\napi_url = ${cf.url}/client/v4\n`);
+      const r = await runCli(['issue', '-d', `*.${apex}`, '-d', apex, '--dns', 'cloudflare', '--dns-credentials', file, '--dns-resolvers', knot.address, '--dns-propagation-interval', '0.2', ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(sanNames(await readFile(join(cfg.dir, 'live', apex, 'cert.pem'), 'utf8')), [`*.${apex}`, apex].sort());
+      assert.equal(cf.requests.filter((x) => x.startsWith('POST')).length, 2, 'one record per value');
+      assert.equal(cf.requests.filter((x) => x.startsWith('DELETE')).length, 2, 'both removed');
+      assert.deepEqual(await knot.txt(`_acme-challenge.${apex}`), []);
+    } finally {
+      await cf.close();
+    }
+  });
+
+  it('cloudflare: a 403 names the provider and the zone and says what the token needs', async () => {
+    const cf = await startFakeCloudflare(knot, { token: 'cf-test-token', zones: ['example.com'], forbiddenZones: ['example.com'] });
+    try {
+      const file = await credentialsFile('cloudflare-403.ini', `api_token = cf-test-token\napi_url = ${cf.url}/client/v4\n`);
+      const r = await runCli(['issue', '-d', fresh('cf403'), '--dns', 'cloudflare', '--dns-credentials', file, '--dns-resolvers', knot.address, ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /DNS provider cloudflare for the zone example\.com: adding the TXT record _acme-challenge\.cf403-\S+: HTTP 403 \(10000: Authentication error\); check that the API token is valid and has Zone:DNS:Edit on this zone \[DNS_PROVIDER_FAILED\]/);
+    } finally {
+      await cf.close();
+    }
+  });
+
+  it('acme-dns: follows the CNAME to the registration and updates it over HTTP', async () => {
+    const full = `${randomUUID()}.auth.example.com`;
+    const name = fresh('acmedns');
+    await knot.setCname('example.com', `_acme-challenge.${name}`, full);
+    const api = await startFakeAcmeDns(knot, { zone: 'example.com', username: 'u1', password: 'p1', subdomain: full.split('.')[0]!, fulldomain: full });
+    try {
+      const file = await credentialsFile('acme-dns.ini', `api_url = ${api.url}\nusername = u1\npassword = p1\nsubdomain = ${full.split('.')[0]}\nfulldomain = ${full}\n`);
+      const r = await runCli(['issue', '-d', name, '--dns', 'acme-dns', '--dns-credentials', file, '--dns-resolvers', knot.address, '--dns-propagation-interval', '0.2', ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(api.requests, ['POST /update']);
+    } finally {
+      await api.close();
+    }
+  });
+
+  it('route53: issues through @aws-sdk/client-route-53 against a fake endpoint, with credentials from the AWS environment', async () => {
+    const r53 = await startFakeRoute53(knot, { zones: ['example.com'] });
+    try {
+      const apex = fresh('r53');
+      const file = await credentialsFile('route53.ini', `endpoint = ${r53.url}\n`);
+      const r = await runCli(['issue', '-d', `*.${apex}`, '-d', apex, '--dns', 'route53', '--dns-credentials', file, '--dns-resolvers', knot.address, '--dns-propagation-interval', '0.2', ...pebbleFlags(pebble), '--config-dir', cfg.dir],
+        { env: { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'secret-for-tests', AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent' } });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(sanNames(await readFile(join(cfg.dir, 'live', apex, 'cert.pem'), 'utf8')), [`*.${apex}`, apex].sort());
+      assert.equal(r53.sets.size, 0, 'the record set was emptied and deleted');
+      assert.deepEqual(await knot.txt(`_acme-challenge.${apex}`), []);
+    } finally {
+      await r53.close();
+    }
+  });
+
+  it('exec: calls the program with present and cleanup, FQDN and value', async () => {
+    const log = join(cfg.dir, 'exec.log');
+    const script = join(cfg.dir, 'hook.sh');
+    await writeFile(script, `#!/bin/sh\necho "$1 $2 $3" >> ${log}\nzone=example.com\nif [ "$1" = present ]; then v="$3"; else v=""; fi\nprintf 'server ${knot.address} 53\\nzone example.com.\\nupdate delete %s TXT\\n%s\\nsend\\n' "$2" "\${v:+update add $2 60 TXT \\"$v\\"}" | knsupdate -y hmac-sha256:${knot.keyName}:${knot.secret}\n`, { mode: 0o755 });
+    const name = fresh('exec');
+    const r = await runCli(['issue', '-d', name, '--dns', 'exec', '--dns-exec', script, '--dns-resolvers', knot.address, '--dns-propagation-interval', '0.2', ...pebbleFlags(pebble), '--config-dir', cfg.dir]);
+    assert.equal(r.code, 0, r.stderr);
+    const calls = (await readFile(log, 'utf8')).trim().split('\n');
+    assert.equal(calls.length, 2);
+    assert.match(calls[0]!, new RegExp(`^present _acme-challenge\\.${name.replace(/\./g, '\\.')}\\. [A-Za-z0-9_-]{43}$`));
+    assert.match(calls[1]!, new RegExp(`^cleanup _acme-challenge\\.${name.replace(/\./g, '\\.')}\\. [A-Za-z0-9_-]{43}$`));
   });
 });

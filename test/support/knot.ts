@@ -11,6 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -39,8 +40,20 @@ export interface Knot {
   credentials(overrides?: Partial<Record<'server' | 'name' | 'secret' | 'algorithm', string>>): string;
   /** TXT values at `name` on the primary (asked with kdig). */
   txt(name: string, server?: string): Promise<string[]>;
+  /** Adds a CNAME at `name` (in `zone`) on the primary. */
+  setCname(zone: string, name: string, target: string): Promise<void>;
+  /** Sets the TXT values at `name` (in `zone`) on the primary to exactly `values`, with knsupdate and the key: what a fake provider API does to the real zone. */
+  setTxt(zone: string, name: string, values: readonly string[]): Promise<void>;
   logs(): string;
   stop(): Promise<void>;
+}
+
+let scripts = 0;
+/** Writes a knsupdate script next to the zones and returns its path. */
+function scriptFile(dir: string, text: string): string {
+  const path = join(dir, `update-${++scripts}.txt`);
+  writeFileSync(path, text);
+  return path;
 }
 
 async function udpFree(address: string): Promise<boolean> {
@@ -155,6 +168,16 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
     txt: async (name, server = address) => {
       const text = await runBounded('kdig', kdig, [`@${server}`, 'TXT', name, '+short', '+timeout=1', '+retry=1'], { timeoutMs: 5_000 });
       return text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => l.replace(/^"|"$/g, ''));
+    },
+    setCname: async (zone, name, target) => {
+      const knsupdate = requireProgram('knsupdate', 'knot-dnsutils', 'DNS updates in tests');
+      const script = [`server ${address} 53`, `zone ${zone}.`, `update add ${name}. 60 CNAME ${target}.`, 'send', ''].join('\n');
+      await runBounded('knsupdate', knsupdate, ['-y', `hmac-sha256:${keyName}:${secret}`, scriptFile(dir, script)], { timeoutMs: 5_000 });
+    },
+    setTxt: async (zone, name, values) => {
+      const knsupdate = requireProgram('knsupdate', 'knot-dnsutils', 'DNS updates in fake provider APIs');
+      const script = [`server ${address} 53`, `zone ${zone}.`, `update delete ${name}. TXT`, ...values.map((v) => `update add ${name}. 60 TXT "${v}"`), 'send', ''].join('\n');
+      await runBounded('knsupdate', knsupdate, ['-y', `hmac-sha256:${keyName}:${secret}`, scriptFile(dir, script)], { timeoutMs: 5_000 });
     },
     logs: () => out,
     stop,

@@ -37,6 +37,8 @@ export interface DnsProvider {
   zoneFor?(fqdn: string): Promise<string>;
   present(record: TxtRecord): Promise<void>;
   cleanup(record: TxtRecord): Promise<void>;
+  /** Releases connections (an SDK's keep-alive sockets would keep a one-shot command alive). Idempotent. */
+  close?(): Promise<void>;
 }
 
 /** The DNS_PROVIDER_FAILED error every provider throws, naming itself and the zone. */

@@ -94,6 +94,12 @@ export class Route53Provider implements DnsProvider {
     return this.serial(record.fqdn, () => this.change(record, (values) => values.filter((v) => v !== record.value)));
   }
 
+  async close(): Promise<void> {
+    const loaded = this.sdk;
+    this.sdk = undefined;
+    if (loaded) (await loaded.catch(() => undefined))?.client.destroy();
+  }
+
   private async serial(name: string, job: () => Promise<void>): Promise<void> {
     const before = this.busy.get(name) ?? Promise.resolve();
     const mine = before.catch(() => undefined).then(job);
