@@ -20,6 +20,10 @@ import { ensureAccountKey } from './acme/account.js';
 import { loadTrustAnchors } from './tls/roots.js';
 import { CertificateRegistry } from './tls/contexts.js';
 import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
+import type { ChallengeSolver } from './acme/solver.js';
+import type { LineageSpec } from './certificates/issuer.js';
+import { dns01Solver } from './acme/dns01-solver.js';
+import { dnsSettingsFor } from './config/dns-config.js';
 import { CertificateManager } from './certificates/manager.js';
 import { CertificateEngine } from './certificates/engine.js';
 import { IssuerSet } from './certificates/issuers.js';
@@ -82,7 +86,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const log = logger.child({ component: 'daemon' });
 
   // Everything that can be checked before touching the network is checked here, all at once.
-  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile, upstreamGuardFor(config))
+  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile, upstreamGuardFor(config), (name) => dnsSettingsFor(config.dns, name) !== undefined)
     .map((s) => (s.profile || !config.profile || !s.https ? s : { ...s, profile: config.profile }));
   const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
   const adminToken = await loadAdminToken(config);
@@ -139,7 +143,16 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // How HTTP-01 is answered: the daemon's own :80 (with workers: once every worker answers), or nginx's webroot in companion mode.
   const responder = challenge?.responder ?? proxyCluster?.challengeResponder() ?? new TokenMapResponder(tokens, `padlock's HTTP server on port ${config.httpPort}`);
   const solver = new Http01Solver(responder);
-  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor: () => [solver] });
+  // DNS-01 (wildcards, padlock.challenge=dns-01): one solver per provider setting, shared by every order.
+  const dnsSolvers = new Map<string, ChallengeSolver>();
+  const solversFor = (spec: LineageSpec): ChallengeSolver[] => {
+    if (spec.challenge.type !== 'dns-01') return [solver];
+    const key = JSON.stringify(spec.challenge);
+    let dns = dnsSolvers.get(key);
+    if (!dns) dnsSolvers.set(key, (dns = dns01Solver(spec.challenge, { store, logger, clock })));
+    return [dns];
+  };
+  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor });
   const manager = new CertificateManager({
     engine,
     clock,
@@ -147,6 +160,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     server,
     account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}) },
     challenge: challenge?.challenge ?? { type: 'standalone', port: config.httpPort },
+    dnsChallengeFor: (names) => names.map((n) => dnsSettingsFor(config.dns, n)).find((s) => s !== undefined),
     ...(config.serverCa ? { serverCaFile: config.serverCa } : {}),
     ...(config.trustedRoots ? { trustedRootsFile: config.trustedRoots } : {}),
     concurrency: config.concurrency,
@@ -287,6 +301,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       await notifier?.close();
       await companion?.close();
       await challenge?.responder.close();
+      await Promise.all([...dnsSolvers.values()].map((s) => s.close().catch(() => undefined)));
       await store.close().catch((err: unknown) => log.warn('could not close the store', { error: errorMessage(err) }));
       log.info('stopped');
     },

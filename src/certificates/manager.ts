@@ -22,7 +22,7 @@ import { schedule, type ScheduledTask } from 'node-cron';
 import type { CertificateEngine, Assessment, ObtainReason } from './engine.js';
 import { failureOf, isHeld } from './engine.js';
 import type { FailureRecord } from './policy.js';
-import { planCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
+import { planCertificates, wantedCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { LineageMeta, LineageState } from '../store/store.js';
 import type { LineageSpec } from './issuer.js';
@@ -55,6 +55,8 @@ export interface ManagerOptions {
   account: { agreeTos: boolean; email?: string };
   /** How HTTP-01 is answered, recorded in each lineage's settings (default: standalone on `httpPort`). */
   challenge: LineageMeta['challenge'];
+  /** The DNS-01 settings of the provider covering these names (config `dns:`), for wildcards and `padlock.challenge=dns-01`. */
+  dnsChallengeFor?: (names: string[]) => LineageMeta['challenge'] | undefined;
   /** The PEM file trusted for the CA's HTTPS and the extra trust anchors, recorded in lineage settings so `padlock renew` works on the same store. */
   serverCaFile?: string;
   trustedRootsFile?: string;
@@ -157,14 +159,15 @@ export class CertificateManager {
     });
   }
 
+  /** Lineage names the current sites need (a wildcard's serves the names under it). */
   private wantedNames(): string[] {
-    return this.sites.filter((s) => s.https).map((s) => s.host);
+    return [...wantedCertificates(this.sites).keys()];
   }
 
   /** Replaces the wanted sites whole and re-plans. */
   setSites(sites: SiteSpec[]): void {
     this.sites = sites;
-    const wanted = new Set(sites.filter((s) => s.https).map((s) => s.host));
+    const wanted = new Set(this.wantedNames());
     // Bounded state: what is kept per name goes when neither a site nor a stored certificate names it.
     for (const map of [this.holds, this.states, this.holdReasons] as Array<Map<string, unknown>>) {
       for (const name of map.keys()) if (!wanted.has(name) && !this.cache.has(name)) map.delete(name);
@@ -301,7 +304,7 @@ export class CertificateManager {
     // A site added after start reads its own lineage now, not when the background load reaches it.
     await this.loadNames(this.wantedNames().filter((n) => !this.loaded.has(n)), LOAD_CONCURRENCY);
     const out: StoredCertificate[] = [];
-    const names = new Set([...this.cache.keys(), ...this.sites.filter((s) => s.https).map((s) => s.host)]);
+    const names = new Set([...this.cache.keys(), ...this.wantedNames()]);
     const now = this.opts.clock.now();
     for (const name of names) {
       // States change only through jobs here (re-read after each), the poller (re-read after it) or from
@@ -339,9 +342,9 @@ export class CertificateManager {
     const plan = planCertificates(this.sites, stored, now);
     if (full) {
       const checked: CheckedCertificate[] = [];
-      for (const site of this.sites) {
-        const c = site.https ? this.cache.get(site.host) : undefined;
-        if (c) checked.push({ name: site.host, names: c.info.domains, notBefore: c.info.notBefore, notAfter: c.info.notAfter, ...(site.email ? { email: site.email } : {}) });
+      for (const [name, site] of wantedCertificates(this.sites)) {
+        const c = this.cache.get(name);
+        if (c) checked.push({ name, names: c.info.domains, notBefore: c.info.notBefore, notAfter: c.info.notAfter, ...(site.email ? { email: site.email } : {}) });
       }
       this.events.emit('cert_checked', checked);
     }
@@ -445,7 +448,7 @@ export class CertificateManager {
       server: local ? LOCAL_ISSUER : this.opts.server,
       keyType: 'ecdsa',
       ellipticCurve: 'P-256',
-      challenge: this.opts.challenge,
+      challenge: (action.challenge === 'dns-01' && !local ? this.opts.dnsChallengeFor?.(action.domains) : undefined) ?? this.opts.challenge,
       ...(email ? { email } : {}),
       ...(action.profile && !local ? { profile: action.profile } : {}),
       ...(this.opts.serverCaFile && !local ? { serverCa: this.opts.serverCaFile } : {}),
@@ -566,9 +569,9 @@ export class CertificateManager {
   /** Hands the TLS layer the certificates of the HTTPS sites wanted now. */
   private publish(): void {
     const snapshot = new Map<string, { certPem: string; keyPem: string; version: string }>();
-    for (const site of this.sites) {
-      if (!site.https) continue;
-      const c = this.cache.get(site.host);
+    // A host under a wanted wildcard has no entry: the TLS layer's wildcard lookup serves it.
+    for (const [name, site] of wantedCertificates(this.sites)) {
+      const c = this.cache.get(name);
       // The serial too: a lineage deleted and obtained again starts at version 1 again, with another certificate.
       if (c) snapshot.set(site.host, { certPem: c.certPem, keyPem: c.keyPem, version: `${site.host}#${c.version}#${c.serial}` });
     }

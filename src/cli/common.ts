@@ -9,11 +9,9 @@ import { PadlockError, asPadlockError, errorMessage } from '../errors.js';
 import type { ProgressEvent, LineageSpec } from '../certificates/issuer.js';
 import type { CertStore } from '../store/store.js';
 import { openFsStore } from '../store/fs-store.js';
-import { systemClock, type Clock } from '../clock.js';
-import { Dns01Solver } from '../acme/dns01.js';
-import { DnsLookup } from '../dns/lookup.js';
-import { parseServers } from '../dns/transport.js';
-import { createDnsProvider, dnsSettingsProblems, type DnsChallengeSettings } from '../dns/settings.js';
+import { systemClock } from '../clock.js';
+import { dns01Solver } from '../acme/dns01-solver.js';
+import { dnsSettingsProblems, type DnsChallengeSettings } from '../dns/settings.js';
 import { DNS_PROVIDER_KINDS } from '../dns/providers/provider.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
@@ -266,25 +264,6 @@ export function reportError(err: unknown, json: boolean, exitCode = 1): void {
 export function solverFor(challenge: LineageMeta['challenge'], context: { store: CertStore; logger: Logger }): ChallengeSolver {
   if (challenge.type === 'dns-01') return dns01Solver(challenge, { ...context, clock: systemClock });
   return new Http01Solver(challenge.type === 'webroot' ? new WebrootResponder(challenge.webroot) : new StandaloneResponder(challenge.port, challenge.address));
-}
-
-/**
- * A DNS-01 solver for these settings. `PADLOCK_FAULT_KILL_AT=dns-presented`
- * (tests only) kills the process with SIGKILL right after the provider wrote
- * the record, to prove that the next start removes it.
- */
-export function dns01Solver(settings: DnsChallengeSettings, context: { store: CertStore; logger: Logger; clock: Clock }): Dns01Solver {
-  const killAt = process.env['PADLOCK_FAULT_KILL_AT'];
-  return new Dns01Solver({
-    provider: () => createDnsProvider(settings, { clock: context.clock }),
-    lookup: new DnsLookup(settings.resolvers?.length ? { resolvers: parseServers(settings.resolvers, 'dns resolvers') } : {}),
-    store: context.store,
-    clock: context.clock,
-    logger: context.logger,
-    ...(settings.propagationTimeout !== undefined ? { propagationTimeoutMs: settings.propagationTimeout * 1000 } : {}),
-    ...(settings.propagationInterval !== undefined ? { propagationIntervalMs: settings.propagationInterval * 1000 } : {}),
-    ...(killAt ? { faults: (point: string) => { if (point === killAt) process.kill(process.pid, 'SIGKILL'); } } : {}),
-  });
 }
 
 /** The certificate engine as a one-shot command uses it, and what to release afterwards. */
