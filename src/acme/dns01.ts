@@ -35,8 +35,15 @@ const VALIDATION_ALLOWANCE_MS = 5 * 60_000;
 /** Records kept in the ledger at most; beyond, the oldest are dropped (and logged): a ledger must not grow without bound. */
 export const MAX_LEDGER_RECORDS = 1000;
 
+/** Who presented a record: the host, the pid, and a random id per process (pids are reused). */
+export interface RecordOwner {
+  host: string;
+  pid: number;
+  instance: string;
+}
+
 /** This process, as an owner of presented records. */
-export const THIS_PROCESS = Object.freeze({ host: hostname(), pid: process.pid, instance: randomUUID() });
+export const THIS_PROCESS: Readonly<RecordOwner> = Object.freeze({ host: hostname(), pid: process.pid, instance: randomUUID() });
 
 export interface LedgerRecord extends TxtRecord {
   provider: string;
@@ -59,7 +66,7 @@ export function dns01Value(keyAuthorization: string): string {
  * now, as PID 1 in a restarted container) or its deadline passed. Pure but
  * for `alive`.
  */
-export function isLeftover(r: LedgerRecord, owner: typeof THIS_PROCESS, now: Date, alive: (pid: number) => boolean): boolean {
+export function isLeftover(r: LedgerRecord, owner: Readonly<RecordOwner>, now: Date, alive: (pid: number) => boolean): boolean {
   if (r.instance === owner.instance) return false;
   if (Date.parse(r.expiresAt) <= now.getTime()) return true;
   return r.host === owner.host && (r.pid === owner.pid || !alive(r.pid));
@@ -85,7 +92,7 @@ export interface Dns01SolverOptions {
   propagationIntervalMs?: number;
   /** Tests only: called at named points (`dns-presented`), to kill the process there. */
   faults?: (point: string) => void;
-  owner?: typeof THIS_PROCESS;
+  owner?: Readonly<RecordOwner>;
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
@@ -95,7 +102,7 @@ export class Dns01Solver implements ChallengeSolver {
   private preparing: Promise<void> | undefined;
   private readonly presented = new Map<string, TxtRecord>();
   private readonly log: Logger;
-  private readonly owner: typeof THIS_PROCESS;
+  private readonly owner: Readonly<RecordOwner>;
 
   constructor(private readonly opts: Dns01SolverOptions) {
     this.log = (opts.logger ?? silentLogger).child({ component: 'dns-01' });

@@ -24,7 +24,7 @@ export function normaliseName(input: string, options: { allowWildcard?: boolean;
   if (isIP(bare)) {
     // RFC 8738: an IP identifier, in its canonical text (RFC 5952 for IPv6), as the CSR and the CA will show it.
     if (options.allowIp) return { name: isIP(bare) === 6 ? new URL(`http://[${bare}]/`).hostname.replace(/^\[|\]$/g, '') : bare };
-    return { input, reason: 'an IP address cannot be in this list; use a DNS name' };
+    return { input, reason: 'IP addresses get a certificate only from padlock issue (RFC 8738); clients send no SNI for them, so padlock cannot route them here: use a DNS name' };
   }
   let name = raw.toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
