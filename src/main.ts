@@ -23,7 +23,8 @@ import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
 import type { ChallengeSolver } from './acme/solver.js';
 import type { LineageSpec } from './certificates/issuer.js';
 import { dns01Solver } from './acme/dns01-solver.js';
-import { dnsSettingsFor } from './config/dns-config.js';
+import { dnsSettingsFor, providerSettings } from './config/dns-config.js';
+import type { DnsChallengeSettings } from './dns/settings.js';
 import { CertificateManager } from './certificates/manager.js';
 import { CertificateEngine } from './certificates/engine.js';
 import { IssuerSet } from './certificates/issuers.js';
@@ -145,13 +146,13 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const solver = new Http01Solver(responder);
   // DNS-01 (wildcards, padlock.challenge=dns-01): one solver per provider setting, shared by every order.
   const dnsSolvers = new Map<string, ChallengeSolver>();
-  const solversFor = (spec: LineageSpec): ChallengeSolver[] => {
-    if (spec.challenge.type !== 'dns-01') return [solver];
-    const key = JSON.stringify(spec.challenge);
+  const dnsSolver = (settings: DnsChallengeSettings): ChallengeSolver => {
+    const key = JSON.stringify(settings);
     let dns = dnsSolvers.get(key);
-    if (!dns) dnsSolvers.set(key, (dns = dns01Solver(spec.challenge, { store, logger, clock })));
-    return [dns];
+    if (!dns) dnsSolvers.set(key, (dns = dns01Solver(settings, { store, logger, clock })));
+    return dns;
   };
+  const solversFor = (spec: LineageSpec): ChallengeSolver[] => (spec.challenge.type === 'dns-01' ? [dnsSolver(spec.challenge)] : [solver]);
   const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor });
   const manager = new CertificateManager({
     engine,
@@ -283,6 +284,15 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     throw err;
   }
   manager.start();
+  // Challenge records left by a crash are removed now, not only at the next DNS-01 order: preparing each
+  // provider's solver checks its credentials and cleans its leftovers (in the background; a failure is logged).
+  const dns = config.dns;
+  if (dns) {
+    for (const p of dns.providers) {
+      void dnsSolver(providerSettings(dns, p)).prepare()
+        .catch((err: unknown) => log.warn('a DNS provider is not usable yet; its DNS-01 orders will fail until it is', { provider: p.provider, zones: p.zones, error: errorMessage(err) }));
+    }
+  }
   ready = true;
   log.info('padlock is serving', { ...ports, sites: desired.sites.length, server });
 

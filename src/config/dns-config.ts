@@ -53,8 +53,11 @@ export function dnsSettingsFor(dns: DnsConfig | undefined, name: string): DnsCha
       if (zone && (bare === zone || bare.endsWith(`.${zone}`)) && zone.length > (best?.len ?? -1)) best = { len: zone.length, p };
     }
   }
-  if (!best) return undefined;
-  const { p } = best;
+  return best ? providerSettings(dns, best.p) : undefined;
+}
+
+/** The DNS-01 settings of one configured provider (its credentials, the section's resolvers and propagation check). Pure. */
+export function providerSettings(dns: DnsConfig, p: DnsConfig['providers'][number]): DnsChallengeSettings {
   return {
     type: 'dns-01', provider: p.provider,
     ...(p.credentials ? { credentials: p.credentials } : {}),

@@ -2,17 +2,25 @@
  * `padlock run` with a `dns:` section: a wildcard route from one wildcard
  * certificate obtained over DNS-01 (RFC 2136 to a real Knot server, Pebble
  * validating against it), an exact route that beats the wildcard and shares
- * its certificate, and an internal name that asks for dns-01.
+ * its certificate, an internal name that asks for dns-01, and the challenge
+ * records a crashed padlock left, removed at start (also through a provider,
+ * here `exec`, that no order of this run uses).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile, readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { startKnot, type Knot } from '../support/knot.js';
 import { tempConfigDir, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 import { runCli } from '../support/cli.js';
+import { requireProgram } from '../support/programs.js';
+import { openFsStore } from '../../src/store/fs-store.js';
+import { systemClock } from '../../src/clock.js';
+import { DNS_RECORDS_STATE, type LedgerRecord } from '../../src/acme/dns01.js';
 
 let knot: Knot;
 let pebble: Pebble;
@@ -22,14 +30,24 @@ let exactApp: Awaited<ReturnType<typeof startUpstream>>;
 let daemon: RunningDaemon;
 const base = `wc-${process.pid}.example.com`;
 const internal = `intranet-${process.pid}.example.com`;
+const stale = `stale-${process.pid}.example.com`;
+const staleElsewhere = `stale-${process.pid}.example.org`;
 
 before(async () => {
-  knot = await startKnot({ zones: ['example.com'] });
+  knot = await startKnot({ zones: ['example.com', 'example.org'] });
   pebble = await startPebble({ dnsServer: `${knot.address}:53` });
   cfg = await tempConfigDir();
   [wildApp, exactApp] = await Promise.all([startUpstream('wildcard-app'), startUpstream('exact-app')]);
   const creds = join(cfg.dir, 'rfc2136.ini');
   await writeFile(creds, knot.credentials(), { mode: 0o600 });
+  // The exec provider of example.org (no site there): logs its calls and removes the record with knsupdate.
+  const hook = join(cfg.dir, 'dns-hook.sh');
+  await writeFile(hook, [
+    '#!/bin/sh',
+    `echo "$*" >> ${join(cfg.dir, 'dns-hook.log')}`,
+    `[ "$1" = cleanup ] && printf 'server ${knot.address} 53\\nzone example.org.\\nupdate delete %s TXT "%s"\\nsend\\n' "$2" "$3" | ${requireProgram('knsupdate', 'knot-dnsutils', 'the exec hook of the DNS-01 daemon test')} -y hmac-sha256:${knot.keyName}:${knot.secret}`,
+    'exit 0',
+  ].join('\n') + '\n', { mode: 0o700 });
   const file = join(cfg.dir, 'padlock.yaml');
   await writeFile(file, [
     'dns:',
@@ -39,6 +57,9 @@ before(async () => {
     '    - provider: rfc2136',
     `      credentials: ${creds}`,
     '      zones: [example.com]',
+    '    - provider: exec',
+    `      exec: ${hook}`,
+    '      zones: [example.org]',
     'sites:',
     `  - host: "*.${base}"`,
     `    upstream: ${wildApp.url}`,
@@ -48,6 +69,17 @@ before(async () => {
     `    upstream: ${exactApp.url}`,
     '    challenge: dns-01',
   ].join('\n'));
+  // Records a crashed padlock (on this host, its process gone) presented and never removed, one per provider.
+  await knot.setTxt('example.com', `_acme-challenge.${stale}`, ['left-by-a-crash']);
+  await knot.setTxt('example.org', `_acme-challenge.${staleElsewhere}`, ['left-by-a-crash']);
+  const crashed = { value: 'left-by-a-crash', host: hostname(), pid: spawnSync('true').pid, instance: 'crashed', createdAt: new Date().toISOString(), expiresAt: new Date(Date.now() + 3_600_000).toISOString() };
+  const records: LedgerRecord[] = [
+    { ...crashed, fqdn: `_acme-challenge.${stale}`, zone: 'example.com', provider: `rfc2136:${knot.address}:53:${knot.keyName}` },
+    { ...crashed, fqdn: `_acme-challenge.${staleElsewhere}`, zone: 'example.org', provider: `exec:${hook}` },
+  ];
+  const store = await openFsStore(join(cfg.dir, 'store'), { clock: systemClock });
+  await store.writeState(DNS_RECORDS_STATE, { records });
+  await store.close();
   daemon = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(cfg.dir, 'store'), ...pebbleRunFlags(pebble)], { httpPort: pebble.httpPort });
 });
 after(async () => {
@@ -83,5 +115,13 @@ describe('padlock run with DNS-01 (wildcard routes)', () => {
     const names = (JSON.parse(list.stdout).certificates as Array<{ name: string }>).map((c) => c.name).sort();
     assert.deepEqual(names, [`wildcard_.${base}`, internal].sort(), 'exact.* has no certificate of its own');
     assert.deepEqual(await knot.txt(`_acme-challenge.${base}`), [], 'challenge records are gone');
+  });
+
+  it('removes at start the challenge records a crashed padlock left, also through a provider no order uses', async () => {
+    await waitFor('the leftover records removed', async () => (await knot.txt(`_acme-challenge.${stale}`)).length === 0 && (await knot.txt(`_acme-challenge.${staleElsewhere}`)).length === 0);
+    const calls = await readFile(join(cfg.dir, 'dns-hook.log'), 'utf8');
+    assert.deepEqual(calls.trim().split('\n'), [`cleanup _acme-challenge.${staleElsewhere}. left-by-a-crash`], 'the exec provider was asked to remove exactly that record');
+    const state = JSON.parse(await readFile(join(cfg.dir, 'store', 'state', `${DNS_RECORDS_STATE}.json`), 'utf8')) as { records: LedgerRecord[] };
+    assert.deepEqual(state.records.filter((r) => r.value === 'left-by-a-crash'), [], 'and forgotten in the store');
   });
 });
