@@ -61,21 +61,39 @@ function failure(server: DnsServer, what: string, cause?: unknown): PadlockError
   return new PadlockError('DNS_QUERY_FAILED', `the DNS server ${describeServer(server)} ${what}`, { retryable: true, ...(cause ? { cause } : {}), details: { server: describeServer(server) } });
 }
 
+type Settle = (err: Error | undefined, value?: Buffer) => void;
+
+/**
+ * The one way an exchange on `close`'s socket ends: the first of its answer,
+ * a socket error, the timeout or the abort signal settles it, closes the
+ * socket and drops the timer and listener; later calls do nothing. An
+ * already aborted signal settles it at once (check `signal.aborted` before
+ * sending).
+ */
+function settleOnce(server: DnsServer, options: ExchangeOptions, proto: 'UDP' | 'TCP', close: () => void, resolve: (answer: Buffer) => void, reject: (err: Error) => void): Settle {
+  let settled = false;
+  const done: Settle = (err, value) => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+    close();
+    if (err) reject(err);
+    else resolve(value!);
+  };
+  const onAbort = () => done(options.signal!.reason instanceof Error ? options.signal!.reason : new Error('aborted'));
+  const timer = setTimeout(() => done(failure(server, `did not answer within ${options.timeoutMs} ms (${proto})`)), options.timeoutMs);
+  if (options.signal?.aborted) onAbort();
+  else options.signal?.addEventListener('abort', onAbort, { once: true });
+  return done;
+}
+
 function udp(server: DnsServer, message: Buffer, options: ExchangeOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const sock = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
     const id = message.readUInt16BE(0);
-    const done = (err: Error | undefined, value?: Buffer) => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-      sock.close();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const onAbort = () => done(options.signal!.reason instanceof Error ? options.signal!.reason : new Error('aborted'));
-    const timer = setTimeout(() => done(failure(server, `did not answer within ${options.timeoutMs} ms (UDP)`)), options.timeoutMs);
-    if (options.signal?.aborted) return onAbort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const done = settleOnce(server, options, 'UDP', () => sock.close(), resolve, reject);
+    if (options.signal?.aborted) return;
     sock.on('error', (err) => done(failure(server, `could not be reached (${err.message})`, err)));
     sock.on('message', (msg, rinfo) => {
       // Only the server asked, with our ID: anything else is noise or spoofing.
@@ -91,17 +109,8 @@ function tcp(server: DnsServer, message: Buffer, options: ExchangeOptions): Prom
   return new Promise((resolve, reject) => {
     const sock = connect({ host: server.host, port: server.port });
     let buf = Buffer.alloc(0);
-    const done = (err: Error | undefined, value?: Buffer) => {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
-      sock.destroy();
-      if (err) reject(err);
-      else resolve(value!);
-    };
-    const onAbort = () => done(options.signal!.reason instanceof Error ? options.signal!.reason : new Error('aborted'));
-    const timer = setTimeout(() => done(failure(server, `did not answer within ${options.timeoutMs} ms (TCP)`)), options.timeoutMs);
-    if (options.signal?.aborted) return onAbort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const done = settleOnce(server, options, 'TCP', () => sock.destroy(), resolve, reject);
+    if (options.signal?.aborted) return;
     sock.on('error', (err) => done(failure(server, `could not be reached over TCP (${err.message})`, err)));
     sock.on('connect', () => sock.write(Buffer.concat([Buffer.from([message.length >> 8, message.length & 0xff]), message])));
     sock.on('data', (d: Buffer) => {

@@ -6,11 +6,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import { createSocket, type Socket } from 'node:dgram';
+import { once } from 'node:events';
 import packet from 'dns-packet';
 import { encodeUpdate, encodeName, lastRecordOffset, u16 } from '../../src/dns/wire.js';
 import { signMessage, verifyAnswer, parseTsigAlgorithm, type TsigKey } from '../../src/dns/tsig.js';
 import { parseCredentials } from '../../src/dns/credentials.js';
-import { parseServers } from '../../src/dns/transport.js';
+import { parseServers, exchange } from '../../src/dns/transport.js';
 import { isLeftover, dns01Value, type LedgerRecord } from '../../src/acme/dns01.js';
 import { waitForPropagation } from '../../src/dns/propagation.js';
 import { dnsSettingsProblems } from '../../src/dns/settings.js';
@@ -111,6 +113,54 @@ describe('DNS server lists (--dns-resolvers)', () => {
   for (const c of cases) it(c.desc, () => assert.deepEqual(parseServers(c.input, 'x'), c.expect));
   it('refuses a name, which would need a resolver to reach the resolver', () => {
     assert.throws(() => parseServers(['dns.example.com'], '--dns-resolvers'), /--dns-resolvers: "dns.example.com" is not an IP address/);
+  });
+});
+
+describe('one DNS exchange over UDP (a loopback server)', () => {
+  /** A UDP server on 127.0.0.1 that answers each query as `reply` says (nothing when it returns undefined). */
+  async function server(reply: (query: Buffer) => Buffer[] | undefined): Promise<{ port: number; seen: Buffer[]; sock: Socket }> {
+    const sock = createSocket('udp4');
+    const seen: Buffer[] = [];
+    sock.on('message', (q, from) => {
+      seen.push(q);
+      for (const a of reply(q) ?? []) sock.send(a, from.port, from.address);
+    });
+    sock.bind(0, '127.0.0.1');
+    await once(sock, 'listening');
+    return { port: sock.address().port, seen, sock };
+  }
+  const query = packet.encode({ type: 'query', id: 4242, questions: [{ type: 'TXT', name: 'example.com' }] });
+  const answerWithId = (id: number) => packet.encode({ type: 'response', id, questions: [{ type: 'TXT', name: 'example.com' }], answers: [{ type: 'TXT', name: 'example.com', data: `id ${id}` }] });
+
+  it('fails with DNS_QUERY_FAILED naming the server when it never answers', async () => {
+    const s = await server(() => undefined);
+    try {
+      await assert.rejects(exchange({ host: '127.0.0.1', port: s.port }, query, { timeoutMs: 150 }),
+        (err: PadlockError) => err.code === 'DNS_QUERY_FAILED' && err.message === `the DNS server 127.0.0.1:${s.port} did not answer within 150 ms (UDP)`);
+    } finally {
+      s.sock.close();
+    }
+  });
+
+  it('ignores an answer with another message ID and returns the one with its own', async () => {
+    const s = await server(() => [answerWithId(1), answerWithId(4242)]);
+    try {
+      const answer = packet.decode(await exchange({ host: '127.0.0.1', port: s.port }, query, { timeoutMs: 2_000 }));
+      assert.equal(answer.id, 4242);
+    } finally {
+      s.sock.close();
+    }
+  });
+
+  it('sends nothing and rejects with the reason when its signal is already aborted', async () => {
+    const s = await server(() => [answerWithId(4242)]);
+    try {
+      await assert.rejects(exchange({ host: '127.0.0.1', port: s.port }, query, { timeoutMs: 2_000, signal: AbortSignal.abort(new Error('shutting down')) }), /shutting down/);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(s.seen.length, 0);
+    } finally {
+      s.sock.close();
+    }
   });
 });
 
