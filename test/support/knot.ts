@@ -42,7 +42,10 @@ export interface Knot {
   txt(name: string, server?: string): Promise<string[]>;
   /** Adds a CNAME at `name` (in `zone`) on the primary. */
   setCname(zone: string, name: string, target: string): Promise<void>;
-  /** Sets the TXT values at `name` (in `zone`) on the primary to exactly `values`, with knsupdate and the key: what a fake provider API does to the real zone. */
+  /**
+   * Sets the TXT values at `name` (in `zone`) on the primary to exactly `values`, with knsupdate and the key: what a fake provider API does to the real zone.
+   * Changes apply one at a time in call order, so the last call's values win (two knsupdate processes at once could apply out of order).
+   */
   setTxt(zone: string, name: string, values: readonly string[]): Promise<void>;
   logs(): string;
   stop(): Promise<void>;
@@ -160,6 +163,15 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
     await stop();
     throw err;
   }
+  // knsupdate runs one at a time, in call order (see setTxt).
+  let updates: Promise<unknown> = Promise.resolve();
+  const update = (script: string, why: string): Promise<string> => {
+    const knsupdate = requireProgram('knsupdate', 'knot-dnsutils', why);
+    const file = scriptFile(dir, script);
+    const run = updates.then(() => runBounded('knsupdate', knsupdate, ['-y', `hmac-sha256:${keyName}:${secret}`, file], { timeoutMs: 5_000 }));
+    updates = run.catch(() => undefined);
+    return run;
+  };
   return {
     address, ...(secondaryAddress ? { secondaryAddress } : {}), keyName, secret,
     credentials: (o = {}) => [
@@ -170,14 +182,10 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
       return text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => l.replace(/^"|"$/g, ''));
     },
     setCname: async (zone, name, target) => {
-      const knsupdate = requireProgram('knsupdate', 'knot-dnsutils', 'DNS updates in tests');
-      const script = [`server ${address} 53`, `zone ${zone}.`, `update add ${name}. 60 CNAME ${target}.`, 'send', ''].join('\n');
-      await runBounded('knsupdate', knsupdate, ['-y', `hmac-sha256:${keyName}:${secret}`, scriptFile(dir, script)], { timeoutMs: 5_000 });
+      await update([`server ${address} 53`, `zone ${zone}.`, `update add ${name}. 60 CNAME ${target}.`, 'send', ''].join('\n'), 'DNS updates in tests');
     },
     setTxt: async (zone, name, values) => {
-      const knsupdate = requireProgram('knsupdate', 'knot-dnsutils', 'DNS updates in fake provider APIs');
-      const script = [`server ${address} 53`, `zone ${zone}.`, `update delete ${name}. TXT`, ...values.map((v) => `update add ${name}. 60 TXT "${v}"`), 'send', ''].join('\n');
-      await runBounded('knsupdate', knsupdate, ['-y', `hmac-sha256:${keyName}:${secret}`, scriptFile(dir, script)], { timeoutMs: 5_000 });
+      await update([`server ${address} 53`, `zone ${zone}.`, `update delete ${name}. TXT`, ...values.map((v) => `update add ${name}. 60 TXT "${v}"`), 'send', ''].join('\n'), 'DNS updates in fake provider APIs');
     },
     logs: () => out,
     stop,
