@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import packet from 'dns-packet';
 import { encodeUpdate, encodeName, lastRecordOffset, u16 } from '../../src/dns/wire.js';
 import { signMessage, verifyAnswer, parseTsigAlgorithm, type TsigKey } from '../../src/dns/tsig.js';
-import { parseCredentials } from '../../src/dns/credentials.js';
+import { parseCredentials, credentialsFromEnv } from '../../src/dns/credentials.js';
 import { parseServers, exchange } from '../../src/dns/transport.js';
 import { isLeftover, dns01Value, type LedgerRecord } from '../../src/acme/dns01.js';
 import { waitForPropagation } from '../../src/dns/propagation.js';
@@ -102,6 +102,16 @@ describe('credentials files', () => {
   it('names the line that is not key = value', () => {
     assert.throws(() => parseCredentials('server 1.2.3.4', 'rfc2136', '--dns-credentials f'), /--dns-credentials f line 1: expected "key = value"/);
   });
+});
+
+describe('credentials from the environment (no credentials file)', () => {
+  const cases = [
+    { desc: "rfc2136 reads lego's RFC2136_* names", kind: 'rfc2136' as const, env: { RFC2136_NAMESERVER: '192.0.2.53', RFC2136_TSIG_KEY: 'k', RFC2136_TSIG_SECRET: 's=', RFC2136_TSIG_ALGORITHM: 'hmac-sha512' }, expect: { server: '192.0.2.53', name: 'k', secret: 's=', algorithm: 'hmac-sha512' } },
+    { desc: 'cloudflare prefers CLOUDFLARE_DNS_API_TOKEN over CF_DNS_API_TOKEN', kind: 'cloudflare' as const, env: { CF_DNS_API_TOKEN: 'old', CLOUDFLARE_DNS_API_TOKEN: 'new' }, expect: { api_token: 'new' } },
+    { desc: 'an empty variable counts as unset', kind: 'cloudflare' as const, env: { CLOUDFLARE_DNS_API_TOKEN: '', CF_DNS_API_TOKEN: 'tok' }, expect: { api_token: 'tok' } },
+    { desc: "another provider's variables are not read", kind: 'acme-dns' as const, env: { RFC2136_TSIG_SECRET: 's=', CLOUDFLARE_DNS_API_TOKEN: 't' }, expect: {} },
+  ];
+  for (const c of cases) it(c.desc, () => assert.deepEqual({ ...credentialsFromEnv(c.kind, c.env) }, c.expect));
 });
 
 describe('DNS server lists (--dns-resolvers)', () => {
