@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { PadlockError } from '../../errors.js';
+import { PIPE_GRACE_MS } from '../../certificates/hooks.js';
 import { providerError, type DnsProvider, type TxtRecord } from './provider.js';
 
 /** How long one call may run before it (and its process group) is killed. */
@@ -52,6 +53,18 @@ export class ExecProvider implements DnsProvider {
       const add = (b: Buffer) => (out = (out + b.toString('utf8')).slice(-OUTPUT_TAIL));
       child.stdout.on('data', add);
       child.stderr.on('data', add);
+      let grace: NodeJS.Timeout | undefined;
+      let settled = false;
+      const settle = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        clearTimeout(grace);
+        child.stdout.destroy();
+        child.stderr.destroy();
+        if (err) reject(err);
+        else resolve();
+      };
       const timer = setTimeout(() => {
         try {
           process.kill(-child.pid!, 'SIGKILL');
@@ -59,15 +72,16 @@ export class ExecProvider implements DnsProvider {
           /* already gone */
         }
       }, this.timeoutMs);
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        reject(providerError(this.describe(), record.zone, `could not run it for ${action} ${record.fqdn}: ${err.message}`, { cause: err }));
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0) return resolve();
-        const how = signal === 'SIGKILL' ? `was killed after ${this.timeoutMs / 1000} s` : `exited ${code ?? signal}`;
-        reject(providerError(this.describe(), record.zone, `"${action} ${record.fqdn}." ${how}${out.trim() ? `; its output ended with: ${out.trim()}` : ''}`, { retryable: true }));
+      child.on('error', (err) => settle(providerError(this.describe(), record.zone, `could not run it for ${action} ${record.fqdn}: ${err.message}`, { cause: err })));
+      child.on('exit', (code, signal) => {
+        const verdict = () => {
+          if (code === 0) return settle();
+          const how = signal === 'SIGKILL' ? `was killed after ${this.timeoutMs / 1000} s` : `exited ${code ?? signal}`;
+          settle(providerError(this.describe(), record.zone, `"${action} ${record.fqdn}." ${how}${out.trim() ? `; its output ended with: ${out.trim()}` : ''}`, { retryable: true }));
+        };
+        // A job the program left in the background may hold its output open: read on for a moment, not until that job ends.
+        grace = setTimeout(verdict, PIPE_GRACE_MS);
+        child.once('close', verdict);
       });
     });
   }
