@@ -12,20 +12,8 @@ import { ExecProvider } from '../../src/dns/providers/exec.js';
 import type { PadlockError } from '../../src/errors.js';
 
 let dir: string;
-const leftovers: number[] = [];
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'padlock-dns-exec-'));
-});
-after(async () => {
-  for (const pid of leftovers) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  await rm(dir, { recursive: true, force: true });
-});
+before(async () => (dir = await mkdtemp(join(tmpdir(), 'padlock-dns-exec-'))));
+after(() => rm(dir, { recursive: true, force: true }));
 
 async function program(name: string, body: string): Promise<string> {
   const path = join(dir, name);
@@ -53,9 +41,12 @@ describe('the exec DNS provider', () => {
     const pidFile = join(dir, 'bg.pid');
     const p = new ExecProvider(await program('bg.sh', `sleep 30 &\necho $! > ${pidFile}\necho added`), 20_000);
     const started = Date.now();
-    await p.present(record);
-    leftovers.push(Number(await readFile(pidFile, 'utf8')));
-    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    try {
+      await p.present(record);
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    } finally {
+      process.kill(Number(await readFile(pidFile, 'utf8')), 'SIGKILL');
+    }
   });
 
   it('kills a program that runs past its time limit and says so', async () => {
