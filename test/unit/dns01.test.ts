@@ -1,7 +1,9 @@
 /**
- * The pure parts of DNS-01: the RFC 2136 message, TSIG, credentials files,
- * server lists, the leftover rule, the propagation check (fake servers and a
- * fake clock), and which provider covers a name.
+ * The parts of DNS-01 below the real DNS server: the RFC 2136 message, TSIG,
+ * credentials (files and environment), server lists, the leftover rule, the
+ * propagation check (fake servers and a fake clock), which provider covers a
+ * name, and one exchange and the RFC 2136 answers against a loopback UDP
+ * server that answers what each test says.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,7 @@ import { encodeUpdate, encodeName, lastRecordOffset, u16 } from '../../src/dns/w
 import { signMessage, verifyAnswer, parseTsigAlgorithm, type TsigKey } from '../../src/dns/tsig.js';
 import { parseCredentials, credentialsFromEnv } from '../../src/dns/credentials.js';
 import { parseServers, exchange } from '../../src/dns/transport.js';
+import { Rfc2136Provider } from '../../src/dns/providers/rfc2136.js';
 import { isLeftover, dns01Value, type LedgerRecord } from '../../src/acme/dns01.js';
 import { waitForPropagation } from '../../src/dns/propagation.js';
 import { dnsSettingsProblems } from '../../src/dns/settings.js';
@@ -126,19 +129,47 @@ describe('DNS server lists (--dns-resolvers)', () => {
   });
 });
 
-describe('one DNS exchange over UDP (a loopback server)', () => {
-  /** A UDP server on 127.0.0.1 that answers each query as `reply` says (nothing when it returns undefined). */
-  async function server(reply: (query: Buffer) => Buffer[] | undefined): Promise<{ port: number; seen: Buffer[]; sock: Socket }> {
-    const sock = createSocket('udp4');
-    const seen: Buffer[] = [];
-    sock.on('message', (q, from) => {
-      seen.push(q);
-      for (const a of reply(q) ?? []) sock.send(a, from.port, from.address);
+/** A UDP server on 127.0.0.1 that answers each query as `reply` says (nothing when it returns undefined). */
+async function server(reply: (query: Buffer) => Buffer[] | undefined): Promise<{ port: number; seen: Buffer[]; sock: Socket }> {
+  const sock = createSocket('udp4');
+  const seen: Buffer[] = [];
+  sock.on('message', (q, from) => {
+    seen.push(q);
+    for (const a of reply(q) ?? []) sock.send(a, from.port, from.address);
+  });
+  sock.bind(0, '127.0.0.1');
+  await once(sock, 'listening');
+  return { port: sock.address().port, seen, sock };
+}
+
+describe('RFC 2136 answers other than success (a loopback server)', () => {
+  /** The update sent back as its answer (same ID, QR set) with this RCODE, unsigned: what a server without the key answers. */
+  const answering = (rcode: number) => (q: Buffer) => {
+    const a = Buffer.from(q);
+    a[2] = a[2]! | 0x80;
+    a[3] = (a[3]! & 0xf0) | rcode;
+    return [a];
+  };
+  const cases = [
+    { desc: 'REFUSED names the provider and the zone and points at the ACL, and is not retried', rcode: 5, message: /^DNS provider rfc2136 at 127\.0\.0\.1:\d+ for the zone example\.com: adding the TXT record _acme-challenge\.a\.example\.com: the server answered REFUSED: the server does not allow this key to update this zone/, retryable: false },
+    { desc: 'NOTZONE says the name is not in the zone', rcode: 10, message: /the server answered NOTZONE: the name is not in the zone$/, retryable: false },
+    { desc: 'SERVFAIL may be retried', rcode: 2, message: /the server answered SERVFAIL$/, retryable: true },
+  ];
+  for (const c of cases) {
+    it(c.desc, async () => {
+      const s = await server(answering(c.rcode));
+      try {
+        const p = new Rfc2136Provider({ server: { host: '127.0.0.1', port: s.port }, clock: { now: () => NOW }, timeoutMs: 2_000 });
+        await assert.rejects(p.present({ fqdn: '_acme-challenge.a.example.com', zone: 'example.com', value: 'v' }),
+          (err: PadlockError) => err.code === 'DNS_PROVIDER_FAILED' && c.message.test(err.message) && err.retryable === c.retryable);
+      } finally {
+        s.sock.close();
+      }
     });
-    sock.bind(0, '127.0.0.1');
-    await once(sock, 'listening');
-    return { port: sock.address().port, seen, sock };
   }
+});
+
+describe('one DNS exchange over UDP (a loopback server)', () => {
   const query = packet.encode({ type: 'query', id: 4242, questions: [{ type: 'TXT', name: 'example.com' }] });
   const answerWithId = (id: number) => packet.encode({ type: 'response', id, questions: [{ type: 'TXT', name: 'example.com' }], answers: [{ type: 'TXT', name: 'example.com', data: `id ${id}` }] });
 
