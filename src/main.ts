@@ -27,6 +27,11 @@ import { ensureAccountKey } from './acme/account.js';
 import { loadTrustAnchors } from './tls/roots.js';
 import { CertificateRegistry } from './tls/contexts.js';
 import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
+import type { ChallengeSolver } from './acme/solver.js';
+import type { LineageSpec } from './certificates/issuer.js';
+import { dns01Solver } from './acme/dns01-solver.js';
+import { dnsSettingsFor, providerSettings } from './config/dns-config.js';
+import type { DnsChallengeSettings } from './dns/settings.js';
 import { CertificateManager } from './certificates/manager.js';
 import { CertificateEngine } from './certificates/engine.js';
 import { IssuerSet } from './certificates/issuers.js';
@@ -90,7 +95,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const log = logger.child({ component: 'daemon' });
 
   // Everything that can be checked before touching the network is checked here, all at once.
-  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile, upstreamGuardFor(config))
+  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile, upstreamGuardFor(config), (name) => dnsSettingsFor(config.dns, name) !== undefined)
     .map((s) => (s.profile || !config.profile || !s.https ? s : { ...s, profile: config.profile }));
   const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
   const adminToken = await loadAdminToken(config);
@@ -157,7 +162,16 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // How HTTP-01 is answered: the daemon's own :80 (with workers: once every worker answers), or nginx's webroot in companion mode.
   const responder = challenge?.responder ?? proxyCluster?.challengeResponder() ?? new TokenMapResponder(tokens, `padlock's HTTP server on port ${config.httpPort}`);
   const solver = new Http01Solver(responder);
-  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor: () => [solver] });
+  // DNS-01 (wildcards, padlock.challenge=dns-01): one solver per provider setting, shared by every order.
+  const dnsSolvers = new Map<string, ChallengeSolver>();
+  const dnsSolver = (settings: DnsChallengeSettings): ChallengeSolver => {
+    const key = JSON.stringify(settings);
+    let dns = dnsSolvers.get(key);
+    if (!dns) dnsSolvers.set(key, (dns = dns01Solver(settings, { store, logger, clock })));
+    return dns;
+  };
+  const solversFor = (spec: LineageSpec): ChallengeSolver[] => (spec.challenge.type === 'dns-01' ? [dnsSolver(spec.challenge)] : [solver]);
+  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor });
   const manager = new CertificateManager({
     engine,
     clock,
@@ -165,6 +179,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     server,
     account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}) },
     challenge: challenge?.challenge ?? { type: 'standalone', port: config.httpPort },
+    dnsChallengeFor: (names) => names.map((n) => dnsSettingsFor(config.dns, n)).find((s) => s !== undefined),
     ...(config.serverCa ? { serverCaFile: config.serverCa } : {}),
     ...(config.trustedRoots ? { trustedRootsFile: config.trustedRoots } : {}),
     concurrency: config.concurrency,
@@ -304,6 +319,15 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     throw err;
   }
   manager.start();
+  // Challenge records left by a crash are removed now, not only at the next DNS-01 order: preparing each
+  // provider's solver checks its credentials and cleans its leftovers (in the background; a failure is logged).
+  const dns = config.dns;
+  if (dns) {
+    for (const p of dns.providers) {
+      void dnsSolver(providerSettings(dns, p)).prepare()
+        .catch((err: unknown) => log.warn('a DNS provider is not usable yet; its DNS-01 orders will fail until it is', { provider: p.provider, zones: p.zones, error: errorMessage(err) }));
+    }
+  }
   ready = true;
   log.info('padlock is serving', { ...ports, sites: desired.sites.length, server });
 
@@ -323,6 +347,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       await notifier?.close();
       await companion?.close();
       await challenge?.responder.close();
+      await Promise.all([...dnsSolvers.values()].map((s) => s.close().catch(() => undefined)));
       await store.close().catch((err: unknown) => log.warn('could not close the store', { error: errorMessage(err) }));
       log.info('stopped');
     },

@@ -6,7 +6,8 @@
 import { openAccount, reregisterAccount, isAccountMissing, type AccountOptions } from './account.js';
 import { orderCertificate } from './order.js';
 import { certId, renewalInfoUrl, type RenewalInfoSource } from './ari.js';
-import { checkProfile } from './profiles.js';
+import { checkProfile, SHORTLIVED_PROFILE } from './profiles.js';
+import { isIP } from 'node:net';
 import type tls from 'node:tls';
 import { serverCaContext, type AcmeClient } from './client.js';
 import type { AriSources } from '../certificates/ari-poller.js';
@@ -84,11 +85,15 @@ export class AcmeIssuer implements Issuer {
       progress({ step: 'account', message: `using account ${client.inner.getAccountUrl()}`, url: client.inner.getAccountUrl() });
       // draft-ietf-acme-profiles: a required profile the CA lacks fails here, a preferred one falls back with a warning.
       const directory = await client.directory();
+      // IP identifiers: Let's Encrypt issues them only under "shortlived", so ask for it unless told otherwise;
+      // a CA without it (or without profiles) gets an order with no profile, and no warning.
+      const implicit = !spec.profile && !spec.requiredProfile && spec.domains.some((d) => isIP(d) !== 0);
       const choice = checkProfile(directory['meta'], {
-        ...(spec.profile ? { profile: spec.profile } : {}),
+        ...(spec.profile ? { profile: spec.profile } : implicit ? { profile: SHORTLIVED_PROFILE } : {}),
         ...(spec.requiredProfile ? { requiredProfile: spec.requiredProfile } : {}),
       }, { server: this.id, names: spec.domains });
-      if (choice.warning) {
+      if (implicit && choice.profile) progress({ step: 'order', message: `asking for the "${choice.profile}" profile for an IP address certificate` });
+      if (choice.warning && !implicit) {
         progress({ step: 'order', message: choice.warning });
         log.warn(choice.warning);
       }

@@ -34,7 +34,7 @@ import { Cron } from 'croner';
 import type { CertificateEngine, Assessment, ObtainReason } from './engine.js';
 import { failureOf, isHeld } from './engine.js';
 import type { FailureRecord } from './policy.js';
-import { planCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
+import { lineageNameFor, planCertificates, wantedCertificates, type Action, type Plan, type StoredCertificate } from '../state/reconcile.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { LineageMeta, LineageState } from '../store/store.js';
 import type { LineageSpec } from './issuer.js';
@@ -84,6 +84,8 @@ export interface ManagerOptions {
   account: { agreeTos: boolean; email?: string };
   /** How HTTP-01 is answered, recorded in each lineage's settings (default: standalone on `httpPort`). */
   challenge: LineageMeta['challenge'];
+  /** The DNS-01 settings of the provider covering these names (config `dns:`), for wildcards and `padlock.challenge=dns-01`. */
+  dnsChallengeFor?: (names: string[]) => LineageMeta['challenge'] | undefined;
   /** The PEM file trusted for the CA's HTTPS and the extra trust anchors, recorded in lineage settings so `padlock renew` works on the same store. */
   serverCaFile?: string;
   trustedRootsFile?: string;
@@ -223,14 +225,15 @@ export class CertificateManager {
    * refused. Never rejects.
    */
   async certificateFor(host: string): Promise<ServedCertificate | undefined> {
-    const site = this.httpsSites.get(host);
+    const name = lineageNameFor(host);
+    const site = this.httpsSites.get(name);
     if (!site) return undefined;
-    await this.ensureLoaded(host);
-    if (!this.loaded.has(host)) return undefined;
-    if (site.issuer === 'local' && !this.servable(host)) await this.obtainLocal(host).catch((err: unknown) => this.log.warn('could not issue a local certificate for a handshake', { name: host, error: errorMessage(err) }));
+    await this.ensureLoaded(name);
+    if (!this.loaded.has(name)) return undefined;
+    if (site.issuer === 'local' && !this.servable(name)) await this.obtainLocal(name).catch((err: unknown) => this.log.warn('could not issue a local certificate for a handshake', { name, error: errorMessage(err) }));
     this.schedulePublish();
-    const c = this.cache.get(host);
-    return c && served(host, c);
+    const c = this.cache.get(name);
+    return c && served(site.host, c);
   }
 
   /** How many routed certificates are in memory and how many are still to be read (for /readyz). */
@@ -273,14 +276,15 @@ export class CertificateManager {
     return read;
   }
 
-  /** Whether the certificate in memory for `host` can serve it now: it covers it, has not expired, and its issuer does not supersede it. */
-  private servable(host: string): boolean {
-    const c = this.cache.get(host);
+  /** Whether the certificate in memory for lineage `name` can serve its site now: it covers the site's host, has not expired, and its issuer does not supersede it. */
+  private servable(name: string): boolean {
+    const c = this.cache.get(name);
+    const host = this.httpsSites.get(name)?.host ?? name;
     return c !== undefined && !c.superseded && c.info.domains.includes(host) && c.info.notAfter.getTime() > this.opts.clock.now().getTime();
   }
 
   /**
-   * Issues `host`'s local-CA certificate now, as planning would (or waits
+   * Issues lineage `host`'s local-CA certificate now, as planning would (or waits
    * for the job already running for it). Nothing when the plan says another
    * action, when a wait holds the name, or once stopping.
    */
@@ -306,14 +310,15 @@ export class CertificateManager {
     return job;
   }
 
+  /** Lineage names the current sites need (a wildcard's serves the names under it). */
   private wantedNames(): string[] {
-    return this.sites.filter((s) => s.https).map((s) => s.host);
+    return [...wantedCertificates(this.sites).keys()];
   }
 
   /** Replaces the wanted sites whole and re-plans. */
   setSites(sites: SiteSpec[]): void {
     this.sites = sites;
-    this.httpsSites = new Map(sites.filter((s) => s.https).map((s) => [s.host, s]));
+    this.httpsSites = wantedCertificates(sites);
     const wanted = new Set(this.httpsSites.keys());
     // Bounded state: what is kept per name goes when neither a site nor a stored certificate names it.
     for (const map of [this.holds, this.states, this.holdReasons] as Array<Map<string, unknown>>) {
@@ -506,9 +511,9 @@ export class CertificateManager {
     const plan = planCertificates(this.sites, stored, now);
     if (full) {
       const checked: CheckedCertificate[] = [];
-      for (const site of this.sites) {
-        const c = site.https ? this.cache.get(site.host) : undefined;
-        if (c) checked.push({ name: site.host, names: c.info.domains, notBefore: c.info.notBefore, notAfter: c.info.notAfter, ...(site.email ? { email: site.email } : {}) });
+      for (const [name, site] of wantedCertificates(this.sites)) {
+        const c = this.cache.get(name);
+        if (c) checked.push({ name, names: c.info.domains, notBefore: c.info.notBefore, notAfter: c.info.notAfter, ...(site.email ? { email: site.email } : {}) });
       }
       this.events.emit('cert_checked', checked);
     }
@@ -645,7 +650,7 @@ export class CertificateManager {
       server: local ? LOCAL_ISSUER : this.opts.server,
       keyType: 'ecdsa',
       ellipticCurve: 'P-256',
-      challenge: this.opts.challenge,
+      challenge: (action.challenge === 'dns-01' && !local ? this.opts.dnsChallengeFor?.(action.domains) : undefined) ?? this.opts.challenge,
       ...(email ? { email } : {}),
       ...(action.profile && !local ? { profile: action.profile } : {}),
       ...(this.opts.serverCaFile && !local ? { serverCa: this.opts.serverCaFile } : {}),
@@ -788,10 +793,11 @@ export class CertificateManager {
     this.publishTimer = undefined;
     const snapshot = new Map<string, ServedCertificate>();
     const pending = new Set<string>();
-    for (const site of this.httpsSites.values()) {
-      const c = this.cache.get(site.host);
+    // By lineage: a host under a wanted wildcard has no entry, the TLS layer's wildcard lookup serves it.
+    for (const [name, site] of this.httpsSites) {
+      const c = this.cache.get(name);
       const local = site.issuer === 'local' && !this.abort.signal.aborted;
-      if (!this.loaded.has(site.host) || (local && !this.servable(site.host))) pending.add(site.host);
+      if (!this.loaded.has(name) || (local && !this.servable(name))) pending.add(site.host);
       else if (c) snapshot.set(site.host, served(site.host, c));
     }
     this.opts.onSnapshot(snapshot, pending);

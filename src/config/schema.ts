@@ -24,6 +24,10 @@ function validCron(value: string): boolean {
     return false;
   }
 }
+import { dnsConfigSchema, dnsConfigProblems } from './dns-config.js';
+
+/** Keys only the config file can set (structured values, no flag or env var). */
+export const FILE_ONLY_KEYS: ReadonlySet<string> = new Set(['sites', 'dns']);
 
 const cidr = z.string().superRefine((v, ctx) => {
   const problem = cidrProblem(v);
@@ -43,6 +47,8 @@ export const staticSiteSchema = z.object({
   upstreamWait: z.number().min(0).max(300).optional(),
   healthcheck: z.string().regex(/^\/[\x21-\x7e]{0,1023}$/, 'healthcheck must be a path such as /healthz').optional(),
   healthcheckInterval: z.number().min(0.1).max(3600).optional(),
+  /** `dns-01` through the `dns:` provider covering the host (a wildcard host always uses it). */
+  challenge: z.enum(['http-01', 'dns-01']).optional(),
 }).strict();
 
 /**
@@ -86,6 +92,7 @@ export const runConfigSchema = z.object({
   allowUpstream: z.array(cidr).default([]).describe('CIDRs padlock may forward to although they are link-local or cloud metadata addresses, e.g. 169.254.10.0/24 (comma-separated)'),
   trustedProxies: z.array(cidr).default([]).describe("CIDRs of proxies in front of padlock whose X-Forwarded-*, X-Real-IP and Forwarded headers are kept (comma-separated); everyone else's are replaced"),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
+  dns: dnsConfigSchema.optional().describe('DNS-01 providers and the zones each covers (config file only)'),
 }).extend(notifyConfigSchema.shape).extend(storeConfigSchema.shape).extend(companionConfigSchema.shape).extend(adminConfigSchema.shape).strict();
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
@@ -99,6 +106,7 @@ export function keyKind(key: RunConfigKey): 'number' | 'boolean' | 'list' | 'str
   if (inner instanceof z.ZodNumber) return 'number';
   if (inner instanceof z.ZodBoolean) return 'boolean';
   if (inner instanceof z.ZodArray) return key === 'sites' ? 'object' : 'list';
+  if (inner instanceof z.ZodObject) return 'object';
   return 'string';
 }
 
@@ -151,7 +159,7 @@ export function parseRunConfig(
     // Rules across several keys, which one schema field cannot express.
     const adminHost = /^\[?([^\]]*?)\]?:\d+$/.exec(result.data.adminListen)?.[1] ?? result.data.adminListen;
     const admin = adminAccessProblem(adminHost, result.data.adminToken ?? result.data.adminTokenFile);
-    const cross = [...companionConfigProblems(result.data), ...storeConfigProblems(result.data, rawEnv), ...(admin ? [admin] : [])];
+    const cross = [...companionConfigProblems(result.data), ...storeConfigProblems(result.data, rawEnv), ...dnsConfigProblems(result.data.dns).map((p) => `${layers.fileName ? `config file ${layers.fileName}: ` : ''}${p}`), ...(admin ? [admin] : [])];
     if (cross.length) throw new PadlockError('CONFIG_INVALID', cross.length === 1 ? cross[0]! : `${cross.length} configuration problems:\n  - ${cross.join('\n  - ')}`, { details: { problems: cross } });
     return Object.freeze(result.data) as RunConfig;
   }
@@ -172,7 +180,7 @@ export function parseRunConfig(
 export function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(runConfigSchema.shape) as RunConfigKey[]) {
-    if (key === 'sites') continue;
+    if (FILE_ONLY_KEYS.has(key)) continue;
     const raw = env[envName(key)];
     if (raw !== undefined && raw !== '') out[key] = fromString(key, raw);
   }

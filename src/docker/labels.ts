@@ -21,6 +21,12 @@
  * | `padlock.upstream-wait` | how long a request waits for an upstream when none is up: seconds, or `500ms`, `10s`, `1m` (at most 300 s; `0` answers at once) | `upstreamWait` (`--upstream-wait`) |
  * | `padlock.healthcheck` | a path (`/healthz`) padlock GETs on this container; it gets requests only while the answer is 2xx or 3xx | none |
  * | `padlock.healthcheck-interval` | how often that check runs once it passes: seconds, or `500ms`, `10s`, `1m` (0.1 s to 1 h) | `5s` |
+ * | `padlock.challenge` | `dns-01` (needs a DNS provider covering each name, `dnsCovers`) or `http-01` | `http-01`; wildcards always `dns-01` |
+ *
+ * A wildcard host (`*.example.com`) is accepted when a DNS provider covers
+ * `example.com`; it routes every one-label name under it that has no route
+ * of its own, from one wildcard certificate (proxy/routes.ts). Otherwise it
+ * is refused with LABEL_WILDCARD, whose message says how to configure DNS-01.
  *
  * Booleans accept `true/false`, `1/0`, `yes/no`, `on/off` (any case).
  *
@@ -93,7 +99,7 @@
  * reported as CONTAINER_UNHEALTHY (Traefik also drops unhealthy containers).
  * One whose check is still `starting` is routed: see the comment in the code.
  */
-import { isLocalName, normaliseSiteHost } from '../config/names.js';
+import { isLocalName, normaliseName, normaliseSiteHost } from '../config/names.js';
 import { isLoopbackAddress, type UpstreamGuard } from '../proxy/upstream-guard.js';
 import { shownUrl } from '../config/shown.js';
 import { parseUpstreamUrl } from '../config/upstream.js';
@@ -120,6 +126,11 @@ export interface DiscoveryOptions {
    * Names are checked when the proxy connects.
    */
   upstreamGuard?: Pick<UpstreamGuard, 'checkUrl'>;
+  /**
+   * Whether a configured DNS provider covers a name (the config's `dns:`
+   * section). Wildcards and `padlock.challenge=dns-01` need one; absent: none does.
+   */
+  dnsCovers?: (name: string) => boolean;
 }
 
 /** The label keys padlock reads. */
@@ -135,6 +146,7 @@ export const LABELS = {
   upstreamWait: 'padlock.upstream-wait',
   healthcheck: 'padlock.healthcheck',
   healthcheckInterval: 'padlock.healthcheck-interval',
+  challenge: 'padlock.challenge',
 } as const;
 
 /** The longest `padlock.upstream-wait` (the same bound as `--upstream-wait`). */
@@ -157,7 +169,7 @@ export const DEFAULT_HSTS_MAX_AGE = 31_536_000;
 interface Claim {
   host: string;
   container: ContainerInfo;
-  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string; profile?: string; upstreamWait?: number };
+  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string; profile?: string; upstreamWait?: number; challenge?: 'dns-01' };
   upstream: Upstream;
 }
 
@@ -206,6 +218,7 @@ export function buildDesiredState(containers: readonly ContainerInfo[], options:
         ...(claim.settings.hstsMaxAge !== undefined ? { hstsMaxAge: claim.settings.hstsMaxAge } : {}),
         ...(claim.settings.email !== undefined ? { email: claim.settings.email } : {}),
         ...(claim.settings.profile !== undefined ? { profile: claim.settings.profile } : {}),
+        ...(claim.settings.challenge !== undefined ? { challenge: claim.settings.challenge } : {}),
         issuer: isLocalName(claim.host, options.localSuffixes) ? 'local' : 'acme',
         ...(claim.settings.upstreamWait !== undefined ? { upstreamWait: claim.settings.upstreamWait } : {}),
       };
@@ -253,6 +266,7 @@ function settingDifferences(spec: SiteSpec, s: Claim['settings']): string[] {
   if (spec.email !== s.email) d.push(`email ${s.email ?? 'none'} vs ${spec.email ?? 'none'}`);
   if (spec.profile !== s.profile) d.push(`profile ${s.profile ?? 'default'} vs ${spec.profile ?? 'default'}`);
   if (spec.upstreamWait !== s.upstreamWait) d.push(`upstream-wait ${s.upstreamWait ?? 'default'} vs ${spec.upstreamWait ?? 'default'}`);
+  if (spec.challenge !== s.challenge) d.push(`challenge ${s.challenge ?? 'http-01'} vs ${spec.challenge ?? 'http-01'}`);
   return d;
 }
 
@@ -302,9 +316,15 @@ function splitList(value: string): string[] {
 function checkHost(
   raw: string,
   localSuffixes: readonly string[],
+  dnsCovers?: (name: string) => boolean,
 ): { name: string } | { code: 'LABEL_WILDCARD' | 'LABEL_INVALID_HOST'; reason: string } {
   if (raw.includes('*')) {
-    return { code: 'LABEL_WILDCARD', reason: 'wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name' };
+    // A one-label wildcard (RFC 8555 section 7.1.3) is served when a DNS provider covers its base: DNS-01 can validate it.
+    const w = normaliseName(raw, { allowWildcard: true });
+    if (!('name' in w) || !w.name.startsWith('*.')) return { code: 'LABEL_WILDCARD', reason: 'only a whole first label may be a wildcard (*.example.com)' };
+    if (isLocalName(w.name.slice(2), localSuffixes)) return { code: 'LABEL_WILDCARD', reason: 'local names get one certificate each from the local CA; list each name' };
+    if (dnsCovers?.(w.name.slice(2))) return { name: w.name };
+    return { code: 'LABEL_WILDCARD', reason: `wildcard names need the DNS-01 challenge, and no DNS provider in the config covers ${w.name.slice(2)}: add one to the config file's dns.providers with zones: [${w.name.slice(2)}] (see "DNS-01" in the README), or list each name` };
   }
   if (raw.startsWith('~')) return { code: 'LABEL_INVALID_HOST', reason: 'regular-expression hosts (nginx-proxy\'s ~) are not supported; list each name' };
   const lowered = raw.trim().toLowerCase().replace(/\.$/, '');
@@ -364,7 +384,7 @@ function wantedNames(c: ContainerInfo, options: DiscoveryOptions, bad: (code: La
 
 /** A name as VIRTUAL_HOST and LETSENCRYPT_HOST are matched: normalised when valid, else as written. */
 function hostKey(raw: string, options: DiscoveryOptions): string {
-  const r = checkHost(raw, options.localSuffixes);
+  const r = checkHost(raw, options.localSuffixes, options.dnsCovers);
   return 'name' in r ? r.name : raw;
 }
 
@@ -453,19 +473,32 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
   }
 
   const healthcheck = readHealthcheck(c, fail);
+  // padlock.challenge: dns-01 for names the internet cannot reach over HTTP (internal services).
+  const challengeSrc = pick(c, LABELS.challenge, undefined);
+  let wantDns = false;
+  if (challengeSrc) {
+    const v = challengeSrc.value.trim().toLowerCase();
+    if (v === 'dns-01') wantDns = true;
+    else if (v !== 'http-01') fail('LABEL_INVALID_VALUE', challengeSrc, `"${challengeSrc.value}" is not a challenge padlock answers for containers (dns-01 or http-01)`);
+  }
+
   const upstream = resolveUpstream(c, options, fail);
 
   // --- the names; a bad name disables only itself ---
   const valid: Array<{ name: string; https: boolean }> = [];
   const seen = new Set<string>();
   for (const w of wanted) {
-    const r = checkHost(w.raw, options.localSuffixes);
+    const r = checkHost(w.raw, options.localSuffixes, options.dnsCovers);
     if ('reason' in r) {
       bad(r.code, w.src, `"${w.raw}" is not a usable host name: ${r.reason}; the container's other names still route`, w.raw);
       continue;
     }
     if (seen.has(r.name)) continue;
     seen.add(r.name);
+    if (wantDns && !r.name.startsWith('*.') && !isLocalName(r.name, options.localSuffixes) && !options.dnsCovers?.(r.name)) {
+      bad('LABEL_INVALID_VALUE', challengeSrc!, `${r.name} asks for dns-01, but no DNS provider in the config covers it: add one to the config file's dns.providers with its zone; the container's other names still route`, r.name);
+      continue;
+    }
     valid.push({ name: r.name, https: w.https });
   }
 
@@ -491,6 +524,8 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
       ...(email !== undefined ? { email } : {}),
       ...(profile !== undefined && v.https ? { profile } : {}),
       ...(upstreamWait !== undefined ? { upstreamWait } : {}),
+      // Wildcards can only be validated over DNS-01; local names never need it (the local CA signs them).
+      ...(v.https && (v.name.startsWith('*.') || (wantDns && !isLocalName(v.name, options.localSuffixes))) ? { challenge: 'dns-01' as const } : {}),
     },
     upstream: { url: upstream, containerId: c.id, containerName: c.name, ...(healthcheck ? { healthcheck } : {}) },
   }));

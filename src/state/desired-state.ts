@@ -46,6 +46,8 @@ export interface SiteSpec {
   email?: string;
   /** ACME profile to ask for (draft-ietf-acme-profiles); the CA's default when absent or not offered. */
   profile?: string;
+  /** `dns-01`: the certificate is validated over DNS-01 (wildcards, `padlock.challenge=dns-01`); absent: HTTP-01. */
+  challenge?: 'dns-01';
   /** Names padlock can never get a public certificate for (localhost, *.internal...) use the local CA. */
   issuer: 'acme' | 'local';
   /** Seconds a request may wait for an upstream when none is up (`padlock.upstream-wait`); absent: the daemon's `--upstream-wait`. */

@@ -39,6 +39,7 @@
  *   `currentVersions` is there to poll and compare. See both methods.
  */
 import { PadlockError } from '../errors.js';
+import type { DnsChallengeSettings } from '../dns/settings.js';
 
 /** The four PEM files of one lineage version, as certbot names them. */
 export interface CertBundle {
@@ -68,7 +69,8 @@ export interface LineageMeta {
   reuseKey?: boolean;
   challenge:
     | { type: 'standalone'; port: number; address?: string }
-    | { type: 'webroot'; webroot: string };
+    | { type: 'webroot'; webroot: string }
+    | DnsChallengeSettings;
   email?: string;
   deployHook?: string;
   /** Extra trust anchors (file path) used to verify this lineage's chains. */

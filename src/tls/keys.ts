@@ -2,6 +2,7 @@
  * Private keys and CSRs for certificates, with node:crypto (OpenSSL) for keys
  * and acme-client's CSR builder (WebCrypto via @peculiar/x509, not node-forge).
  */
+import { isIP } from 'node:net';
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCb } from 'node:crypto';
 import { promisify } from 'node:util';
 import { PadlockError } from '../errors.js';
@@ -54,7 +55,9 @@ export function describePrivateKey(pem: string): KeySpec {
 export async function createCsr(names: string[], keyPem: string): Promise<string> {
   // Loaded on first use: reading and serving certificates never needs the ACME client.
   const { default: acme } = await import('acme-client');
-  const [, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, keyPem);
+  // The common name is the first DNS name; an IP-only certificate has none (CAs take IPs from the SAN only).
+  const commonName = names.find((n) => isIP(n) === 0);
+  const [, csr] = await acme.crypto.createCsr({ ...(commonName ? { commonName } : {}), altNames: names }, keyPem);
   return csr.toString();
 }
 

@@ -428,7 +428,7 @@ const cases: Case[] = [
         prob(
           'LABEL_WILDCARD',
           'web-1',
-          'label padlock.host on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name; the container\'s other names still route',
+          'label padlock.host on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge, and no DNS provider in the config covers example.com: add one to the config file\'s dns.providers with zones: [example.com] (see "DNS-01" in the README), or list each name; the container\'s other names still route',
           { source: 'padlock.host', host: '*.example.com' },
         ),
       ],
@@ -585,7 +585,7 @@ const localhostCases: Case[] = [
     expected: {
       sites: [],
       problems: [
-        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "192.0.2.7" is not a usable host name: IP addresses cannot be validated over HTTP-01 by padlock; use a DNS name${STILL_ROUTE}`, {
+        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "192.0.2.7" is not a usable host name: IP addresses get a certificate only from padlock issue (RFC 8738); clients send no SNI for them, so padlock cannot route them here: use a DNS name${STILL_ROUTE}`, {
           source: 'padlock.host',
           host: '192.0.2.7',
         }),
@@ -656,7 +656,7 @@ const allAtOnceCases: Case[] = [
         prob(
           'LABEL_WILDCARD',
           'web-1',
-          `env VIRTUAL_HOST on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name${STILL_ROUTE}`,
+          `env VIRTUAL_HOST on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge, and no DNS provider in the config covers example.com: add one to the config file's dns.providers with zones: [example.com] (see "DNS-01" in the README), or list each name${STILL_ROUTE}`,
           { source: 'VIRTUAL_HOST', host: '*.example.com' },
         ),
       ],
@@ -818,8 +818,75 @@ const forbiddenCases: Case[] = [
   },
 ];
 
+/** A DNS provider covers example.com (the config's dns.providers zones). */
+const DNS: Partial<DiscoveryOptions> = { dnsCovers: (name) => name === 'example.com' || name.endsWith('.example.com') };
+const U = 'http://127.0.0.1:8080';
+
+const dnsCases: Case[] = [
+  {
+    desc: 'a wildcard is routed, over DNS-01, when a DNS provider covers its base',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '*.example.com,www.example.com' } })],
+    options: DNS,
+    expected: { sites: [site('*.example.com', [['web-1', U]], { challenge: 'dns-01' }), site('www.example.com', [['web-1', U]])], problems: [] },
+  },
+  {
+    desc: 'a wildcard outside every provider\'s zones is refused, saying which zone to add',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '*.example.org' } })],
+    options: DNS,
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_WILDCARD', 'web-1', `label padlock.host on container web-1: "*.example.org" is not a usable host name: wildcard names need the DNS-01 challenge, and no DNS provider in the config covers example.org: add one to the config file's dns.providers with zones: [example.org] (see "DNS-01" in the README), or list each name${STILL_ROUTE}`, { source: 'padlock.host', host: '*.example.org' })],
+    },
+  },
+  {
+    desc: 'a wildcard of more than the first label is refused',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.*.example.com' } })],
+    options: DNS,
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_WILDCARD', 'web-1', `label padlock.host on container web-1: "a.*.example.com" is not a usable host name: only a whole first label may be a wildcard (*.example.com)${STILL_ROUTE}`, { source: 'padlock.host', host: 'a.*.example.com' })],
+    },
+  },
+  {
+    desc: 'padlock.challenge=dns-01 validates an internal name over DNS-01',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'intranet.example.com', 'padlock.challenge': 'DNS-01' } })],
+    options: DNS,
+    expected: { sites: [site('intranet.example.com', [['web-1', U]], { challenge: 'dns-01' })], problems: [] },
+  },
+  {
+    desc: 'padlock.challenge=dns-01 refuses only the names no provider covers',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.example.com,b.example.org', 'padlock.challenge': 'dns-01' } })],
+    options: DNS,
+    expected: {
+      sites: [site('a.example.com', [['web-1', U]], { challenge: 'dns-01' })],
+      problems: [prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.challenge on container web-1: b.example.org asks for dns-01, but no DNS provider in the config covers it: add one to the config file's dns.providers with its zone; the container's other names still route`, { source: 'padlock.challenge', host: 'b.example.org' })],
+    },
+  },
+  {
+    desc: 'an unknown padlock.challenge disables the container',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.challenge': 'tls-alpn' } })],
+    options: DNS,
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.challenge on container web-1: "tls-alpn" is not a challenge padlock answers for containers (dns-01 or http-01)${NOT_ROUTED}`, { source: 'padlock.challenge' })],
+    },
+  },
+  {
+    desc: 'two containers claiming one name with different challenges conflict',
+    containers: [
+      ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.challenge': 'dns-01' } }, 1),
+      ctr('web-2', { labels: { 'padlock.host': 'a.example.com' } }, 2),
+    ],
+    options: DNS,
+    expected: {
+      sites: [site('a.example.com', [['web-1', U]], { challenge: 'dns-01' })],
+      problems: [prob('LABEL_CONFLICT', 'web-2', 'container web-2 claims a.example.com with different settings (challenge http-01 vs dns-01) than container web-1, which was created first and keeps it; give both the same settings or remove the name from one', { host: 'a.example.com' })],
+    },
+  },
+];
+
 describe('buildDesiredState', () => {
-  for (const c of [...cases, ...localhostCases, ...allAtOnceCases, ...forbiddenCases]) {
+  for (const c of [...cases, ...localhostCases, ...allAtOnceCases, ...forbiddenCases, ...dnsCases]) {
     it(c.desc, () => {
       // What is served; the presence list for the grace period has its own tests.
       const { containers: _presence, ...got } = buildDesiredState(c.containers, { ...OPTS, ...c.options });
