@@ -71,7 +71,7 @@ describe('padlock store copy', () => {
 
     // A replica on the Redis store serves the copied certificate and orders nothing (it is not due).
     const sites = join(dir, 'sites.yaml');
-    await writeFile(sites, `sites:\n  - host: ${name}\n    upstream: http://127.0.0.1:9\n`);
+    await writeFile(sites, `sites:\n  - host: ${name}\n    upstream: http://127.0.0.1:9\n    upstreamWait: 0\n`);
     const replica = await startPadlockRun(['--config', sites, '--docker', 'false', '--config-dir', join(dir, 'replica'), ...redisFlags(), ...pebbleRunFlags(pebble)], { httpPort: pebble.httpPort });
     try {
       const res = await httpsGet(replica.httpsPort, name, pebble.rootPem, '/', false);
