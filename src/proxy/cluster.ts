@@ -47,6 +47,8 @@ import { PadlockError } from '../errors.js';
 import type { Level, Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertificateEntry, CertificateSnapshot } from '../tls/contexts.js';
+import { newTicketKeys, ticketKeysToWire, type TicketKeys, type TicketKeysWire } from '../tls/session-tickets.js';
+import type { Http2Limits } from './h2-limits.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
 import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
 
@@ -68,10 +70,14 @@ export interface WorkerSettings {
   trustedProxies: string[];
   /** Other ports padlock listens on (the admin API), refused as upstreams. */
   ownPorts: number[];
+  /** HTTP/2 on :443 with these limits (a missing one at its default), or false (HTTP/1.1 only). */
+  http2: Partial<Http2Limits> | false;
 }
 
 export type ToWorker =
-  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; tokens: Array<[string, string]>; stateless?: string }
+  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; tokens: Array<[string, string]>; stateless?: string; ticketKeys: TicketKeysWire }
+  /** New TLS session ticket keys (rotation): every worker issues and accepts the same tickets. */
+  | { t: 'ticket-keys'; keys: TicketKeysWire }
   | { t: 'sites'; sites: SiteSpec[] }
   | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[] }
   | { t: 'token'; id: number; set?: [string, string]; del?: string }
@@ -122,6 +128,10 @@ export interface ProxyClusterOptions {
   trustedProxies?: readonly string[];
   /** Other ports padlock listens on (the admin API); `setOwnPorts` replaces them. */
   ownPorts?: readonly number[];
+  /** HTTP/2 on :443 with these limits, or false; default on with the default limits (proxy/h2-limits.ts). */
+  http2?: Http2Limits | false;
+  /** TLS session ticket keys shared by every worker; default fresh ones. `setTicketKeys` replaces them. */
+  ticketKeys?: TicketKeys;
 }
 
 interface Slot {
@@ -159,11 +169,19 @@ export class ProxyCluster {
   private lastRespawn = 0;
   private readonly log: Logger;
   private ownPorts: number[];
+  private ticketKeys: TicketKeys;
 
   constructor(private readonly opts: ProxyClusterOptions) {
     if (!cluster.isPrimary) throw new Error('ProxyCluster runs in the primary process only');
     this.log = opts.logger.child({ component: 'proxy-cluster' });
     this.ownPorts = [...(opts.ownPorts ?? [])];
+    this.ticketKeys = opts.ticketKeys ?? newTicketKeys();
+  }
+
+  /** Replaces the TLS session ticket keys in every worker (a ticket from one worker resumes on any other). */
+  setTicketKeys(keys: TicketKeys): void {
+    this.ticketKeys = keys;
+    this.broadcast({ t: 'ticket-keys', keys: ticketKeysToWire(keys) });
   }
 
   /** Replaces the other ports padlock listens on (the admin API, once bound) in every worker's upstream rules. */
@@ -349,8 +367,12 @@ export class ProxyCluster {
           allowUpstream: [...(this.opts.allowUpstream ?? [])],
           trustedProxies: [...(this.opts.trustedProxies ?? [])],
           ownPorts: this.ownPorts,
+          http2: this.opts.http2 ?? {},
         };
-        this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}) });
+        this.send(entry, {
+          t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}),
+          ticketKeys: ticketKeysToWire(this.ticketKeys),
+        });
         entry.initialised = true;
         return;
       }

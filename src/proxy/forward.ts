@@ -16,6 +16,9 @@
  * stay on it.
  *
  * What this module promises:
+ * - Upstreams get HTTP/1.1 whatever the client spoke (HTTP/2 clients
+ *   included): undici's HTTP/2 is turned off, so an `https://` upstream that
+ *   offers `h2` in ALPN still gets `http/1.1`.
  * - Upstream connections are reused (undici pools per origin, keep-alive,
  *   idle ones closed after `idleUpstreamMs` or the upstream's shorter
  *   Keep-Alive hint). The client connection stays keep-alive too: the
@@ -240,6 +243,9 @@ export class Forwarder {
       headersTimeout: this.timeouts.responseMs,
       bodyTimeout: this.timeouts.responseMs,
       connect: { timeout: this.timeouts.connectMs, rejectUnauthorized: false },
+      // Upstreams are spoken to over HTTP/1.1 keep-alive, whatever the client used: undici 7+ would
+      // otherwise offer h2 to an https:// upstream, and its h2 client follows other rules (no retry on reset).
+      allowH2: false,
     });
     this.dispatcher.on('connect', () => this.opened++);
     const agentOptions = {

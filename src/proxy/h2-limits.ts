@@ -64,6 +64,29 @@ export const DEFAULT_HTTP2_LIMITS: Readonly<Http2Limits> = Object.freeze({
   resetRate: 33,
 });
 
+/** The limits from `padlock run`'s config keys (seconds and MiB there), or false when HTTP/2 is off. */
+export function http2LimitsFromConfig(config: {
+  http2: boolean;
+  http2MaxConcurrentStreams: number;
+  http2MaxHeaderListSize: number;
+  http2MaxSessionMemory: number;
+  http2IdleTimeout: number;
+  http2SettingsTimeout: number;
+  http2ResetBurst: number;
+  http2ResetRate: number;
+}): Http2Limits | false {
+  if (!config.http2) return false;
+  return {
+    maxConcurrentStreams: config.http2MaxConcurrentStreams,
+    maxHeaderListSize: config.http2MaxHeaderListSize,
+    maxSessionMemoryMiB: config.http2MaxSessionMemory,
+    idleTimeoutMs: Math.round(config.http2IdleTimeout * 1000),
+    settingsTimeoutMs: Math.round(config.http2SettingsTimeout * 1000),
+    resetBurst: config.http2ResetBurst,
+    resetRate: config.http2ResetRate,
+  };
+}
+
 /** The limits with every missing one at its default. */
 export function http2Limits(partial: Partial<Http2Limits> = {}): Http2Limits {
   const out = { ...DEFAULT_HTTP2_LIMITS };

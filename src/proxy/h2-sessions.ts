@@ -89,5 +89,6 @@ function settingsTimedOut(session: http2.ServerHttp2Session, log: Logger): void 
   if (session.destroyed || !session.pendingSettingsAck) return;
   log.debug('http2 client did not acknowledge SETTINGS in time; closing', {});
   session.goaway(NGHTTP2_SETTINGS_TIMEOUT);
-  session.destroy();
+  // The GOAWAY needs a moment to be written; destroying at once would send NO_ERROR instead.
+  setTimeout(() => session.destroy(), 200).unref();
 }

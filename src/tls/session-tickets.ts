@@ -81,8 +81,13 @@ export function ticketKeysFromWire(wire: TicketKeysWire): TicketKeys {
   return { current: key(wire.current), ...(wire.previous ? { previous: key(wire.previous) } : {}) };
 }
 
-/** What the callback answers OpenSSL: `[1, hmac, aes, name, iv]` to encrypt, `[2, hmac, aes]` to accept and renew, `[0]` to refuse. */
-export type TicketKeyAnswer = [1, Buffer, Buffer, Buffer, Buffer] | [2, Buffer, Buffer] | [0];
+/**
+ * What the callback answers OpenSSL: `[1, hmac, aes, name, iv]` to encrypt,
+ * `[2, hmac, aes]` to accept and renew, `[0, hmac, aes]` to refuse. Node reads
+ * both keys whatever the first element says, and aborts the process on a
+ * missing one, so a refusal carries (unused) keys too.
+ */
+export type TicketKeyAnswer = [1, Buffer, Buffer, Buffer, Buffer] | [2 | 0, Buffer, Buffer];
 
 /**
  * The ticket decision, for one handshake: encrypt with the current key (with
@@ -94,7 +99,7 @@ export function ticketKeyAnswer(keys: TicketKeys, name: Buffer, encrypt: boolean
   if (encrypt) return [1, current.hmac, current.aes, current.name, randomBytes(16)];
   if (name.equals(current.name)) return [2, current.hmac, current.aes];
   if (previous && name.equals(previous.name)) return [2, previous.hmac, previous.aes];
-  return [0];
+  return [0, current.hmac, current.aes];
 }
 
 interface TicketCallbackContext {
