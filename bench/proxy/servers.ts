@@ -8,9 +8,15 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from './procs.js';
 
-export type ProxyName = 'nginx' | 'caddy' | 'padlock' | 'node-hello';
-/** `node-hello` is not a proxy: a reference row (Node's own TLS + HTTP server answering the body itself). */
-export const PROXIES: readonly ProxyName[] = ['nginx', 'caddy', 'padlock', 'node-hello'];
+export type ProxyName = 'nginx' | 'caddy' | 'padlock' | 'padlock-1w' | 'node-hello';
+/**
+ * `padlock` runs with `--workers 2` (or `BENCH_PADLOCK_WORKERS`), `padlock-1w`
+ * as one process. `node-hello` is not a proxy: a reference row (Node's own TLS
+ * + HTTP/1.1 server answering the body itself; it has no HTTP/2 row).
+ */
+export const PROXIES: readonly ProxyName[] = ['nginx', 'caddy', 'padlock', 'padlock-1w', 'node-hello'];
+/** The rows that speak HTTP/2 (the h2load phase). */
+export const SPEAKS_H2: ReadonlySet<ProxyName> = new Set(['nginx', 'caddy', 'padlock', 'padlock-1w']);
 
 export const HOST = 'localhost';
 /** The upstream's whole response body. */
@@ -53,7 +59,11 @@ export interface CertFiles {
   privkey: string;
 }
 
-/** nginx: 2 workers (one per core), upstream keepalive, no access log, TLS 1.2/1.3. */
+/**
+ * nginx: 2 workers (one per core), upstream keepalive, no access log, TLS
+ * 1.2/1.3, HTTP/2 on. (`listen ... ssl http2`: Debian 12's nginx 1.22 predates
+ * the `http2 on` directive of 1.25.1; both switch on the same module.)
+ */
 export function nginxPlan(dir: string, port: number, upstreamPort: number, cert: CertFiles, capSeconds: () => number): ProxyPlan {
   return {
     name: 'nginx',
@@ -74,7 +84,7 @@ http {
     keepalive_requests 10000000;
   }
   server {
-    listen 127.0.0.1:${port} ssl;
+    listen 127.0.0.1:${port} ssl http2;
     server_name ${HOST};
     ssl_certificate ${cert.fullchain};
     ssl_certificate_key ${cert.privkey};
@@ -99,7 +109,7 @@ http {
   };
 }
 
-/** Caddy: the same certificate via `tls`, logs discarded, nothing automatic. */
+/** Caddy: the same certificate via `tls`, logs discarded, nothing automatic. HTTP/2 is on by default. */
 export function caddyPlan(dir: string, port: number, httpPort: number, upstreamPort: number, cert: CertFiles, capSeconds: () => number): ProxyPlan {
   return {
     name: 'caddy',
@@ -154,10 +164,11 @@ export function padlockPlan(
   capSeconds: () => number,
   extraEnv: Record<string, string> = {},
   workers: number = PADLOCK_WORKERS,
+  name: 'padlock' | 'padlock-1w' = 'padlock',
 ): ProxyPlan & { configDir: string } {
   const configDir = join(dir, 'config');
   return {
-    name: 'padlock',
+    name,
     port: ports.https,
     configDir,
     async start() {
