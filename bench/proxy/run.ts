@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runTimed, killAllChildren } from '../issue/child.js';
 import { killAllDaemons, serverPids, memory, cpuSeconds, machineBusy, machineCpu, selfAndChildrenCpu, type Daemon } from './procs.js';
-import { startUpstream, nginxPlan, caddyPlan, padlockPlan, nodeHelloPlan, PROXIES, SPEAKS_H2, BODY, HOST, type ProxyName, type ProxyPlan, type CertFiles } from './servers.js';
+import { startUpstream, nginxPlan, caddyPlan, padlockPlan, nodeHelloPlan, PROXIES, EXTRA_PROXIES, SPEAKS_H2, BODY, HOST, type ProxyName, type ProxyPlan, type CertFiles } from './servers.js';
 import { wrk, h2load, fullHandshakes, waitReady, resumptionProbe, dnsCheck, sleep, toolEnv, fingerprintOf, killLoad } from './load.js';
 import { markdownTable, h2MarkdownTable, type ProxyRun, type ProxyBenchReport, type CpuShare } from './report.js';
 import { summarizeFile, profileMarkdown, type ProfileSummary } from './profile.js';
@@ -71,7 +71,9 @@ const outPath = resolve(values.out ?? 'bench/results/proxy.json');
 const cpuProfDir = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
 const proxies = (values.proxies ?? '').split(',').map((s) => s.trim()).filter(Boolean) as ProxyName[];
 const phases = (values.phases ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-for (const p of proxies) if (!PROXIES.includes(p)) fail(`unknown proxy ${JSON.stringify(p)}; known: ${PROXIES.join(', ')}`);
+for (const p of proxies) if (!PROXIES.includes(p) && !EXTRA_PROXIES.includes(p)) fail(`unknown proxy ${JSON.stringify(p)}; known: ${[...PROXIES, ...EXTRA_PROXIES].join(', ')}`);
+const baseBin = process.env['BENCH_PADLOCK_BASE_BIN'];
+if (proxies.includes('padlock-base') && !baseBin) fail('padlock-base needs BENCH_PADLOCK_BASE_BIN (bin/padlock of the build to compare with)');
 for (const p of phases) if (!(PHASES as readonly string[]).includes(p)) fail(`unknown phase ${JSON.stringify(p)}; known: ${PHASES.join(', ')}`);
 if (threads > connections) fail('--threads must not exceed --connections');
 
@@ -357,6 +359,8 @@ async function main(): Promise<number> {
       padlock,
       // The same config dir (so the same certificate) and ports: the proxies run one at a time.
       'padlock-1w': padlockPlan(padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-1w'),
+      'padlock-h1': padlockPlan(padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-h1', ['--http2', 'false']),
+      'padlock-base': padlockPlan(baseBin ?? padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-base'),
       'node-hello': nodeHelloPlan(nodeBinFor(), join(repoRoot, 'bench', 'proxy', 'hello-server.mjs'), await freePort(), cert.files, capLeft),
     };
     const runs: ProxyRun[] = [];

@@ -8,13 +8,19 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from './procs.js';
 
-export type ProxyName = 'nginx' | 'caddy' | 'padlock' | 'padlock-1w' | 'node-hello';
+export type ProxyName = 'nginx' | 'caddy' | 'padlock' | 'padlock-1w' | 'padlock-h1' | 'padlock-base' | 'node-hello';
 /**
  * `padlock` runs with `--workers 2` (or `BENCH_PADLOCK_WORKERS`), `padlock-1w`
  * as one process. `node-hello` is not a proxy: a reference row (Node's own TLS
  * + HTTP/1.1 server answering the body itself; it has no HTTP/2 row).
  */
 export const PROXIES: readonly ProxyName[] = ['nginx', 'caddy', 'padlock', 'padlock-1w', 'node-hello'];
+/**
+ * Rows only on request (`--proxies`), for A/B runs: `padlock-h1` is
+ * `padlock-1w` with `--http2 false`; `padlock-base` is another padlock build
+ * (`BENCH_PADLOCK_BASE_BIN`, e.g. main before a change) with `--workers 1`.
+ */
+export const EXTRA_PROXIES: readonly ProxyName[] = ['padlock-h1', 'padlock-base'];
 /** The rows that speak HTTP/2 (the h2load phase). */
 export const SPEAKS_H2: ReadonlySet<ProxyName> = new Set(['nginx', 'caddy', 'padlock', 'padlock-1w']);
 
@@ -164,7 +170,8 @@ export function padlockPlan(
   capSeconds: () => number,
   extraEnv: Record<string, string> = {},
   workers: number = PADLOCK_WORKERS,
-  name: 'padlock' | 'padlock-1w' = 'padlock',
+  name: 'padlock' | 'padlock-1w' | 'padlock-h1' | 'padlock-base' = 'padlock',
+  extraArgs: string[] = [],
 ): ProxyPlan & { configDir: string } {
   const configDir = join(dir, 'config');
   return {
@@ -184,7 +191,7 @@ export function padlockPlan(
           'run', '--docker', 'false', '--config', conf,
           '--http-port', String(ports.http), '--https-port', String(ports.https), '--bind', '127.0.0.1',
           '--admin-listen', `127.0.0.1:${ports.admin}`, '--config-dir', configDir, '--log-level', 'warn',
-          '--workers', String(workers),
+          '--workers', String(workers), ...extraArgs,
         ],
         { env, capSeconds: capSeconds() },
       );
