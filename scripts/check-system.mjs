@@ -11,6 +11,11 @@ const needs = [
   { cmd: 'containerd', pkg: 'docker.io', why: "the Docker engine's runtime" },
   { cmd: 'busybox', pkg: 'busybox-static', why: 'the tiny test image' },
   { cmd: 'chromium', pkg: 'chromium', why: 'the dashboard test (headless)' },
+  { cmd: 'redis-server', pkg: 'redis-server', why: 'the Redis store and fleet tests' },
+  { cmd: 'redis-cli', pkg: 'redis-tools', why: 'setting up Redis Sentinel and Cluster in the store tests' },
+  { cmd: 'knotd', pkg: 'knot', why: 'the authoritative DNS server of the DNS-01 tests (RFC 2136 with TSIG)' },
+  { cmd: 'kdig', pkg: 'knot-dnsutils', why: 'DNS queries in the DNS-01 tests' },
+  { cmd: 'knsupdate', pkg: 'knot-dnsutils', why: 'zone changes made by the fake DNS provider APIs' },
 ];
 const missing = needs.filter((n) => spawnSync('sh', ['-c', `command -v ${n.cmd} || test -x /usr/sbin/${n.cmd} || test -x /bin/${n.cmd}`]).status !== 0);
 const major = Number(process.versions.node.split('.')[0]);

@@ -38,6 +38,15 @@ export type ErrorCode =
   | 'CHALLENGE_PORT_IN_USE'
   | 'CHALLENGE_SERVER_FAILED'
   | 'CHALLENGE_WEBROOT_UNWRITABLE'
+  // DNS-01 (src/dns): each message names the provider and the zone
+  /** The DNS provider refused or failed a change (bad TSIG key, refused update, an API's 403). `details.provider`, `details.zone`. */
+  | 'DNS_PROVIDER_FAILED'
+  /** Not every authoritative server of the zone answered the TXT record within the propagation timeout. */
+  | 'DNS_PROPAGATION_TIMEOUT'
+  /** No zone (SOA), no nameservers, or a CNAME loop for the challenge name. */
+  | 'DNS_ZONE_NOT_FOUND'
+  /** A DNS server did not answer, or answered garbage. */
+  | 'DNS_QUERY_FAILED'
   // verification (tls/verify)
   | 'CERT_UNPARSEABLE'
   | 'CERT_EXPIRED'

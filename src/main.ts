@@ -5,9 +5,16 @@
  *
  * Start order (so no client ever sees a default certificate that could have
  * been the real one): the first desired state is known (static sites, then
- * the first Docker listing), the stored certificates those routes need are
- * loaded, and local names get their certificates, all before the HTTPS port
- * opens. Every other stored certificate loads in the background.
+ * the first Docker listing) before the HTTPS port opens. Stored certificates
+ * are read in the background from then on, the routed ones first; a
+ * handshake for a name not read yet reads that certificate first (and a
+ * local name without one gets it from the local CA then), so the port opens
+ * without waiting for the store, however many certificates it holds.
+ *
+ * Ready (`/readyz` 200) means: the routes are known, :80, :443 and the admin
+ * API listen, and every routed name is answered, from memory or from the
+ * store on its first handshake. The body says how many routed certificates
+ * are still to be read, and whether the store can be reached.
  */
 import { readFile } from 'node:fs/promises';
 import type { RunConfig } from './config/schema.js';
@@ -20,6 +27,11 @@ import { ensureAccountKey } from './acme/account.js';
 import { loadTrustAnchors } from './tls/roots.js';
 import { CertificateRegistry } from './tls/contexts.js';
 import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
+import type { ChallengeSolver } from './acme/solver.js';
+import type { LineageSpec } from './certificates/issuer.js';
+import { dns01Solver } from './acme/dns01-solver.js';
+import { dnsSettingsFor, providerSettings } from './config/dns-config.js';
+import type { DnsChallengeSettings } from './dns/settings.js';
 import { CertificateManager } from './certificates/manager.js';
 import { CertificateEngine } from './certificates/engine.js';
 import { IssuerSet } from './certificates/issuers.js';
@@ -37,6 +49,7 @@ import { Metrics, failureReason } from './observe/metrics.js';
 import { buildStatusDocument } from './observe/status.js';
 import { loadAdminToken } from './observe/admin-auth.js';
 import { mergeDesiredState } from './state/merge.js';
+import { EMPTY_GRACE_BOOK, graceStep, type GraceChange } from './state/grace.js';
 import { EMPTY_DESIRED_STATE, sameDesiredState, type DesiredState } from './state/desired-state.js';
 import { createLogger, type Logger } from './log.js';
 import { systemClock, type Clock } from './clock.js';
@@ -84,7 +97,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const log = logger.child({ component: 'daemon' });
 
   // Everything that can be checked before touching the network is checked here, all at once.
-  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile, upstreamGuardFor(config))
+  const fixed = staticSites(config.sites, config.localSuffixes, options.configFile, upstreamGuardFor(config), (name) => dnsSettingsFor(config.dns, name) !== undefined)
     .map((s) => (s.profile || !config.profile || !s.https ? s : { ...s, profile: config.profile }));
   const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
   const adminToken = await loadAdminToken(config);
@@ -111,7 +124,14 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const challenge = await companionChallenge(config);
 
   const tokens = new TokenMap();
-  const registry = new CertificateRegistry();
+  // Reads a routed name's certificate on its first handshake when the background load has not reached it yet.
+  const certificateFor = (name: string) => manager.certificateFor(name);
+  const registry = new CertificateRegistry({
+    maxContexts: config.tlsContextCache,
+    load: certificateFor,
+    onContextError: (name, err) => log.error('stored certificate cannot be used for TLS', { name, error: errorMessage(err) }),
+  });
+  const hold = { waitMs: Math.round(config.upstreamWait * 1000), maxHeld: config.heldRequestsMax };
   const http2 = http2LimitsFromConfig(config);
   // One set of TLS ticket keys for every proxy process, rotated below.
   let ticketKeys = newTicketKeys();
@@ -131,6 +151,9 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       ownPorts: configuredOwnPorts(config),
       http2,
       ticketKeys,
+      tlsContextCache: config.tlsContextCache,
+      certificateFor,
+      hold,
     })
     : undefined;
   const events = new EngineEventBus((event, err) => log.warn('an event listener failed', { event, error: errorMessage(err) }));
@@ -146,7 +169,16 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // How HTTP-01 is answered: the daemon's own :80 (with workers: once every worker answers), or nginx's webroot in companion mode.
   const responder = challenge?.responder ?? proxyCluster?.challengeResponder() ?? new TokenMapResponder(tokens, `padlock's HTTP server on port ${config.httpPort}`);
   const solver = new Http01Solver(responder);
-  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor: () => [solver] });
+  // DNS-01 (wildcards, padlock.challenge=dns-01): one solver per provider setting, shared by every order.
+  const dnsSolvers = new Map<string, ChallengeSolver>();
+  const dnsSolver = (settings: DnsChallengeSettings): ChallengeSolver => {
+    const key = JSON.stringify(settings);
+    let dns = dnsSolvers.get(key);
+    if (!dns) dnsSolvers.set(key, (dns = dns01Solver(settings, { store, logger, clock })));
+    return dns;
+  };
+  const solversFor = (spec: LineageSpec): ChallengeSolver[] => (spec.challenge.type === 'dns-01' ? [dnsSolver(spec.challenge)] : [solver]);
+  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor });
   const manager = new CertificateManager({
     engine,
     clock,
@@ -154,18 +186,19 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     server,
     account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}) },
     challenge: challenge?.challenge ?? { type: 'standalone', port: config.httpPort },
+    dnsChallengeFor: (names) => names.map((n) => dnsSettingsFor(config.dns, n)).find((s) => s !== undefined),
     ...(config.serverCa ? { serverCaFile: config.serverCa } : {}),
     ...(config.trustedRoots ? { trustedRootsFile: config.trustedRoots } : {}),
     concurrency: config.concurrency,
     renewCron: config.renewCron,
-    onSnapshot: (snapshot) => (proxyCluster ?? registry).replace(snapshot),
+    onSnapshot: (snapshot, pending) => (proxyCluster ?? registry).replace(snapshot, pending),
   });
   events.on('cert_obtained', () => metrics.renewal('success'));
   events.on('cert_renewed', () => metrics.renewal('success'));
   events.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
   const proxy = proxyCluster ?? new ProxyServer({
     httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver,
-    allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config), http2, ticketKeys,
+    allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config), http2, ticketKeys, hold,
   });
   const ticketRotation = setInterval(() => {
     ticketKeys = rotateTicketKeys(ticketKeys);
@@ -188,6 +221,25 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     log.info('routes updated', { sites: desired.sites.length, problems: desired.problems.length });
   };
 
+  // The grace period (state/grace.ts): a name whose container stopped keeps its route and certificate for routeGrace seconds.
+  const graceMs = config.routeGrace * 1000;
+  let graceBook = EMPTY_GRACE_BOOK;
+  let graceTimer: NodeJS.Timeout | undefined;
+  const graceLog = logger.child({ component: 'grace' });
+  const withGrace = (state: DesiredState): DesiredState => {
+    const step = graceStep(graceBook, state, clock.now(), graceMs);
+    graceBook = step.book;
+    for (const change of step.changes) logGraceChange(graceLog, change);
+    clearTimeout(graceTimer);
+    graceTimer = undefined;
+    if (step.nextExpiry) {
+      // Re-applied at the first expiry: the expired name goes, the others keep their time.
+      graceTimer = setTimeout(() => apply(mergeDesiredState(fixed, withGrace(discovered))), Math.max(0, step.nextExpiry.getTime() - clock.now().getTime()) + 5);
+      graceTimer.unref();
+    }
+    return step.state;
+  };
+
   if (notifier) attachAlerts({ notifier, store, clock, logger }, events);
   if (companion) {
     const toCompanion = companionListener(store, companion);
@@ -207,7 +259,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     discovery.start(
       (state) => {
         discovered = state;
-        apply(mergeDesiredState(fixed, discovered));
+        apply(mergeDesiredState(fixed, withGrace(discovered)));
         first();
       },
       (status) => {
@@ -220,7 +272,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     const timedOut = await Promise.race([firstState.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeout).unref())]);
     if (timedOut) log.warn('no route listing from Docker yet; opening the ports with the static routes only', { waitedMs: timeout });
   }
-  // Now that the routes are known: read the certificates they need (the rest load in the background).
+  // Now that the routes are known: read the stored certificates in the background, the routed ones first.
   await manager.load();
   if (companion) await companionInitial(store, companion);
 
@@ -230,7 +282,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     logger,
     metrics,
     ready: () => ready,
-    readyDetails: () => ({ store: storeHealth.view() }),
+    readyDetails: () => ({ certificates: manager.loadProgress(), store: storeHealth.view() }),
     status: () => buildStatusDocument({
       now: clock.now(),
       ready,
@@ -267,8 +319,6 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   }
 
   let ports = { http: 0, https: 0, admin: 0 };
-  // Local names need no network: their certificates exist before :443 opens, so none is refused at start.
-  await manager.obtainLocalNow().catch((err: unknown) => log.error('could not issue local certificates before opening the ports', { error: errorMessage(err) }));
   try {
     const listening = await proxy.listen();
     const adminAt = await admin.listen();
@@ -282,6 +332,15 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     throw err;
   }
   manager.start();
+  // Challenge records left by a crash are removed now, not only at the next DNS-01 order: preparing each
+  // provider's solver checks its credentials and cleans its leftovers (in the background; a failure is logged).
+  const dns = config.dns;
+  if (dns) {
+    for (const p of dns.providers) {
+      void dnsSolver(providerSettings(dns, p)).prepare()
+        .catch((err: unknown) => log.warn('a DNS provider is not usable yet; its DNS-01 orders will fail until it is', { provider: p.provider, zones: p.zones, error: errorMessage(err) }));
+    }
+  }
   ready = true;
   log.info('padlock is serving', { ...ports, sites: desired.sites.length, server });
 
@@ -293,6 +352,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       ready = false;
       log.info('stopping: draining connections', { drainSeconds: config.drainSeconds });
       await discovery?.stop();
+      clearTimeout(graceTimer);
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
       issuers.close();
       storeHealth.stop();
@@ -301,8 +361,30 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       await notifier?.close();
       await companion?.close();
       await challenge?.responder.close();
+      await Promise.all([...dnsSolvers.values()].map((s) => s.close().catch(() => undefined)));
       await store.close().catch((err: unknown) => log.warn('could not close the store', { error: errorMessage(err) }));
       log.info('stopped');
     },
   };
+}
+
+/** One line per grace period change: why a name stays (answered 503) or goes. */
+function logGraceChange(log: Logger, change: GraceChange): void {
+  switch (change.kind) {
+    case 'started':
+      log.warn('no container serves this name any more; keeping its certificate and answering 503 until the grace period ends', { host: change.host, until: change.until, containers: change.containers });
+      return;
+    case 'back':
+      log.info('a container serves this name again; its grace period is over', { host: change.host });
+      return;
+    case 'expired':
+      log.warn('grace period over with no container back; the name is no longer served', { host: change.host });
+      return;
+    case 'relabelled':
+      log.info('the container was recreated without this name; the name is no longer served', { host: change.host });
+      return;
+    case 'removed':
+      log.info('name removed without a grace period', { host: change.host, reason: change.reason });
+      return;
+  }
 }

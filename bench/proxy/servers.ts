@@ -115,8 +115,16 @@ http {
   };
 }
 
-/** Caddy: the same certificate via `tls`, logs discarded, nothing automatic. HTTP/2 is on by default. */
-export function caddyPlan(dir: string, port: number, httpPort: number, upstreamPort: number, cert: CertFiles, capSeconds: () => number): ProxyPlan {
+/**
+ * Caddy: the same certificate via `tls`, logs discarded, nothing automatic.
+ * HTTP/2 is on by default. `site` changes the name (default HOST) and adds
+ * lines inside `reverse_proxy { }` (bench/redeploy: `lb_try_duration`).
+ */
+export function caddyPlan(
+  dir: string, port: number, httpPort: number, upstreamPort: number, cert: CertFiles, capSeconds: () => number,
+  site: { host?: string; proxyOptions?: string[] } = {},
+): ProxyPlan {
+  const options = site.proxyOptions?.length ? ` {\n${site.proxyOptions.map((o) => `\t\t${o}\n`).join('')}\t}` : '';
   return {
     name: 'caddy',
     port,
@@ -140,10 +148,10 @@ export function caddyPlan(dir: string, port: number, httpPort: number, upstreamP
 	}
 }
 
-https://${HOST}:${port} {
+https://${site.host ?? HOST}:${port} {
 	bind 127.0.0.1
 	tls ${cert.fullchain} ${cert.privkey}
-	reverse_proxy 127.0.0.1:${upstreamPort}
+	reverse_proxy 127.0.0.1:${upstreamPort}${options}
 }
 `,
       );

@@ -15,18 +15,25 @@
  * older than {@link FIXTURE_MAX_AGE_DAYS} is rebuilt, so no run ever measures
  * a start-up that renews.
  */
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { openFsStore } from '../../src/store/fs-store.js';
+import { openStore } from '../../src/store/open-store.js';
 import type { CertStore, LineageMeta } from '../../src/store/store.js';
+import { leafFacts } from '../../src/tls/leaf-facts.js';
+import { certificateValidity } from '../../src/tls/inspect.js';
 import { DEFAULT_LOCAL_SUFFIXES, LOCAL_ISSUER, LOCAL_ROOT_LINEAGE, ensureLocalRoot, issueLocalCertificate } from '../../src/tls/local-ca.js';
 import { forEachLimit } from '../../src/concurrency.js';
 import { systemClock } from '../../src/clock.js';
 
-/** Bumped when the fixture's content changes, so an old cache is never reused. */
-const FIXTURE_FORMAT = 1;
+/**
+ * Bumped when the fixture's content changes, so an old cache is never reused.
+ * 2: each lineage's meta records its leaf's facts (`LineageMeta.leaf`), as
+ * padlock's engine does since it records them at issuance.
+ */
+const FIXTURE_FORMAT = 2;
 const LEAF_VALIDITY_DAYS = 90;
 /** A cached fixture older than this is rebuilt (leaves fall due at 60 days). */
 export const FIXTURE_MAX_AGE_DAYS = 30;
@@ -39,10 +46,18 @@ export function benchName(i: number): string {
   return `n${String(i).padStart(5, '0')}.bench.localhost`;
 }
 
-/** The default fixture folder for `names` certificates: `$TMPDIR/padlock-bench-startup/n<N>`. */
+/**
+ * The default fixture folder for `names` certificates:
+ * `$TMPDIR/padlock-bench-startup/n<N>-f<format>`. The format is in the name
+ * so a bench of another format (an older checkout on the same machine) keeps
+ * its own folder instead of rebuilding this one.
+ */
 export function defaultFixtureDir(names: number): string {
-  return join(tmpdir(), 'padlock-bench-startup', `n${names}`);
+  return join(tmpdir(), 'padlock-bench-startup', `n${names}-f${FIXTURE_FORMAT}`);
 }
+
+/** The key prefix of the bench's fixture in a Redis store. */
+export const BENCH_REDIS_PREFIX = 'padlock-bench-startup:';
 
 /** Where a store lives, as the bench was told (`--store`). */
 export type StoreLocation = { kind: 'fs'; dir: string } | { kind: 'redis'; url: string };
@@ -57,17 +72,20 @@ export function parseStoreLocation(arg: string): StoreLocation {
 
 
 /**
- * Opens the CertStore at `location`. The filesystem store is padlock's own
- * `openFsStore`. A Redis store is where `src/store/redis-store.ts` plugs in
- * once it exists on this branch: until then this rejects with a message
- * saying so, before anything is written.
+ * Opens the CertStore at `location`: padlock's own `openFsStore` for a
+ * folder, its Redis store (`openStore`, key prefix BENCH_REDIS_PREFIX) for a
+ * Redis URL, sealing private keys with `key` (32 bytes), which a Redis store
+ * requires.
  */
-export async function openBenchStore(location: StoreLocation): Promise<CertStore> {
+export async function openBenchStore(location: StoreLocation, key?: Buffer): Promise<CertStore> {
   if (location.kind === 'fs') return openFsStore(location.dir);
-  throw new Error(
-    `--store ${redactUrl(location.url)}: the Redis store is not available in this build (src/store/redis-store.ts is not on this branch); ` +
-      'pass a folder, or run the bench from a build that has it',
-  );
+  if (!key) throw new Error(`--store ${redactUrl(location.url)}: a Redis store needs a store key`);
+  return openStore({ url: location.url, key, prefix: BENCH_REDIS_PREFIX });
+}
+
+/** A new random store key (what `--store-key-file` holds, 32 bytes). */
+export function newStoreKey(): Buffer {
+  return randomBytes(32);
 }
 
 /** The URL without its password, for messages. */
@@ -145,6 +163,7 @@ export async function writeFixture(store: CertStore, names: number, log: (msg: s
   const t0 = Date.now();
   const clock = systemClock;
   const root = await ensureLocalRoot(store, clock, DEFAULT_LOCAL_SUFFIXES);
+  const anchor = new X509Certificate(root.certPem).fingerprint256;
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const updatedAt = clock.now().toISOString();
@@ -160,6 +179,8 @@ export async function writeFixture(store: CertStore, names: number, log: (msg: s
       keyType: 'ecdsa',
       ellipticCurve: 'P-256',
       challenge: { type: 'standalone', port: 80 },
+      // What padlock's engine records when it stores a certificate it verified to this root.
+      leaf: leafFacts(bundle.fullchain, certificateValidity(bundle.cert), anchor),
       updatedAt,
     };
     await store.putVersion(name, bundle, meta);
@@ -175,7 +196,7 @@ export async function writeFixture(store: CertStore, names: number, log: (msg: s
     format: FIXTURE_FORMAT,
     names,
     createdAt: updatedAt,
-    rootFingerprint256: new X509Certificate(root.certPem).fingerprint256,
+    rootFingerprint256: anchor,
     rootPem: root.certPem,
     leafValidityDays: LEAF_VALIDITY_DAYS,
     sharedLeafKey: true,

@@ -4,15 +4,20 @@
  * optionally nginx) serving the same certificate files.
  *
  *   npx node --import tsx bench/startup/run.ts [--names 10000] [--rounds 3]
- *     [--store DIR|redis-url] [--out bench/results/startup.json]
- *     [--scenarios padlock-all,padlock-one,caddy[,nginx]] [--timeout 120]
- *     [--settle 30] [--wait-idle 30] [--cpu-prof DIR] [--cap-seconds 1800] [--keep]
+ *     [--store DIR|redis-url] [--redis start|redis-url] [--store-key-file FILE]
+ *     [--out bench/results/startup.json]
+ *     [--scenarios padlock-all,padlock-one,padlock-all-redis,padlock-one-redis,caddy[,nginx]]
+ *     [--handshake-all] [--timeout 120] [--settle 30] [--wait-idle 30]
+ *     [--cpu-prof DIR] [--cap-seconds 1800] [--keep]
  *
  * Per scenario and round, from spawn: when the HTTPS port accepts, when
  * padlock's /readyz says 200, when a TLS handshake for the first and for the
  * last fixture name succeeds (verified against the local root), and the
  * server's RSS at ready, after the last-name handshake, and once it has gone
- * idle. Rounds alternate the order of the scenarios. Everything runs on
+ * idle. With --handshake-all, then a verified handshake for every name and
+ * the RSS after them. Rounds alternate the order of the scenarios. The
+ * `*-redis` scenarios read a copy of the fixture from a Redis store (a
+ * private redis-server on 127.0.0.1 unless --redis names one). Everything runs on
  * 127.0.0.1; every server runs under `timeout` in its own process group and
  * is killed when its round ends, when the bench fails or exits, and at the
  * overall cap. See bench/startup/README.md.
@@ -29,11 +34,14 @@ import { positiveInt } from '../args.js';
 import { runTimed, killAllChildren } from '../issue/child.js';
 import { killAllDaemons, serverPids, memory, cpuSeconds, machineBusy, type Daemon } from '../proxy/procs.js';
 import { toolEnv } from '../proxy/load.js';
-import { benchName, defaultFixtureDir, ensureFsFixture, fixtureIntact, invalidateFixture, openBenchStore, parseStoreLocation, redactUrl, type FixtureResult } from './fixture.js';
-import { SCENARIOS, DEFAULT_SCENARIOS, startScenario, type Scenario, type Ports } from './servers.js';
+import { BENCH_REDIS_PREFIX, benchName, defaultFixtureDir, ensureFsFixture, fixtureIntact, invalidateFixture, newStoreKey, openBenchStore, parseStoreLocation, redactUrl, type FixtureResult } from './fixture.js';
+import { SCENARIOS, DEFAULT_SCENARIOS, isPadlock, routesOne, startScenario, usesRedis, type Scenario, type Ports } from './servers.js';
+import { copyStore } from '../../src/store/copy.js';
+import { startRedis, type RedisServer } from '../../test/support/redis.js';
+import { loadStoreKey } from '../../src/store/store-key.js';
 import { handshake, httpsGet, readyz, rssOf, sleep, tcpAccepts, until } from './probes.js';
 import { LogTimeline } from './timeline.js';
-import { markdownRounds, markdownSummary, type Memory, type StartupRun, type StartupReport } from './report.js';
+import { markdownAllNames, markdownRounds, markdownSummary, type Memory, type StartupRun, type StartupReport } from './report.js';
 import { summarizeWindowFile, windowMarkdown, type WindowSummary } from './profile-window.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -44,6 +52,9 @@ const { values } = parseArgs({
     names: { type: 'string', default: '10000' },
     rounds: { type: 'string', default: '3' },
     store: { type: 'string' },
+    redis: { type: 'string', default: 'start' },
+    'store-key-file': { type: 'string' },
+    'handshake-all': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results/startup.json' },
     scenarios: { type: 'string', default: DEFAULT_SCENARIOS.join(',') },
     timeout: { type: 'string', default: '120' },
@@ -75,6 +86,21 @@ try {
 } catch (e) {
   fail((e as Error).message);
 }
+// `--store redis://…` is `--redis redis://…` with the folder fixture at its default place (Caddy and nginx need files).
+let redisArg = values.redis ?? 'start';
+if (location.kind === 'redis') {
+  redisArg = location.url;
+  location = { kind: 'fs', dir: defaultFixtureDir(names) };
+}
+if (redisArg !== 'start') {
+  try {
+    if (parseStoreLocation(redisArg).kind !== 'redis') fail(`--redis ${redisArg}: not a redis:// URL (or "start")`);
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  if (!values['store-key-file']) fail('--redis URL needs --store-key-file FILE (32 bytes, as padlock --store-key-file)');
+}
+const handshakeAll = values['handshake-all'] ?? false;
 
 function fail(msg: string): never {
   console.error(`bench: ${msg}`);
@@ -86,10 +112,13 @@ const deadline = startedMs + capSeconds * 1000;
 const capLeft = (): number => Math.max(1, (deadline - Date.now()) / 1000);
 let workDir: string | undefined;
 let upstream: http.Server | undefined;
+let redisServer: RedisServer | undefined;
 
 process.on('exit', () => {
   killAllDaemons();
   killAllChildren();
+  // Sends the signal now; the process cannot wait for it any more.
+  void redisServer?.kill();
   if (workDir && !values.keep) rmSync(workDir, { recursive: true, force: true });
 });
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
@@ -193,6 +222,43 @@ async function waitServerIdle(d: Daemon, maxMs: number): Promise<number> {
 interface Fixture {
   storeDir: string;
   info: FixtureResult;
+  /** The copy in Redis, for the `*-redis` scenarios. */
+  redis?: { url: string; keyFile: string; prefix: string; key: Buffer };
+}
+
+/** The Redis store the `*-redis` scenarios read, opened by the bench itself. */
+function redisStoreOf(fx: Fixture): Promise<import('../../src/store/store.js').CertStore> {
+  if (!fx.redis) throw new Error('no Redis store in this run');
+  return openBenchStore({ kind: 'redis', url: fx.redis.url }, fx.redis.key);
+}
+
+/** The fixture in `store` (the folder, or its Redis copy) still holds exactly what was written. */
+async function checkIntact(fx: Fixture, redis: boolean): Promise<{ ok: boolean; detail: string }> {
+  const store = redis ? await redisStoreOf(fx) : await openBenchStore({ kind: 'fs', dir: fx.storeDir });
+  try {
+    return await fixtureIntact(store, names);
+  } finally {
+    await store.close();
+  }
+}
+
+/** A verified handshake for every name, `concurrency` at a time: how long, and how many failed (with the first errors). */
+async function handshakeEvery(port: number, rootPem: string, concurrency = 8): Promise<{ handshakes: number; failed: number; seconds: number; errors: string[] }> {
+  const t0 = performance.now();
+  let next = 1;
+  let failed = 0;
+  const errors: string[] = [];
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next <= names) {
+      const name = benchName(next++);
+      const h = await handshake(port, name, rootPem, 10_000);
+      if (!h.ok) {
+        failed++;
+        if (errors.length < 3) errors.push(`${name}: ${h.error}`);
+      }
+    }
+  }));
+  return { handshakes: names, failed, seconds: Math.round((performance.now() - t0) / 100) / 10, errors };
 }
 
 async function measure(scenario: Scenario, round: number, fx: Fixture, upstreamPort: number, opts: { profileDir?: string } = {}): Promise<StartupRun> {
@@ -201,7 +267,7 @@ async function measure(scenario: Scenario, round: number, fx: Fixture, upstreamP
   while (busy !== undefined && busy > 0.25 && Date.now() - w0 < waitIdleSeconds * 1000) busy = await machineBusy(1000);
   const run: StartupRun = { scenario, round, ok: false, loadavgBefore: la(), ...(busy !== undefined ? { busyBefore: busy } : {}), ...(opts.profileDir ? { profiled: true } : {}) };
   const ports: Ports = { https: await freePort(), http: await freePort(), admin: await freePort() };
-  const padlock = scenario.startsWith('padlock');
+  const padlock = isPadlock(scenario);
   const first = benchName(1);
   const last = benchName(names);
   const timeline = new LogTimeline();
@@ -218,6 +284,7 @@ async function measure(scenario: Scenario, round: number, fx: Fixture, upstreamP
       ports,
       capSeconds: Math.min(capLeft(), timeoutSeconds + settleSeconds + 60),
       padlockBin: join(repoRoot, 'bin', 'padlock'),
+      ...(fx.redis ? { redis: { url: fx.redis.url, keyFile: fx.redis.keyFile, prefix: fx.redis.prefix } } : {}),
       ...(opts.profileDir ? { padlockEnv: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opts.profileDir}` } } : {}),
       ...(padlock ? { onOutput: (chunk: string, stream: 'stdout' | 'stderr') => timeline.feed(chunk, stream) } : {}),
     });
@@ -233,7 +300,7 @@ async function measure(scenario: Scenario, round: number, fx: Fixture, upstreamP
         }),
       );
     }
-    if (scenario !== 'padlock-one') {
+    if (!routesOne(scenario)) {
       probes.push(until(t0, () => handshake(ports.https, first, fx.info.rootPem), (o) => o.ok, limit).then((r) => void (run.firstNameS = secs(r.ms))));
     }
     const lastProbe = until(t0, () => handshake(ports.https, last, fx.info.rootPem), (o) => o.ok, { ...limit, onSuccess: () => void (run.memAtLastName = memoryOf(daemon)) });
@@ -280,7 +347,15 @@ async function measure(scenario: Scenario, round: number, fx: Fixture, upstreamP
     run.memSettled = memoryOf(daemon);
     run.settledAfterS = Math.round((Number(process.hrtime.bigint() - t0) / 1e6) / 100) / 10;
     if (waited >= settleSeconds * 1000) run.settleNote = `still busy after ${settleSeconds} s`;
-    run.ok = get.status === 200 && get.body === BODY && (!padlock || run.readyS !== undefined);
+    // Every name, once the start is over: what memory the TLS contexts of 10,000 names in use cost.
+    if (handshakeAll && !routesOne(scenario)) {
+      const all = await handshakeEvery(ports.https, fx.info.rootPem);
+      const after = memoryOf(daemon);
+      await waitServerIdle(daemon, settleSeconds * 1000);
+      run.allNames = { ...all, ...(after ? { memAfter: after } : {}), ...(memoryOf(daemon) ? { memIdleAfter: memoryOf(daemon)! } : {}) };
+      log(`  ${scenario}: ${all.handshakes} handshakes in ${all.seconds} s, ${all.failed} failed${all.errors.length ? ` (${all.errors.join('; ')})` : ''}; RSS after ${after?.rssMiB ?? '?'} MiB, peak ${after?.peakMiB ?? '?'} MiB`);
+    }
+    run.ok = get.status === 200 && get.body === BODY && (!padlock || run.readyS !== undefined) && (run.allNames?.failed ?? 0) === 0;
     if (!run.ok && !run.error) run.error = `GET https://${last}/ gave ${get.status}${get.error ? ` (${get.error})` : ''}, body ${get.body === BODY ? 'as expected' : 'not the upstream\'s'}`;
   } catch (e) {
     run.error = run.error ?? (e as Error).message;
@@ -290,12 +365,12 @@ async function measure(scenario: Scenario, round: number, fx: Fixture, upstreamP
     await d?.stop(padlock ? 10_000 : 5_000);
     if (padlock) {
       run.logTimeline = timeline.summary(wall0);
-      const check = await openBenchStore({ kind: 'fs', dir: fx.storeDir }).then((s) => fixtureIntact(s, names));
+      const check = await checkIntact(fx, usesRedis(scenario));
       run.fixtureIntact = check.ok;
       if (!check.ok) {
         run.ok = false;
-        run.error = `${run.error ? `${run.error}; ` : ''}padlock changed the fixture store: ${check.detail}`;
-        await invalidateFixture(fx.storeDir);
+        run.error = `${run.error ? `${run.error}; ` : ''}padlock changed the fixture store${usesRedis(scenario) ? ' (its Redis copy)' : ''}: ${check.detail}`;
+        if (!usesRedis(scenario)) await invalidateFixture(fx.storeDir);
       }
     }
   }
@@ -310,11 +385,7 @@ function describeRun(r: StartupRun): string {
 
 async function main(): Promise<number> {
   const startedAt = new Date().toISOString();
-  if (location.kind === 'redis') {
-    // Fails with a clear message until the Redis store exists on this branch.
-    await openBenchStore(location);
-    throw new Error(`--store ${redactUrl(location.url)}: not reached`);
-  }
+  if (location.kind !== 'fs') throw new Error('unreachable: the fixture folder');
   const build = await ensureBuilt();
   log(`padlock: ${build}`);
   const padlockBin = join(repoRoot, 'bin', 'padlock');
@@ -325,6 +396,7 @@ async function main(): Promise<number> {
   const fx: Fixture = { storeDir, info };
 
   workDir = await mkdtemp(join(tmpdir(), 'padlock-bench-startup-run-'));
+  if (scenarios.some(usesRedis)) fx.redis = await redisCopy(fx, workDir);
   const upstreamPort = await startUpstream();
   const loadBefore = la();
   const busyBefore = await machineBusy(1000);
@@ -350,7 +422,7 @@ async function main(): Promise<number> {
 
     const profiles: { scenario: Scenario; summary: WindowSummary; run: StartupRun }[] = [];
     if (cpuProfDir) {
-      for (const s of scenarios.filter((x) => x.startsWith('padlock'))) {
+      for (const s of scenarios.filter(isPadlock)) {
         const dir = join(cpuProfDir, s);
         await rm(dir, { recursive: true, force: true });
         await mkdir(dir, { recursive: true });
@@ -371,7 +443,7 @@ async function main(): Promise<number> {
       benchmark: 'startup',
       startedAt,
       finishedAt: new Date().toISOString(),
-      options: { names, rounds, scenarios, timeoutSeconds, settleSeconds, waitIdleSeconds, store: storeDir, ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) },
+      options: { names, rounds, scenarios, timeoutSeconds, settleSeconds, waitIdleSeconds, store: storeDir, handshakeAll, ...(fx.redis ? { redis: redactUrl(fx.redis.url) } : {}), ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) },
       machine: { cpus: cpu.length, cpuModel: cpu[0]?.model ?? '?', memMiB: Math.round(totalmem() / 1048576), loadavgBefore: loadBefore, ...(busyBefore !== undefined ? { busyBefore } : {}), node: process.version, platform: `${platform()} ${release()}` },
       versions: vers,
       fixture: {
@@ -392,6 +464,8 @@ async function main(): Promise<number> {
         `${Object.entries(vers).map(([k, v]) => `${k} ${v}`).join(', ')}; fixture ${storeDir} (${info.built ? `built in ${info.writeSeconds} s` : `reused, made ${info.createdAt}`}).\n`,
     );
     console.log(markdownRounds(report));
+    const allTable = markdownAllNames(report);
+    if (allTable) console.log(`\nHandshakes to every name, after the start settled:\n\n${allTable}`);
     console.log(`\n${markdownSummary(report)}`);
     for (const p of profiles) console.log(`\n### ${p.scenario}: where the time to the last name went (--cpu-prof run: ${p.run.lastNameS?.toFixed(2)} s to the last name)\n\n${windowMarkdown(p.summary)}`);
     await mkdir(dirname(outPath), { recursive: true });
@@ -406,7 +480,52 @@ async function main(): Promise<number> {
     if (workDir && !values.keep) await rm(workDir, { recursive: true, force: true });
     else if (workDir) log(`kept ${workDir}`);
     workDir = undefined;
+    await redisServer?.stop();
+    redisServer = undefined;
   }
+}
+
+/**
+ * The Redis store for the `*-redis` scenarios: a private redis-server on
+ * 127.0.0.1 (`--redis start`) or the one `--redis URL` names, holding a copy
+ * of the folder fixture under BENCH_REDIS_PREFIX, copied through the store
+ * contract (`padlock store copy` does the same) unless it is there already.
+ */
+async function redisCopy(fx: Fixture, dir: string): Promise<NonNullable<Fixture['redis']>> {
+  let url: string;
+  let key: Buffer;
+  let keyFile: string;
+  if (redisArg === 'start') {
+    redisServer = await startRedis();
+    url = redisServer.url;
+    key = newStoreKey();
+    keyFile = join(dir, 'store.key');
+    await writeFile(keyFile, `${key.toString('base64')}\n`, { mode: 0o600 });
+  } else {
+    url = redisArg;
+    keyFile = resolve(values['store-key-file']!);
+    const k = await loadStoreKey({ file: keyFile });
+    if (!k) throw new Error(`--store-key-file ${keyFile}: no key`);
+    key = k;
+  }
+  const redis = { url, key, keyFile, prefix: BENCH_REDIS_PREFIX };
+  log(`redis: ${redactUrl(url)}${redisServer ? ' (started for this run)' : ''}`);
+  const check = await checkIntact({ ...fx, redis }, true);
+  if (check.ok) {
+    log('redis: the fixture is there already');
+    return redis;
+  }
+  const t0 = Date.now();
+  const [from, to] = await Promise.all([openBenchStore({ kind: 'fs', dir: fx.storeDir }), redisStoreOf({ ...fx, redis })]);
+  try {
+    const r = await copyStore(from, to, { replace: true });
+    log(`redis: copied ${r.copied} items of the fixture in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  } finally {
+    await Promise.all([from.close(), to.close()]);
+  }
+  const again = await checkIntact({ ...fx, redis }, true);
+  if (!again.ok) throw new Error(`the Redis copy of the fixture is not complete: ${again.detail}`);
+  return redis;
 }
 
 main().then(

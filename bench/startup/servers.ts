@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { startDaemon, type Daemon } from '../proxy/procs.js';
 import { benchName } from './fixture.js';
 
-export const SCENARIOS = ['padlock-all', 'padlock-one', 'caddy', 'nginx'] as const;
+export const SCENARIOS = ['padlock-all', 'padlock-one', 'padlock-all-redis', 'padlock-one-redis', 'caddy', 'nginx'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export const DEFAULT_SCENARIOS: readonly Scenario[] = ['padlock-all', 'padlock-one', 'caddy'];
@@ -23,9 +23,17 @@ export const DEFAULT_SCENARIOS: readonly Scenario[] = ['padlock-all', 'padlock-o
 export const LABEL: Record<Scenario, string> = {
   'padlock-all': 'padlock, all N sites',
   'padlock-one': 'padlock, 1 site',
+  'padlock-all-redis': 'padlock on Redis, all N sites',
+  'padlock-one-redis': 'padlock on Redis, 1 site',
   caddy: 'Caddy, all N sites',
   nginx: 'nginx, all N sites',
 };
+
+/** Whether a scenario is padlock's, and whether it reads its certificates from Redis. */
+export const isPadlock = (s: Scenario): boolean => s.startsWith('padlock');
+export const usesRedis = (s: Scenario): boolean => s.endsWith('-redis');
+/** The scenarios that route one name only (the last). */
+export const routesOne = (s: Scenario): boolean => s.startsWith('padlock-one');
 
 export interface Ports {
   https: number;
@@ -45,12 +53,14 @@ export interface StartContext {
   padlockBin: string;
   /** Extra environment for padlock (NODE_OPTIONS=--cpu-prof ...). */
   padlockEnv?: Record<string, string>;
+  /** The Redis store holding a copy of the fixture, for the `*-redis` scenarios. */
+  redis?: { url: string; keyFile: string; prefix: string };
   onOutput?: (chunk: string, stream: 'stdout' | 'stderr') => void;
 }
 
 /** The names a scenario routes (in fixture order). */
 export function routedNames(scenario: Scenario, names: number): string[] {
-  if (scenario === 'padlock-one') return [benchName(names)];
+  if (routesOne(scenario)) return [benchName(names)];
   return Array.from({ length: names }, (_, i) => benchName(i + 1));
 }
 
@@ -128,18 +138,26 @@ ${servers.join('\n')}
 export async function startScenario(scenario: Scenario, ctx: StartContext): Promise<Daemon> {
   await mkdir(ctx.dir, { recursive: true });
   const hosts = routedNames(scenario, ctx.names);
-  if (scenario === 'padlock-all' || scenario === 'padlock-one') {
+  if (isPadlock(scenario)) {
     const conf = join(ctx.dir, 'padlock.yaml');
     await writeFile(conf, padlockYaml(hosts, ctx.upstreamPort));
+    let storeEnv: Record<string, string> = {};
+    let configDir = ctx.storeDir;
+    if (usesRedis(scenario)) {
+      if (!ctx.redis) throw new Error(`${scenario} needs a Redis store`);
+      // Through the environment, so the URL's password is not in the process list.
+      storeEnv = { PADLOCK_STORE: ctx.redis.url, PADLOCK_STORE_KEY_FILE: ctx.redis.keyFile, PADLOCK_STORE_PREFIX: ctx.redis.prefix };
+      configDir = join(ctx.dir, 'config');
+    }
     return startDaemon(
       scenario,
       ctx.padlockBin,
       [
-        'run', '--docker', 'false', '--config', conf, '--config-dir', ctx.storeDir,
+        'run', '--docker', 'false', '--config', conf, '--config-dir', configDir,
         '--http-port', String(ctx.ports.http), '--https-port', String(ctx.ports.https), '--bind', '127.0.0.1',
         '--admin-listen', `127.0.0.1:${ctx.ports.admin}`, '--log-format', 'json', '--log-level', 'info', '--drain-seconds', '1',
       ],
-      { env: cleanEnv(ctx.padlockEnv), capSeconds: ctx.capSeconds, ...(ctx.onOutput ? { onOutput: ctx.onOutput } : {}) },
+      { env: cleanEnv({ ...storeEnv, ...ctx.padlockEnv }), capSeconds: ctx.capSeconds, ...(ctx.onOutput ? { onOutput: ctx.onOutput } : {}) },
     );
   }
   if (scenario === 'caddy') {

@@ -1,6 +1,7 @@
 /**
  * ACME accounts (RFC 8555 section 7.3), one per CA directory URL, kept in the store.
  */
+import type tls from 'node:tls';
 import { AcmeClient, type AcmeClientOptions } from './client.js';
 import { PadlockError, findCause, AcmeProblemError } from '../errors.js';
 import type { CertStore, AccountRecord } from '../store/store.js';
@@ -14,6 +15,8 @@ export interface AccountOptions {
   agreeTos: boolean;
   externalAccountBinding?: { kid: string; hmacKey: string };
   serverCa?: string;
+  /** A context for `serverCa` shared by all clients for this CA (see AcmeClientOptions). */
+  serverContext?: tls.SecureContext;
   timeoutMs?: number;
   signal?: AbortSignal;
   logger: Logger;
@@ -31,7 +34,7 @@ export interface AccountOptions {
 export async function openAccount(store: CertStore, options: AccountOptions): Promise<AcmeClient> {
   const existing = await store.readAccount(options.directoryUrl);
   if (existing?.accountUrl) {
-    const client = makeClient(existing, options);
+    const client = await makeClient(existing, options);
     await client.directory();
     return client;
   }
@@ -56,7 +59,7 @@ async function openAccountLocked(store: CertStore, options: AccountOptions): Pro
       createdAt: options.clock.now().toISOString(),
     };
   }
-  const client = makeClient(record, options);
+  const client = await makeClient(record, options);
   await client.directory();
   if (!record.accountUrl) {
     await register(client, store, record, options, 'new');
@@ -110,7 +113,7 @@ async function reregisterLocked(store: CertStore, options: AccountOptions): Prom
   if (!record) return openAccountLocked(store, options);
   const { accountUrl: _dropped, ...rest } = record;
   const fresh: AccountRecord = rest;
-  const client = makeClient(fresh, options);
+  const client = await makeClient(fresh, options);
   await client.directory();
   await register(client, store, fresh, options, 'ca-forgot');
   return client;
@@ -121,19 +124,20 @@ export function isAccountMissing(err: unknown): boolean {
   return findCause(err, (e): e is AcmeProblemError => e instanceof AcmeProblemError && e.acmeType === 'accountDoesNotExist') !== undefined;
 }
 
-function makeClient(record: AccountRecord, options: AccountOptions): AcmeClient {
+function makeClient(record: AccountRecord, options: AccountOptions): Promise<AcmeClient> {
   const clientOptions: AcmeClientOptions = {
     directoryUrl: options.directoryUrl,
     accountKey: record.keyPem,
     ...(record.accountUrl ? { accountUrl: record.accountUrl } : {}),
     ...(options.externalAccountBinding ? { externalAccountBinding: options.externalAccountBinding } : {}),
     ...(options.serverCa ? { serverCa: options.serverCa } : {}),
+    ...(options.serverContext ? { serverContext: options.serverContext } : {}),
     ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     logger: options.logger,
     ...(options.onAcmeResponse ? { onResponse: options.onAcmeResponse } : {}),
   };
-  return new AcmeClient(clientOptions);
+  return AcmeClient.create(clientOptions);
 }
 
 async function register(

@@ -6,8 +6,10 @@
 import { openAccount, reregisterAccount, isAccountMissing, type AccountOptions } from './account.js';
 import { orderCertificate } from './order.js';
 import { certId, renewalInfoUrl, type RenewalInfoSource } from './ari.js';
-import { checkProfile } from './profiles.js';
-import type { AcmeClient } from './client.js';
+import { checkProfile, SHORTLIVED_PROFILE } from './profiles.js';
+import { isIP } from 'node:net';
+import type tls from 'node:tls';
+import { serverCaContext, type AcmeClient } from './client.js';
 import type { AriSources } from '../certificates/ari-poller.js';
 import type { Issuer, IssueRequest, Issued } from '../certificates/issuer.js';
 import type { Lineage } from '../store/store.js';
@@ -35,6 +37,8 @@ export interface AcmeIssuerOptions {
 
 export class AcmeIssuer implements Issuer {
   readonly id: string;
+  /** The TLS context for --server-ca, built once for all of this CA's orders (a client is made per order). */
+  private serverContext: { pem: string; context: tls.SecureContext } | undefined;
   constructor(private readonly opts: AcmeIssuerOptions) {
     this.id = opts.server;
   }
@@ -67,7 +71,7 @@ export class AcmeIssuer implements Issuer {
       agreeTos: request.account.agreeTos,
       ...(request.account.externalAccountBinding ? { externalAccountBinding: request.account.externalAccountBinding } : {}),
       ...(spec.email ? { email: spec.email } : {}),
-      ...(serverCa ? { serverCa } : {}),
+      ...(serverCa ? { serverCa, serverContext: this.contextFor(serverCa) } : {}),
       ...(this.opts.timeoutMs ? { timeoutMs: this.opts.timeoutMs } : {}),
       logger: log,
       clock: this.opts.clock,
@@ -81,11 +85,15 @@ export class AcmeIssuer implements Issuer {
       progress({ step: 'account', message: `using account ${client.inner.getAccountUrl()}`, url: client.inner.getAccountUrl() });
       // draft-ietf-acme-profiles: a required profile the CA lacks fails here, a preferred one falls back with a warning.
       const directory = await client.directory();
+      // IP identifiers: Let's Encrypt issues them only under "shortlived", so ask for it unless told otherwise;
+      // a CA without it (or without profiles) gets an order with no profile, and no warning.
+      const implicit = !spec.profile && !spec.requiredProfile && spec.domains.some((d) => isIP(d) !== 0);
       const choice = checkProfile(directory['meta'], {
-        ...(spec.profile ? { profile: spec.profile } : {}),
+        ...(spec.profile ? { profile: spec.profile } : implicit ? { profile: SHORTLIVED_PROFILE } : {}),
         ...(spec.requiredProfile ? { requiredProfile: spec.requiredProfile } : {}),
       }, { server: this.id, names: spec.domains });
-      if (choice.warning) {
+      if (implicit && choice.profile) progress({ step: 'order', message: `asking for the "${choice.profile}" profile for an IP address certificate` });
+      if (choice.warning && !implicit) {
         progress({ step: 'order', message: choice.warning });
         log.warn(choice.warning);
       }
@@ -124,6 +132,11 @@ export class AcmeIssuer implements Issuer {
 
   close(): void {
     // Clients are per issuance; the shared ARI clients belong to AriSources.
+  }
+
+  private contextFor(pem: string): tls.SecureContext {
+    if (this.serverContext?.pem !== pem) this.serverContext = { pem, context: serverCaContext(pem) };
+    return this.serverContext.context;
   }
 }
 

@@ -6,6 +6,7 @@
  * It does not store or verify anything; the engine (certificates/engine.ts) does that.
  */
 import type acme from 'acme-client';
+import { isIP } from 'node:net';
 import { AcmeClient, pollUntil } from './client.js';
 import { parseRetryAfter } from './retry-after.js';
 import type { ChallengeSolver, ChallengeType, Challenge } from './solver.js';
@@ -67,7 +68,8 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
   // RFC 8555 section 7.4: newOrder, with RFC 9773's `replaces` and the draft's `profile` when given.
   const newOrder = (replaces: string | undefined) => client.call(`creating an order for ${names.join(', ')}`, (c) =>
     c.createOrder({
-      identifiers: names.map((value) => ({ type: 'dns', value })),
+      // RFC 8738 section 3: an IP address is an `ip` identifier.
+      identifiers: names.map((value) => ({ type: isIP(value) ? 'ip' : 'dns', value })),
       ...(request.profile ? { profile: request.profile } : {}),
       ...(replaces ? { replaces } : {}),
     } as Parameters<acme.Client["createOrder"]>[0]),
@@ -101,7 +103,8 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
   const pollSignal = request.signal ? AbortSignal.any([request.signal, stop.signal]) : stop.signal;
   try {
     const settled = await Promise.allSettled(authzs.map(async (authz) => {
-      const name = authz.identifier.value;
+      // Section 7.1.4: a wildcard's authorization names the base domain and says `wildcard: true`.
+      const name = (authz as Authz & { wildcard?: boolean }).wildcard ? `*.${authz.identifier.value}` : authz.identifier.value;
       if (authz.status === 'valid') {
         progress({ step: 'validated', name, message: `${name} is already validated (the CA reused a recent authorization)` });
         return;
@@ -121,7 +124,8 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
           { details: { name, offered } });
       }
       // Section 8.1: key authorization = token "." base64url(JWK thumbprint).
-      const keyAuthorization = await client.inner.getChallengeKeyAuthorization(challenge);
+      // acme-client hashes it already for dns-01; every solver gets the plain form and derives what it publishes.
+      const keyAuthorization = await client.inner.getChallengeKeyAuthorization({ ...challenge, type: 'http-01' } as typeof challenge);
       const answer: Challenge = { type: solver.type as ChallengeType, identifier: name, token: challenge.token, keyAuthorization };
       await solver.present(answer);
       presented.push({ solver, challenge: answer });

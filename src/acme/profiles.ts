@@ -4,6 +4,9 @@
  */
 import { PadlockError } from '../errors.js';
 
+/** Let's Encrypt's 6-day profile, the only one under which it issues IP address certificates. */
+export const SHORTLIVED_PROFILE = 'shortlived';
+
 /** The profile names a directory's `meta.profiles` offers (draft-ietf-acme-profiles section 3), in the CA's order. */
 export function offeredProfiles(directoryMeta: unknown): string[] {
   const profiles = (directoryMeta as { profiles?: unknown } | undefined)?.profiles;

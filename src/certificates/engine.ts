@@ -31,6 +31,7 @@ import { forEachLimit } from '../concurrency.js';
 import { generatePrivateKey, describePrivateKey } from '../tls/keys.js';
 import { verifyCertificate } from '../tls/verify.js';
 import { describeCertificate } from '../tls/inspect.js';
+import { leafFacts } from '../tls/leaf-facts.js';
 import { AcmeProblemError, PadlockError, asPadlockError, caRetryAfter, errorMessage, type ErrorCode } from '../errors.js';
 import type { EngineEventBus, CheckedCertificate } from '../events.js';
 import type { Clock } from '../clock.js';
@@ -303,7 +304,9 @@ export class CertificateEngine {
       const storedAt = clock.now();
       // Fenced: if this process lost the lineage lock meanwhile (a stalled replica whose lock expired), the write
       // fails with STORE_LOCK_LOST instead of racing the replica that took over (the CA's extra certificate is the cost).
-      const version = await store.putVersion(spec.name, bundle, { ...spec, ...(issued.accountUrl ? { accountUrl: issued.accountUrl } : {}), updatedAt: storedAt.toISOString() }, { lock: unlock });
+      // The leaf's facts ride along (tls/leaf-facts.ts), so loading this lineage later parses nothing.
+      const leaf = leafFacts(bundle.fullchain, verified.leaf, verified.path.at(-1)?.fingerprint256);
+      const version = await store.putVersion(spec.name, bundle, { ...spec, ...(issued.accountUrl ? { accountUrl: issued.accountUrl } : {}), leaf, updatedAt: storedAt.toISOString() }, { lock: unlock });
       // The certificate is stored and current: failing to clear the old failure record must not turn that into a failure.
       await store.updateState(spec.name, (s) => ({
         ...s, failure: null, revokedAt: null, ...(ariRenewal ? { ariRenewedAt: storedAt.toISOString() } : {}),
@@ -321,7 +324,10 @@ export class CertificateEngine {
         ...(stored?.paths ? { paths: { dir: stored.paths.dir, fullchain: stored.paths.fullchain, privkey: stored.paths.privkey } } : {}),
       };
       if (options.dryRun) return result;
-      if (this.opts.hooks && spec.deployHook && result.paths) {
+      if (this.opts.hooks && spec.deployHook && !result.paths) {
+        // A hook stored with a lineage that moved to a shared store (padlock store copy): never skip it silently.
+        result.hookError = new PadlockError('HOOK_FAILED', `the deploy hook of ${spec.name} was not run: the store ${store.location} has no live folder for RENEWED_LINEAGE; run hooks on a host with a folder store`);
+      } else if (this.opts.hooks && spec.deployHook && result.paths) {
         progress({ step: 'hook', message: `running deploy hook: ${spec.deployHook}` });
         await runDeployHook({
           command: spec.deployHook, lineageDir: result.paths.dir, domains: spec.domains, timeoutMs: this.opts.hooks.timeoutMs,
@@ -528,7 +534,7 @@ function heldError(name: string, wait: Wait, current: Lineage | null): PadlockEr
 }
 
 function stripUpdated(meta: Lineage['meta']): LineageSpec {
-  const { updatedAt: _u, ...spec } = meta;
+  const { updatedAt: _u, leaf: _l, ...spec } = meta;
   return spec;
 }
 

@@ -11,7 +11,7 @@
 import type { ChallengeSolver } from '../acme/solver.js';
 import type { RenewalInfoSource } from '../acme/ari.js';
 import type { TrustAnchors } from '../tls/roots.js';
-import type { CertStore, Lineage, LineageMeta } from '../store/store.js';
+import type { CertStore, Lineage, LineageMeta, ServingLineage } from '../store/store.js';
 
 /** Steps a person sees while padlock issues. */
 export type IssueStep = 'account' | 'order' | 'challenge' | 'validating' | 'validated' | 'finalizing' | 'downloading' | 'verifying' | 'saved' | 'hook';
@@ -23,8 +23,8 @@ export interface ProgressEvent {
   url?: string;
 }
 
-/** A lineage's settings as padlock wants them after the next issuance (LineageMeta without its timestamp). */
-export type LineageSpec = Omit<LineageMeta, 'updatedAt'>;
+/** A lineage's settings as padlock wants them after the next issuance (LineageMeta without what describes the current version). */
+export type LineageSpec = Omit<LineageMeta, 'updatedAt' | 'leaf'>;
 
 /** Told by the issuer as it talks to its CA, for the governor's ledger (governor.ts). */
 export interface IssueLedger {
@@ -78,9 +78,11 @@ export interface Issuer {
   /**
    * A reason to replace `lineage` now that has nothing to do with its dates
    * (the local CA's root was replaced, so its leaves no longer chain), or
-   * undefined. Cheap: no network; `store` is where the issuer keeps its own state.
+   * undefined. Cheap: no network, and no parsing when the lineage's meta
+   * records its facts (`LineageMeta.leaf`); `store` is where the issuer
+   * keeps its own state. The daemon asks it for every certificate it loads.
    */
-  supersedes(lineage: Lineage, store: CertStore): Promise<string | undefined>;
+  supersedes(lineage: ServingLineage, store: CertStore): Promise<string | undefined>;
   /**
    * Issues a chain for `request.spec.domains` with `request.keyPem`. Rejects
    * with a typed PadlockError (an ACME problem keeps its document and

@@ -3,12 +3,16 @@
  * and error reporting. Commands stay thin: parse, validate once, call the core.
  */
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Argv } from 'yargs';
 import { PadlockError, asPadlockError, errorMessage } from '../errors.js';
 import type { ProgressEvent, LineageSpec } from '../certificates/issuer.js';
 import type { CertStore } from '../store/store.js';
 import { openFsStore } from '../store/fs-store.js';
 import { systemClock } from '../clock.js';
+import { dns01Solver } from '../acme/dns01-solver.js';
+import { dnsSettingsProblems, type DnsChallengeSettings } from '../dns/settings.js';
+import { DNS_PROVIDER_KINDS } from '../dns/providers/provider.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
 import { Http01Solver, StandaloneResponder, WebrootResponder } from '../acme/http01.js';
@@ -22,7 +26,7 @@ import { loadTrustAnchors } from '../tls/roots.js';
 import { cliEnvironment } from '../config/cli-env.js';
 import { openConfiguredStore } from '../store/open-store.js';
 import { isRedisStore, storeConfigProblems } from '../store/store-config.js';
-import { DEFAULT_STORE_PREFIX } from '../store/redis-store.js';
+import { DEFAULT_STORE_PREFIX } from '../store/redis-prefix.js';
 
 import { LETSENCRYPT_PRODUCTION, LETSENCRYPT_STAGING } from '../acme/directories.js';
 
@@ -67,15 +71,68 @@ export function withAcmeOptions<T>(y: Argv<T>) {
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also print JSON log lines on stderr' });
 }
 
-/** Options for how the HTTP-01 challenge is answered. */
+/** Options for how the challenge is answered: HTTP-01 (standalone, webroot) or DNS-01 (--dns). */
 export function withChallengeOptions<T>(y: Argv<T>) {
   return y
     .option('standalone', { type: 'boolean', describe: 'Answer HTTP-01 with padlock\'s own HTTP server (default)' })
     .option('webroot', { type: 'boolean', describe: 'Answer HTTP-01 with files under an existing web server\'s document root (-w)' })
     .option('webroot-path', { alias: 'w', type: 'string', describe: 'Document root for --webroot' })
     .option('http-01-port', { type: 'number', default: 80, describe: 'Port for --standalone' })
-    .option('http-01-address', { type: 'string', describe: 'Address for --standalone (default: all)' });
+    .option('http-01-address', { type: 'string', describe: 'Address for --standalone (default: all)' })
+    .option('dns', { type: 'string', choices: [...DNS_PROVIDER_KINDS], describe: 'Answer DNS-01 through this DNS provider (needed for wildcards)' })
+    .option('dns-credentials', { type: 'string', describe: "The DNS provider's credentials file (mode 0600); default: its environment variables" })
+    .option('dns-exec', { type: 'string', describe: 'With --dns exec: the program called as PROGRAM present|cleanup FQDN VALUE' })
+    .option('dns-resolvers', { type: 'string', describe: 'HOST[:PORT],... servers asked for the zone, its nameservers and CNAMEs (default: the system resolvers)' })
+    .option('dns-propagation-timeout', { type: 'number', default: 120, describe: 'Seconds to wait until every authoritative nameserver answers the TXT record' })
+    .option('dns-propagation-interval', { type: 'number', default: 2, describe: 'Seconds between two rounds of that check' });
 }
+
+/** The options withChallengeOptions adds. */
+export interface ChallengeArgs {
+  standalone?: boolean | undefined;
+  webroot?: boolean | undefined;
+  'webroot-path'?: string | undefined;
+  'http-01-port': number;
+  'http-01-address'?: string | undefined;
+  dns?: string | undefined;
+  'dns-credentials'?: string | undefined;
+  'dns-exec'?: string | undefined;
+  'dns-resolvers'?: string | undefined;
+  'dns-propagation-timeout': number;
+  'dns-propagation-interval': number;
+}
+
+/** The challenge settings the options describe, every problem added to `problems`. */
+export function challengeFromArgs(args: ChallengeArgs, problems: Problems): LineageMeta['challenge'] {
+  if (args.dns !== undefined) {
+    if (args.webroot || args.standalone || args['webroot-path']) problems.add('--dns answers DNS-01; --standalone and --webroot answer HTTP-01: pass one');
+    const settings: DnsChallengeSettings = {
+      type: 'dns-01',
+      provider: args.dns as DnsChallengeSettings['provider'],
+      ...(args['dns-credentials'] ? { credentials: resolve(args['dns-credentials']) } : {}),
+      ...(args['dns-exec'] ? { exec: resolve(args['dns-exec']) } : {}),
+      ...(args['dns-resolvers'] ? { resolvers: args['dns-resolvers'].split(',').map((s) => s.trim()).filter(Boolean) } : {}),
+      propagationTimeout: args['dns-propagation-timeout'],
+      propagationInterval: args['dns-propagation-interval'],
+    };
+    for (const p of dnsSettingsProblems(settings, DNS_FLAGS)) problems.add(p);
+    return settings;
+  }
+  for (const flag of ['dns-credentials', 'dns-exec', 'dns-resolvers'] as const) if (args[flag] !== undefined) problems.add(`--${flag} needs --dns PROVIDER`);
+  if (args.webroot && args.standalone) problems.add('--webroot and --standalone are two ways to answer the challenge; pass one');
+  const webroot = args.webroot || (args['webroot-path'] !== undefined && !args.standalone);
+  if (webroot && !args['webroot-path']) problems.add('--webroot needs -w DIR, the document root your web server serves for these names');
+  const port = args['http-01-port'];
+  problems.check(Number.isInteger(port) && port > 0 && port < 65536, `--http-01-port ${port} is not a port (1-65535)`);
+  return webroot
+    ? { type: 'webroot', webroot: args['webroot-path']! }
+    : { type: 'standalone', port, ...(args['http-01-address'] ? { address: args['http-01-address'] } : {}) };
+}
+
+const DNS_FLAGS = {
+  provider: '--dns', credentials: '--dns-credentials', exec: '--dns-exec', resolvers: '--dns-resolvers',
+  timeout: '--dns-propagation-timeout', interval: '--dns-propagation-interval',
+};
 
 export interface AcmeArgs {
   server?: string | undefined;
@@ -203,8 +260,9 @@ export function reportError(err: unknown, json: boolean, exitCode = 1): void {
   process.exitCode = exitCode;
 }
 
-/** The HTTP-01 solver a lineage's challenge settings describe. */
-export function solverFor(challenge: LineageMeta['challenge']): ChallengeSolver {
+/** The solver a lineage's challenge settings describe: HTTP-01 (standalone, webroot) or DNS-01. */
+export function solverFor(challenge: LineageMeta['challenge'], context: { store: CertStore; logger: Logger }): ChallengeSolver {
+  if (challenge.type === 'dns-01') return dns01Solver(challenge, { ...context, clock: systemClock });
   return new Http01Solver(challenge.type === 'webroot' ? new WebrootResponder(challenge.webroot) : new StandaloneResponder(challenge.port, challenge.address));
 }
 
@@ -246,7 +304,7 @@ export async function openEngine(opts: {
     solversFor: (spec) => {
       const key = JSON.stringify(spec.challenge);
       let solver = solvers.get(key);
-      if (!solver) solvers.set(key, (solver = solverFor(spec.challenge)));
+      if (!solver) solvers.set(key, (solver = solverFor(spec.challenge, { store, logger: opts.logger })));
       return [solver];
     },
     hooks: { timeoutMs: opts.hookTimeoutMs ?? 300_000 },

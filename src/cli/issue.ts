@@ -2,18 +2,20 @@
  * `padlock issue`: obtain one certificate, certbot-style (`certbot certonly`).
  */
 import type { CommandModule } from 'yargs';
+import { isIP } from 'node:net';
 import { normaliseNames } from '../config/names.js';
 import { isValidLineageName, type LineageMeta } from '../store/store.js';
 import { SUPPORTED_CURVES, SUPPORTED_RSA_SIZES } from '../tls/keys.js';
 import { systemClock } from '../clock.js';
 import { cliEnvironment } from '../config/cli-env.js';
+import { isRedisStore } from '../store/store-config.js';
 import type { ObtainReason } from '../certificates/engine.js';
 import {
   Problems, withStoreOptions, withAcmeOptions, withChallengeOptions, resolveServer, checkEmail, checkEab,
-  makeLogger, progressPrinter, reportError, output, openEngine, type AcmeArgs,
+  makeLogger, progressPrinter, reportError, output, openEngine, challengeFromArgs, type AcmeArgs, type ChallengeArgs, type StoreArgs,
 } from './common.js';
 
-interface IssueArgs extends AcmeArgs {
+interface IssueArgs extends AcmeArgs, ChallengeArgs, StoreArgs {
   domains: string[];
   'cert-name'?: string | undefined;
   'config-dir': string;
@@ -29,11 +31,6 @@ interface IssueArgs extends AcmeArgs {
   'deploy-hook-timeout': number;
   profile?: string | undefined;
   'required-profile'?: string | undefined;
-  standalone?: boolean | undefined;
-  webroot?: boolean | undefined;
-  'webroot-path'?: string | undefined;
-  'http-01-port': number;
-  'http-01-address'?: string | undefined;
 }
 
 export const issueCommand: CommandModule<object, IssueArgs> = {
@@ -55,7 +52,8 @@ export const issueCommand: CommandModule<object, IssueArgs> = {
       .option('profile', { type: 'string', describe: "ACME profile to ask for (e.g. shortlived); the CA's default, with a warning, when it doesn't offer it" })
       .option('required-profile', { type: 'string', describe: 'ACME profile that must be used; fail when the CA does not offer it' })
       .example('$0 issue -d example.com -d www.example.com --email me@example.com --agree-tos', 'standalone HTTP-01 on port 80')
-      .example('$0 issue -d example.com --webroot -w /var/www/html --agree-tos', 'through an existing web server') as never,
+      .example('$0 issue -d example.com --webroot -w /var/www/html --agree-tos', 'through an existing web server')
+      .example("$0 issue -d '*.example.com' -d example.com --dns cloudflare --dns-credentials /etc/padlock/cloudflare.ini --agree-tos", 'a wildcard over DNS-01') as never,
   handler: async (args) => {
     try {
       await issue(args);
@@ -72,29 +70,31 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
   const problems = new Problems();
   let domains: string[] = [];
   try {
-    domains = normaliseNames(args.domains.flatMap((d) => String(d).split(',')));
+    // Wildcards need DNS-01 (RFC 8555 section 7.1.3); IP addresses (RFC 8738) are validated over HTTP-01 or TLS-ALPN-01.
+    domains = normaliseNames(args.domains.flatMap((d) => String(d).split(',')), { allowWildcard: args.dns !== undefined, allowIp: true });
   } catch (err) {
     problems.add((err as Error).message);
   }
   const server = resolveServer(args, problems);
   checkEmail(args.email, problems);
   const eab = checkEab(args, problems);
-  const name = (args['cert-name'] ?? domains[0] ?? '').toLowerCase();
+  // certbot's default name: the first domain, without a wildcard's "*." (IPv6 colons become "-").
+  const name = (args['cert-name'] ?? (domains[0] ?? '').replace(/^\*\./, '').replace(/:/g, '-')).toLowerCase();
+  if (args.dns !== undefined && domains.some((d) => isIP(d))) problems.add('an IP address cannot be validated over DNS-01 (RFC 8738 allows HTTP-01 and TLS-ALPN-01 only); issue it without --dns');
   if (domains.length) problems.check(isValidLineageName(name), `--cert-name "${args['cert-name']}" may hold only lowercase letters, digits, ".", "-" and "_"`);
   if (args['key-type'] === 'rsa') {
     problems.check((SUPPORTED_RSA_SIZES as readonly number[]).includes(args['rsa-key-size']), `--rsa-key-size ${args['rsa-key-size']} is not one of ${SUPPORTED_RSA_SIZES.join(', ')}`);
   }
   const curve = CURVES[args['elliptic-curve']] ?? 'P-256';
   problems.check((SUPPORTED_CURVES as readonly string[]).includes(curve), `--elliptic-curve ${args['elliptic-curve']} is not supported`);
-  if (args.webroot && args.standalone) problems.add('--webroot and --standalone are two ways to answer the challenge; pass one');
-  const webroot = args.webroot || (args['webroot-path'] !== undefined && !args.standalone);
-  if (webroot && !args['webroot-path']) problems.add('--webroot needs -w DIR, the document root your web server serves for these names');
+  if (args['deploy-hook'] && isRedisStore({ store: args.store ?? cliEnvironment().store ?? '' })) {
+    problems.add('--deploy-hook needs a folder store: a Redis store has no live folder for RENEWED_LINEAGE. Issue into a folder (--config-dir) on the host that runs the hook, or read the certificate from padlock run');
+  }
+  const challenge = challengeFromArgs(args, problems);
   for (const opt of ['profile', 'required-profile'] as const) {
     const v = args[opt];
     if (v !== undefined) problems.check(/^[A-Za-z0-9._-]{1,64}$/.test(v), `--${opt} "${v}" is not a profile name`);
   }
-  const port = args['http-01-port'];
-  problems.check(Number.isInteger(port) && port > 0 && port < 65536, `--http-01-port ${port} is not a port (1-65535)`);
   problems.throwIfAny();
   const meta: Omit<LineageMeta, 'updatedAt'> = {
     name,
@@ -103,9 +103,7 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
     keyType: args['key-type'] === 'rsa' ? 'rsa' : 'ecdsa',
     ...(args['key-type'] === 'rsa' ? { rsaKeySize: args['rsa-key-size'] } : { ellipticCurve: curve }),
     reuseKey: args['reuse-key'],
-    challenge: webroot
-      ? { type: 'webroot', webroot: args['webroot-path']! }
-      : { type: 'standalone', port, ...(args['http-01-address'] ? { address: args['http-01-address'] } : {}) },
+    challenge,
     ...(args.email ? { email: args.email } : {}),
     ...(args['deploy-hook'] ? { deployHook: args['deploy-hook'] } : {}),
     ...(args.profile ? { profile: args.profile } : {}),

@@ -3,17 +3,17 @@
  * flag > PADLOCK_* env var > config file > default, validated once.
  */
 import type { CommandModule, Options } from 'yargs';
-import { runConfigSchema, parseRunConfig, envLayer, flagName, envName, keyKind, fromString, type RunConfigKey, type RunConfig } from '../config/schema.js';
+import { runConfigSchema, parseRunConfig, envLayer, flagName, envName, keyKind, fromString, FILE_ONLY_KEYS, type RunConfigKey, type RunConfig } from '../config/schema.js';
 import { startDaemon, type Discovery } from '../main.js';
 import { PadlockError, errorMessage } from '../errors.js';
 import { reportError } from './common.js';
 import { readConfigFile } from '../config/file.js';
 import { createLogger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
-import { dockerDiscovery } from '../docker/discovery.js';
+import { dnsSettingsFor } from '../config/dns-config.js';
 import { upstreamGuardFor } from '../proxy/upstream-connect.js';
 
-const KEYS = (Object.keys(runConfigSchema.shape) as RunConfigKey[]).filter((k) => k !== 'sites');
+const KEYS = (Object.keys(runConfigSchema.shape) as RunConfigKey[]).filter((k) => !FILE_ONLY_KEYS.has(k));
 
 function options(): Record<string, Options> {
   const out: Record<string, Options> = {
@@ -56,8 +56,9 @@ export const runCommand: CommandModule<object, Record<string, unknown>> = {
       // Readable lines on a terminal, JSON lines otherwise (or as logFormat says). Redaction happens before either.
       const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stderr.isTTY === true);
       const logger = createLogger({ level: config.logLevel, ...(pretty ? { write: prettyWriter(process.stderr) } : {}) });
+      // dockerode (with ssh2, gRPC and protobuf: about 30 MB) is loaded only when Docker discovery is on.
       const discovery: Discovery | null = config.docker
-        ? dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), ...(config.profile ? { defaultProfile: config.profile } : {}), upstreamGuard: upstreamGuardFor(config), logger })
+        ? (await import('../docker/discovery.js')).dockerDiscovery({ ...(config.dockerHost ? { dockerHost: config.dockerHost } : {}), exposedByDefault: config.exposedByDefault, localSuffixes: config.localSuffixes, ...(config.email ? { defaultEmail: config.email } : {}), ...(config.profile ? { defaultProfile: config.profile } : {}), upstreamGuard: upstreamGuardFor(config), dnsCovers: (name: string) => dnsSettingsFor(config.dns, name) !== undefined, logger })
         : null;
       const daemon = await startDaemon(config, { discovery, logger, ...(file ? { configFile: file } : {}) });
       let stopping = false;

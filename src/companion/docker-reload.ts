@@ -8,8 +8,8 @@
  * give padlock a socket that allows those calls (or the Docker socket
  * itself, which is as powerful as root on the Docker host).
  */
-import Docker from 'dockerode';
-import { parseDockerHost } from '../docker/client.js';
+import type Docker from 'dockerode';
+import { parseDockerHost } from '../docker/host.js';
 import type { ReloadDocker } from './reloader.js';
 
 /**
@@ -17,19 +17,22 @@ import type { ReloadDocker } from './reloader.js';
  * `timeoutMs` (default 10 s); an exec by the timeout it is given.
  */
 export function createReloadDocker(opts: { dockerHost?: string; env?: Record<string, string | undefined>; timeoutMs?: number } = {}): ReloadDocker {
-  const docker = new Docker(parseDockerHost(opts.dockerHost, opts.env ?? process.env) as Docker.DockerOptions);
+  const connection = parseDockerHost(opts.dockerHost, opts.env ?? process.env);
+  // dockerode is loaded on the first reload, not when the companion starts.
+  let client: Promise<Docker> | undefined;
+  const dockerClient = (): Promise<Docker> => (client ??= import('dockerode').then(({ default: Dockerode }) => new Dockerode(connection as Docker.DockerOptions)));
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return {
     listByLabel: async (label) => {
-      const list = await docker.listContainers({ filters: { label: [label] }, abortSignal: AbortSignal.timeout(timeoutMs) } as Docker.ContainerListOptions);
+      const list = await (await dockerClient()).listContainers({ filters: { label: [label] }, abortSignal: AbortSignal.timeout(timeoutMs) } as Docker.ContainerListOptions);
       return list.map((c) => ({ id: c.Id, name: (c.Names?.[0] ?? c.Id.slice(0, 12)).replace(/^\//, '') }));
     },
     kill: async (id, signal) => {
-      await docker.getContainer(id).kill({ signal, abortSignal: AbortSignal.timeout(timeoutMs) } as object);
+      await (await dockerClient()).getContainer(id).kill({ signal, abortSignal: AbortSignal.timeout(timeoutMs) } as object);
     },
     exec: async (id, cmd, execTimeoutMs) => {
       const abort = AbortSignal.timeout(execTimeoutMs);
-      const ex = await docker.getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, abortSignal: abort } as Docker.ExecCreateOptions);
+      const ex = await (await dockerClient()).getContainer(id).exec({ Cmd: cmd, AttachStdout: true, AttachStderr: true, abortSignal: abort } as Docker.ExecCreateOptions);
       const stream = await ex.start({ hijack: true, stdin: false, abortSignal: abort } as Docker.ExecStartOptions);
       let output = '';
       await new Promise<void>((resolveRun, rejectRun) => {

@@ -17,11 +17,14 @@ const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
  * Normalises one name, or says why it can't be on a certificate.
  * `allowWildcard` is false for HTTP-01, which cannot validate wildcards (RFC 8555 section 7.1.3).
  */
-export function normaliseName(input: string, options: { allowWildcard?: boolean } = {}): { name: string } | NameProblem {
+export function normaliseName(input: string, options: { allowWildcard?: boolean; allowIp?: boolean } = {}): { name: string } | NameProblem {
   const raw = input.trim();
   if (raw === '') return { input, reason: 'the name is empty' };
-  if (isIP(raw) || isIP(raw.replace(/^\[|\]$/g, ''))) {
-    return { input, reason: 'IP addresses cannot be validated over HTTP-01 by padlock; use a DNS name' };
+  const bare = raw.replace(/^\[|\]$/g, '');
+  if (isIP(bare)) {
+    // RFC 8738: an IP identifier, in its canonical text (RFC 5952 for IPv6), as the CSR and the CA will show it.
+    if (options.allowIp) return { name: isIP(bare) === 6 ? new URL(`http://[${bare}]/`).hostname.replace(/^\[|\]$/g, '') : bare };
+    return { input, reason: 'IP addresses get a certificate only from padlock issue (RFC 8738); clients send no SNI for them, so padlock cannot route them here: use a DNS name' };
   }
   let name = raw.toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
@@ -35,7 +38,7 @@ export function normaliseName(input: string, options: { allowWildcard?: boolean 
   let labels = name.split('.');
   if (labels[0] === '*') {
     if (!options.allowWildcard) {
-      return { input, reason: 'wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them' };
+      return { input, reason: 'wildcard names need the DNS-01 challenge (--dns PROVIDER); HTTP-01 cannot validate them' };
     }
     labels = labels.slice(1);
   }
@@ -55,7 +58,7 @@ export function normaliseName(input: string, options: { allowWildcard?: boolean 
  * NAME_INVALID error, and duplicates (after normalisation) are dropped while
  * keeping the first occurrence's position.
  */
-export function normaliseNames(inputs: readonly string[], options: { allowWildcard?: boolean } = {}): string[] {
+export function normaliseNames(inputs: readonly string[], options: { allowWildcard?: boolean; allowIp?: boolean } = {}): string[] {
   const problems: NameProblem[] = [];
   const out: string[] = [];
   for (const input of inputs) {

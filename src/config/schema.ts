@@ -6,13 +6,28 @@
  */
 import { z } from 'zod';
 import { shownValue } from './shown.js';
-import { validate as validCron } from 'node-cron';
+import { Cron } from 'croner';
 import { notifyConfigSchema } from '../notify/config.js';
 import { companionConfigSchema, companionConfigProblems } from '../companion/config.js';
 import { adminConfigSchema, adminAccessProblem } from '../observe/admin-auth.js';
 import { PadlockError } from '../errors.js';
 import { storeConfigSchema, storeConfigProblems } from '../store/store-config.js';
 import { cidrProblem } from '../proxy/upstream-guard.js';
+import { DEFAULT_TLS_CONTEXT_CACHE } from '../tls/contexts.js';
+
+/** A cron expression croner accepts: five fields, or six with seconds first. Nothing is scheduled. */
+function validCron(value: string): boolean {
+  try {
+    new Cron(value, { paused: true }).stop();
+    return true;
+  } catch {
+    return false;
+  }
+}
+import { dnsConfigSchema, dnsConfigProblems } from './dns-config.js';
+
+/** Keys only the config file can set (structured values, no flag or env var). */
+export const FILE_ONLY_KEYS: ReadonlySet<string> = new Set(['sites', 'dns']);
 
 const cidr = z.string().superRefine((v, ctx) => {
   const problem = cidrProblem(v);
@@ -29,6 +44,11 @@ export const staticSiteSchema = z.object({
   hsts: z.union([z.boolean(), z.number().int().min(0)]).default(false),
   https: z.boolean().default(true),
   email: z.string().optional(),
+  upstreamWait: z.number().min(0).max(300).optional(),
+  healthcheck: z.string().regex(/^\/[\x21-\x7e]{0,1023}$/, 'healthcheck must be a path such as /healthz').optional(),
+  healthcheckInterval: z.number().min(0.1).max(3600).optional(),
+  /** `dns-01` through the `dns:` provider covering the host (a wildcard host always uses it). */
+  challenge: z.enum(['http-01', 'dns-01']).optional(),
 }).strict();
 
 /**
@@ -53,7 +73,7 @@ export const runConfigSchema = z.object({
   adminListen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'adminListen must be HOST:PORT').default('127.0.0.1:9180').describe('Admin API (status, health) address'),
   localSuffixes: z.array(z.string().min(1)).default(['localhost', 'internal', 'home.arpa']).describe('Name suffixes that get certificates from the local CA'),
   concurrency: z.number().int().min(1).max(100).default(4).describe('ACME orders in flight at once'),
-  renewCron: z.string().refine((v) => validCron(v), 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
+  renewCron: z.string().refine(validCron, 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
   http2: z.boolean().default(true).describe('Serve HTTP/2 on the HTTPS port (ALPN h2, then http/1.1 on the same port); false serves HTTP/1.1 only'),
@@ -71,6 +91,14 @@ export const runConfigSchema = z.object({
     .describe('HTTP/2: stream resets (RST_STREAM) a client may send at once before its connection is closed (Rapid Reset)'),
   http2ResetRate: z.number().int().min(1, 'http2ResetRate must be at least 1').default(33)
     .describe('HTTP/2: stream resets per second a client earns back'),
+  tlsContextCache: z.number().int().min(1, 'tlsContextCache must be at least 1').max(1_000_000, 'tlsContextCache must be at most 1000000').default(DEFAULT_TLS_CONTEXT_CACHE)
+    .describe('TLS contexts kept in memory per process, least recently used evicted first (each costs 35-70 KB; an evicted name is rebuilt on its next handshake)'),
+  routeGrace: z.number().min(0, 'routeGrace must be 0 or more seconds').max(86_400, 'routeGrace must be at most 86400 seconds (a day)').default(300)
+    .describe("Seconds a name keeps its certificate and route after its last container stopped (requests are held, then answered 503); 0 drops it at once"),
+  upstreamWait: z.number().min(0, 'upstreamWait must be 0 or more seconds').max(300, 'upstreamWait must be at most 300 seconds').default(5)
+    .describe('Seconds a request waits for an upstream to come up when none is up (labels may override with padlock.upstream-wait); 0 answers at once'),
+  heldRequestsMax: z.number().int().min(1, 'heldRequestsMax must be at least 1').max(100_000, 'heldRequestsMax must be at most 100000').default(1000)
+    .describe('Most requests held at once while waiting for an upstream (per process; one name may hold half of them); more get 503 at once'),
   storeLockTtl: z.number().int().min(5, 'storeLockTtl must be at least 5 seconds').max(3600, 'storeLockTtl must be at most 3600 seconds').default(60)
     .describe('Seconds a certificate lock in a shared store outlives a replica that died holding it (its holder renews it every sixth of that)'),
   storeAlertAfter: z.number().int().min(0).default(300).describe('Seconds a shared store (Redis) may stay unreachable before padlock alerts (it keeps serving meanwhile)'),
@@ -79,6 +107,7 @@ export const runConfigSchema = z.object({
   allowUpstream: z.array(cidr).default([]).describe('CIDRs padlock may forward to although they are link-local or cloud metadata addresses, e.g. 169.254.10.0/24 (comma-separated)'),
   trustedProxies: z.array(cidr).default([]).describe("CIDRs of proxies in front of padlock whose X-Forwarded-*, X-Real-IP and Forwarded headers are kept (comma-separated); everyone else's are replaced"),
   sites: z.array(staticSiteSchema).default([]).describe('Static routes (config file only)'),
+  dns: dnsConfigSchema.optional().describe('DNS-01 providers and the zones each covers (config file only)'),
 }).extend(notifyConfigSchema.shape).extend(storeConfigSchema.shape).extend(companionConfigSchema.shape).extend(adminConfigSchema.shape).strict();
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
@@ -92,6 +121,7 @@ export function keyKind(key: RunConfigKey): 'number' | 'boolean' | 'list' | 'str
   if (inner instanceof z.ZodNumber) return 'number';
   if (inner instanceof z.ZodBoolean) return 'boolean';
   if (inner instanceof z.ZodArray) return key === 'sites' ? 'object' : 'list';
+  if (inner instanceof z.ZodObject) return 'object';
   return 'string';
 }
 
@@ -144,7 +174,7 @@ export function parseRunConfig(
     // Rules across several keys, which one schema field cannot express.
     const adminHost = /^\[?([^\]]*?)\]?:\d+$/.exec(result.data.adminListen)?.[1] ?? result.data.adminListen;
     const admin = adminAccessProblem(adminHost, result.data.adminToken ?? result.data.adminTokenFile);
-    const cross = [...companionConfigProblems(result.data), ...storeConfigProblems(result.data, rawEnv), ...(admin ? [admin] : [])];
+    const cross = [...companionConfigProblems(result.data), ...storeConfigProblems(result.data, rawEnv), ...dnsConfigProblems(result.data.dns).map((p) => `${layers.fileName ? `config file ${layers.fileName}: ` : ''}${p}`), ...(admin ? [admin] : [])];
     if (cross.length) throw new PadlockError('CONFIG_INVALID', cross.length === 1 ? cross[0]! : `${cross.length} configuration problems:\n  - ${cross.join('\n  - ')}`, { details: { problems: cross } });
     return Object.freeze(result.data) as RunConfig;
   }
@@ -165,7 +195,7 @@ export function parseRunConfig(
 export function envLayer(env: NodeJS.ProcessEnv): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(runConfigSchema.shape) as RunConfigKey[]) {
-    if (key === 'sites') continue;
+    if (FILE_ONLY_KEYS.has(key)) continue;
     const raw = env[envName(key)];
     if (raw !== undefined && raw !== '') out[key] = fromString(key, raw);
   }

@@ -3,15 +3,25 @@
  * Pure. Any problem is a CONFIG_INVALID error listing every bad entry, since
  * config is validated once, at start.
  */
-import type { SiteSpec } from '../state/desired-state.js';
+import { DEFAULT_HEALTHCHECK_INTERVAL_MS, type SiteSpec } from '../state/desired-state.js';
 import type { StaticSite } from './schema.js';
-import { normaliseSiteHost } from './names.js';
+import { normaliseName, normaliseSiteHost } from './names.js';
 import { shownUrl } from './shown.js';
 import { parseUpstreamUrl } from './upstream.js';
 import { PadlockError } from '../errors.js';
 import type { UpstreamGuard } from '../proxy/upstream-guard.js';
 
+
 export const HSTS_DEFAULT_MAX_AGE = 31_536_000;
+
+/** A wildcard host: one whole first label (RFC 8555 section 7.1.3), public, and covered by a DNS provider. */
+function wildcardHost(raw: string, dnsCovers: ((name: string) => boolean) | undefined): { name: string; issuer: 'acme' } | { reason: string } {
+  const r = normaliseName(raw, { allowWildcard: true });
+  if ('reason' in r) return r;
+  if (!r.name.startsWith('*.')) return { reason: 'only a whole first label may be a wildcard (*.example.com)' };
+  if (!dnsCovers?.(r.name.slice(2))) return { reason: `a wildcard needs the DNS-01 challenge, and no provider in dns.providers covers ${r.name.slice(2)}; add one with zones: [${r.name.slice(2)}]` };
+  return { name: r.name, issuer: 'acme' };
+}
 
 /** Parses an upstream URL; `host:port` alone means http. */
 export function parseUpstream(input: string): string | { reason: string } {
@@ -25,13 +35,18 @@ export function parseUpstream(input: string): string | { reason: string } {
  * listeners, link-local and metadata addresses without `--allow-upstream`)
  * is one of those errors: the operator hears it at start, not per request.
  */
-export function staticSites(entries: readonly StaticSite[], localSuffixes: readonly string[], fileName = 'config file', guard?: UpstreamGuard): SiteSpec[] {
+export function staticSites(entries: readonly StaticSite[], localSuffixes: readonly string[], fileName = 'config file', guard?: UpstreamGuard, dnsCovers?: (name: string) => boolean): SiteSpec[] {
   const problems: string[] = [];
   const sites = new Map<string, SiteSpec>();
   entries.forEach((e, i) => {
     const where = `${fileName}: sites.${i}`;
-    const host = normaliseSiteHost(e.host, localSuffixes);
+    const host = e.host.trim().startsWith('*') ? wildcardHost(e.host, dnsCovers) : normaliseSiteHost(e.host, localSuffixes);
     if ('reason' in host) return void problems.push(`${where}.host "${e.host}": ${host.reason}`);
+    const dns = host.name.startsWith('*.') || e.challenge === 'dns-01';
+    if (dns && e.challenge !== 'http-01' && host.issuer === 'acme' && !dnsCovers?.(host.name.replace(/^\*\./, ''))) {
+      return void problems.push(`${where}: ${host.name} needs DNS-01, and no provider in dns.providers covers it; add one with zones: [${host.name.replace(/^\*\./, '')}]`);
+    }
+    if (host.name.startsWith('*.') && e.challenge === 'http-01') return void problems.push(`${where}.challenge: a wildcard can only be validated over dns-01`);
     if (sites.has(host.name)) return void problems.push(`${where}.host "${e.host}": listed twice`);
     const upstreams: string[] = [];
     for (const raw of Array.isArray(e.upstream) ? e.upstream : [e.upstream]) {
@@ -42,15 +57,18 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
       else upstreams.push(u);
     }
     const hsts = e.hsts === true ? HSTS_DEFAULT_MAX_AGE : e.hsts === false || e.hsts === 0 ? undefined : e.hsts;
+    const healthcheck = e.healthcheck ? { path: e.healthcheck, intervalMs: Math.round((e.healthcheckInterval ?? DEFAULT_HEALTHCHECK_INTERVAL_MS / 1000) * 1000) } : undefined;
     sites.set(host.name, {
       host: host.name,
-      upstreams: upstreams.map((url) => ({ url })),
+      upstreams: upstreams.map((url) => ({ url, ...(healthcheck ? { healthcheck } : {}) })),
       https: e.https,
       redirect: e.redirect,
       ...(hsts ? { hstsMaxAge: hsts } : {}),
       ...(e.email ? { email: e.email } : {}),
       ...(e.profile ? { profile: e.profile } : {}),
+      ...(dns && host.issuer === 'acme' && e.https ? { challenge: 'dns-01' as const } : {}),
       issuer: host.issuer,
+      ...(e.upstreamWait !== undefined ? { upstreamWait: e.upstreamWait } : {}),
     });
   });
   if (problems.length) throw new PadlockError('CONFIG_INVALID', `${problems.length} problem(s) in sites:\n  - ${problems.join('\n  - ')}`, { details: { problems } });

@@ -5,14 +5,11 @@
  * follows the event stream. Nothing here writes, so a read-only socket proxy
  * in front of the daemon is enough.
  */
-import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import Docker from 'dockerode';
-import { PadlockError, errorMessage } from '../errors.js';
-import { fromInspect, type ContainerInfo } from './container.js';
+import { fromInspect, fromSummary, type ContainerInfo } from './container.js';
+import { parseDockerHost } from './host.js';
 
 /** One event from the Engine API's `/events` stream, reduced to what the watcher needs. */
 export interface DockerEvent {
@@ -33,8 +30,11 @@ export interface DockerEvent {
 /** Read access to one Docker daemon. */
 export interface DockerSource {
   /**
-   * Every running container, inspected (env is only in inspect). A container
-   * that disappears between the listing and its inspect is left out. Rejects
+   * Every container. Running ones are inspected (env is only in inspect); the
+   * others come from the listing's summary (`fromSummary`: name and labels,
+   * `running: false`), so that the grace period can tell a stopped container
+   * from a removed one. A container that disappears between the listing and
+   * its inspect is left out. Rejects
    * when the daemon fails or does not answer within the adapter's timeout,
    * or when `signal` aborts; safe to call concurrently.
    */
@@ -65,57 +65,7 @@ export interface DockerSourceOptions {
   timeoutMs?: number;
 }
 
-/** What `parseDockerHost` gives dockerode. */
-export interface DockerConnection {
-  socketPath?: string;
-  host?: string;
-  port?: number;
-  protocol?: 'http' | 'https';
-  ca?: Buffer;
-  cert?: Buffer;
-  key?: Buffer;
-}
-
-export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
-
-/**
- * Reads a Docker host address the way the docker CLI does: `unix:///path`,
- * `tcp://host:port` (TLS when `DOCKER_TLS_VERIFY` is set, with `ca.pem`,
- * `cert.pem`, `key.pem` from `DOCKER_CERT_PATH` or `~/.docker`), or a bare
- * socket path. Throws CONFIG_INVALID for anything else, naming the value.
- */
-export function parseDockerHost(dockerHost: string | undefined, env: Record<string, string | undefined> = process.env): DockerConnection {
-  const value = (dockerHost ?? env.DOCKER_HOST ?? '').trim();
-  if (value === '') return { socketPath: DEFAULT_DOCKER_SOCKET };
-  if (value.startsWith('/')) return { socketPath: value };
-  if (value.startsWith('unix://')) {
-    const path = value.slice('unix://'.length);
-    if (!path.startsWith('/')) throw invalid(value, 'a unix socket address needs an absolute path, as in unix:///var/run/docker.sock');
-    return { socketPath: path };
-  }
-  const m = /^(tcp|http|https):\/\/([^/:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})\/?$/.exec(value);
-  if (!m) throw invalid(value, 'use unix:///PATH or tcp://HOST:PORT');
-  const [, scheme, host = '', portText] = m;
-  const port = Number(portText);
-  if (!(port >= 1 && port <= 65535)) throw invalid(value, `${portText} is not a port (1-65535)`);
-  const tlsVerify = env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '' && env.DOCKER_TLS_VERIFY !== '0';
-  const conn: DockerConnection = { host: host.replace(/^\[|\]$/g, ''), port, protocol: tlsVerify || scheme === 'https' ? 'https' : 'http' };
-  if (tlsVerify) {
-    const dir = env.DOCKER_CERT_PATH || join(homedir(), '.docker');
-    try {
-      conn.ca = readFileSync(join(dir, 'ca.pem'));
-      conn.cert = readFileSync(join(dir, 'cert.pem'));
-      conn.key = readFileSync(join(dir, 'key.pem'));
-    } catch (e) {
-      throw new PadlockError('CONFIG_INVALID', `DOCKER_TLS_VERIFY is set but the TLS files in ${dir} cannot be read (${errorMessage(e)}); set DOCKER_CERT_PATH to the folder holding ca.pem, cert.pem and key.pem`, { cause: e });
-    }
-  }
-  return conn;
-}
-
-function invalid(value: string, what: string): PadlockError<'CONFIG_INVALID'> {
-  return new PadlockError('CONFIG_INVALID', `docker host "${value}" is not usable: ${what}`, { details: { dockerHost: value } });
-}
+export { DEFAULT_DOCKER_SOCKET, parseDockerHost, type DockerConnection } from './host.js';
 
 /** Runs `fn` with at most `limit` in flight. */
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
@@ -157,8 +107,10 @@ export function createDockerSource(options: DockerSourceOptions = {}): DockerSou
   return {
     list: (callerSignal) =>
       withTimeout('list', async (signal) => {
-        const summaries = await docker.listContainers({ all: false, abortSignal: signal });
+        const summaries = await docker.listContainers({ all: true, abortSignal: signal });
         const infos = await mapLimit(summaries, 8, async (s) => {
+          // Paused counts as running, as before (inspect says Running, and listing without `all` includes it).
+          if (s.State !== 'running' && s.State !== 'paused') return fromSummary(s);
           try {
             return fromInspect(await docker.getContainer(s.Id).inspect({ abortSignal: signal } as object));
           } catch (e) {

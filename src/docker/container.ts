@@ -77,3 +77,23 @@ export function fromInspect(inspect: Dockerode.ContainerInspectInfo): ContainerI
   if (healthStatus && HEALTH.has(healthStatus)) info.health = healthStatus as NonNullable<ContainerInfo['health']>;
   return info;
 }
+
+/**
+ * A container that is not running, from the listing's summary alone (no
+ * inspect: a host may keep hundreds of exited containers, and discovery only
+ * needs to know that this one still exists, for the grace period). Its env,
+ * networks and ports are left empty: it routes nothing. Pure.
+ */
+export function fromSummary(summary: Pick<Dockerode.ContainerInfo, 'Id' | 'Names' | 'Labels' | 'Created'>): ContainerInfo {
+  return {
+    id: summary.Id,
+    name: (summary.Names?.[0] ?? '').replace(/^\//, ''),
+    labels: { ...(summary.Labels ?? {}) },
+    env: {},
+    running: false,
+    networkMode: 'default',
+    networks: {},
+    exposedPorts: [],
+    createdAt: Number.isFinite(summary.Created) ? new Date(summary.Created * 1000).toISOString() : '',
+  };
+}

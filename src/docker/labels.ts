@@ -18,6 +18,15 @@
  * | `padlock.redirect` | redirect plain HTTP to HTTPS (308) | `true` |
  * | `padlock.hsts` | `true` (or `1`, `yes`, `on`) = max-age 31536000, another number = that max-age, `false`/`0` = off | off |
  * | `padlock.enable` | `false` always excludes; with exposedByDefault off, only `true` includes | (exposedByDefault) |
+ * | `padlock.upstream-wait` | how long a request waits for an upstream when none is up: seconds, or `500ms`, `10s`, `1m` (at most 300 s; `0` answers at once) | `upstreamWait` (`--upstream-wait`) |
+ * | `padlock.healthcheck` | a path (`/healthz`) padlock GETs on this container; it gets requests only while the answer is 2xx or 3xx | none |
+ * | `padlock.healthcheck-interval` | how often that check runs once it passes: seconds, or `500ms`, `10s`, `1m` (0.1 s to 1 h) | `5s` |
+ * | `padlock.challenge` | `dns-01` (needs a DNS provider covering each name, `dnsCovers`) or `http-01` | `http-01`; wildcards always `dns-01` |
+ *
+ * A wildcard host (`*.example.com`) is accepted when a DNS provider covers
+ * `example.com`; it routes every one-label name under it that has no route
+ * of its own, from one wildcard certificate (proxy/routes.ts). Otherwise it
+ * is refused with LABEL_WILDCARD, whose message says how to configure DNS-01.
  *
  * Booleans accept `true/false`, `1/0`, `yes/no`, `on/off` (any case).
  *
@@ -90,11 +99,12 @@
  * reported as CONTAINER_UNHEALTHY (Traefik also drops unhealthy containers).
  * One whose check is still `starting` is routed: see the comment in the code.
  */
-import { isLocalName, normaliseSiteHost } from '../config/names.js';
+import { isLocalName, normaliseName, normaliseSiteHost } from '../config/names.js';
 import { isLoopbackAddress, type UpstreamGuard } from '../proxy/upstream-guard.js';
 import { shownUrl } from '../config/shown.js';
 import { parseUpstreamUrl } from '../config/upstream.js';
-import type { DesiredState, RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
+import { DEFAULT_HEALTHCHECK_INTERVAL_MS, type ContainerPresence, type DesiredState, type RouteProblem, type SiteSpec, type Upstream } from '../state/desired-state.js';
+import { parseDurationMs } from '../config/duration.js';
 import type { LabelCode } from '../errors.js';
 import type { ContainerInfo } from './container.js';
 
@@ -116,6 +126,11 @@ export interface DiscoveryOptions {
    * Names are checked when the proxy connects.
    */
   upstreamGuard?: Pick<UpstreamGuard, 'checkUrl'>;
+  /**
+   * Whether a configured DNS provider covers a name (the config's `dns:`
+   * section). Wildcards and `padlock.challenge=dns-01` need one; absent: none does.
+   */
+  dnsCovers?: (name: string) => boolean;
 }
 
 /** The label keys padlock reads. */
@@ -128,7 +143,14 @@ export const LABELS = {
   redirect: 'padlock.redirect',
   hsts: 'padlock.hsts',
   enable: 'padlock.enable',
+  upstreamWait: 'padlock.upstream-wait',
+  healthcheck: 'padlock.healthcheck',
+  healthcheckInterval: 'padlock.healthcheck-interval',
+  challenge: 'padlock.challenge',
 } as const;
+
+/** The longest `padlock.upstream-wait` (the same bound as `--upstream-wait`). */
+export const MAX_UPSTREAM_WAIT_MS = 300_000;
 
 /** The nginx-proxy / acme-companion env vars padlock honours. */
 export const ENV = {
@@ -147,7 +169,7 @@ export const DEFAULT_HSTS_MAX_AGE = 31_536_000;
 interface Claim {
   host: string;
   container: ContainerInfo;
-  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string; profile?: string };
+  settings: { https: boolean; redirect: boolean; hstsMaxAge?: number; email?: string; profile?: string; upstreamWait?: number; challenge?: 'dns-01' };
   upstream: Upstream;
 }
 
@@ -170,11 +192,16 @@ const FALSE = new Set(['false', '0', 'no', 'off']);
 export function buildDesiredState(containers: readonly ContainerInfo[], options: DiscoveryOptions): DesiredState {
   const problems: RouteProblem[] = [];
   const claims: Claim[] = [];
+  const present: ContainerPresence[] = [];
   for (const c of containers) {
-    if (!c.running) continue;
+    if (!c.running) {
+      present.push({ id: c.id, name: c.name, running: false });
+      continue;
+    }
     const r = readContainer(c, options);
     problems.push(...r.problems);
     claims.push(...r.claims);
+    present.push({ id: c.id, name: c.name, running: true, asks: r.asks });
   }
 
   // First created wins a conflicting claim; name breaks ties so the result never depends on listing order.
@@ -191,7 +218,9 @@ export function buildDesiredState(containers: readonly ContainerInfo[], options:
         ...(claim.settings.hstsMaxAge !== undefined ? { hstsMaxAge: claim.settings.hstsMaxAge } : {}),
         ...(claim.settings.email !== undefined ? { email: claim.settings.email } : {}),
         ...(claim.settings.profile !== undefined ? { profile: claim.settings.profile } : {}),
+        ...(claim.settings.challenge !== undefined ? { challenge: claim.settings.challenge } : {}),
         issuer: isLocalName(claim.host, options.localSuffixes) ? 'local' : 'acme',
+        ...(claim.settings.upstreamWait !== undefined ? { upstreamWait: claim.settings.upstreamWait } : {}),
       };
       sites.set(claim.host, { spec, winner: claim.container });
       continue;
@@ -220,7 +249,8 @@ export function buildDesiredState(containers: readonly ContainerInfo[], options:
     (a, b) =>
       cmp(a.containerName ?? '', b.containerName ?? '') || cmp(a.code, b.code) || cmp(a.host ?? '', b.host ?? '') || cmp(a.message, b.message),
   );
-  return { sites: out, problems };
+  present.sort((a, b) => cmp(a.name, b.name) || cmp(a.id, b.id));
+  return { sites: out, problems, containers: present };
 }
 
 /** Code-point order, so the result does not depend on the locale. */
@@ -235,6 +265,8 @@ function settingDifferences(spec: SiteSpec, s: Claim['settings']): string[] {
   if (spec.hstsMaxAge !== s.hstsMaxAge) d.push(`hsts ${s.hstsMaxAge ?? 'off'} vs ${spec.hstsMaxAge ?? 'off'}`);
   if (spec.email !== s.email) d.push(`email ${s.email ?? 'none'} vs ${spec.email ?? 'none'}`);
   if (spec.profile !== s.profile) d.push(`profile ${s.profile ?? 'default'} vs ${spec.profile ?? 'default'}`);
+  if (spec.upstreamWait !== s.upstreamWait) d.push(`upstream-wait ${s.upstreamWait ?? 'default'} vs ${spec.upstreamWait ?? 'default'}`);
+  if (spec.challenge !== s.challenge) d.push(`challenge ${s.challenge ?? 'http-01'} vs ${spec.challenge ?? 'http-01'}`);
   return d;
 }
 
@@ -284,9 +316,15 @@ function splitList(value: string): string[] {
 function checkHost(
   raw: string,
   localSuffixes: readonly string[],
+  dnsCovers?: (name: string) => boolean,
 ): { name: string } | { code: 'LABEL_WILDCARD' | 'LABEL_INVALID_HOST'; reason: string } {
   if (raw.includes('*')) {
-    return { code: 'LABEL_WILDCARD', reason: 'wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name' };
+    // A one-label wildcard (RFC 8555 section 7.1.3) is served when a DNS provider covers its base: DNS-01 can validate it.
+    const w = normaliseName(raw, { allowWildcard: true });
+    if (!('name' in w) || !w.name.startsWith('*.')) return { code: 'LABEL_WILDCARD', reason: 'only a whole first label may be a wildcard (*.example.com)' };
+    if (isLocalName(w.name.slice(2), localSuffixes)) return { code: 'LABEL_WILDCARD', reason: 'local names get one certificate each from the local CA; list each name' };
+    if (dnsCovers?.(w.name.slice(2))) return { name: w.name };
+    return { code: 'LABEL_WILDCARD', reason: `wildcard names need the DNS-01 challenge, and no DNS provider in the config covers ${w.name.slice(2)}: add one to the config file's dns.providers with zones: [${w.name.slice(2)}] (see "DNS-01" in the README), or list each name` };
   }
   if (raw.startsWith('~')) return { code: 'LABEL_INVALID_HOST', reason: 'regular-expression hosts (nginx-proxy\'s ~) are not supported; list each name' };
   const lowered = raw.trim().toLowerCase().replace(/\.$/, '');
@@ -346,7 +384,7 @@ function wantedNames(c: ContainerInfo, options: DiscoveryOptions, bad: (code: La
 
 /** A name as VIRTUAL_HOST and LETSENCRYPT_HOST are matched: normalised when valid, else as written. */
 function hostKey(raw: string, options: DiscoveryOptions): string {
-  const r = checkHost(raw, options.localSuffixes);
+  const r = checkHost(raw, options.localSuffixes, options.dnsCovers);
   return 'name' in r ? r.name : raw;
 }
 
@@ -357,7 +395,7 @@ function hostKey(raw: string, options: DiscoveryOptions): string {
  * together (see the module comment): a bad name only itself, a bad shared
  * setting every name of the container.
  */
-function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: Claim[]; problems: RouteProblem[] } {
+function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: Claim[]; problems: RouteProblem[]; asks: string[] } {
   const problems: RouteProblem[] = [];
   const bad = (code: LabelCode, s: Source, text: string, host?: string): void => {
     problems.push(problem(code, c, `${where(s, c)}: ${text}`, { source: s.key, ...(host ? { host } : {}) }));
@@ -372,21 +410,23 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
   // --- should padlock look at this container at all? ---
   const enableSrc = pick(c, LABELS.enable, undefined);
   const enabled = enableSrc ? parseBool(enableSrc) : undefined;
-  if (enabled === false) return { claims: [], problems };
+  if (enabled === false) return { claims: [], problems, asks: [] };
   // An unreadable padlock.enable still asks for padlock's attention: everything is read and reported, nothing routed.
   const unreadableEnable = enableSrc !== undefined && enabled === undefined;
-  if (!options.exposedByDefault && enabled !== true && !unreadableEnable) return { claims: [], problems };
+  if (!options.exposedByDefault && enabled !== true && !unreadableEnable) return { claims: [], problems, asks: [] };
   if (unreadableEnable) fail('LABEL_INVALID_VALUE', enableSrc, `"${enableSrc.value}" is not a boolean (true or false)`);
 
   // --- which names, and which of them get HTTPS ---
   const { names: wanted, hostLabel } = wantedNames(c, options, bad);
+  // What the grace period compares with the names a stopped container of the same name had (state/grace.ts).
+  const asks = [...new Set(wanted.map((w) => hostKey(w.raw, options)))].sort(cmp);
   if (wanted.length === 0 && enabled === true && !hostLabel) {
     problems.push(
       problem('LABEL_NO_HOST', c, `label ${LABELS.enable} on container ${c.name}: the container is enabled but names no host; set ${LABELS.host}`, { source: LABELS.enable }),
     );
   }
   // Only a container that asks for a route hears about its other settings.
-  if (wanted.length === 0 && !hostLabel && enableSrc === undefined) return { claims: [], problems };
+  if (wanted.length === 0 && !hostLabel && enableSrc === undefined) return { claims: [], problems, asks };
 
   // --- settings shared by all of the container's names ---
   const redirectSrc = pick(c, LABELS.redirect, undefined);
@@ -424,19 +464,41 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
     else profile = v;
   }
 
+  const waitSrc = pick(c, LABELS.upstreamWait, undefined);
+  let upstreamWait: number | undefined;
+  if (waitSrc) {
+    const ms = parseDurationMs(waitSrc.value);
+    if (ms === undefined || ms > MAX_UPSTREAM_WAIT_MS) fail('LABEL_INVALID_VALUE', waitSrc, `"${waitSrc.value}" is not a wait of 0 to 300 seconds (write 10, 10s or 500ms)`);
+    else upstreamWait = ms / 1000;
+  }
+
+  const healthcheck = readHealthcheck(c, fail);
+  // padlock.challenge: dns-01 for names the internet cannot reach over HTTP (internal services).
+  const challengeSrc = pick(c, LABELS.challenge, undefined);
+  let wantDns = false;
+  if (challengeSrc) {
+    const v = challengeSrc.value.trim().toLowerCase();
+    if (v === 'dns-01') wantDns = true;
+    else if (v !== 'http-01') fail('LABEL_INVALID_VALUE', challengeSrc, `"${challengeSrc.value}" is not a challenge padlock answers for containers (dns-01 or http-01)`);
+  }
+
   const upstream = resolveUpstream(c, options, fail);
 
   // --- the names; a bad name disables only itself ---
   const valid: Array<{ name: string; https: boolean }> = [];
   const seen = new Set<string>();
   for (const w of wanted) {
-    const r = checkHost(w.raw, options.localSuffixes);
+    const r = checkHost(w.raw, options.localSuffixes, options.dnsCovers);
     if ('reason' in r) {
       bad(r.code, w.src, `"${w.raw}" is not a usable host name: ${r.reason}; the container's other names still route`, w.raw);
       continue;
     }
     if (seen.has(r.name)) continue;
     seen.add(r.name);
+    if (wantDns && !r.name.startsWith('*.') && !isLocalName(r.name, options.localSuffixes) && !options.dnsCovers?.(r.name)) {
+      bad('LABEL_INVALID_VALUE', challengeSrc!, `${r.name} asks for dns-01, but no DNS provider in the config covers it: add one to the config file's dns.providers with its zone; the container's other names still route`, r.name);
+      continue;
+    }
     valid.push({ name: r.name, https: w.https });
   }
 
@@ -447,9 +509,9 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
     problems.push(
       problem('CONTAINER_UNHEALTHY', c, `container ${c.name} is unhealthy (its health check fails); padlock sends it no requests until the check passes`),
     );
-    return { claims: [], problems };
+    return { claims: [], problems, asks };
   }
-  if (broken || upstream === undefined) return { claims: [], problems };
+  if (broken || upstream === undefined) return { claims: [], problems, asks };
 
   const claims = valid.map((v): Claim => ({
     host: v.name,
@@ -461,10 +523,36 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
       ...(hstsMaxAge !== undefined && v.https ? { hstsMaxAge } : {}),
       ...(email !== undefined ? { email } : {}),
       ...(profile !== undefined && v.https ? { profile } : {}),
+      ...(upstreamWait !== undefined ? { upstreamWait } : {}),
+      // Wildcards can only be validated over DNS-01; local names never need it (the local CA signs them).
+      ...(v.https && (v.name.startsWith('*.') || (wantDns && !isLocalName(v.name, options.localSuffixes))) ? { challenge: 'dns-01' as const } : {}),
     },
-    upstream: { url: upstream, containerId: c.id, containerName: c.name },
+    upstream: { url: upstream, containerId: c.id, containerName: c.name, ...(healthcheck ? { healthcheck } : {}) },
   }));
-  return { claims, problems };
+  return { claims, problems, asks };
+}
+
+/** `padlock.healthcheck` and its interval, or undefined (after `fail` for a bad value, or when there is none). */
+function readHealthcheck(c: ContainerInfo, fail: (code: LabelCode, s: Source, text: string) => void): Upstream['healthcheck'] {
+  const pathSrc = pick(c, LABELS.healthcheck, undefined);
+  const intervalSrc = pick(c, LABELS.healthcheckInterval, undefined);
+  let intervalMs = DEFAULT_HEALTHCHECK_INTERVAL_MS;
+  if (intervalSrc) {
+    const ms = parseDurationMs(intervalSrc.value);
+    if (ms === undefined || ms < 100 || ms > 3_600_000) {
+      fail('LABEL_INVALID_VALUE', intervalSrc, `"${intervalSrc.value}" is not an interval of 0.1 s to 1 h (write 5, 5s or 500ms)`);
+      return undefined;
+    }
+    intervalMs = ms;
+  }
+  if (!pathSrc) return undefined;
+  const path = pathSrc.value.trim();
+  // Visible ASCII only: it goes into a request line as is.
+  if (!/^\/[\x21-\x7e]{0,1023}$/.test(path)) {
+    fail('LABEL_INVALID_VALUE', pathSrc, `"${pathSrc.value}" is not a path such as /healthz (it must start with / and hold no spaces)`);
+    return undefined;
+  }
+  return { path, intervalMs };
 }
 
 /**

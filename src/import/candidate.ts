@@ -4,9 +4,11 @@
  *
  * Lineage names: one lineage per certificate, named after its first name
  * (Traefik's `domain.main`, certbot's lineage name); a wildcard
- * `*.example.com` becomes `wildcard.example.com`.
+ * `*.example.com` becomes `wildcard_.example.com`, the lineage `padlock run`
+ * serves a `*.example.com` site from (state/reconcile.ts).
  */
 import type { LineageMeta } from '../store/store.js';
+import { lineageNameFor as siteLineage } from '../state/reconcile.js';
 
 /** One certificate found in a source, as the source describes it. */
 export interface ImportCandidate {
@@ -27,8 +29,7 @@ export interface ImportCandidate {
   problem?: { code: string; message: string };
 }
 
-/** `*.example.com` → `wildcard.example.com`; lowercase, no trailing dot. */
+/** `*.example.com` → `wildcard_.example.com`; lowercase, no trailing dot. */
 export function lineageNameFor(domain: string): string {
-  const d = domain.trim().toLowerCase().replace(/\.$/, '');
-  return d.startsWith('*.') ? `wildcard.${d.slice(2)}` : d;
+  return siteLineage(domain.trim().toLowerCase().replace(/\.$/, ''));
 }

@@ -37,6 +37,7 @@ import { PadlockError, errorMessage } from '../errors.js';
 import { normaliseNames } from '../config/names.js';
 import { isValidLineageName, type AccountRecord, type CertBundle, type CertStore, type LineageMeta } from '../store/store.js';
 import { describeCertificate, splitPem } from '../tls/inspect.js';
+import { leafFacts } from '../tls/leaf-facts.js';
 import { verifyCertificate } from '../tls/verify.js';
 import { describePrivateKey, toPkcs8Pem } from '../tls/keys.js';
 import { loadTrustAnchors, type TrustAnchors } from '../tls/roots.js';
@@ -117,8 +118,10 @@ export async function importCandidate(c: ImportCandidate, opts: ImportOptions): 
   }
   const domains = c.domains.length > 0 ? c.domains : leaf.names;
   const warnings = [...c.warnings];
+  let anchor: string | undefined;
   try {
-    await verifyCertificate({ cert: blocks[0]!, chain: blocks.slice(1).join(''), key: keyPem, names: domains, roots: opts.roots, at: now });
+    const verified = await verifyCertificate({ cert: blocks[0]!, chain: blocks.slice(1).join(''), key: keyPem, names: domains, roots: opts.roots, at: now });
+    anchor = verified.path.at(-1)?.fingerprint256;
   } catch (err) {
     const e = err instanceof PadlockError ? err : new PadlockError('CHAIN_INVALID', errorMessage(err), { cause: err });
     if (!(UNTRUSTED_CODES.has(e.code) && opts.allowUntrusted)) {
@@ -160,6 +163,8 @@ export async function importCandidate(c: ImportCandidate, opts: ImportOptions): 
       domains: t.domains,
       keyType: keySpec.keyType,
       ...(keySpec.keyType === 'rsa' ? { rsaKeySize: keySpec.rsaKeySize ?? 2048 } : { ellipticCurve: keySpec.ellipticCurve ?? 'P-256' }),
+      // Recorded so the daemon loads it without parsing it (tls/leaf-facts.ts); replaces any the source meta held.
+      leaf: leafFacts(bundle.fullchain, leaf, anchor),
       // The certificate's own issue time: storing "now" would postpone a renewal that is already due.
       updatedAt: leaf.notBefore.toISOString(),
     };

@@ -14,7 +14,8 @@
  * and error messages are scrubbed of it before they leave this module.
  */
 import { readFile } from 'node:fs/promises';
-import nodemailer, { type SMTPTransportOptions } from 'nodemailer';
+import type { SMTPTransportOptions } from 'nodemailer';
+import type Mail from 'nodemailer/lib/mailer/index.js';
 import { PadlockError, errorMessage } from '../errors.js';
 import { DeliveryError, type Channel, type Delivery } from './events.js';
 
@@ -88,9 +89,10 @@ export function recipientsFor(notifyTo: readonly string[], eventEmail: string | 
   return out;
 }
 
-/** Builds the email channel. Nothing connects until the first send. */
+/** Builds the email channel. Nothing connects, and nodemailer is not even loaded, until the first send. */
 export function createEmailChannel(settings: EmailSettings): Channel {
-  const transport = nodemailer.createTransport(transportOptions(settings));
+  let transport: Promise<Mail> | undefined;
+  const transportNow = (): Promise<Mail> => (transport ??= import('nodemailer').then(({ default: nodemailer }) => nodemailer.createTransport(transportOptions(settings))));
   const secrets = secretForms(settings.smtpUser, settings.smtpPassword);
   let closed = false;
   return {
@@ -101,7 +103,7 @@ export function createEmailChannel(settings: EmailSettings): Channel {
       const to = recipientsFor(settings.notifyTo, delivery.event.email);
       if (to.length === 0) throw new DeliveryError('email', 'no recipient: set --notify-to (or the label padlock.email on the site)', { code: 'ENORECIPIENT' });
       try {
-        await transport.sendMail({
+        await (await transportNow()).sendMail({
           from: settings.notifyFrom,
           to,
           subject: delivery.message.subject,
@@ -121,7 +123,7 @@ export function createEmailChannel(settings: EmailSettings): Channel {
     },
     close(): void {
       closed = true;
-      transport.close();
+      void transport?.then((t) => t.close(), () => undefined);
     },
   };
 }

@@ -39,6 +39,7 @@ export const UNKNOWN_HOST = '_unknown';
 
 const DEFAULT_REQUEST_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const DEFAULT_ACME_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const HOLD_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60];
 const STATES = ['valid', 'obtaining', 'renewing', 'waiting', 'missing', 'retired'] as const;
 
 /** A safe label value: short identifier-like text, else `other`. */
@@ -70,13 +71,18 @@ export class Metrics {
   private readonly requests: Counter<'host' | 'status'>;
   private readonly duration: Histogram<'host'>;
   private readonly upstreamErrors: Counter<'host' | 'error'>;
+  private readonly heldTotal: Counter<'host' | 'outcome'>;
+  private readonly holdDuration: Histogram<'outcome'>;
+  private readonly unavailableTotal: Counter<'host' | 'reason'>;
   /** The label values each host has in the per-host families, so they can be removed with the route. */
-  private readonly hosts = new Map<string, { statuses: Set<string>; errors: Set<string> }>();
+  private readonly hosts = new Map<string, { statuses: Set<string>; errors: Set<string>; outcomes: Set<string>; reasons: Set<string> }>();
 
   /** Pass this to `new ProxyServer({ observer })`. */
   readonly proxyObserver: ProxyObserver = {
     request: (host, status, seconds) => this.proxyRequest(host, status, seconds),
     upstreamError: (host, error) => this.upstreamError(host, error),
+    held: (host, outcome, seconds) => this.held(host, outcome, seconds),
+    unavailable: (host, reason) => this.unavailable(host, reason),
   };
 
   constructor(options: MetricsOptions = {}) {
@@ -183,6 +189,26 @@ export class Metrics {
       registers,
     });
 
+    this.heldTotal = new Counter({
+      name: 'padlock_proxy_held_requests_total',
+      help: 'Requests that found no upstream up and asked to wait for one, by host and how the wait ended: released (an upstream came up), unavailable (the wait ran out: 503), full (a hold limit was reached: 503 at once), gone (the client left), closed (padlock stopped).',
+      labelNames: ['host', 'outcome'],
+      registers,
+    });
+    this.holdDuration = new Histogram({
+      name: 'padlock_proxy_hold_duration_seconds',
+      help: 'How long requests were held waiting for an upstream, by how the wait ended.',
+      labelNames: ['outcome'],
+      buckets: HOLD_BUCKETS,
+      registers,
+    });
+    this.unavailableTotal = new Counter({
+      name: 'padlock_proxy_unavailable_total',
+      help: 'Requests padlock answered 503 itself because no upstream could take them, by host and reason: wait-elapsed (held until the wait ran out), hold-full (a hold limit was reached), no-upstream (no wait configured, or every health check failing).',
+      labelNames: ['host', 'reason'],
+      registers,
+    });
+
     const fromProxy = (name: string, help: string, pick: (s: ProxyStats) => number) =>
       new Gauge({
         name,
@@ -198,6 +224,7 @@ export class Metrics {
     fromProxy('padlock_proxy_requests_in_flight', 'Requests being answered now.', (s) => s.inFlight);
     fromProxy('padlock_proxy_routes', 'Routed hosts.', (s) => s.routes);
     fromProxy('padlock_proxy_upstreams_down', 'Upstreams inside their down window after a failed connect.', (s) => s.upstreamsDown);
+    fromProxy('padlock_proxy_held_requests', 'Requests held now, waiting for an upstream to come up.', (s) => s.held ?? 0);
     // Monotonic counts kept by the proxy itself: exposed as counters, set from the source at scrape.
     for (const [name, help, pick] of [
       ['padlock_proxy_upstream_connections_opened_total', 'Upstream connections opened (not reused).', (s: ProxyStats) => s.upstreamConnectionsOpened],
@@ -253,6 +280,23 @@ export class Metrics {
     this.seenHost(h).errors.add(label);
   }
 
+  /** Hook (via `proxyObserver`): a request's wait for an upstream ended. */
+  held(host: string, outcome: string, seconds: number): void {
+    const h = host || UNKNOWN_HOST;
+    const label = labelValue(outcome);
+    this.heldTotal.inc({ host: h, outcome: label });
+    this.holdDuration.observe({ outcome: label }, seconds);
+    this.seenHost(h).outcomes.add(label);
+  }
+
+  /** Hook (via `proxyObserver`): padlock answered 503 itself. */
+  unavailable(host: string, reason: string): void {
+    const h = host || UNKNOWN_HOST;
+    const label = labelValue(reason);
+    this.unavailableTotal.inc({ host: h, reason: label });
+    this.seenHost(h).reasons.add(label);
+  }
+
   /**
    * Drops the per-host series of every host not in `routed` (and not
    * `_unknown`), so the families follow the route table rather than every
@@ -266,14 +310,16 @@ export class Metrics {
       if (keep.has(host)) continue;
       for (const status of seen.statuses) this.requests.remove({ host, status });
       for (const error of seen.errors) this.upstreamErrors.remove({ host, error });
+      for (const outcome of seen.outcomes) this.heldTotal.remove({ host, outcome });
+      for (const reason of seen.reasons) this.unavailableTotal.remove({ host, reason });
       this.duration.remove({ host });
       this.hosts.delete(host);
     }
   }
 
-  private seenHost(host: string): { statuses: Set<string>; errors: Set<string> } {
+  private seenHost(host: string): { statuses: Set<string>; errors: Set<string>; outcomes: Set<string>; reasons: Set<string> } {
     let seen = this.hosts.get(host);
-    if (!seen) this.hosts.set(host, (seen = { statuses: new Set(), errors: new Set() }));
+    if (!seen) this.hosts.set(host, (seen = { statuses: new Set(), errors: new Set(), outcomes: new Set(), reasons: new Set() }));
     return seen;
   }
 

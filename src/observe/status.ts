@@ -69,18 +69,22 @@ export interface CertificateView extends CertificateInput {
 export interface UpstreamView extends Upstream {
   healthy: boolean;
   downUntil?: string;
+  /** The active health check's last result, for upstreams with `padlock.healthcheck`. */
+  check?: 'passing' | 'failing';
 }
 
 export interface RouteView extends Omit<SiteSpec, 'upstreams'> {
   upstreams: UpstreamView[];
   certificate: CertificateView | null;
   health: Health;
+  /** Only for a route in its grace period: when it ends, and the whole seconds left. */
+  grace?: { until: string; remainingSeconds: number };
 }
 
 /** One thing a person should act on. `message` is the full text, fix hint included. */
 export interface AttentionItem {
   severity: 'error' | 'warning';
-  kind: 'certificate' | 'container' | 'upstream' | 'docker';
+  kind: 'certificate' | 'container' | 'upstream' | 'grace' | 'docker';
   /** The host name, or the container name for a rejected container. */
   subject: string;
   title: string;
@@ -166,16 +170,16 @@ export function buildStatusDocument(input: StatusInput): StatusDocument {
   const { now } = input;
   const certificates = [...input.certificates].sort((a, b) => a.name.localeCompare(b.name)).map((c) => certificateView(c, now));
   const certByName = new Map(certificates.map((c) => [c.name, c]));
-  const health = new Map<string, { healthy: boolean; downUntil?: string }>();
+  const health = new Map<string, { healthy: boolean; downUntil?: string; check?: 'passing' | 'failing' }>();
   for (const r of input.upstreams ?? []) {
-    for (const u of r.upstreams) health.set(`${r.host} ${origin(u.url)}`, { healthy: u.healthy, ...(u.downUntil ? { downUntil: u.downUntil } : {}) });
+    for (const u of r.upstreams) health.set(`${r.host} ${origin(u.url)}`, { healthy: u.healthy, ...(u.downUntil ? { downUntil: u.downUntil } : {}), ...(u.check ? { check: u.check } : {}) });
   }
 
   const attention: AttentionItem[] = [];
   const routes: RouteView[] = input.sites.map((site) => {
     const upstreams: UpstreamView[] = site.upstreams.map((u) => {
       const h = health.get(`${site.host} ${origin(u.url)}`);
-      return { ...u, healthy: h?.healthy ?? true, ...(h?.downUntil ? { downUntil: h.downUntil } : {}) };
+      return { ...u, healthy: h?.healthy ?? true, ...(h?.downUntil ? { downUntil: h.downUntil } : {}), ...(h?.check ? { check: h.check } : {}) };
     });
     const certificate = site.https ? certByName.get(site.host) ?? null : null;
     const down = upstreams.filter((u) => !u.healthy);
@@ -190,12 +194,25 @@ export function buildStatusDocument(input: StatusInput): StatusDocument {
         kind: 'upstream',
         subject: site.host,
         title: down.length === upstreams.length ? 'every upstream is down' : `${down.length} of ${upstreams.length} upstreams down`,
-        message: `${down.map((u) => u.containerName ?? u.url).join(', ')} refused or timed out; padlock retries ${down.length === upstreams.length ? 'it' : 'the others'} meanwhile. Check that the container is running and listens on the port in its labels.`,
+        message: `${down.map((u) => u.containerName ?? u.url).join(', ')} ${down.some((u) => u.check === 'failing') ? 'refused, timed out or failed its health check' : 'refused or timed out'}; padlock retries ${down.length === upstreams.length ? 'it' : 'the others'} meanwhile. Check that the container is running and listens on the port in its labels.`,
         ...(down[0]?.downUntil ? { until: down[0].downUntil } : {}),
       });
     }
+    let grace: RouteView['grace'];
+    if (site.graceUntil !== undefined) {
+      grace = { until: site.graceUntil, remainingSeconds: Math.max(0, Math.ceil((Date.parse(site.graceUntil) - now.getTime()) / 1000)) };
+      if (RANK.warning < RANK[routeHealth]) routeHealth = 'warning';
+      attention.push({
+        severity: 'warning',
+        kind: 'grace',
+        subject: site.host,
+        title: 'no container running: in its grace period',
+        message: `The last container serving ${site.host} stopped. padlock keeps its certificate and answers 503 (after holding each request for a moment) until ${site.graceUntil}; then the name is no longer served. Start the container again to serve it.`,
+        until: site.graceUntil,
+      });
+    }
     const { upstreams: _u, ...rest } = site;
-    return { ...rest, upstreams, certificate, health: routeHealth };
+    return { ...rest, upstreams, certificate, health: routeHealth, ...(grace ? { grace } : {}) };
   });
 
   for (const c of certificates) {
@@ -233,7 +250,7 @@ export function buildStatusDocument(input: StatusInput): StatusDocument {
       message: input.docker.error ?? 'no connection to the Docker engine yet',
     });
   }
-  const kindRank = { certificate: 0, container: 1, upstream: 2, docker: 3 } as const;
+  const kindRank = { certificate: 0, container: 1, upstream: 2, grace: 3, docker: 4 } as const;
   attention.sort((a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1) || kindRank[a.kind] - kindRank[b.kind] || a.subject.localeCompare(b.subject));
   routes.sort((a, b) => RANK[a.health] - RANK[b.health] || a.host.localeCompare(b.host));
 

@@ -17,6 +17,11 @@
  * order, over its IPC channel (FIFO): routes whole, certificates as a diff
  * against what was last sent (by version), tokens one by one.
  *
+ * A name whose certificate the primary has not read yet is *pending* (see
+ * tls/contexts.ts): a worker's handshake for it asks the primary
+ * (`cert-request`), which reads it through `certificateFor` and answers that
+ * worker alone; every worker then gets it in the next certificate diff.
+ *
  * ## HTTP-01 is race-free
  * The CA may fetch a challenge through any worker (round robin), and it does
  * so only after padlock answers the challenge URL (RFC 8555 section 7.5.1).
@@ -46,11 +51,13 @@ import type { ChallengeResponder } from '../acme/http01.js';
 import { PadlockError } from '../errors.js';
 import type { Level, Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
-import type { CertificateEntry, CertificateSnapshot } from '../tls/contexts.js';
+import { DEFAULT_TLS_CONTEXT_CACHE, type CertificateEntry, type CertificateSnapshot } from '../tls/contexts.js';
 import { newTicketKeys, ticketKeysToWire, type TicketKeys, type TicketKeysWire } from '../tls/session-tickets.js';
 import type { Http2Limits } from './h2-limits.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
 import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
+import type { HoldOutcome } from './hold.js';
+import type { UnavailableReason } from './forward.js';
 
 // ---- the IPC protocol (plain JSON data) ----
 
@@ -72,14 +79,26 @@ export interface WorkerSettings {
   ownPorts: number[];
   /** HTTP/2 on :443 with these limits (a missing one at its default), or false (HTTP/1.1 only). */
   http2: Partial<Http2Limits> | false;
+  /** `--tls-context-cache`: SecureContexts the worker keeps. */
+  tlsContextCache: number;
+  /** Holding requests while no upstream is up (`ProxyServerOptions.hold`); each worker holds up to `maxHeld`. */
+  hold?: { waitMs: number; maxHeld: number };
+}
+
+/** Names that turned pending, and names that no longer are, since the last message. */
+export interface PendingDiff {
+  add: string[];
+  del: string[];
 }
 
 export type ToWorker =
-  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; tokens: Array<[string, string]>; stateless?: string; ticketKeys: TicketKeysWire }
+  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; pending: string[]; tokens: Array<[string, string]>; stateless?: string; ticketKeys: TicketKeysWire }
   /** New TLS session ticket keys (rotation): every worker issues and accepts the same tickets. */
   | { t: 'ticket-keys'; keys: TicketKeysWire }
   | { t: 'sites'; sites: SiteSpec[] }
-  | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[] }
+  | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[]; pending: PendingDiff }
+  /** The answer to a worker's `cert-request`: the certificate, or none (the handshake is refused). */
+  | { t: 'cert'; id: number; entry?: CertificateEntry }
   | { t: 'token'; id: number; set?: [string, string]; del?: string }
   | { t: 'own-ports'; ports: number[] }
   /** The account thumbprint for stateless HTTP-01 answers (acme/http01.ts TokenMap), or none. */
@@ -90,13 +109,19 @@ export type ToWorker =
 export type RequestBatch = Array<[string | null, number, number, number]>;
 /** [host, error, count]. */
 export type UpstreamErrorBatch = Array<[string, string, number]>;
+/** Ended holds: [host, outcome, duration in 0.1 ms units (rounded up), count]. */
+export type HeldBatch = Array<[string, HoldOutcome, number, number]>;
+/** padlock's own 503s: [host, reason, count]. */
+export type UnavailableBatch = Array<[string, UnavailableReason, number]>;
 
 export type FromWorker =
   | { t: 'hello' }
   | { t: 'listening'; httpPort: number; httpsPort: number }
   | { t: 'listen-error'; message: string; code?: string }
   | { t: 'ack'; id: number }
-  | { t: 'report'; stats: ProxyStats; upstreams?: RouteUpstreams[]; requests: RequestBatch; upstreamErrors: UpstreamErrorBatch }
+  /** A handshake for a pending name: the primary reads its certificate (`certificateFor`) and answers `cert`. */
+  | { t: 'cert-request'; id: number; name: string }
+  | { t: 'report'; stats: ProxyStats; upstreams?: RouteUpstreams[]; requests: RequestBatch; upstreamErrors: UpstreamErrorBatch; held?: HeldBatch; unavailable?: UnavailableBatch }
   | { t: 'closed' };
 
 /** Durations travel in 0.1 ms units, rounded up: a histogram bound that is a multiple of 0.1 ms keeps every observation on its side. */
@@ -132,6 +157,12 @@ export interface ProxyClusterOptions {
   http2?: Http2Limits | false;
   /** TLS session ticket keys shared by every worker; default fresh ones. `setTicketKeys` replaces them. */
   ticketKeys?: TicketKeys;
+  /** `--tls-context-cache` for every worker (default DEFAULT_TLS_CONTEXT_CACHE). */
+  tlsContextCache?: number;
+  /** Reads a pending name's certificate for a worker's handshake (the manager's `certificateFor`); without it, pending names are refused. */
+  certificateFor?: (name: string) => Promise<CertificateEntry | undefined>;
+  /** Hold requests while no upstream is up, in every worker (`ProxyServerOptions.hold`). */
+  hold?: { waitMs: number; maxHeld: number };
 }
 
 interface Slot {
@@ -154,6 +185,7 @@ export class ProxyCluster {
   private sites: SiteSpec[] = [];
   private routes = new RouteTable([]);
   private certs = new Map<string, CertificateEntry>();
+  private pending = new Set<string>();
   /** HTTP-01 tokens being presented: the source of truth a starting worker gets in its `init`. */
   private readonly tokens = new Map<string, string>();
   /** The thumbprint for stateless HTTP-01 answers, when the store is shared. */
@@ -197,15 +229,21 @@ export class ProxyCluster {
     this.broadcast({ t: 'sites', sites: this.sites });
   }
 
-  /** Certificates: the manager's `onSnapshot`. Sends every worker what changed (by version). */
-  replace(snapshot: CertificateSnapshot): void {
+  /**
+   * Certificates: the manager's `onSnapshot` (what is in memory, and the
+   * names still to be read). Sends every worker what changed (by version).
+   */
+  replace(snapshot: CertificateSnapshot, pending: Iterable<string> = []): void {
     const next = new Map<string, CertificateEntry>();
     for (const [name, entry] of snapshot) next.set(name.toLowerCase(), { certPem: entry.certPem, keyPem: entry.keyPem, version: entry.version });
     const set: Array<[string, CertificateEntry]> = [];
     for (const [name, entry] of next) if (this.certs.get(name)?.version !== entry.version) set.push([name, entry]);
     const del = [...this.certs.keys()].filter((name) => !next.has(name));
+    const nextPending = new Set([...pending].map((name) => name.toLowerCase()));
+    const diff: PendingDiff = { add: [...nextPending].filter((n) => !this.pending.has(n)), del: [...this.pending].filter((n) => !nextPending.has(n)) };
     this.certs = next;
-    if (set.length || del.length) this.broadcast({ t: 'certs', set, del });
+    this.pending = nextPending;
+    if (set.length || del.length || diff.add.length || diff.del.length) this.broadcast({ t: 'certs', set, del, pending: diff });
   }
 
   /**
@@ -263,6 +301,7 @@ export class ProxyCluster {
       out.openConnections += s.openConnections;
       out.websockets += s.websockets;
       out.inFlight += s.inFlight;
+      out.held = (out.held ?? 0) + (s.held ?? 0);
       out.upstreamConnectionsOpened += s.upstreamConnectionsOpened;
       out.upstreamRetries += s.upstreamRetries;
       out.certificates.cachedContexts += s.certificates.cachedContexts;
@@ -282,7 +321,10 @@ export class ProxyCluster {
       for (const r of upstreams ?? []) {
         for (const u of r.upstreams) {
           const until = u.downUntil ? Date.parse(u.downUntil) : 0;
-          if (!u.healthy && until > now) down.set(`${r.host}\0${u.url}`, Math.max(until, down.get(`${r.host}\0${u.url}`) ?? 0));
+          const key = `${r.host}\0${u.url}`;
+          if (!u.healthy && until > now) down.set(key, Math.max(until, down.get(key) ?? 0));
+          // Failing its health check: down with no end known (Infinity reads as "no downUntil" below).
+          else if (!u.healthy && u.check === 'failing') down.set(key, Infinity);
         }
       }
     }
@@ -294,7 +336,8 @@ export class ProxyCluster {
           url: u.url.origin,
           ...(u.containerName ? { containerName: u.containerName } : {}),
           healthy: until === 0,
-          ...(until ? { downUntil: new Date(until).toISOString() } : {}),
+          ...(until && until !== Infinity ? { downUntil: new Date(until).toISOString() } : {}),
+          ...(u.checkKey ? { check: until === Infinity ? 'failing' as const : 'passing' as const } : {}),
         };
       }),
     }));
@@ -368,9 +411,11 @@ export class ProxyCluster {
           trustedProxies: [...(this.opts.trustedProxies ?? [])],
           ownPorts: this.ownPorts,
           http2: this.opts.http2 ?? {},
+          tlsContextCache: this.opts.tlsContextCache ?? DEFAULT_TLS_CONTEXT_CACHE,
+          ...(this.opts.hold ? { hold: this.opts.hold } : {}),
         };
         this.send(entry, {
-          t: 'init', settings, sites: this.sites, certs: [...this.certs], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}),
+          t: 'init', settings, sites: this.sites, certs: [...this.certs], pending: [...this.pending], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}),
           ticketKeys: ticketKeysToWire(this.ticketKeys),
         });
         entry.initialised = true;
@@ -390,6 +435,11 @@ export class ProxyCluster {
           pending.waiting.delete(entry.worker.id);
           if (pending.waiting.size === 0) pending.done();
         }
+        return;
+      }
+      case 'cert-request': {
+        const read = this.opts.certificateFor?.(msg.name) ?? Promise.resolve(undefined);
+        void read.catch(() => undefined).then((found) => this.send(entry, { t: 'cert', id: msg.id, ...(found ? { entry: { certPem: found.certPem, keyPem: found.keyPem, version: found.version } } : {}) }));
         return;
       }
       case 'report':
@@ -412,6 +462,8 @@ export class ProxyCluster {
         for (let i = 0; i < count; i++) observer.request(host ?? undefined, status, seconds);
       }
       for (const [host, error, count] of msg.upstreamErrors) for (let i = 0; i < count; i++) observer.upstreamError(host, error);
+      for (const [host, outcome, units, count] of msg.held ?? []) for (let i = 0; i < count; i++) observer.held?.(host, outcome, units * DURATION_UNIT_S);
+      for (const [host, reason, count] of msg.unavailable ?? []) for (let i = 0; i < count; i++) observer.unavailable?.(host, reason);
     } catch (err) {
       this.log.warn('metrics replay failed', { error: (err as Error).message });
     }

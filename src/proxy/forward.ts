@@ -48,6 +48,14 @@
  *   pooled keep-alive connection the upstream closed as we wrote), is retried
  *   once (on another upstream when there is one). A request with a body is
  *   never replayed.
+ * - Held requests (with a `RequestHold`, proxy/hold.ts): a request whose
+ *   route has no upstream that can take it (all down, all failing their
+ *   health check, or the route in its grace period) waits for one before it
+ *   is sent, up to the route's upstream wait; an idempotent request without
+ *   a body whose connection was refused waits too and goes to the next
+ *   upstream that comes up. When the wait ends first: 503 with
+ *   `Retry-After`. Without a hold (or with a wait of 0), a route with no
+ *   usable upstream answers 503 at once.
  * - Passive health: connect failures mark the upstream down in the route's
  *   `UpstreamHealth`; any answer marks it up.
  * - Request targets go upstream in origin form (`/path?query`). An
@@ -69,12 +77,14 @@ import https from 'node:https';
 import type { BlockList, LookupFunction } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { ProxyServer as HttpProxy } from 'http-proxy-3';
-import { Agent as UndiciAgent, type Dispatcher as UndiciDispatcher } from 'undici';
+import type { Agent as UndiciAgentType, Dispatcher as UndiciDispatcher } from 'undici';
+import { Agent as UndiciAgent } from './undici-parts.js';
 import type { Logger } from '../log.js';
 import { prepareRequestHeaders, stripHopByHop, type ForwardFacts } from './headers.js';
 import { hostFromHeader, type HostRoute, type UpstreamTarget } from './routes.js';
 import { guardAgent, guardedPoolFactory } from './upstream-connect.js';
 import { addressIn, cidrList, UpstreamGuard } from './upstream-guard.js';
+import type { ClientEnd, HoldOutcome, RequestHold } from './hold.js';
 
 export interface ForwardTimeouts {
   /** Opening a new TCP connection to an upstream; then 504 and the upstream is marked down. */
@@ -108,7 +118,22 @@ export interface ForwarderOptions {
   trustedProxies?: readonly string[];
   /** Resolves upstream names (default: the system resolver). Tests map names to 127.0.0.1 with it. */
   lookup?: LookupFunction;
+  /** Holds requests while no upstream is up (proxy/hold.ts); without it they fail at once, as before. */
+  hold?: RequestHold;
+  /**
+   * Called once per request padlock answers 503 itself because no upstream
+   * could take it: `no-upstream` (no wait configured, or none usable),
+   * `wait-elapsed` (held until its wait ran out), `hold-full` (a hold limit
+   * was reached). For metrics; it must not throw.
+   */
+  onUnavailable?: (host: string, reason: UnavailableReason) => void;
 }
+
+/** Why padlock answered 503 itself (see `ForwarderOptions.onUnavailable`). */
+export type UnavailableReason = 'no-upstream' | 'wait-elapsed' | 'hold-full';
+
+/** The `Retry-After` (seconds) on padlock's own 503 answers. */
+export const RETRY_AFTER_SECONDS = 5;
 
 /** What the front server knows about the request that the upstream cannot. */
 export interface ForwardContext {
@@ -165,6 +190,8 @@ export interface ForwardRequest {
   readonly headers: http.IncomingHttpHeaders;
   /** The request body, or null when there is none (such a request may be retried). */
   readonly body: Readable | null;
+  /** What to pause while the request is held for an upstream: the client's socket (HTTP/1.1) or its body stream (HTTP/2). */
+  readonly source?: { pause(): unknown; resume(): unknown; readonly destroyed: boolean } | undefined;
 }
 
 interface Attempt {
@@ -194,7 +221,7 @@ const TITLES: Record<number, [string, string]> = {
   404: ['Not Found', 'No site is served under this name here.'],
   421: ['Misdirected Request', 'This connection cannot serve the name in the request. Open a new connection to that name.'],
   502: ['Bad Gateway', 'The site is not answering right now. Please try again in a moment.'],
-  503: ['Service Unavailable', 'The server is restarting. Please try again in a moment.'],
+  503: ['Service Unavailable', 'The site is restarting or busy. Please try again in a moment.'],
   504: ['Gateway Timeout', 'The site took too long to answer. Please try again in a moment.'],
 };
 
@@ -210,7 +237,7 @@ export function errorPageBody(status: number): string {
  */
 export class Forwarder {
   /** Plain requests: undici, one keep-alive pool per upstream origin. */
-  private readonly dispatcher: UndiciAgent;
+  private readonly dispatcher: UndiciAgentType;
   /** WebSocket upgrades: http-proxy-3 over a keep-alive `http.Agent` (rare; not on the hot path). */
   private readonly proxy: HttpProxy;
   private readonly httpAgent: http.Agent;
@@ -223,10 +250,14 @@ export class Forwarder {
   private opened = 0;
   retried = 0;
   readonly onUpstreamError: ((host: string, error: string) => void) | undefined;
+  readonly hold: RequestHold | undefined;
+  private readonly onUnavailable: ForwarderOptions['onUnavailable'];
 
   constructor(options: ForwarderOptions) {
     this.log = options.logger;
     this.onUpstreamError = options.onUpstreamError;
+    this.hold = options.hold;
+    this.onUnavailable = options.onUnavailable;
     this.timeouts = { ...DEFAULT_FORWARD_TIMEOUTS, ...options.timeouts };
     const maxSockets = options.maxSocketsPerUpstream ?? 256;
     this.guard = options.guard ?? new UpstreamGuard();
@@ -271,7 +302,7 @@ export class Forwarder {
     });
   }
 
-  /** Forwards `req` to the next upstream of `route` and writes the answer (or an error page) to `res`. */
+  /** Prepares an HTTP/1.1 request's target and headers and forwards it (see `forward`), writing the answer or an error page to `res`. */
   web(req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, ctx: ForwardContext): void {
     const path = originFormTarget(req.url ?? '/', req.method, req.headers.host);
     if (path === undefined) return sendErrorPage(res, 400);
@@ -279,13 +310,16 @@ export class Forwarder {
     prepareRequestHeaders(req.headers, this.facts(req, ctx), false);
     // undici frames the body itself (chunked when there is no Content-Length) and refuses these headers.
     delete req.headers['transfer-encoding'];
-    this.forward({ method: req.method ?? 'GET', path, headers: req.headers, body: hasBody ? req : null }, res, route, ctx);
+    this.forward({ method: req.method ?? 'GET', path, headers: req.headers, body: hasBody ? req : null, source: req.socket }, res, route, ctx);
   }
 
   /**
    * Forwards a request whose headers are already prepared (`web()` does that
    * for HTTP/1.1; proxy/h2-stream.ts for HTTP/2) to the next upstream of
-   * `route`, and writes the answer, or an error page, to `res`.
+   * `route`, and writes the answer, or an error page, to `res`. When no
+   * upstream can take it (all down, or the route is in its grace period), it
+   * is held first (proxy/hold.ts), then forwarded or answered 503 with
+   * `Retry-After`.
    */
   forward(request: ForwardRequest, res: ClientResponse, route: HostRoute, ctx: ForwardContext): void {
     if (request.path === '*') {
@@ -293,9 +327,53 @@ export class Forwarder {
       res.writeHead(200, undefined, { 'content-length': 0 });
       return void res.end();
     }
+    if (this.hold && !route.available() && this.hold.waitMsFor(route) > 0) {
+      const deadline = Date.now() + this.hold.waitMsFor(route);
+      // Read no more of the client's body while it waits: it stays in the kernel (or the client's HTTP/2 window), not in padlock's memory.
+      const source = request.source;
+      source?.pause();
+      const resume = (): void => void (source && !source.destroyed && source.resume());
+      return this.whenUp(route, deadline, res, (next) => {
+        resume();
+        this.send(request, res, next, ctx, deadline);
+      }, (reason) => {
+        resume();
+        this.unavailable(res, route.site.host, reason);
+      });
+    }
+    this.send(request, res, route, ctx, undefined);
+  }
+
+  /** Picks the upstream and sends; 503 when the route has none that can take a request. */
+  private send(request: ForwardRequest, res: ClientResponse, route: HostRoute, ctx: ForwardContext, deadline: number | undefined): void {
     const target = route.pick();
-    if (!target) return sendErrorPage(res, 502);
-    new Exchange(this, request, res, { route, target, ctx, tried: [target.key] }).dispatch();
+    if (!target) return this.unavailable(res, route.site.host, 'no-upstream');
+    new Exchange(this, request, res, { route, target, ctx, tried: [target.key] }, deadline).dispatch();
+  }
+
+  /**
+   * Holds until `route`'s host can take a request (or `deadline`), then calls
+   * `go` with the route in force then, or `fail` with why not. Nothing is
+   * called when the client left meanwhile.
+   */
+  whenUp(route: HostRoute, deadline: number, end: ClientEnd, go: (route: HostRoute) => void, fail: (reason: UnavailableReason) => void): void {
+    const hold = this.hold;
+    const host = route.site.host;
+    if (!hold || deadline <= Date.now()) return fail(hold ? 'wait-elapsed' : 'no-upstream');
+    void hold.wait(host, deadline - Date.now(), end).then((outcome: HoldOutcome) => {
+      if (outcome === 'gone') return;
+      const next = outcome === 'released' ? hold.route(host) : undefined;
+      if (!next) return fail(outcome === 'full' ? 'hold-full' : 'wait-elapsed');
+      // Released, but the upstream went down again before this request's turn: wait out the rest.
+      if (!next.available()) return this.whenUp(next, deadline, end, go, fail);
+      go(next);
+    });
+  }
+
+  /** padlock's own 503: no upstream could take the request. */
+  unavailable(res: ClientResponse, host: string, reason: UnavailableReason): void {
+    this.onUnavailable?.(host, reason);
+    sendErrorPage(res, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) });
   }
 
   /** Sends one attempt of `exchange` through the pool of its current target. */
@@ -327,9 +405,20 @@ export class Forwarder {
   }
 
   /** Forwards a WebSocket upgrade; on failure before the upgrade answers 502/504 on the raw socket. */
-  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: HostRoute, ctx: ForwardContext): void {
+  ws(req: http.IncomingMessage, socket: Duplex, head: Buffer, route: HostRoute, ctx: ForwardContext, deadline?: number): void {
+    if (this.hold && !route.available() && deadline === undefined && this.hold.waitMsFor(route) > 0) {
+      const until = Date.now() + this.hold.waitMsFor(route);
+      const fail = (reason: UnavailableReason): void => {
+        this.onUnavailable?.(route.site.host, reason);
+        rawError(socket, 503);
+      };
+      return this.whenUp(route, until, socket, (next) => this.ws(req, socket, head, next, ctx, until), fail);
+    }
     const target = route.pick();
-    if (!target) return rawError(socket, 502);
+    if (!target) {
+      this.onUnavailable?.(route.site.host, 'no-upstream');
+      return rawError(socket, 503);
+    }
     prepareRequestHeaders(req.headers, this.facts(req, ctx), true);
     this.proxy.ws(req, socket, head, { target: target.url, agent: this.agentFor(target) }, (err) => {
       const code = errorCode(err);
@@ -424,6 +513,8 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     readonly request: ForwardRequest,
     private readonly res: ClientResponse,
     public attempt: Attempt,
+    /** When this request's wait for an upstream ends (ms since epoch), once it has been held; see `Forwarder.whenUp`. */
+    private deadline: number | undefined,
   ) {
     res.once('close', this.onClientClose);
   }
@@ -507,7 +598,8 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     const reset = code === 'ECONNRESET' || code === 'EPIPE';
     if (connectFailed) attempt.route.markDown(attempt.target);
 
-    if ((connectFailed || reset) && request.body === null && IDEMPOTENT.has(request.method) && attempt.tried.length < 2) {
+    const replayable = request.body === null && IDEMPOTENT.has(request.method);
+    if ((connectFailed || reset) && replayable && attempt.tried.length < 2) {
       const next = attempt.route.pick(new Set(attempt.tried)) ?? (reset ? attempt.target : undefined);
       if (next) {
         fwd.retried++;
@@ -516,10 +608,32 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
         return;
       }
     }
+    const hold = fwd.hold;
+    if (connectFailed && replayable && hold) {
+      // Nothing reached an upstream: wait for the next one that comes up (within this request's wait) and send it there.
+      this.deadline ??= Date.now() + hold.waitMsFor(attempt.route);
+      if (this.deadline > Date.now()) {
+        this.controller = undefined;
+        fwd.whenUp(attempt.route, this.deadline, res, (route) => {
+          const target = route.pick();
+          if (!target) return this.giveUp(route.site.host, 'no-upstream');
+          fwd.retried++;
+          this.attempt = { ...attempt, route, target, tried: [...attempt.tried, target.key] };
+          this.dispatch();
+        }, (reason) => this.giveUp(attempt.route.site.host, reason));
+        return;
+      }
+    }
     res.off('close', this.onClientClose);
     const status = code === 'ECONNECT_TIMEOUT' || code === RESPONSE_TIMEOUT ? 504 : 502;
     fwd.logFailure('upstream failed', attempt.route, attempt.target, err, code, status);
     sendErrorPage(res, status);
+  }
+
+  /** The held retry found no upstream in time: 503. */
+  private giveUp(host: string, reason: UnavailableReason): void {
+    this.res.off('close', this.onClientClose);
+    this.fwd.unavailable(this.res, host, reason);
   }
 }
 
@@ -604,6 +718,7 @@ function rawError(socket: Duplex, status: number): void {
   const body = errorPageBody(status);
   socket.end(
     `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/html; charset=utf-8\r\n` +
+      (status === 503 ? `retry-after: ${RETRY_AFTER_SECONDS}\r\n` : '') +
       `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
   );
 }

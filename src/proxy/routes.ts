@@ -10,9 +10,18 @@
  * refused connections. An upstream that failed to connect (or reset a fresh
  * connection) is skipped for `downMs`; when every upstream of a host is down,
  * one is still tried (the least recently failed), because refusing outright
- * would turn a blip into an outage.
+ * would turn a blip into an outage (unless the forwarder holds the request
+ * until one comes back: proxy/hold.ts).
+ *
+ * Active health (`padlock.healthcheck`, proxy/health-check.ts) is kept in the
+ * same `UpstreamHealth`, keyed per container and path (`checkKey`): an
+ * upstream with a health check is never picked until its check has passed,
+ * not even as the last resort.
+ *
+ * A site in its grace period (`graceUntil`, state/grace.ts) is in the table
+ * with no upstream at all: its name is known, and `pick()` finds nothing.
  */
-import type { SiteSpec } from '../state/desired-state.js';
+import type { SiteSpec, Upstream } from '../state/desired-state.js';
 import { systemClock, type Clock } from '../clock.js';
 
 /** One upstream as the forwarder needs it. `key` identifies it for health (the URL origin). */
@@ -20,11 +29,16 @@ export interface UpstreamTarget {
   readonly key: string;
   readonly url: URL;
   readonly containerName?: string;
+  /** With a health check: its path and interval, and the key its result is kept under (container, origin, path). */
+  readonly healthcheck?: { readonly path: string; readonly intervalMs: number };
+  readonly checkKey?: string;
 }
 
 /** Down-marks shared across route tables. Keyed by upstream origin (`http://10.0.0.5:8080`). */
 export class UpstreamHealth {
   private readonly downUntil = new Map<string, number>();
+  /** checkKey -> the last active check passed. Absent: not checked yet (not ready). */
+  private readonly ready = new Map<string, boolean>();
 
   constructor(
     /** How long an upstream is skipped after a connect error or reset. */
@@ -54,6 +68,21 @@ export class UpstreamHealth {
     return this.isDown(key) ? this.downUntil.get(key)! : 0;
   }
 
+  /** Records an active health check's result for `checkKey`. */
+  setReady(checkKey: string, ready: boolean): void {
+    this.ready.set(checkKey, ready);
+  }
+
+  /** True once the last active check of `checkKey` passed; false before the first one. */
+  isReady(checkKey: string): boolean {
+    return this.ready.get(checkKey) === true;
+  }
+
+  /** Forgets the check results of keys not in `keep` (containers that left every route). */
+  forgetChecksExcept(keep: ReadonlySet<string>): void {
+    for (const key of [...this.ready.keys()]) if (!keep.has(key)) this.ready.delete(key);
+  }
+
   /** How many upstreams are marked down now. */
   downCount(): number {
     let n = 0;
@@ -68,14 +97,25 @@ export class HostRoute {
   private cursor = 0;
 
   constructor(readonly site: Readonly<SiteSpec>, private readonly health: UpstreamHealth) {
-    this.upstreams = Object.freeze(site.upstreams.map((u) => toTarget(u.url, u.containerName)));
+    this.upstreams = Object.freeze(site.upstreams.map((u) => toTarget(u)));
+  }
+
+  /** True when an upstream could take a request now: neither in its down window nor failing its health check. */
+  available(): boolean {
+    return this.upstreams.some((u) => this.usable(u) && !this.health.isDown(u.key));
+  }
+
+  /** False only for an upstream whose health check has not passed (yet, or any more). */
+  usable(target: UpstreamTarget): boolean {
+    return target.checkKey === undefined || this.health.isReady(target.checkKey);
   }
 
   /**
-   * The next upstream, round robin, skipping those marked down and any in
-   * `exclude` (the one a retry is moving away from). When all candidates are
-   * down, the one whose down mark ends first. Undefined only when the site has
-   * no upstream left after `exclude`.
+   * The next upstream, round robin, skipping those marked down, those whose
+   * health check has not passed, and any in `exclude` (the one a retry is
+   * moving away from). When all candidates are down, the one whose down mark
+   * ends first. Undefined when the site has no upstream left after `exclude`
+   * and the health checks (a site in its grace period has none at all).
    */
   pick(exclude?: ReadonlySet<string>): UpstreamTarget | undefined {
     const n = this.upstreams.length;
@@ -84,7 +124,7 @@ export class HostRoute {
     for (let i = 0; i < n; i++) {
       const idx = (this.cursor + i) % n;
       const up = this.upstreams[idx]!;
-      if (exclude?.has(up.key)) continue;
+      if (exclude?.has(up.key) || !this.usable(up)) continue;
       const until = this.health.downUntilMs(up.key);
       if (until === 0) {
         this.cursor = (idx + 1) % n;
@@ -118,7 +158,8 @@ export class RouteTable {
     const routes = new Map<string, HostRoute>();
     for (const site of sites) {
       const host = site.host.toLowerCase().replace(/\.$/, '');
-      if (site.upstreams.length === 0 || routes.has(host)) continue;
+      // No upstream is a route only in its grace period: the name stays known (and answered 503).
+      if ((site.upstreams.length === 0 && site.graceUntil === undefined) || routes.has(host)) continue;
       routes.set(host, new HostRoute(Object.freeze({ ...site, host }), health));
     }
     this.routes = routes;
@@ -175,7 +216,14 @@ export function hostFromHeader(value: string | undefined): string | undefined {
   return host.length > 0 ? host : undefined;
 }
 
-function toTarget(url: string, containerName: string | undefined): UpstreamTarget {
-  const parsed = new URL(url);
-  return Object.freeze({ key: parsed.origin, url: parsed, ...(containerName ? { containerName } : {}) });
+function toTarget(u: Upstream): UpstreamTarget {
+  const parsed = new URL(u.url);
+  const check = u.healthcheck;
+  return Object.freeze({
+    key: parsed.origin,
+    url: parsed,
+    ...(u.containerName ? { containerName: u.containerName } : {}),
+    // Per container: a replacement on the same address starts unchecked, not with its predecessor's result.
+    ...(check ? { healthcheck: Object.freeze({ ...check }), checkKey: `${u.containerId ?? ''} ${parsed.origin} ${check.path}` } : {}),
+  });
 }

@@ -7,8 +7,9 @@
  * an open connection, an in-flight request or a WebSocket. Passive upstream
  * health survives route swaps.
  *
- * Start order is the caller's: load every stored certificate into the
- * registry *before* `listen()`, so no handshake ever meets an empty registry.
+ * Start order is the caller's: give the registry its snapshot (certificates
+ * in memory, and the routed names it reads on their first handshake) before
+ * `listen()`, so no handshake ever meets an empty registry.
  */
 import type http from 'node:http';
 import type http2 from 'node:http2';
@@ -18,7 +19,10 @@ import type { TokenMap } from '../acme/http01.js';
 import type { Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertificateRegistry } from '../tls/contexts.js';
-import { Forwarder, type ForwardTimeouts } from './forward.js';
+import { Forwarder, type ForwardTimeouts, type UnavailableReason } from './forward.js';
+import { HealthChecks } from './health-check.js';
+import { RequestHold, type HoldOutcome } from './hold.js';
+import { probeConnect } from './upstream-probe.js';
 import { createHttpFront, DEFAULT_SERVER_LIMITS, type ServerLimits } from './http-server.js';
 import { http2Limits, type Http2Limits } from './h2-limits.js';
 import { createHttpsFront, type HttpsFront } from './https-server.js';
@@ -64,6 +68,14 @@ export interface ProxyServerOptions {
   http2?: Partial<Http2Limits> | false;
   /** TLS session ticket keys (tls/session-tickets.ts); default fresh random ones. `setTicketKeys` replaces them. */
   ticketKeys?: TicketKeys;
+  /**
+   * Hold requests while no upstream of their route is up (proxy/hold.ts):
+   * `waitMs` is the wait for sites that set none (`--upstream-wait`),
+   * `maxHeld` the most held at once (`--held-requests-max`). Absent: no
+   * request is held (a down upstream answers 502 at once, a route in its
+   * grace period 503).
+   */
+  hold?: { waitMs: number; maxHeld: number };
 }
 
 /**
@@ -80,12 +92,21 @@ export interface ProxyObserver {
   request(host: string | undefined, status: number, seconds: number): void;
   /** One failed upstream attempt (refused, timed out, reset), retried or not. */
   upstreamError(host: string, error: string): void;
+  /** A request that asked to be held, when its hold ended: how and after how long. */
+  held?(host: string, outcome: HoldOutcome, seconds: number): void;
+  /** padlock answered 503 itself because no upstream could take the request. */
+  unavailable?(host: string, reason: UnavailableReason): void;
 }
 
 /** One route's upstreams with their passive health, for the status API. */
 export interface RouteUpstreams {
   host: string;
-  upstreams: Array<{ url: string; containerName?: string; healthy: boolean; downUntil?: string }>;
+  /**
+   * `healthy`: neither in its down window nor failing its health check.
+   * `check`: the health check's last result, for upstreams that have one
+   * (`pending` until the first one passes).
+   */
+  upstreams: Array<{ url: string; containerName?: string; healthy: boolean; downUntil?: string; check?: 'passing' | 'failing' }>;
 }
 
 export interface ProxyStats {
@@ -94,6 +115,8 @@ export interface ProxyStats {
   websockets: number;
   /** Requests in flight now. */
   inFlight: number;
+  /** Requests held now, waiting for an upstream (part of `inFlight`); absent from a proxy that holds none. */
+  held?: number;
   /** Finished requests by status code; `0` counts requests cut before any answer. */
   requestsByStatus: Record<string, number>;
   upstreamConnectionsOpened: number;
@@ -107,6 +130,10 @@ export class ProxyServer {
   private routes: RouteTable;
   private readonly health: UpstreamHealth;
   private readonly forwarder: Forwarder;
+  private readonly hold: RequestHold | undefined;
+  private readonly checks: HealthChecks;
+  /** The upstream rules in force (replaced with the forwarder's). */
+  private currentGuard: UpstreamGuard;
   private readonly http: http.Server;
   private readonly https: HttpsFront;
   private ticketKeys: TicketKeys;
@@ -135,15 +162,36 @@ export class ProxyServer {
     this.health = new UpstreamHealth(t.upstreamDownMs ?? 10_000);
     this.routes = new RouteTable([], this.health);
     const observer = opts.observer;
+    this.currentGuard = this.guard();
+    const currentGuard = () => this.currentGuard;
+    this.hold = opts.hold
+      ? new RequestHold({
+        routes: () => this.routes,
+        health: this.health,
+        probe: (target) => probeConnect(target.url, currentGuard, 1_000, opts.lookup),
+        defaultWaitMs: opts.hold.waitMs,
+        maxHeld: opts.hold.maxHeld,
+        ...(observer?.held ? { onSettled: (host: string, outcome: HoldOutcome, seconds: number) => observer.held!(host, outcome, seconds) } : {}),
+      })
+      : undefined;
+    this.checks = new HealthChecks({
+      health: this.health,
+      guard: currentGuard,
+      logger: this.log,
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
+      onChange: () => this.hold?.poke(),
+    });
     this.forwarder = new Forwarder({
       logger: this.log,
+      ...(this.hold ? { hold: this.hold } : {}),
+      ...(observer?.unavailable ? { onUnavailable: (host: string, reason: UnavailableReason) => observer.unavailable!(host, reason) } : {}),
       ...(observer ? { onUpstreamError: (host: string, error: string) => observer.upstreamError(host, error) } : {}),
       timeouts: {
         ...(t.connectMs !== undefined ? { connectMs: t.connectMs } : {}),
         ...(t.responseMs !== undefined ? { responseMs: t.responseMs } : {}),
         ...(t.idleUpstreamMs !== undefined ? { idleUpstreamMs: t.idleUpstreamMs } : {}),
       },
-      guard: this.guard(),
+      guard: this.currentGuard,
       ...(opts.trustedProxies ? { trustedProxies: opts.trustedProxies } : {}),
       ...(opts.lookup ? { lookup: opts.lookup } : {}),
     });
@@ -174,6 +222,8 @@ export class ProxyServer {
   /** Replaces the whole route table. Requests already forwarded keep their upstream. */
   setSites(sites: readonly SiteSpec[]): void {
     this.routes = new RouteTable(sites, this.health);
+    this.checks.update(this.routes);
+    this.hold?.routesChanged();
     this.log.info('routes replaced', { hosts: this.routes.size });
   }
 
@@ -183,7 +233,7 @@ export class ProxyServer {
    */
   setOwnPorts(ports: readonly number[]): void {
     this.ownPorts = [...ports];
-    this.forwarder.setGuard(this.guard());
+    this.setGuard();
   }
 
   /** Starts both fronts. Port 0 picks a free port; the real ports are returned. Rejects (and closes both) if either cannot bind. */
@@ -194,7 +244,7 @@ export class ProxyServer {
       const httpsPort = await listenOn(this.https.server, this.opts.httpsPort, this.opts.bind);
       this.bound = { httpPort, httpsPort };
       // Port 0 became a real port: the upstream rules must know it before a request can arrive.
-      this.forwarder.setGuard(this.guard());
+      this.setGuard();
     } catch (err) {
       for (const s of [this.http, this.https.server]) if (s.listening) s.close();
       throw err;
@@ -220,6 +270,7 @@ export class ProxyServer {
       openConnections: this.sockets.size,
       websockets: f.websockets,
       inFlight: this.inFlight,
+      held: this.hold?.held() ?? 0,
       requestsByStatus: Object.fromEntries([...this.byStatus].sort((a, b) => a[0] - b[0]).map(([k, v]) => [String(k), v])),
       upstreamConnectionsOpened: f.upstreamConnectionsOpened,
       upstreamRetries: f.retries,
@@ -238,14 +289,22 @@ export class ProxyServer {
       host: route.site.host,
       upstreams: route.upstreams.map((u) => {
         const until = this.health.downUntilMs(u.key);
+        const usable = route.usable(u);
         return {
           url: u.url.origin,
           ...(u.containerName ? { containerName: u.containerName } : {}),
-          healthy: until === 0,
+          healthy: until === 0 && usable,
           ...(until ? { downUntil: new Date(until).toISOString() } : {}),
+          ...(u.checkKey ? { check: usable ? 'passing' as const : 'failing' as const } : {}),
         };
       }),
     }));
+  }
+
+  /** Rebuilds the upstream rules and hands them to the forwarder (the probes and checks read `currentGuard`). */
+  private setGuard(): void {
+    this.currentGuard = this.guard();
+    this.forwarder.setGuard(this.currentGuard);
   }
 
   /** The upstream rules: this server's ports (configured and bound), the other own ports, the allow list. */
@@ -263,6 +322,9 @@ export class ProxyServer {
     const closed = [this.http, https].map(
       (s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())),
     );
+    // Held requests are answered 503 now rather than kept through the drain: the next padlock will serve their retry.
+    this.hold?.close();
+    this.checks.close();
     this.log.info('draining', { inFlight: this.inFlight, drainMs });
     // HTTP/2 clients get a GOAWAY: they send new requests on a new connection (to another replica, or after the restart).
     this.https.sessions?.goAway();

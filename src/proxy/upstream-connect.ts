@@ -20,7 +20,8 @@ import type http from 'node:http';
 import type { LookupFunction, Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
-import { Pool, buildConnector, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool as UndiciPool, buildConnector as UndiciConnector } from 'undici';
+import { Pool, buildConnector } from './undici-parts.js';
 import { PadlockError } from '../errors.js';
 import { configuredOwnPorts, UpstreamGuard, type UpstreamRefusal } from './upstream-guard.js';
 
@@ -77,7 +78,7 @@ function connectedRefusal(guard: UpstreamGuard, socket: Socket | Duplex, port: n
  * undici's connector with the three checks, for one upstream origin (the
  * port is fixed per origin, which is what lets the `lookup` judge it).
  */
-export function guardedConnector(guard: CurrentGuard, port: number, build: buildConnector.BuildOptions, lookup?: LookupFunction): buildConnector.connector {
+export function guardedConnector(guard: CurrentGuard, port: number, build: UndiciConnector.BuildOptions, lookup?: LookupFunction): UndiciConnector.connector {
   const base = buildConnector({ ...build, lookup: guardedLookup(guard, port, lookup) });
   return (options, callback) => {
     const to = Number(options.port) || port;
@@ -102,7 +103,7 @@ export function guardedConnector(guard: CurrentGuard, port: number, build: build
  */
 export function guardedPoolFactory(guard: CurrentGuard, lookup?: LookupFunction): (origin: string | URL, opts: object) => Dispatcher {
   return (origin, opts) => {
-    const o = opts as Pool.Options & { connect?: buildConnector.BuildOptions };
+    const o = opts as UndiciPool.Options & { connect?: UndiciConnector.BuildOptions };
     const url = new URL(String(origin));
     const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80);
     const { connect, ...rest } = o;

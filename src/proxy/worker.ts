@@ -18,6 +18,8 @@ import { CertificateRegistry, type CertificateEntry } from '../tls/contexts.js';
 import { ticketKeysFromWire } from '../tls/session-tickets.js';
 import { durationUnits, type FromWorker, type ToWorker, type WorkerSettings } from './cluster.js';
 import { ProxyServer, type ProxyObserver } from './server.js';
+import type { HoldOutcome } from './hold.js';
+import type { UnavailableReason } from './forward.js';
 
 if (!cluster.isWorker || typeof process.send !== 'function') {
   process.stderr.write('padlock: proxy/worker.js runs only as a cluster worker of `padlock run --workers N`\n');
@@ -31,6 +33,27 @@ const send = (msg: FromWorker, cb?: () => void): void => {
 
 const tokens = new TokenMap();
 let certs = new Map<string, CertificateEntry>();
+let pending = new Set<string>();
+/** A pending name's read answers longer than this are given up: the handshake is refused (its own timeout is shorter). */
+const CERT_REQUEST_TIMEOUT_MS = 30_000;
+const certRequests = new Map<number, (entry: CertificateEntry | undefined) => void>();
+let nextCertRequest = 1;
+
+/** Asks the primary for a pending name's certificate (see cluster.ts); undefined when it has none or does not answer. */
+function requestCertificate(name: string): Promise<CertificateEntry | undefined> {
+  return new Promise((resolve) => {
+    const id = nextCertRequest++;
+    const timer = setTimeout(() => done(undefined), CERT_REQUEST_TIMEOUT_MS);
+    timer.unref();
+    const done = (entry: CertificateEntry | undefined): void => {
+      clearTimeout(timer);
+      certRequests.delete(id);
+      resolve(entry);
+    };
+    certRequests.set(id, done);
+    send({ t: 'cert-request', id, name });
+  });
+}
 let proxy: ProxyServer | undefined;
 let registry: CertificateRegistry | undefined;
 let log: Logger | undefined;
@@ -41,6 +64,8 @@ let closing = false;
 // Metric events, batched until the next report.
 const requests = new Map<string, [string | null, number, number, number]>();
 const upstreamErrors = new Map<string, [string, string, number]>();
+const held = new Map<string, [string, HoldOutcome, number, number]>();
+const unavailable = new Map<string, [string, UnavailableReason, number]>();
 const observer: ProxyObserver = {
   request(host, status, seconds) {
     const units = durationUnits(seconds);
@@ -54,6 +79,19 @@ const observer: ProxyObserver = {
     const hit = upstreamErrors.get(key);
     if (hit) hit[2]++;
     else upstreamErrors.set(key, [host, error, 1]);
+  },
+  held(host, outcome, seconds) {
+    const units = durationUnits(seconds);
+    const key = `${host}\0${outcome}\0${units}`;
+    const hit = held.get(key);
+    if (hit) hit[3]++;
+    else held.set(key, [host, outcome, units, 1]);
+  },
+  unavailable(host, reason) {
+    const key = `${host}\0${reason}`;
+    const hit = unavailable.get(key);
+    if (hit) hit[2]++;
+    else unavailable.set(key, [host, reason, 1]);
   },
 };
 
@@ -69,9 +107,13 @@ function report(cb?: () => void): void {
     ...(changed ? { upstreams } : {}),
     requests: [...requests.values()],
     upstreamErrors: [...upstreamErrors.values()],
+    held: [...held.values()],
+    unavailable: [...unavailable.values()],
   }, cb);
   requests.clear();
   upstreamErrors.clear();
+  held.clear();
+  unavailable.clear();
 }
 
 async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init' }>): Promise<void> {
@@ -80,10 +122,13 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
   for (const [token, keyAuthorization] of msg.tokens) tokens.set(token, keyAuthorization);
   tokens.setStateless(msg.stateless);
   certs = new Map(msg.certs);
+  pending = new Set(msg.pending);
   registry = new CertificateRegistry({
+    maxContexts: settings.tlsContextCache,
+    load: requestCertificate,
     onContextError: (name, err) => logger.error('stored certificate cannot be used for TLS', { name, error: (err as Error).message }),
   });
-  registry.replace(certs);
+  registry.replace(certs, pending);
   proxy = new ProxyServer({
     httpPort: settings.httpPort,
     httpsPort: settings.httpsPort,
@@ -97,6 +142,7 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
     ownPorts: settings.ownPorts,
     http2: settings.http2,
     ticketKeys: ticketKeysFromWire(msg.ticketKeys),
+    ...(settings.hold ? { hold: settings.hold } : {}),
   });
   proxy.setSites(msg.sites);
   try {
@@ -135,12 +181,19 @@ process.on('message', (msg: ToWorker) => {
       const next = new Map(certs);
       for (const name of msg.del) next.delete(name);
       for (const [name, entry] of msg.set) next.set(name, entry);
+      const waiting = new Set(pending);
+      for (const name of msg.pending.del) waiting.delete(name);
+      for (const name of msg.pending.add) waiting.add(name);
       certs = next;
-      registry?.replace(next);
+      pending = waiting;
+      registry?.replace(next, waiting);
       return;
     }
     case 'ticket-keys':
       proxy?.setTicketKeys(ticketKeysFromWire(msg.keys));
+      return;
+    case 'cert':
+      certRequests.get(msg.id)?.(msg.entry);
       return;
     case 'own-ports':
       proxy?.setOwnPorts(msg.ports);

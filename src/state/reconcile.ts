@@ -1,9 +1,12 @@
 /**
  * From what is wanted and what is stored to what to do. Pure.
  *
- * One lineage per served HTTPS host, named after the host. A stored lineage
- * that no site uses any more is retired: it is never renewed, and its files
- * stay on disk.
+ * One lineage per served HTTPS host, named after the host (a wildcard
+ * `*.example.com` in `wildcard_.example.com`). A host one label under a
+ * wanted wildcard (`app.example.com` under `*.example.com`) gets no lineage
+ * of its own: the wildcard's certificate serves it. A stored lineage that no
+ * site uses any more is retired: it is never renewed, and its files stay on
+ * disk.
  */
 import type { SiteSpec } from './desired-state.js';
 import { decideWithAri, blockedUntil, type FailureRecord, type RenewalReason } from '../certificates/policy.js';
@@ -30,8 +33,8 @@ export interface StoredCertificate {
 }
 
 export type Action =
-  | { kind: 'obtain'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; reason: 'new' | 'names-changed' | 'issuer-changed' }
-  | { kind: 'renew'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; reason: RenewalReason }
+  | { kind: 'obtain'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; challenge?: 'dns-01'; reason: 'new' | 'names-changed' | 'issuer-changed' }
+  | { kind: 'renew'; name: string; domains: string[]; issuer: Issuer; email?: string; profile?: string; challenge?: 'dns-01'; reason: RenewalReason }
   | { kind: 'wait'; name: string; until: Date; lastError?: string }
   | { kind: 'keep'; name: string; dueAt: Date; basis: 'lifetime-share' | 'ari-window' | 'ari-past-window' }
   | { kind: 'retire'; name: string };
@@ -43,10 +46,44 @@ export interface Plan {
   nextCheck?: Date;
 }
 
+const WILDCARD_LINEAGE_PREFIX = 'wildcard_.';
+
+/**
+ * The lineage a host's certificate lives in: the host itself, or
+ * `wildcard_.BASE` for `*.BASE` (a lineage name cannot hold "*", and no host
+ * name holds "_", so it never collides with a host's own).
+ */
+export function lineageNameFor(host: string): string {
+  return host.startsWith('*.') ? WILDCARD_LINEAGE_PREFIX + host.slice(2) : host;
+}
+
+/** The wanted wildcard host whose certificate serves `host` (`*.b.c` for `a.b.c`), if any. */
+export function coveringWildcard(host: string, wildcards: ReadonlySet<string>): string | undefined {
+  const dot = host.indexOf('.');
+  if (host.startsWith('*.') || dot <= 0) return undefined;
+  const w = `*${host.slice(dot)}`;
+  return wildcards.has(w) ? w : undefined;
+}
+
+/**
+ * The certificates the HTTPS sites need, by lineage name: one per site,
+ * except public sites under a wanted public wildcard, which share it.
+ */
+export function wantedCertificates(sites: readonly SiteSpec[]): Map<string, SiteSpec> {
+  const https = sites.filter((s) => s.https);
+  const wildcards = new Set(https.filter((s) => s.host.startsWith('*.') && s.issuer === 'acme').map((s) => s.host));
+  const out = new Map<string, SiteSpec>();
+  for (const s of https) {
+    if (s.issuer === 'acme' && coveringWildcard(s.host, wildcards)) continue;
+    out.set(lineageNameFor(s.host), s);
+  }
+  return out;
+}
+
 /** Decides, for each name, whether to obtain, renew, wait, keep or retire. */
 export function planCertificates(sites: readonly SiteSpec[], stored: readonly StoredCertificate[], now: Date): Plan {
   const byName = new Map(stored.map((s) => [s.name, s]));
-  const wanted = new Map(sites.filter((s) => s.https).map((s) => [s.host, s]));
+  const wanted = wantedCertificates(sites);
   const actions: Action[] = [];
   let nextCheck: Date | undefined;
   const consider = (d: Date) => {
@@ -55,8 +92,8 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
 
   for (const [name, site] of wanted) {
     const have = byName.get(name);
-    const domains = [name];
-    const email = { ...(site.email ? { email: site.email } : {}), ...(site.profile ? { profile: site.profile } : {}) };
+    const domains = [site.host];
+    const email = { ...(site.email ? { email: site.email } : {}), ...(site.profile ? { profile: site.profile } : {}), ...(site.challenge ? { challenge: site.challenge } : {}) };
     const blocked = blockedUntil(have?.failure, now);
     if (blocked) {
       actions.push({ kind: 'wait', name, until: blocked, ...(have?.failure?.lastError ? { lastError: have.failure.lastError.message } : {}) });
@@ -68,7 +105,7 @@ export function planCertificates(sites: readonly SiteSpec[], stored: readonly St
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'new', ...email });
       continue;
     }
-    if (!cert.domains.includes(name)) {
+    if (!cert.domains.includes(site.host)) {
       actions.push({ kind: 'obtain', name, domains, issuer: site.issuer, reason: 'names-changed', ...email });
       continue;
     }

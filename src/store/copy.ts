@@ -10,7 +10,10 @@
  * already holds with the same certificate is left alone; with another
  * certificate it is replaced only with `replace`. An account the destination
  * already has for the same CA is never replaced unless `replace`: a fleet's
- * registered account must not be swapped under it.
+ * registered account must not be swapped under it. Nor is a state the
+ * destination already has: a running fleet's rate-limit ledger and failure
+ * records are newer than a backup's, and overwriting them would forget
+ * orders the CA counted.
  */
 import type { CertStore } from './store.js';
 
@@ -74,7 +77,7 @@ export async function copyStore(from: CertStore, to: CertStore, options: CopyOpt
     const state = await from.readState(name);
     if (!state) continue;
     const there = await to.readState(name);
-    const action = JSON.stringify(there) === JSON.stringify(state) ? 'unchanged' : options.dryRun ? 'would-copy' : 'copied';
+    const action = act(JSON.stringify(there) !== JSON.stringify(state), there !== null);
     if (action === 'copied') await to.updateState(name, () => state);
     note({ kind: 'state', name, action });
   }

@@ -50,6 +50,7 @@ import {
   type LineageState,
   type LockOptions,
   type PutVersionOptions,
+  type ServingLineage,
   type StoreHealth,
   type Unlock,
   KeyedSerializer,
@@ -211,6 +212,33 @@ export class FsStore implements CertStore {
         privkey: join(dir, 'privkey.pem'),
       },
     };
+  }
+
+  /**
+   * One readlink of `live/NAME`, then `fullchain.pem`, `privkey.pem` and the
+   * meta read in parallel from the version folder it points at (not through
+   * the link, so a switch in between cannot mix versions). A missing file is
+   * STORE_CORRUPT with the same words as readLineage.
+   */
+  async readServing(name: string): Promise<ServingLineage | null> {
+    checkLineageName(name);
+    const version = await this.linkedVersion(name);
+    if (version === null) return null;
+    const versionDir = this.versionDir(name, version);
+    const read = async (f: 'fullchain' | 'privkey'): Promise<string> => {
+      const p = join(versionDir, `${f}.pem`);
+      try {
+        return await readFile(p, 'utf8');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(`could not read ${p}`, err, 'check the file permissions');
+        // Only on this error path: the precise complaint about a link to a folder that does not exist.
+        await this.currentVersion(name);
+        throw corrupt(`${join(this.liveDir(), name)} points at version ${version} but ${p} is missing`, err);
+      }
+    };
+    const [fullchain, privkey, meta] = await Promise.all([read('fullchain'), read('privkey'), this.metaFor(name, version)]);
+    if (meta === null) throw corrupt(`${join(this.liveDir(), name)} has no metadata: neither ${this.renewalPath(name)} nor ${join(versionDir, 'meta.json')} exist`);
+    return { meta, version, bundle: { fullchain, privkey } };
   }
 
   /**
@@ -490,6 +518,15 @@ export class FsStore implements CertStore {
 
   /** The version live/NAME points at, null when there is no live/NAME, STORE_CORRUPT when it is not ours or dangles. */
   private async currentVersion(name: string): Promise<number | null> {
+    const version = await this.linkedVersion(name);
+    if (version !== null && !(await exists(this.versionDir(name, version)))) {
+      throw corrupt(`${join(this.liveDir(), name)} points at ../archive/${name}/v${version}, which does not exist`);
+    }
+    return version;
+  }
+
+  /** The version live/NAME names (one readlink; whether that folder exists is not checked), null when there is no live/NAME. */
+  private async linkedVersion(name: string): Promise<number | null> {
     const live = join(this.liveDir(), name);
     let target: string;
     try {
@@ -502,9 +539,7 @@ export class FsStore implements CertStore {
     }
     const m = /^\.\.\/archive\/([^/]+)\/v(\d+)$/.exec(target);
     if (!m || m[1] !== name) throw corrupt(`${live} points at ${target}, not at ../archive/${name}/vN`);
-    const version = Number(m[2]);
-    if (!(await exists(this.versionDir(name, version)))) throw corrupt(`${live} points at ${target}, which does not exist`);
-    return version;
+    return Number(m[2]);
   }
 
   private async maxArchivedVersion(name: string): Promise<number> {

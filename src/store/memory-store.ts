@@ -16,6 +16,7 @@ import {
   type LineageState,
   type LockOptions,
   type PutVersionOptions,
+  type ServingLineage,
   type StoreHealth,
   type Unlock,
   lockLost,
@@ -54,6 +55,11 @@ export class MemoryStore implements CertStore {
     const bundle = l.versions[l.current - 1];
     if (!bundle || !meta) throw new PadlockError('STORE_CORRUPT', `memory store: lineage ${name} has no current version or metadata`);
     return { meta: structuredClone(meta), version: l.current, bundle: structuredClone(bundle) };
+  }
+
+  async readServing(name: string): Promise<ServingLineage | null> {
+    const lineage = await this.readLineage(name);
+    return lineage && { meta: lineage.meta, version: lineage.version, bundle: { fullchain: lineage.bundle.fullchain, privkey: lineage.bundle.privkey } };
   }
 
   /** With `options.lock`, the fence is checked and the version stored with no await in between: exact. */

@@ -6,9 +6,9 @@ import { readFile } from 'node:fs/promises';
 import { PadlockError, errorMessage } from '../errors.js';
 import type { Clock } from '../clock.js';
 import { openFsStore } from './fs-store.js';
-import { RedisConnection } from './redis-connection.js';
 import { REDIS_SCHEMES, hasUrlScheme, isRedisUrl, parseRedisUrl, shownStoreUrl } from './redis-url.js';
-import { DEFAULT_STORE_PREFIX, RedisStore, effectivePrefix } from './redis-store.js';
+import { DEFAULT_STORE_PREFIX, effectivePrefix } from './redis-prefix.js';
+import type { RedisStore } from './redis-store.js';
 import { STORE_KEY_BYTES, STORE_KEY_ENV, loadStoreKey } from './store-key.js';
 import type { StoreConfig } from './store-config.js';
 import type { CertStore } from './store.js';
@@ -85,6 +85,8 @@ export async function openRedisStore(spec: StoreSpec): Promise<RedisStore> {
     }
     if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new PadlockError('CONFIG_INVALID', `--store-ca ${spec.caFile} holds no PEM certificate`);
   }
+  // Loaded here, not at the top: a folder store never pays for the Redis client (about 500 modules).
+  const [{ RedisConnection }, { RedisStore }] = await Promise.all([import('./redis-connection.js'), import('./redis-store.js')]);
   const connection = new RedisConnection({ target, ca, commandTimeoutMs: spec.commandTimeoutMs, probeIntervalMs: spec.probeIntervalMs, clock: spec.clock });
   await connection.start();
   return new RedisStore({ connection, key: spec.key, prefix, clock: spec.clock, lockTtlMs: spec.lockTtlMs });

@@ -107,6 +107,29 @@ return {v, redis.call('HGET', KEYS[2], 'v' .. v), redis.call('GET', KEYS[3])}
 `);
 
 /**
+ * KEYS: lineages, lineage:NAME, meta:NAME. ARGV: NAME.
+ * readServing's one round trip: replies nil when NAME has no current
+ * version; {N, 'p', fullchain, sealed privkey, meta JSON} when the version
+ * record decodes and the meta exists; otherwise {N, 'r', version JSON or
+ * nil, nil, meta JSON or nil}, the raw pieces, for the caller to report the
+ * damage (or use the record's own meta) exactly as readLineage does. The
+ * certificate and chain never leave Redis.
+ */
+export const READ_SERVING = luaScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v then return false end
+local record = redis.call('HGET', KEYS[2], 'v' .. v)
+local meta = redis.call('GET', KEYS[3])
+if record and meta then
+  local ok, r = pcall(cjson.decode, record)
+  if ok and type(r) == 'table' and type(r.fullchain) == 'string' and type(r.privkey) == 'string' then
+    return {v, 'p', r.fullchain, r.privkey, meta}
+  end
+end
+return {v, 'r', record, false, meta}
+`);
+
+/**
  * KEYS: lineages, lineage:NAME, meta:NAME, state:NAME. ARGV: NAME, the channel.
  * Removes all four; publishes NAME when it had a current version. Replies 1
  * when it had one, else 0.

@@ -37,6 +37,7 @@ import {
   DELETE_LINEAGE,
   PUT_VERSION,
   READ_LINEAGE,
+  READ_SERVING,
   RELEASE_LOCK,
   RENEW_LOCK,
   TAKE_LOCK,
@@ -45,6 +46,7 @@ import {
   accountId,
 } from './redis-scripts.js';
 import { StoreCipher } from './store-cipher.js';
+export { DEFAULT_STORE_PREFIX, effectivePrefix } from './redis-prefix.js';
 import {
   KeyedSerializer,
   checkLineageName,
@@ -58,20 +60,18 @@ import {
   type LineageState,
   type LockOptions,
   type PutVersionOptions,
+  type ServingLineage,
   type StoreHealth,
   type Unlock,
 } from './store.js';
 
 /** Default lock TTL: a holder that stopped renewing loses the lock after this. */
 export const DEFAULT_LOCK_TTL_MS = 60_000;
-/** Default key prefix; on Cluster it becomes `{padlock}:` (see `effectivePrefix`). */
-export const DEFAULT_STORE_PREFIX = 'padlock:';
 /** How often putVersion retries when another writer took its version number (only writers without the lock race). */
 const PUT_ATTEMPTS = 10;
 /** How often updateState retries its compare-and-set before giving up with STORE_LOCKED. */
 const STATE_ATTEMPTS = 50;
 const LOCK_POLL_MS = 50;
-const PREFIX = /^[\x21-\x7e]{1,64}$/;
 
 export interface RedisStoreOptions {
   /** The open connection (see openRedisStore in open-store.ts). */
@@ -84,29 +84,6 @@ export interface RedisStoreOptions {
   clock?: Clock | undefined;
   /** Lock TTL (default 60 s); the heartbeat renews every sixth of it. Tests shorten it. */
   lockTtlMs?: number | undefined;
-}
-
-/**
- * Checks a key prefix and, on Redis Cluster, puts it in a hash tag so every
- * key of the store shares one slot: `padlock:` becomes `{padlock}:`, `x`
- * becomes `{x}`; a prefix that already holds a hash tag (`{fleet-a}:`) is
- * kept. Throws CONFIG_INVALID for a prefix of white space, control
- * characters, or more than 64 characters.
- */
-export function effectivePrefix(prefix: string, cluster: boolean): string {
-  if (!PREFIX.test(prefix)) {
-    throw new PadlockError('CONFIG_INVALID', `store prefix ${JSON.stringify(prefix.slice(0, 80))} must be 1 to 64 printable characters without spaces, such as "padlock:"`);
-  }
-  if (!cluster || hasHashTag(prefix)) return prefix;
-  return prefix.endsWith(':') ? `{${prefix.slice(0, -1)}}:` : `{${prefix}}`;
-}
-
-/** Redis Cluster's rule: the part between the first `{` and the next `}` is the hash tag, if not empty. */
-function hasHashTag(key: string): boolean {
-  const open = key.indexOf('{');
-  if (open < 0) return false;
-  const close = key.indexOf('}', open + 1);
-  return close > open + 1;
 }
 
 interface LockHolder {
@@ -166,9 +143,42 @@ export class RedisStore implements CertStore {
     );
     if (reply === null) return null;
     const [versionText, recordText, metaText] = reply;
+    return this.lineageFrom(name, versionText, recordText, metaText);
+  }
+
+  /** One script (READ_SERVING) that sends back the fullchain, the sealed key and the meta only. */
+  async readServing(name: string): Promise<ServingLineage | null> {
+    checkLineageName(name);
+    const reply = await this.conn.evalScript<[string, string, string | null, string | null, string | null] | null>(
+      READ_SERVING,
+      [this.keys.lineages, this.keys.lineage(name), this.keys.meta(name)],
+      [name],
+    );
+    if (reply === null) return null;
+    const [versionText, mode, fullchain, sealed, metaText] = reply;
+    if (mode !== 'p' || fullchain === null || sealed === null || metaText === null) {
+      // A damaged or older record: readLineage's checks say what is wrong, or use the record's own meta.
+      const lineage = this.lineageFrom(name, versionText, fullchain, metaText);
+      return { meta: lineage.meta, version: lineage.version, bundle: { fullchain: lineage.bundle.fullchain, privkey: lineage.bundle.privkey } };
+    }
+    const version = this.versionOf(name, versionText);
+    const privkey = this.openSecret(sealed, privkeyLabel(name, version), `the private key of ${name} version ${version} (${this.keys.lineage(name)} field v${versionText})`);
+    const meta = this.parse(metaText, this.keys.meta(name)) as LineageMeta;
+    if (typeof meta !== 'object' || meta === null) throw this.corrupt(`${name} has no metadata: ${this.keys.meta(name)} is missing`);
+    return { meta, version, bundle: { fullchain, privkey } };
+  }
+
+  /** The version number a reply names; STORE_CORRUPT when it is not one. */
+  private versionOf(name: string, versionText: string): number {
     const version = Number(versionText);
-    const where = `${this.keys.lineage(name)} field v${versionText}`;
     if (!Number.isSafeInteger(version) || version < 1) throw this.corrupt(`${this.keys.lineages} holds ${JSON.stringify(versionText)} as the current version of ${name}, not a version number`);
+    return version;
+  }
+
+  /** A lineage from READ_LINEAGE's pieces, each checked: a damaged one is STORE_CORRUPT naming its key. */
+  private lineageFrom(name: string, versionText: string, recordText: string | null, metaText: string | null): Lineage {
+    const version = this.versionOf(name, versionText);
+    const where = `${this.keys.lineage(name)} field v${versionText}`;
     if (recordText === null) throw this.corrupt(`${this.keys.lineages} says version ${version} of ${name} is current, but ${where} is missing`);
     const record = this.parse(recordText, where) as Partial<StoredVersion>;
     if (typeof record !== 'object' || record === null || !(['cert', 'chain', 'fullchain', 'privkey'] as const).every((k) => typeof record[k] === 'string')) {

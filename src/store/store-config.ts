@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { errorMessage } from '../errors.js';
 import { REDIS_SCHEMES, hasUrlScheme, isRedisUrl, parseRedisUrl, shownStoreUrl } from './redis-url.js';
-import { DEFAULT_STORE_PREFIX, effectivePrefix } from './redis-store.js';
+import { DEFAULT_STORE_PREFIX, effectivePrefix } from './redis-prefix.js';
 import { STORE_KEY_ENV } from './store-key.js';
 
 export const storeConfigSchema = z.object({

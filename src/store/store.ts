@@ -7,9 +7,9 @@
  * *version* of the lineage; exactly one version is current.
  *
  * Contract (every implementation must pass test/contract/store.contract.ts):
- * - Missing items: `readLineage`, `readMeta`, `readAccount` and `readState`
- *   resolve `null` for a name or URL that was never written or was deleted.
- *   They never throw for "not found".
+ * - Missing items: `readLineage`, `readServing`, `readMeta`, `readAccount`
+ *   and `readState` resolve `null` for a name or URL that was never written
+ *   or was deleted. They never throw for "not found".
  * - Atomicity: `putVersion` makes all four PEMs of the new version current
  *   at once or not at all. A reader (or a process that crashed mid-write and
  *   restarted) sees either the complete old version or the complete new one,
@@ -39,6 +39,7 @@
  *   `currentVersions` is there to poll and compare. See both methods.
  */
 import { PadlockError } from '../errors.js';
+import type { DnsChallengeSettings } from '../dns/settings.js';
 
 /** The four PEM files of one lineage version, as certbot names them. */
 export interface CertBundle {
@@ -68,7 +69,8 @@ export interface LineageMeta {
   reuseKey?: boolean;
   challenge:
     | { type: 'standalone'; port: number; address?: string }
-    | { type: 'webroot'; webroot: string };
+    | { type: 'webroot'; webroot: string }
+    | DnsChallengeSettings;
   email?: string;
   deployHook?: string;
   /** Extra trust anchors (file path) used to verify this lineage's chains. */
@@ -83,6 +85,27 @@ export interface LineageMeta {
   requiredProfile?: string;
   /** ISO time of the last successful issuance. */
   updatedAt: string;
+  /**
+   * What the current version's leaf says, recorded when it was stored, so a
+   * reader that loads thousands of lineages parses no certificate. Trusted
+   * only for the exact `fullchain` text it names (tls/leaf-facts.ts); absent
+   * in stores written before it existed, and then the certificate is parsed.
+   */
+  leaf?: LeafFacts;
+}
+
+/** Facts about one version's leaf certificate, kept in its LineageMeta (see `LineageMeta.leaf`). */
+export interface LeafFacts {
+  /** Hex SHA-256 of the `fullchain` text these facts describe: facts stored beside other bytes are ignored. */
+  fullchainSha256: string;
+  /** ISO time. */
+  notBefore: string;
+  /** ISO time. */
+  notAfter: string;
+  /** Uppercase hex, as node:crypto's X509Certificate prints it. */
+  serialNumber: string;
+  /** SHA-256 fingerprint (colon hex) of the trust anchor the chain was verified to when it was stored, when it was verified. */
+  anchorFingerprint256?: string;
 }
 
 /** A lineage as read from the store: its metadata and its current version. */
@@ -93,6 +116,17 @@ export interface Lineage {
   bundle: CertBundle;
   /** Where each PEM can be read by other programs, when the store is on disk. */
   paths?: { cert: string; chain: string; fullchain: string; privkey: string; dir: string };
+}
+
+/**
+ * What serving a lineage needs, as `readServing` returns it: the metadata,
+ * the current version number, and that version's fullchain and private key
+ * (one version, never a mix of two).
+ */
+export interface ServingLineage {
+  meta: LineageMeta;
+  version: number;
+  bundle: Pick<CertBundle, 'fullchain' | 'privkey'>;
 }
 
 /** An ACME account, stored per CA directory URL. */
@@ -159,6 +193,16 @@ export interface CertStore {
   listLineages(): Promise<string[]>;
   /** The lineage's metadata and current version, or null. */
   readLineage(name: string): Promise<Lineage | null>;
+  /**
+   * What serving the lineage needs (its metadata, current version number,
+   * fullchain and private key), or null when it has no current version.
+   * The same version and metadata `readLineage` would return, and the same
+   * errors (`STORE_CORRUPT`, `STORE_IO`, `NAME_INVALID`), but it reads less:
+   * no `cert.pem` and `chain.pem` (fs: one symlink read and three file reads;
+   * Redis: one script that sends back only these fields). The daemon calls
+   * it for every stored certificate at start.
+   */
+  readServing(name: string): Promise<ServingLineage | null>;
   /**
    * Stores a new version and makes it current atomically, together with its
    * metadata. Earlier versions stay available (certbot's `archive/`).

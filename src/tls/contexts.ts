@@ -1,14 +1,26 @@
 /**
  * The SNI registry: server name -> TLS SecureContext, from an immutable snapshot.
  *
- * The snapshot (name -> PEMs + version) is replaced whole by `replace()`; it is
- * never patched. `SecureContext`s are built lazily on the first handshake that
- * names them and cached by (name, version), so:
+ * The snapshot (name -> PEMs + version, plus the names whose certificate is
+ * not in memory yet) is replaced whole by `replace()`; it is never patched.
+ * `SecureContext`s are built lazily on the first handshake that names them
+ * and cached by (name, version), so:
  * - 10,000 names cost 10,000 PEM strings at start, not 10,000 OpenSSL contexts;
  * - a renewal arrives as a new version, so the next handshake gets a new
  *   context, while connections already open keep the context they were
  *   handshaken with (a TLS socket holds its own reference; nothing here can
  *   cut it).
+ *
+ * The context cache is bounded (`maxContexts`, least recently used first
+ * out): a context costs 35-70 KB, so memory follows the names in use, not
+ * every name ever asked for. An evicted name is rebuilt on its next
+ * handshake; a handshake that already has its context keeps it.
+ *
+ * A *pending* name is routed but its certificate is not in memory yet (the
+ * daemon serves before it has read every stored certificate): its first
+ * handshake waits for `load(name)`, one read per name however many
+ * handshakes wait for it, and a name that loads nothing is refused like an
+ * unknown one.
  *
  * Lookup is O(1): the exact name, then the one-label wildcard (`a.b.c` ->
  * `*.b.c`), as RFC 6125 section 6.4.3 allows (a wildcard never matches two
@@ -61,9 +73,26 @@ export class UnknownServerNameError extends PadlockError<'TLS_UNKNOWN_SERVER_NAM
   }
 }
 
+/**
+ * How many SecureContexts a registry keeps by default (`--tls-context-cache`):
+ * at 35-70 KB each, at most about 70 MB, while a name outside the cache costs
+ * one context build (well under a millisecond) on its next handshake.
+ */
+export const DEFAULT_TLS_CONTEXT_CACHE = 1000;
+
 export interface CertificateRegistryOptions {
   /** Called when a stored certificate cannot be turned into a context (bad PEM, key mismatch). */
   onContextError?: (name: string, err: unknown) => void;
+  /** At most this many contexts are cached, least recently used evicted first (default DEFAULT_TLS_CONTEXT_CACHE). */
+  maxContexts?: number;
+  /**
+   * Reads the certificate of a pending name (see `replace`) for its first
+   * handshake; undefined when there is none. Called at most once at a time
+   * per name. Without it, pending names are refused.
+   */
+  load?: (name: string) => Promise<CertificateEntry | undefined>;
+  /** Called when `load` rejects; the handshake is refused, and the next one tries again. */
+  onLoadError?: (name: string, err: unknown) => void;
 }
 
 /**
@@ -71,92 +100,158 @@ export interface CertificateRegistryOptions {
  *
  * Concurrency: the snapshot reference is swapped in one assignment; a lookup
  * sees either the old or the new snapshot, never a mix. Building a context is
- * synchronous, so two handshakes for one name cannot build it twice.
+ * synchronous, so two handshakes for one name cannot build it twice. A
+ * pending name's load is decided against the snapshot current when it ends,
+ * so a `replace()` that arrived meanwhile wins.
  */
 export class CertificateRegistry {
   private snapshot: CertificateSnapshot = new Map();
-  /** `name \0 version` -> context. Pruned on replace() to what the new snapshot still names. */
+  /** Routed names whose certificate is not in memory yet. */
+  private pending: ReadonlySet<string> = new Set();
+  /** Pending names loaded on demand, until a snapshot holds them (or no longer names them). */
+  private readonly loaded = new Map<string, CertificateEntry>();
+  private readonly loading = new Map<string, Promise<CertificateEntry | undefined>>();
+  /** `name \0 version` -> context, least recently used first. Pruned on replace() to what the new snapshot still names. */
   private readonly contexts = new Map<string, tls.SecureContext>();
+  private readonly maxContexts: number;
   private built = 0;
 
-  constructor(private readonly options: CertificateRegistryOptions = {}) {}
+  constructor(private readonly options: CertificateRegistryOptions = {}) {
+    this.maxContexts = Math.max(1, options.maxContexts ?? DEFAULT_TLS_CONTEXT_CACHE);
+  }
 
   /**
-   * Swaps in a new snapshot whole. Contexts for (name, version) pairs that are
-   * still present are kept; the rest are dropped from the cache (open
-   * connections keep theirs). Names are lowercased; the map itself is copied so
-   * a caller mutating it later changes nothing here.
+   * Swaps in a new snapshot whole, with the names that are routed but not in
+   * memory yet (`pending`: read through `load` on their first handshake).
+   * Contexts for (name, version) pairs that are still present are kept; the
+   * rest are dropped from the cache (open connections keep theirs). Names
+   * are lowercased; the map itself is copied so a caller mutating it later
+   * changes nothing here.
    */
-  replace(snapshot: CertificateSnapshot): void {
+  replace(snapshot: CertificateSnapshot, pending: Iterable<string> = []): void {
     const next = new Map<string, CertificateEntry>();
     for (const [name, entry] of snapshot) next.set(name.toLowerCase(), Object.freeze({ ...entry }));
+    const waiting = new Set<string>();
+    for (const name of pending) if (!next.has(name.toLowerCase())) waiting.add(name.toLowerCase());
     this.snapshot = next;
+    this.pending = waiting;
+    for (const name of this.loaded.keys()) if (!waiting.has(name)) this.loaded.delete(name);
     for (const key of this.contexts.keys()) {
       const [name, version] = splitKey(key);
-      if (next.get(name)?.version !== version) this.contexts.delete(key);
+      if ((next.get(name) ?? this.loaded.get(name))?.version !== version) this.contexts.delete(key);
     }
   }
 
-  /** True when a handshake for `servername` would find a certificate (exact or wildcard). */
+  /** True when a handshake for `servername` would find a certificate in memory (exact or wildcard). */
   has(servername: string): boolean {
     return this.resolve(servername) !== undefined;
   }
 
-  /** The snapshot key (exact name or wildcard) and entry serving `servername`, or undefined. O(1). */
+  /** The snapshot key (exact name or wildcard) and entry serving `servername` from memory, or undefined. O(1). */
   resolve(servername: string): { name: string; entry: CertificateEntry } | undefined {
-    const host = normaliseServerName(servername);
-    if (host === undefined) return undefined;
-    const exact = this.snapshot.get(host);
-    if (exact) return { name: host, entry: exact };
-    const dot = host.indexOf('.');
-    // `*.b.c` serves `a.b.c` only: there must be a label before the dot and at least two after it.
-    if (dot <= 0 || host.indexOf('.', dot + 1) < 0) return undefined;
-    const wildcard = `*${host.slice(dot)}`;
-    const entry = this.snapshot.get(wildcard);
-    return entry ? { name: wildcard, entry } : undefined;
+    const hit = this.lookup(servername);
+    return hit?.entry ? { name: hit.name, entry: hit.entry } : undefined;
   }
 
   /**
    * The SecureContext for `servername`, built on first use and cached by
-   * (name, version). Undefined when no certificate covers the name, or when the
-   * stored PEMs cannot be loaded (reported through `onContextError`, and tried
-   * again on the next handshake).
+   * (name, version). Undefined when no certificate in memory covers the name
+   * (a pending one is not read here: see sniCallback), or when the stored
+   * PEMs cannot be loaded (reported through `onContextError`, and tried again
+   * on the next handshake).
    */
   contextFor(servername: string): tls.SecureContext | undefined {
     const hit = this.resolve(servername);
-    if (!hit) return undefined;
-    const key = `${hit.name}\0${hit.entry.version}`;
-    const cached = this.contexts.get(key);
-    if (cached) return cached;
-    let context: tls.SecureContext;
-    try {
-      context = tls.createSecureContext({ ...TLS_POLICY, cert: hit.entry.certPem, key: hit.entry.keyPem });
-    } catch (err) {
-      this.options.onContextError?.(hit.name, err);
-      return undefined;
-    }
-    // Only cache if the snapshot did not change meanwhile (it cannot: this is synchronous), keyed by version.
-    this.contexts.set(key, context);
-    this.built++;
-    return context;
+    return hit && this.contextOf(hit.name, hit.entry);
   }
 
   /**
    * A `tls.Server` SNICallback: answers the cached or freshly built context,
-   * or an `UnknownServerNameError` (the server decides what the client sees).
+   * after reading a pending name's certificate first, or an
+   * `UnknownServerNameError` (the server decides what the client sees).
    */
   readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
-    const context = this.contextFor(servername);
-    if (context) cb(null, context);
-    else cb(new UnknownServerNameError(servername));
+    const hit = this.lookup(servername);
+    if (hit?.entry) {
+      const context = this.contextOf(hit.name, hit.entry);
+      if (context) cb(null, context);
+      else cb(new UnknownServerNameError(servername));
+      return;
+    }
+    if (!hit) return cb(new UnknownServerNameError(servername));
+    void this.loadPending(hit.name).then(() => {
+      // Decided against the snapshot of now: a replace() during the read wins over what it read.
+      const context = this.contextFor(servername);
+      if (context) cb(null, context);
+      else cb(new UnknownServerNameError(servername));
+    });
   };
 
   /** Names in the current snapshot, contexts in the cache, and contexts built since start. */
   stats(): { names: number; cachedContexts: number; builtContexts: number } {
     return { names: this.snapshot.size, cachedContexts: this.contexts.size, builtContexts: this.built };
   }
-}
 
+  /** The snapshot key serving `servername` (exact first, then the wildcard), with its entry when it is in memory. */
+  private lookup(servername: string): { name: string; entry?: CertificateEntry } | undefined {
+    const host = normaliseServerName(servername);
+    if (host === undefined) return undefined;
+    const exact = this.known(host);
+    if (exact) return exact;
+    const dot = host.indexOf('.');
+    // `*.b.c` serves `a.b.c` only: there must be a label before the dot and at least two after it.
+    if (dot <= 0 || host.indexOf('.', dot + 1) < 0) return undefined;
+    return this.known(`*${host.slice(dot)}`);
+  }
+
+  private known(name: string): { name: string; entry?: CertificateEntry } | undefined {
+    const entry = this.snapshot.get(name) ?? this.loaded.get(name);
+    if (entry) return { name, entry };
+    return this.pending.has(name) ? { name } : undefined;
+  }
+
+  /** Reads a pending name once, however many handshakes wait for it; keeps what it read while the name stays pending. */
+  private loadPending(name: string): Promise<CertificateEntry | undefined> {
+    const inFlight = this.loading.get(name);
+    if (inFlight) return inFlight;
+    const load = this.options.load;
+    const read = (load ? load(name) : Promise.resolve(undefined))
+      .then((entry) => {
+        if (entry && this.pending.has(name)) this.loaded.set(name, Object.freeze({ ...entry }));
+        return entry;
+      }, (err: unknown) => {
+        this.options.onLoadError?.(name, err);
+        return undefined;
+      })
+      .finally(() => this.loading.delete(name));
+    this.loading.set(name, read);
+    return read;
+  }
+
+  /** The cached context of (name, entry.version), or a new one (cached, evicting the least recently used). */
+  private contextOf(name: string, entry: CertificateEntry): tls.SecureContext | undefined {
+    const key = `${name}\0${entry.version}`;
+    const cached = this.contexts.get(key);
+    if (cached) {
+      // Most recently used goes last: Map keeps insertion order.
+      this.contexts.delete(key);
+      this.contexts.set(key, cached);
+      return cached;
+    }
+    let context: tls.SecureContext;
+    try {
+      context = tls.createSecureContext({ ...TLS_POLICY, cert: entry.certPem, key: entry.keyPem });
+    } catch (err) {
+      this.options.onContextError?.(name, err);
+      return undefined;
+    }
+    this.contexts.set(key, context);
+    this.built++;
+    // Evicting only drops this cache's reference: a socket handed the context keeps it alive.
+    while (this.contexts.size > this.maxContexts) this.contexts.delete(this.contexts.keys().next().value!);
+    return context;
+  }
+}
 function splitKey(key: string): [string, string] {
   const i = key.indexOf('\0');
   return [key.slice(0, i), key.slice(i + 1)];

@@ -2,9 +2,9 @@
  * Private keys and CSRs for certificates, with node:crypto (OpenSSL) for keys
  * and acme-client's CSR builder (WebCrypto via @peculiar/x509, not node-forge).
  */
+import { isIP } from 'node:net';
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCb } from 'node:crypto';
 import { promisify } from 'node:util';
-import acme from 'acme-client';
 import { PadlockError } from '../errors.js';
 
 const generateKeyPair = promisify(generateKeyPairCb);
@@ -53,7 +53,11 @@ export function describePrivateKey(pem: string): KeySpec {
 
 /** A DER CSR (PEM) for `names`, the first being the common name (RFC 8555 section 7.4). */
 export async function createCsr(names: string[], keyPem: string): Promise<string> {
-  const [, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, keyPem);
+  // Loaded on first use: reading and serving certificates never needs the ACME client.
+  const { default: acme } = await import('acme-client');
+  // The common name is the first DNS name; an IP-only certificate has none (CAs take IPs from the SAN only).
+  const commonName = names.find((n) => isIP(n) === 0);
+  const [, csr] = await acme.crypto.createCsr({ ...(commonName ? { commonName } : {}), altNames: names }, keyPem);
   return csr.toString();
 }
 

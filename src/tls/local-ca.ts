@@ -20,7 +20,7 @@
  * @peculiar/asn1-x509's ASN.1 types (the ones @peculiar/x509 itself uses).
  */
 import { webcrypto, createPrivateKey, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import type { CertStore, CertBundle, Lineage, LineageMeta } from '../store/store.js';
@@ -29,8 +29,19 @@ import type { Logger } from '../log.js';
 import { PadlockError } from '../errors.js';
 import { normaliseLocalSuffix } from '../config/names.js';
 import { isIssuedBy } from './inspect.js';
+import { parseCertificate } from './webpki/certificate.js';
 
-x509.cryptoProvider.set(webcrypto as never);
+/**
+ * @peculiar/x509 (with tsyringe and the CMS, PFX and PKCS#9 schemas: about
+ * 150 modules) is loaded to create a certificate, not when padlock starts:
+ * a daemon whose local certificates are all stored, or that has no local
+ * names, never needs it.
+ */
+async function x509Lib(): Promise<typeof X509> {
+  const lib = await import('@peculiar/x509');
+  lib.cryptoProvider.set(webcrypto as never);
+  return lib;
+}
 
 type Key = webcrypto.CryptoKey;
 
@@ -95,7 +106,7 @@ export function localRootNames(suffixes: readonly string[]): string[] {
  * sign any name).
  */
 export function rootPermittedNames(rootPem: string): string[] | null {
-  const ext = new x509.X509Certificate(rootPem).getExtension(id_ce_nameConstraints);
+  const ext = parseCertificate(new X509Certificate(rootPem).raw).extensions.get(id_ce_nameConstraints);
   if (!ext) return null;
   const constraints = AsnConvert.parse(ext.value, NameConstraints);
   // A plain array: AsnArray's map would give back another AsnArray.
@@ -207,6 +218,7 @@ export function describeNames(permitted: readonly string[]): string {
 }
 
 async function createRoot(clock: Clock, permittedNames: readonly string[]): Promise<LocalRoot> {
+  const x509 = await x509Lib();
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = clock.now();
   const name = `CN=padlock local CA ${randomBytes(3).toString('hex')}, O=padlock local development`;
@@ -252,6 +264,7 @@ export async function issueLocalCertificate(root: LocalRoot, names: string[], ke
       `the local CA root can sign only ${describeNames(permitted)}, not ${outside.join(', ')}; add the suffix to localSuffixes (padlock then makes a new root, and you run padlock trust again)`,
     );
   }
+  const x509 = await x509Lib();
   const rootCert = new x509.X509Certificate(root.certPem);
   const signingKey = await importSigningKey(root.keyPem);
   const leafKey = createPrivateKey(keyPem);

@@ -12,20 +12,24 @@
 import { X509Certificate } from 'node:crypto';
 import { DEFAULT_LOCAL_SUFFIXES, LOCAL_ISSUER, LOCAL_ROOT_LINEAGE, ensureLocalRoot, issueLocalCertificate, issuedByRoot, rootPermittedNames, type EnsuredLocalRoot } from './local-ca.js';
 import type { Issuer, IssueRequest, Issued } from '../certificates/issuer.js';
-import type { CertStore, Lineage } from '../store/store.js';
+import type { CertStore, ServingLineage } from '../store/store.js';
+import { recordedLeaf } from './leaf-facts.js';
 import type { TrustAnchors } from './roots.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 
+/**
+ * How long one read of the root lineage answers supersedes() calls: loading
+ * 10,000 lineages asks for every one of them, and reading the root each time
+ * cost more than the check. A root replaced meanwhile is seen by the calls
+ * that start this long after it was stored.
+ */
+const ROOT_READ_REUSE_MS = 1_000;
+
 export class LocalIssuer implements Issuer {
   readonly id = LOCAL_ISSUER;
-  /**
-   * The root lineage read in flight, shared by the supersedes() calls that
-   * overlap it: loading 10,000 lineages checks 32 at a time, and each used to
-   * read the root again. Dropped once settled, so a replaced root is seen by
-   * the next call.
-   */
-  private rootRead: { store: CertStore; pending: Promise<Lineage | null> } | undefined;
+  /** The root lineage as last read (shared by the calls that overlap the read and, for ROOT_READ_REUSE_MS, by later ones). */
+  private rootRead: { store: CertStore; pending: Promise<ServingLineage | null>; until: number } | undefined;
   /** The root certificate last checked against, parsed once. */
   private parsedRoot: { pem: string; cert: X509Certificate } | undefined;
   constructor(private readonly clock: Clock, private readonly options: { suffixes?: readonly string[]; logger?: Logger } = {}) {}
@@ -53,21 +57,31 @@ export class LocalIssuer implements Issuer {
     return undefined;
   }
 
-  /** A leaf the current root did not sign (the root was replaced) must be reissued. */
-  async supersedes(lineage: Lineage, store: CertStore): Promise<string | undefined> {
+  /**
+   * A leaf the current root did not sign (the root was replaced) must be
+   * reissued. When the lineage's meta records the anchor its chain was
+   * verified to (tls/leaf-facts.ts), that fingerprint is compared with the
+   * root's; otherwise the leaf's signature is checked against the root.
+   */
+  async supersedes(lineage: ServingLineage, store: CertStore): Promise<string | undefined> {
     if (lineage.meta.domains.length === 0) return undefined;
     const root = await this.readRoot(store);
-    if (!root || issuedByRoot(lineage.bundle.cert, this.parsed(root.bundle.cert))) return undefined;
-    return "issued by a local CA root that was replaced; reissued from the current one";
+    if (!root) return undefined;
+    const parsed = this.parsed(root.bundle.fullchain);
+    const anchor = recordedLeaf(lineage.meta, lineage.bundle.fullchain)?.anchorFingerprint256;
+    const signed = anchor !== undefined && typeof parsed !== 'string' ? anchor === parsed.fingerprint256 : issuedByRoot(lineage.bundle.fullchain, parsed);
+    return signed ? undefined : 'issued by a local CA root that was replaced; reissued from the current one';
   }
 
-  /** The stored root lineage; concurrent callers share one read (see `rootRead`). */
-  private readRoot(store: CertStore): Promise<Lineage | null> {
-    if (this.rootRead?.store === store) return this.rootRead.pending;
-    const pending = store.readLineage(LOCAL_ROOT_LINEAGE).finally(() => {
-      if (this.rootRead?.pending === pending) this.rootRead = undefined;
-    });
-    this.rootRead = { store, pending };
+  /** The stored root lineage (its serving read); see `rootRead`. */
+  private readRoot(store: CertStore): Promise<ServingLineage | null> {
+    const now = Date.now();
+    if (this.rootRead?.store === store && this.rootRead.until > now) return this.rootRead.pending;
+    const pending = store.readServing(LOCAL_ROOT_LINEAGE);
+    const read = { store, pending, until: Infinity };
+    this.rootRead = read;
+    // Kept for a short while after it settles; a failed read is not kept at all.
+    pending.then(() => (read.until = Date.now() + ROOT_READ_REUSE_MS), () => (read.until = 0));
     return pending;
   }
 

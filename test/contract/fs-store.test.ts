@@ -207,12 +207,14 @@ describe('FsStore on disk', () => {
     it('rejects a dangling live/NAME with STORE_CORRUPT naming the path, and does not list it', async () => {
       await symlink('../archive/gone.example.test/v3', join(dir, 'live', 'gone.example.test'));
       await assert.rejects(store.readLineage('gone.example.test'), isCode('STORE_CORRUPT', join(dir, 'live', 'gone.example.test')));
+      await assert.rejects(store.readServing('gone.example.test'), isCode('STORE_CORRUPT', join(dir, 'live', 'gone.example.test'), 'does not exist'));
       assert.deepEqual(await store.listLineages(), []);
     });
 
     it('rejects a live/NAME that is a certbot-style folder with STORE_CORRUPT', async () => {
       await mkdir(join(dir, 'live', 'certbot.example.test'));
       await assert.rejects(store.readLineage('certbot.example.test'), isCode('STORE_CORRUPT', 'certbot.example.test'));
+      await assert.rejects(store.readServing('certbot.example.test'), isCode('STORE_CORRUPT', 'certbot.example.test'));
     });
 
     it('rejects a version folder with a missing file with STORE_CORRUPT naming the file', async () => {
@@ -220,6 +222,9 @@ describe('FsStore on disk', () => {
       await store.putVersion(name, fakeBundle('h1'), fakeMeta(name));
       await rm(join(dir, 'archive', name, 'v1', 'privkey.pem'));
       await assert.rejects(store.readLineage(name), isCode('STORE_CORRUPT', 'privkey.pem'));
+      await assert.rejects(store.readServing(name), isCode('STORE_CORRUPT', 'privkey.pem'));
+      await rm(join(dir, 'archive', name, 'v1', 'fullchain.pem'));
+      await assert.rejects(store.readServing(name), isCode('STORE_CORRUPT', 'fullchain.pem'));
     });
 
     it('rejects unparseable state JSON with STORE_CORRUPT naming the file', async () => {

@@ -174,6 +174,7 @@ describe('RedisStore on a real Redis', () => {
         await store.writeAccount({ directoryUrl: dir, keyPem: 'account key', createdAt: 'now' });
 
         await assert.rejects(wrong.readLineage(name), corrupt(`${prefix}lineage:${name} field v2`, 'does not decrypt with the store key', '--store-key-file'));
+        await assert.rejects(wrong.readServing(name), corrupt(`${prefix}lineage:${name} field v2`, 'does not decrypt with the store key', '--store-key-file'));
         await assert.rejects(wrong.readAccount(dir), corrupt(`${prefix}account:`, 'does not decrypt with the store key'));
         assert.deepEqual(await wrong.listLineages(), [name], 'listing needs no key');
         assert.deepEqual([...(await wrong.currentVersions())], [[name, 2]]);
@@ -182,15 +183,20 @@ describe('RedisStore on a real Redis', () => {
         const v1 = await raw.hGet(`${prefix}lineage:${name}`, 'v1');
         await raw.hSet(`${prefix}lineage:${name}`, 'v2', v1!);
         await assert.rejects(store.readLineage(name), corrupt('v2', 'does not decrypt'), 'version 1 moved to version 2 does not open');
+        await assert.rejects(store.readServing(name), corrupt('v2', 'does not decrypt'), 'nor through the serving read');
         const flipped = v2.privkey.slice(0, -3) + (v2.privkey.endsWith('A') ? 'B' : 'A') + v2.privkey.slice(-2);
         await raw.hSet(`${prefix}lineage:${name}`, 'v2', JSON.stringify({ ...v2, privkey: flipped }));
         await assert.rejects(store.readLineage(name), corrupt('does not decrypt'), 'a changed byte does not open');
+        await assert.rejects(store.readServing(name), corrupt('does not decrypt'));
         await raw.hSet(`${prefix}lineage:${name}`, 'v2', JSON.stringify({ ...v2, privkey: fakeBundle('clear').privkey }));
         await assert.rejects(store.readLineage(name), corrupt('is not sealed in a format this padlock knows'));
+        await assert.rejects(store.readServing(name), corrupt('is not sealed in a format this padlock knows'));
         await raw.hSet(`${prefix}lineage:${name}`, 'v2', 'not json');
         await assert.rejects(store.readLineage(name), corrupt(`${prefix}lineage:${name} field v2`, 'is not valid JSON'));
+        await assert.rejects(store.readServing(name), corrupt(`${prefix}lineage:${name} field v2`, 'is not valid JSON'));
         await raw.hDel(`${prefix}lineage:${name}`, 'v2');
         await assert.rejects(store.readLineage(name), corrupt('version 2', 'is missing'));
+        await assert.rejects(store.readServing(name), corrupt('version 2', 'is missing'));
         assertNoSecrets(messages, [...keySpellings(storeKey), ...keySpellings(otherKey), server.password]);
       } finally {
         raw.destroy();

@@ -154,6 +154,49 @@ export function runStoreContract(label: string, make: () => Promise<StoreUnderTe
       });
     });
 
+    describe('serving read', () => {
+      it('readServing resolves null for a lineage never written, one with only meta, and one deleted', async () => {
+        assert.equal(await store.readServing('never.example.test'), null);
+        await store.writeMeta('meta-only.example.test', fakeMeta('meta-only.example.test'));
+        assert.equal(await store.readServing('meta-only.example.test'), null);
+        await store.putVersion('gone.example.test', fakeBundle('g1'), fakeMeta('gone.example.test'));
+        await store.deleteLineage('gone.example.test');
+        assert.equal(await store.readServing('gone.example.test'), null);
+      });
+
+      it('readServing gives the current version with its fullchain, private key and meta, as readLineage does, and not cert or chain', async () => {
+        const name = 'serve.example.test';
+        await store.putVersion(name, fakeBundle('s1'), fakeMeta(name));
+        await store.putVersion(name, fakeBundle('s2'), fakeMeta(name, [name, 'www.serve.example.test']));
+        const later = { ...fakeMeta(name, [name, 'www.serve.example.test'], '2026-03-03T00:00:00.000Z'), deployHook: 'true' };
+        await store.writeMeta(name, later);
+        const served = await store.readServing(name);
+        const full = await store.readLineage(name);
+        assert.ok(served && full);
+        assert.equal(served.version, 2);
+        assert.deepEqual(served.bundle, { fullchain: fakeBundle('s2').fullchain, privkey: fakeBundle('s2').privkey });
+        assert.deepEqual(served.meta, later, 'the meta as last written, like readLineage');
+        assert.deepEqual({ version: served.version, meta: served.meta }, { version: full.version, meta: full.meta });
+        assert.deepEqual(Object.keys(served.bundle).sort(), ['fullchain', 'privkey']);
+      });
+
+      it('readServing never mixes two versions while putVersion switches between them', async () => {
+        const name = 'switching.example.test';
+        await store.putVersion(name, fakeBundle('x0'), fakeMeta(name));
+        const reads: Promise<unknown>[] = [];
+        for (let i = 1; i <= 5; i++) {
+          const write = store.putVersion(name, fakeBundle(`x${i}`), fakeMeta(name));
+          for (let r = 0; r < 10; r++) reads.push(store.readServing(name));
+          await write;
+        }
+        for (const read of await Promise.all(reads)) {
+          const served = read as { version: number; bundle: { fullchain: string; privkey: string } };
+          const tag = `x${served.version - 1}`;
+          assert.deepEqual(served.bundle, { fullchain: fakeBundle(tag).fullchain, privkey: fakeBundle(tag).privkey }, `version ${served.version} reads as ${tag}`);
+        }
+      });
+    });
+
     describe('meta, state and accounts', () => {
       it('replaces meta whole on writeMeta, without changing the certificate', async () => {
         const name = 'm.example.test';
@@ -329,6 +372,7 @@ export function runStoreContract(label: string, make: () => Promise<StoreUnderTe
         it(`rejects the name ${shown} with NAME_INVALID on every name-taking method`, async () => {
           let changeCalled = false;
           await assert.rejects(store.readLineage(bad), isCode('NAME_INVALID'));
+          await assert.rejects(store.readServing(bad), isCode('NAME_INVALID'));
           await assert.rejects(store.putVersion(bad, fakeBundle('x'), fakeMeta('x')), isCode('NAME_INVALID'));
           await assert.rejects(store.deleteLineage(bad), isCode('NAME_INVALID'));
           await assert.rejects(store.readMeta(bad), isCode('NAME_INVALID'));

@@ -167,7 +167,7 @@ describe('padlock run configuration errors', () => {
     await writeFile(file, 'sites:\n  - host: "*.example.com"\n    upstream: "http://127.0.0.1:1"\n  - host: ok.example.com\n    upstream: "ftp://x"\n');
     const r = await runCli(['run', '--config', file, '--docker', 'false', '--config-dir', dir.dir, '--admin-listen', '127.0.0.1:0', '--http-port', '0', '--https-port', '0', '--bind', '127.0.0.1', ...NO_CA]);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /sites\.0\.host "\*\.example\.com": wildcard names need the DNS-01 challenge/);
+    assert.match(r.stderr, /sites\.0\.host "\*\.example\.com": a wildcard needs the DNS-01 challenge, and no provider in dns\.providers covers example\.com/);
     assert.match(r.stderr, /sites\.1\.upstream: "ftp:\/\/x" is not an upstream URL \(the scheme ftp is not http or https\)/);
   });
 });
@@ -195,26 +195,59 @@ describe('padlock run as a certificate companion', () => {
 
 
 describe('padlock run and certificates from elsewhere', () => {
-  const serial = async (port: number, name: string, ca: string) => (await httpsGet(port, name, ca)).peer.serialNumber as string;
-  const serialOverH2 = async (port: number, name: string, ca: string) => (await httpsGetOver('h2', port, name, ca)).peer.serialNumber as string;
+  // A verified handshake only: these names route to a dead port on purpose, and a request would wait --upstream-wait for it.
+  // With `alpn`, the handshake must also pick that protocol, as a browser's offering h2 would.
+  const serial = (port: number, name: string, ca: string, alpn?: 'h2') => new Promise<string>((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: name, ca, timeout: 5_000, ...(alpn ? { ALPNProtocols: [alpn] } : {}) }, () => {
+      const peer = socket.getPeerCertificate();
+      const protocol = socket.alpnProtocol;
+      socket.end();
+      if (alpn && protocol !== alpn) return reject(new Error(`ALPN ${String(protocol)}, not ${alpn}`));
+      resolve(peer.serialNumber);
+    });
+    socket.on('timeout', () => socket.destroy(new Error('timeout')));
+    socket.on('error', reject);
+  });
+  const serialOverH2 = (port: number, name: string, ca: string) => serial(port, name, ca, 'h2');
 
-  it('issues local names before :443 opens, so the first handshake already has its certificate', async () => {
+  it('answers the very first handshake for a local name it has no certificate for yet, issuing it then, once, and issues the others in the background', async () => {
     const dir = await tempConfigDir();
     after(dir.cleanup);
     const file = join(dir.dir, 'local.yaml');
+    const store = join(dir.dir, 'store');
     // Twenty local names: enough that the store's change notifications of this start's own writes arrive while it still issues.
-    await writeFile(file, ['sites:', ...['first', ...Array.from({ length: 19 }, (_, i) => `n${i}`)].map((n) => `  - host: ${n}.localhost\n    upstream: http://127.0.0.1:9`)].join('\n'));
-    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir.dir, 'store'), '--log-format', 'json', ...NO_CA]);
+    const names = ['first', ...Array.from({ length: 19 }, (_, i) => `n${i}`)].map((n) => `${n}.localhost`);
+    await writeFile(file, ['sites:', ...names.map((n) => `  - host: ${n}\n    upstream: http://127.0.0.1:9`)].join('\n'));
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--log-format', 'json', ...NO_CA]);
     try {
-      const lines = d.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; name?: string });
-      const stored = lines.findIndex((l) => l.msg === 'certificate stored' && l.name === 'first.localhost');
-      const listening = lines.findIndex((l) => l.msg === 'listening');
-      assert.ok(stored >= 0 && listening >= 0, d.output());
-      assert.ok(stored < listening, 'the local certificate was stored before the ports opened');
-      const root = (await runCli(['trust', '--pem', '--config-dir', join(dir.dir, 'store')])).stdout;
-      assert.ok(await serial(d.httpsPort, 'first.localhost', root), 'the very first handshake succeeds');
-      assert.ok(await serialOverH2(d.httpsPort, 'first.localhost', root), 'and over HTTP/2');
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      assert.ok(await serial(d.httpsPort, 'first.localhost', root), 'the very first handshake succeeds, verified against padlock trust');
+      await waitFor('every local certificate', async () => {
+        const versions = await Promise.all(names.map((n) => readFile(join(store, 'renewal', `${n}.json`), 'utf8').then((t) => (JSON.parse(t) as { storedForVersion: number }).storedForVersion, () => undefined)));
+        return versions.every((v) => v !== undefined) ? versions : undefined;
+      }).then((versions) => assert.deepEqual(versions, names.map(() => 1), 'each issued once, by the handshake or by the background, never both'));
+      for (const n of names.slice(0, 3)) assert.ok(await serial(d.httpsPort, n, root), n);
+      assert.ok(await serialOverH2(d.httpsPort, 'first.localhost', root), 'and to a client that offers HTTP/2');
       assert.doesNotMatch(d.output(), /a newer certificate appeared in the store/, "padlock's own certificates are not announced as another process's");
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  });
+
+  it('keeps at most --tls-context-cache TLS contexts, and still serves every name', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'cache.yaml');
+    const store = join(dir.dir, 'store');
+    const names = ['a', 'b', 'c', 'd'].map((n) => `${n}.localhost`);
+    await writeFile(file, ['sites:', ...names.map((n) => `  - host: ${n}\n    upstream: http://127.0.0.1:9`)].join('\n'));
+    const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--tls-context-cache', '2', ...NO_CA]);
+    try {
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      for (let round = 0; round < 2; round++) for (const n of names) assert.ok(await serial(d.httpsPort, n, root), `${n}, round ${round + 1}`);
+      const certs = ((await d.status())['proxy'] as { certificates: { cachedContexts: number; builtContexts: number } }).certificates;
+      assert.equal(certs.cachedContexts, 2, 'two contexts kept');
+      assert.ok(certs.builtContexts >= 8, `${certs.builtContexts} contexts built for 8 handshakes that each found theirs evicted`);
     } finally {
       assert.equal(await d.stop(), 0);
     }
@@ -280,7 +313,8 @@ describe('padlock run --http2', () => {
     } finally {
       assert.equal(await on.stop(), 0);
     }
-    const off = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--http2', 'false', ...NO_CA]);
+    // --upstream-wait 0: the dead upstream answers 502 at once instead of holding the request.
+    const off = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--http2', 'false', '--upstream-wait', '0', ...NO_CA]);
     try {
       const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
       assert.equal(await probe(off.httpsPort, root), 'http/1.1');

@@ -186,3 +186,37 @@ describe('dashboard behind the admin token', () => {
     }
   });
 });
+
+describe('dashboard: a name in its grace period (its container stopped)', () => {
+  it('says the name answers 503 until its grace period ends, and when the name is dropped', async () => {
+    requireChromium();
+    const graced: SiteSpec = { ...site('gone.example.com', []), graceUntil: '2026-11-26T12:04:00.000Z' };
+    const admin = new AdminServer({
+      listen: '127.0.0.1:0',
+      ready: () => true,
+      status: () => buildStatusDocument({
+        now: NOW, ready: true, listeners: { http: 80, https: 443, admin: 0 }, docker: { connected: true, since: '2026-11-26T11:00:00.000Z' },
+        sites: [graced], problems: [], certificates: [VALID('gone.example.com')],
+      }),
+    });
+    const { port } = await admin.listen();
+    const origin = `127.0.0.1:${port}`;
+    let browser: TestBrowser | undefined;
+    try {
+      browser = await launchBrowser([origin]);
+      await browser.page.clock.install({ time: NOW });
+      await browser.page.goto(`http://${origin}/`);
+      await browser.page.locator('body[data-loaded="true"]').waitFor({ timeout: 15_000 });
+      const card = (await browser.page.locator('article[data-host="gone.example.com"]').innerText()).replace(/\s+/g, ' ');
+      assert.match(card, /Grace period No container is running\. Requests get 503 until 2026-11-26 12:04 UTC \(in 4 min\), then the name is no longer served\./);
+      assert.doesNotMatch(card, /Upstreams/, 'no empty upstream list in its place');
+      const item = browser.page.getByRole('region', { name: 'Needs attention' }).locator('li[data-kind="grace"]');
+      assert.match(await item.innerText(), /gone\.example\.com/);
+      assert.match(await item.innerText(), /Name dropped in 4 min \(2026-11-26 12:04 UTC\)/);
+      assert.deepEqual(browser.errors, []);
+    } finally {
+      await browser?.close();
+      await admin.close();
+    }
+  });
+});

@@ -16,11 +16,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { startRedis, type RedisServer } from '../support/redis.js';
-import { startPadlockRun, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
+import { startPadlockRun, httpsGet, getJson, waitFor, type RunningDaemon } from '../support/daemon.js';
 import { runCli } from '../support/cli.js';
+import { startBalancer, type Balancer } from '../support/tcp-balancer.js';
 import { pebbleRunFlags, pebbleFlags, uniqueName } from '../support/padlock.js';
 
 const REPLICAS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
+/**
+ * A layer-4 balancer in front of the replicas' HTTP ports, as a fleet has:
+ * names resolved here reach whichever replica listens, so an order made by a
+ * replica that started first never waits on one that is still starting.
+ */
+const BALANCER = '127.0.0.4';
 // Certificates live 60 s: due after 30 s, so renewals happen while the tests run.
 const VALIDITY_S = 60;
 
@@ -29,6 +36,7 @@ let redis: RedisServer;
 let dir: string;
 let keyFile: string;
 let ports: { https: number; admin: number };
+let balancer: Balancer;
 const running: RunningDaemon[] = [];
 
 before(async () => {
@@ -38,16 +46,18 @@ before(async () => {
   keyFile = join(dir, 'store.key');
   await writeFile(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   ports = { https: await freePort(), admin: await freePort() };
+  balancer = await startBalancer(BALANCER, pebble.httpPort, REPLICAS);
 });
 after(async () => {
   for (const d of running) await d.stop(5_000).catch(() => undefined);
+  await balancer?.close();
   await redis?.stop();
   await pebble?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 const ordersAtCa = () => (pebble.logs().match(/Added order/g) ?? []).length;
-const storeFlags = () => ['--store', redis.url, '--store-key-file', keyFile];
+const storeFlags = (server: RedisServer = redis) => ['--store', server.url, '--store-key-file', keyFile, ...(server.caFile ? ['--store-ca', server.caFile] : [])];
 
 /** Sends Pebble's validation of `name` to this loopback address (challtestsrv's mock DNS). */
 async function resolveAt(name: string, ip: string): Promise<void> {
@@ -63,9 +73,9 @@ async function config(names: string[]): Promise<string> {
   return file;
 }
 
-async function replica(ip: string, file: string, extra: string[] = []): Promise<RunningDaemon> {
+async function replica(ip: string, file: string, extra: string[] = [], server: RedisServer = redis): Promise<RunningDaemon> {
   const d = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(dir, `cfg-${ip}`), '--log-format', 'json', '--store-lock-ttl', '5',
-    ...storeFlags(), ...pebbleRunFlags(pebble), ...extra], { bind: ip, httpPort: pebble.httpPort, httpsPort: ports.https, adminPort: ports.admin });
+    ...storeFlags(server), ...pebbleRunFlags(pebble), ...extra], { bind: ip, httpPort: pebble.httpPort, httpsPort: ports.https, adminPort: ports.admin });
   running.push(d);
   return d;
 }
@@ -85,26 +95,39 @@ async function withReplicas(body: () => Promise<void>): Promise<void> {
 
 const serial = (ip: string, name: string) => httpsGet(ports.https, name, pebble.rootPem, '/', false, ip).then((r) => String(r.peer.serialNumber), () => undefined);
 
+/** Three replicas want one new name at the same moment: one order, the same certificate on all three within 5 s. */
+async function orderOnceServeEverywhere(server: RedisServer): Promise<void> {
+  const name = uniqueName('fleet');
+  await resolveAt(name, BALANCER);
+  const file = await config([name]);
+  const before = ordersAtCa();
+  await Promise.all(REPLICAS.map((ip) => replica(ip, file, [], server)));
+  const served = new Map<string, number>();
+  await waitFor('every replica serving the name', async () => {
+    for (const ip of REPLICAS) if (!served.has(ip) && (await serial(ip, name))) served.set(ip, Date.now());
+    return served.size === REPLICAS.length || undefined;
+  }, 30_000, 50);
+  const times = [...served.values()];
+  assert.ok(Math.max(...times) - Math.min(...times) <= 5_000, `served by all three within ${Math.max(...times) - Math.min(...times)} ms`);
+  const serials = new Set(await Promise.all(REPLICAS.map((ip) => serial(ip, name))));
+  assert.equal(serials.size, 1, 'the same certificate everywhere');
+  assert.equal(ordersAtCa() - before, 1, 'one order at the CA');
+  const stored = running.map((d) => d.output()).filter((o) => new RegExp(`"msg":"certificate stored"[^\\n]*"name":"${name.replace(/\./g, '\\.')}"`).test(o));
+  assert.equal(stored.length, 1, 'exactly one replica stored it');
+  await stopAll();
+}
+
 describe('padlock replicas sharing a Redis store', () => {
-  it('order a name once while three replicas want it at the same moment, and all three serve it within 5 s', () => withReplicas(async () => {
-    const name = uniqueName('fleet');
-    await resolveAt(name, '127.0.0.2');
-    const file = await config([name]);
-    const before = ordersAtCa();
-    await Promise.all(REPLICAS.map((ip) => replica(ip, file)));
-    const served = new Map<string, number>();
-    await waitFor('every replica serving the name', async () => {
-      for (const ip of REPLICAS) if (!served.has(ip) && (await serial(ip, name))) served.set(ip, Date.now());
-      return served.size === REPLICAS.length || undefined;
-    }, 30_000, 50);
-    const times = [...served.values()];
-    assert.ok(Math.max(...times) - Math.min(...times) <= 5_000, `served by all three within ${Math.max(...times) - Math.min(...times)} ms`);
-    const serials = new Set(await Promise.all(REPLICAS.map((ip) => serial(ip, name))));
-    assert.equal(serials.size, 1, 'the same certificate everywhere');
-    assert.equal(ordersAtCa() - before, 1, 'one order at the CA');
-    const stored = running.map((d) => d.output()).filter((o) => new RegExp(`"msg":"certificate stored"[^\\n]*"name":"${name.replace(/\./g, '\\.')}"`).test(o));
-    assert.equal(stored.length, 1, 'exactly one replica stored it');
-    await stopAll();
+  it('order a name once while three replicas want it at the same moment, and all three serve it within 5 s', () => withReplicas(() => orderOnceServeEverywhere(redis)));
+
+  it('do the same on a Redis over TLS, verified against --store-ca', () => withReplicas(async () => {
+    const tlsRedis = await startRedis({ tls: true });
+    try {
+      assert.match(tlsRedis.url, /^rediss:/);
+      await orderOnceServeEverywhere(tlsRedis);
+    } finally {
+      await tlsRedis.stop();
+    }
   }));
 
   it('answer the CA from any replica: padlock issue on "a laptop" lands its certificate while the validation reaches replica B', async () => {
@@ -168,7 +191,7 @@ describe('a replica that dies holding an order', () => {
 describe('a Redis outage', () => {
   it('costs no request on any replica for 30 s, and renewals resume and reach every replica after it returns', () => withReplicas(async () => {
     const name = uniqueName('outage');
-    await resolveAt(name, '127.0.0.1');
+    await resolveAt(name, BALANCER);
     const file = await config([name]);
     await Promise.all(REPLICAS.map((ip) => replica(ip, file)));
     const first = await waitFor('the first certificate everywhere', async () => {
@@ -176,6 +199,7 @@ describe('a Redis outage', () => {
       return s.every(Boolean) && new Set(s).size === 1 ? s[0] : undefined;
     }, 30_000, 100);
 
+    const ordersBefore = ordersAtCa();
     await redis.kill();
     const started = Date.now();
     let ok = 0;
@@ -195,6 +219,10 @@ describe('a Redis outage', () => {
     const status = await running[0]!.status();
     assert.equal(status['store'].reachable, false, '/api/status says the store is unreachable');
     assert.equal(status['ready'], true, 'and padlock stays ready: it serves from memory');
+    const readyz = await getJson(ports.admin, '/readyz', REPLICAS[1]);
+    assert.equal(readyz['ready'], true, '/readyz stays ready');
+    assert.equal(readyz['store'].reachable, false, '/readyz says the store is unreachable');
+    assert.match(String(readyz['store'].error), /redis|connect|ECONNREFUSED|answer/i, 'and why');
 
     await redis.restart();
     // 60-second certificates are due after 30 s: a renewal happens now that Redis is back, and reaches all three.
@@ -202,6 +230,7 @@ describe('a Redis outage', () => {
       const s = await Promise.all(REPLICAS.map((ip) => serial(ip, name)));
       return s.every((x) => x && x !== first) && new Set(s).size === 1 || undefined;
     }, 60_000, 200);
+    assert.equal(ordersAtCa() - ordersBefore, 1, 'the renewal that came due during the outage was ordered once for the whole fleet');
     await stopAll();
   }));
 });

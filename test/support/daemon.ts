@@ -240,3 +240,27 @@ export async function sigtermDuringRequests(daemon: RunningDaemon, name: string,
   const status = (s: number | Error) => (s instanceof Error ? `error ${(s as NodeJS.ErrnoException).code ?? s.message}` : s);
   return { code, statuses: { 'http/1.1': status(s1), h2: status(s2) }, goaway, goawayFirst, afterExit };
 }
+
+/** Something a test started; still unset when its start failed. */
+interface Stoppable {
+  stop(): Promise<unknown>;
+}
+
+/**
+ * Tears down a `padlock run` test in the order that leaves nothing behind:
+ * padlock first (it watches the rest), then the test's containers, dockerd,
+ * Pebble and the config dir. What is still unset (its start failed) is skipped.
+ */
+export async function stopRunTest(parts: {
+  daemon?: Stoppable;
+  containers?: Array<{ remove(): Promise<unknown> }>;
+  dockerd?: Stoppable;
+  pebble?: Stoppable;
+  cfg?: { cleanup(): Promise<unknown> };
+}): Promise<void> {
+  await parts.daemon?.stop();
+  for (const c of parts.containers ?? []) await c.remove().catch(() => undefined);
+  await parts.dockerd?.stop();
+  await parts.pebble?.stop();
+  await parts.cfg?.cleanup();
+}

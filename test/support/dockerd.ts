@@ -10,7 +10,10 @@
  *
  * `--live-restore` keeps containers running while the daemon restarts, as a
  * production daemon configured that way does; `restart()` relies on it to
- * test that routes stay valid across a daemon restart. `stop()` therefore
+ * test that routes stay valid across a daemon restart. `startDockerd({
+ * liveRestore: false })` starts one without it, as Docker's default is: a
+ * restart then stops every container, and brings back those with a restart
+ * policy (`runContainer({ restartPolicy: 'always' })`). `stop()` therefore
  * removes every container first, then stops the daemon, then kills anything
  * left that belongs to this daemon (containerd shims are reparented to init).
  */
@@ -35,6 +38,8 @@ export interface RunContainerOptions {
   expose?: boolean;
   /** A Docker health check; `test` is the CMD array, e.g. `['/bin/busybox','wget','-q','-O-','http://127.0.0.1:8080/']`. */
   healthcheck?: { test: string[]; intervalMs?: number; retries?: number };
+  /** Docker's restart policy (default none). */
+  restartPolicy?: 'always' | 'unless-stopped';
 }
 
 export interface TestContainer {
@@ -57,7 +62,7 @@ export interface Dockerd {
   /** How long the last (re)start took until `/_ping` answered, in ms. */
   lastStartMs: number;
   runContainer(opts: RunContainerOptions): Promise<TestContainer>;
-  /** SIGTERM, wait for exit, start again with the same flags; containers keep running (live-restore). */
+  /** SIGTERM, wait for exit, start again with the same flags; containers keep running with live-restore, else stop (and those with a restart policy come back). */
   restart(): Promise<void>;
   /** Removes all containers, stops the daemon (TERM, then KILL), cleans up mounts and the temp dir. Idempotent. */
   stop(): Promise<void>;
@@ -141,7 +146,7 @@ function mountsUnder(dir: string): string[] {
  * the daemon's output if it is not ready within 20 s, and naming the Debian
  * package if a program is missing.
  */
-export async function startDockerd(): Promise<Dockerd> {
+export async function startDockerd(opts: { liveRestore?: boolean } = {}): Promise<Dockerd> {
   const dockerdBin = requireProgram('dockerd', 'docker.io', 'the Docker daemon');
   requireProgram('containerd', 'docker.io (it depends on containerd)', "the Docker daemon's runtime");
   requireProgram('tar', 'tar', 'packing the test image');
@@ -158,7 +163,7 @@ export async function startDockerd(): Promise<Dockerd> {
     '--pidfile', join(dir, 'd.pid'),
     '--bridge=none', '--iptables=false', '--ip6tables=false',
     '--storage-driver=vfs',
-    '--live-restore',
+    ...(opts.liveRestore === false ? [] : ['--live-restore']),
   ];
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -320,7 +325,7 @@ export async function startDockerd(): Promise<Dockerd> {
           ? { Healthcheck: { Test: ['CMD', ...hc.test], Interval: (hc.intervalMs ?? 300) * 1e6, Timeout: 2e9, Retries: hc.retries ?? 1 } }
           : {}),
         StopTimeout: 1,
-        HostConfig: { NetworkMode: 'host', Init: true },
+        HostConfig: { NetworkMode: 'host', Init: true, ...(opts.restartPolicy ? { RestartPolicy: { Name: opts.restartPolicy } } : {}) },
       });
       await container.start();
       return {

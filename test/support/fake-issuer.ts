@@ -8,8 +8,9 @@
  */
 import { LocalIssuer } from '../../src/tls/local-issuer.js';
 import type { Issuer, IssueRequest, Issued } from '../../src/certificates/issuer.js';
-import type { CertStore, Lineage } from '../../src/store/store.js';
+import type { CertStore, ServingLineage } from '../../src/store/store.js';
 import type { TrustAnchors } from '../../src/tls/roots.js';
+import type { RenewalInfoSource } from '../../src/acme/ari.js';
 import type { Clock } from '../../src/clock.js';
 
 export class FakeIssuer implements Issuer {
@@ -27,10 +28,10 @@ export class FakeIssuer implements Issuer {
   trustAnchors(store: CertStore): Promise<TrustAnchors> {
     return this.local.trustAnchors(store);
   }
-  async renewalInfo(): Promise<undefined> {
+  async renewalInfo(): Promise<RenewalInfoSource | undefined> {
     return undefined;
   }
-  async supersedes(_lineage: Lineage, _store: CertStore): Promise<string | undefined> {
+  async supersedes(_lineage: ServingLineage, _store: CertStore): Promise<string | undefined> {
     return undefined;
   }
   async issue(request: IssueRequest): Promise<Issued> {

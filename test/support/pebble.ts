@@ -42,6 +42,11 @@ export interface PebbleOptions {
    * `PEBBLE_ALTERNATE_ROOTS=N` makes `rootsFile` hold all N+1 roots.
    */
   env?: Record<string, string>;
+  /**
+   * `HOST:PORT` of the DNS server Pebble's VA asks instead of challtestsrv
+   * (a real authoritative server for DNS-01 tests, test/support/knot.ts).
+   */
+  dnsServer?: string;
   /** Upper bound on the processes' lifetime, a safety net if stop() is never called (default 30 min). */
   maxLifetimeSeconds?: number;
 }
@@ -436,7 +441,7 @@ async function startOnce(pebbleBin: string, challBin: string, opts: PebbleOption
       '-dns01', `127.0.0.1:${dnsPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '',
       '-management', `127.0.0.1:${challMgmtPort}`, '-defaultIPv4', '127.0.0.1', '-defaultIPv6', '',
     ], env, lifetime);
-    const pebbleArgs = ['-config', configFile, '-dnsserver', `127.0.0.1:${dnsPort}`];
+    const pebbleArgs = ['-config', configFile, '-dnsserver', opts.dnsServer ?? `127.0.0.1:${dnsPort}`];
     pebbleProc = launch(pebbleBin, pebbleArgs, pebbleEnv, lifetime);
 
     const deadline = Date.now() + READY_DEADLINE_MS;

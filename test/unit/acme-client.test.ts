@@ -25,7 +25,7 @@ async function cutServer(): Promise<{ url: string; close: () => Promise<void> }>
 describe('the ACME transport when an answer is cut off', () => {
   it('reports an answer cut off in the middle as ACME_UNREACHABLE naming the step, never an untyped error', async () => {
     const s = await cutServer();
-    const client = new AcmeClient({ directoryUrl: s.url, accountKey: await generatePrivateKey({ keyType: 'ecdsa' }), timeoutMs: 5_000 });
+    const client = await AcmeClient.create({ directoryUrl: s.url, accountKey: await generatePrivateKey({ keyType: 'ecdsa' }), timeoutMs: 5_000 });
     try {
       for (const attempt of [() => client.directory(), () => client.get(s.url)]) {
         await assert.rejects(attempt(), (err: unknown) => {

@@ -17,6 +17,8 @@ import { Notifier } from '../../src/notify/notifier.js';
 import { attachAlerts } from '../../src/notify/alerts.js';
 import type { LineageSpec } from '../../src/certificates/issuer.js';
 import { FakeIssuer } from '../support/fake-issuer.js';
+import { X509Certificate } from 'node:crypto';
+import { recordedLeaf } from '../../src/tls/leaf-facts.js';
 
 
 function setup(server: string) {
@@ -131,7 +133,36 @@ describe('the engine and other processes', () => {
   });
 });
 
+describe('the engine and deploy hooks', () => {
+  it('stores the certificate but reports HOOK_FAILED, never skipping silently, when a stored hook meets a store with no live folder (Redis)', async () => {
+    const store = new MemoryStore();
+    const clock = { now: () => new Date('2026-12-03T12:00:00Z') };
+    const issuer = new FakeIssuer('https://ca.example/dir', clock);
+    const engine = new CertificateEngine({ store, clock, logger: silentLogger, events: new EngineEventBus(), issuerFor: () => issuer, solversFor: () => [], hooks: { timeoutMs: 5_000 } });
+    const r = await engine.obtain({ name: 'hooked.example.com', domains: ['hooked.example.com'], server: 'https://ca.example/dir', keyType: 'ecdsa', challenge: { type: 'standalone', port: 80 }, deployHook: 'systemctl reload nginx' }, { reason: 'new' });
+    assert.equal(r.version, 1, 'the certificate is stored');
+    assert.equal(r.hookError?.code, 'HOOK_FAILED');
+    assert.match(r.hookError?.message ?? '', /was not run: the store memory has no live folder/);
+  });
+});
+
 describe('the engine and its listeners', () => {
+  it("records the new leaf's dates, serial and trust anchor in the lineage meta, for the bytes stored, and none of the old version's", async () => {
+    const { store, engine, spec } = setup('https://ca.example/dir');
+    const s = spec('facts.example.com');
+    await engine.obtain(s, { reason: 'new' });
+    const first = await store.readLineage(s.name);
+    await engine.obtain({ ...s, ...({ leaf: first!.meta.leaf } as object) }, { reason: 'forced', forced: true });
+    const lineage = await store.readLineage(s.name);
+    assert.ok(lineage?.meta.leaf);
+    const leaf = new X509Certificate(lineage.bundle.cert);
+    const anchor = new X509Certificate((await store.readLineage('padlock-local-ca'))!.bundle.cert);
+    assert.deepEqual(recordedLeaf(lineage.meta, lineage.bundle.fullchain), {
+      notBefore: leaf.validFromDate, notAfter: leaf.validToDate, serialNumber: leaf.serialNumber.toUpperCase(), anchorFingerprint256: anchor.fingerprint256,
+    });
+    assert.notEqual(lineage.meta.leaf.serialNumber, first!.meta.leaf!.serialNumber, 'the facts of the version stored, not of the one renewed');
+  });
+
   it('stores and reports a certificate even when an event listener throws', async () => {
     const { engine, events, spec, store } = setup('https://ca.example/dir');
     const errors: string[] = [];

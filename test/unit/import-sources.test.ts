@@ -85,7 +85,7 @@ describe('account keys and CAs', () => {
 
   it('names lineages after the first name, wildcards spelled out', () => {
     assert.equal(lineageNameFor('Example.COM.'), 'example.com');
-    assert.equal(lineageNameFor('*.example.com'), 'wildcard.example.com');
+    assert.equal(lineageNameFor('*.example.com'), 'wildcard_.example.com', 'the lineage padlock run serves *.example.com from');
   });
 });
 

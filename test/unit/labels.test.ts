@@ -428,7 +428,7 @@ const cases: Case[] = [
         prob(
           'LABEL_WILDCARD',
           'web-1',
-          'label padlock.host on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name; the container\'s other names still route',
+          'label padlock.host on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge, and no DNS provider in the config covers example.com: add one to the config file\'s dns.providers with zones: [example.com] (see "DNS-01" in the README), or list each name; the container\'s other names still route',
           { source: 'padlock.host', host: '*.example.com' },
         ),
       ],
@@ -585,7 +585,7 @@ const localhostCases: Case[] = [
     expected: {
       sites: [],
       problems: [
-        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "192.0.2.7" is not a usable host name: IP addresses cannot be validated over HTTP-01 by padlock; use a DNS name${STILL_ROUTE}`, {
+        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "192.0.2.7" is not a usable host name: IP addresses get a certificate only from padlock issue (RFC 8738); clients send no SNI for them, so padlock cannot route them here: use a DNS name${STILL_ROUTE}`, {
           source: 'padlock.host',
           host: '192.0.2.7',
         }),
@@ -656,7 +656,7 @@ const allAtOnceCases: Case[] = [
         prob(
           'LABEL_WILDCARD',
           'web-1',
-          `env VIRTUAL_HOST on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge; HTTP-01 cannot validate them, so list each name${STILL_ROUTE}`,
+          `env VIRTUAL_HOST on container web-1: "*.example.com" is not a usable host name: wildcard names need the DNS-01 challenge, and no DNS provider in the config covers example.com: add one to the config file's dns.providers with zones: [example.com] (see "DNS-01" in the README), or list each name${STILL_ROUTE}`,
           { source: 'VIRTUAL_HOST', host: '*.example.com' },
         ),
       ],
@@ -818,10 +818,78 @@ const forbiddenCases: Case[] = [
   },
 ];
 
+/** A DNS provider covers example.com (the config's dns.providers zones). */
+const DNS: Partial<DiscoveryOptions> = { dnsCovers: (name) => name === 'example.com' || name.endsWith('.example.com') };
+const U = 'http://127.0.0.1:8080';
+
+const dnsCases: Case[] = [
+  {
+    desc: 'a wildcard is routed, over DNS-01, when a DNS provider covers its base',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '*.example.com,www.example.com' } })],
+    options: DNS,
+    expected: { sites: [site('*.example.com', [['web-1', U]], { challenge: 'dns-01' }), site('www.example.com', [['web-1', U]])], problems: [] },
+  },
+  {
+    desc: 'a wildcard outside every provider\'s zones is refused, saying which zone to add',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '*.example.org' } })],
+    options: DNS,
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_WILDCARD', 'web-1', `label padlock.host on container web-1: "*.example.org" is not a usable host name: wildcard names need the DNS-01 challenge, and no DNS provider in the config covers example.org: add one to the config file's dns.providers with zones: [example.org] (see "DNS-01" in the README), or list each name${STILL_ROUTE}`, { source: 'padlock.host', host: '*.example.org' })],
+    },
+  },
+  {
+    desc: 'a wildcard of more than the first label is refused',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.*.example.com' } })],
+    options: DNS,
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_WILDCARD', 'web-1', `label padlock.host on container web-1: "a.*.example.com" is not a usable host name: only a whole first label may be a wildcard (*.example.com)${STILL_ROUTE}`, { source: 'padlock.host', host: 'a.*.example.com' })],
+    },
+  },
+  {
+    desc: 'padlock.challenge=dns-01 validates an internal name over DNS-01',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'intranet.example.com', 'padlock.challenge': 'DNS-01' } })],
+    options: DNS,
+    expected: { sites: [site('intranet.example.com', [['web-1', U]], { challenge: 'dns-01' })], problems: [] },
+  },
+  {
+    desc: 'padlock.challenge=dns-01 refuses only the names no provider covers',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.example.com,b.example.org', 'padlock.challenge': 'dns-01' } })],
+    options: DNS,
+    expected: {
+      sites: [site('a.example.com', [['web-1', U]], { challenge: 'dns-01' })],
+      problems: [prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.challenge on container web-1: b.example.org asks for dns-01, but no DNS provider in the config covers it: add one to the config file's dns.providers with its zone; the container's other names still route`, { source: 'padlock.challenge', host: 'b.example.org' })],
+    },
+  },
+  {
+    desc: 'an unknown padlock.challenge disables the container',
+    containers: [ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.challenge': 'tls-alpn' } })],
+    options: DNS,
+    expected: {
+      sites: [],
+      problems: [prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.challenge on container web-1: "tls-alpn" is not a challenge padlock answers for containers (dns-01 or http-01)${NOT_ROUTED}`, { source: 'padlock.challenge' })],
+    },
+  },
+  {
+    desc: 'two containers claiming one name with different challenges conflict',
+    containers: [
+      ctr('web-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.challenge': 'dns-01' } }, 1),
+      ctr('web-2', { labels: { 'padlock.host': 'a.example.com' } }, 2),
+    ],
+    options: DNS,
+    expected: {
+      sites: [site('a.example.com', [['web-1', U]], { challenge: 'dns-01' })],
+      problems: [prob('LABEL_CONFLICT', 'web-2', 'container web-2 claims a.example.com with different settings (challenge http-01 vs dns-01) than container web-1, which was created first and keeps it; give both the same settings or remove the name from one', { host: 'a.example.com' })],
+    },
+  },
+];
+
 describe('buildDesiredState', () => {
-  for (const c of [...cases, ...localhostCases, ...allAtOnceCases, ...forbiddenCases]) {
+  for (const c of [...cases, ...localhostCases, ...allAtOnceCases, ...forbiddenCases, ...dnsCases]) {
     it(c.desc, () => {
-      const got = buildDesiredState(c.containers, { ...OPTS, ...c.options });
+      // What is served; the presence list for the grace period has its own tests.
+      const { containers: _presence, ...got } = buildDesiredState(c.containers, { ...OPTS, ...c.options });
       assert.deepEqual(got, c.expected);
     });
   }
@@ -895,3 +963,68 @@ describe('messages never repeat a secret', () => {
   });
 });
 
+
+describe('labels for redeploys: padlock.upstream-wait, padlock.healthcheck', () => {
+  const routed = (labels: Record<string, string>) => buildDesiredState([ctr('web', { labels: { 'padlock.host': 'a.example.com', ...labels } })], OPTS);
+  const cases: Array<{ desc: string; labels: Record<string, string>; wait?: number; check?: { path: string; intervalMs: number }; problem?: RegExp }> = [
+    { desc: 'padlock.upstream-wait in seconds', labels: { 'padlock.upstream-wait': '10' }, wait: 10 },
+    { desc: 'padlock.upstream-wait with a unit', labels: { 'padlock.upstream-wait': '1500ms' }, wait: 1.5 },
+    { desc: 'padlock.upstream-wait=0 turns holding off for the name', labels: { 'padlock.upstream-wait': '0' }, wait: 0 },
+    { desc: 'padlock.upstream-wait that is not a duration disables the container', labels: { 'padlock.upstream-wait': 'soon' }, problem: /label padlock\.upstream-wait on container web: "soon" is not a wait of 0 to 300 seconds/ },
+    { desc: 'padlock.upstream-wait over 300 s disables the container', labels: { 'padlock.upstream-wait': '6m' }, problem: /"6m" is not a wait of 0 to 300 seconds/ },
+    { desc: 'padlock.healthcheck with the default interval', labels: { 'padlock.healthcheck': '/healthz' }, check: { path: '/healthz', intervalMs: 5_000 } },
+    { desc: 'padlock.healthcheck with an interval and a query', labels: { 'padlock.healthcheck': '/ready?full=1', 'padlock.healthcheck-interval': '2s' }, check: { path: '/ready?full=1', intervalMs: 2_000 } },
+    { desc: 'padlock.healthcheck that is not a path disables the container', labels: { 'padlock.healthcheck': 'healthz' }, problem: /label padlock\.healthcheck on container web: "healthz" is not a path such as \/healthz/ },
+    { desc: 'padlock.healthcheck with a space disables the container', labels: { 'padlock.healthcheck': '/a b' }, problem: /"\/a b" is not a path/ },
+    { desc: 'padlock.healthcheck-interval under 0.1 s disables the container', labels: { 'padlock.healthcheck': '/h', 'padlock.healthcheck-interval': '50ms' }, problem: /label padlock\.healthcheck-interval on container web: "50ms" is not an interval of 0\.1 s to 1 h/ },
+  ];
+  for (const c of cases) {
+    it(c.desc, () => {
+      const s = routed(c.labels);
+      if (c.problem) {
+        assert.deepEqual(s.sites, [], 'not routed');
+        assert.equal(s.problems.length, 1);
+        assert.equal(s.problems[0]!.code, 'LABEL_INVALID_VALUE');
+        assert.match(s.problems[0]!.message, c.problem);
+        return;
+      }
+      assert.deepEqual(s.problems, []);
+      assert.equal(s.sites[0]!.upstreamWait, c.wait);
+      assert.deepEqual(s.sites[0]!.upstreams[0]!.healthcheck, c.check);
+    });
+  }
+
+  it('two containers of one name with different upstream waits conflict: the first created keeps it', () => {
+    const s = buildDesiredState([
+      ctr('one', { labels: { 'padlock.host': 'a.example.com', 'padlock.upstream-wait': '10' } }, 1),
+      ctr('two', { labels: { 'padlock.host': 'a.example.com' } }, 2),
+    ], OPTS);
+    assert.deepEqual(s.sites.map((x) => x.upstreams.map((u) => u.containerName)), [['one']]);
+    assert.equal(s.problems[0]?.code, 'LABEL_CONFLICT');
+    assert.match(s.problems[0]!.message, /upstream-wait default vs 10/);
+  });
+
+  it('lists every container for the grace period: stopped ones by name, running ones with the names they ask for (valid or not)', () => {
+    const s = buildDesiredState([
+      ctr('web', { labels: { 'padlock.host': 'A.example.com, bad_name!' } }),
+      ctr('old', { running: false, labels: { 'padlock.host': 'b.example.com' } }),
+      ctr('plain'),
+      ctr('off', { labels: { 'padlock.host': 'c.example.com', 'padlock.enable': 'false' } }),
+      ctr('vhost', { env: { VIRTUAL_HOST: 'd.example.com' } }),
+    ], OPTS);
+    assert.deepEqual(s.containers, [
+      { id: 'id-off', name: 'off', running: true, asks: [] },
+      { id: 'id-old', name: 'old', running: false },
+      { id: 'id-plain', name: 'plain', running: true, asks: [] },
+      { id: 'id-vhost', name: 'vhost', running: true, asks: ['d.example.com'] },
+      { id: 'id-web', name: 'web', running: true, asks: ['a.example.com', 'bad_name!'] },
+    ]);
+  });
+
+  it('a change in the container list alone is not a new state (nothing served changed)', () => {
+    const a = buildDesiredState([ctr('web', { labels: { 'padlock.host': 'a.example.com' } })], OPTS);
+    const b = buildDesiredState([ctr('web', { labels: { 'padlock.host': 'a.example.com' } }), ctr('exited', { running: false })], OPTS);
+    assert.notDeepEqual(a.containers, b.containers);
+    assert.equal(sameDesiredState(a, b), true);
+  });
+});

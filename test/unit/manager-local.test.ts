@@ -23,8 +23,11 @@ const site = (host: string): SiteSpec => ({ host, upstreams: [{ url: 'http://127
 /** A memory store that counts reads of each lineage. */
 class CountingStore extends MemoryStore {
   readonly reads = new Map<string, number>();
+  /** While set, every read waits for it. */
+  gate: Promise<void> | undefined;
   override async readLineage(name: string): ReturnType<MemoryStore['readLineage']> {
     this.reads.set(name, (this.reads.get(name) ?? 0) + 1);
+    await this.gate;
     return super.readLineage(name);
   }
 }
@@ -47,7 +50,7 @@ async function storeWithLocalCertificates(count: number): Promise<{ store: Count
   return { store, names };
 }
 
-function makeManager(store: CertStore, snapshots: CertificateSnapshot[]) {
+function makeManager(store: CertStore, snapshots: CertificateSnapshot[], onPending?: (snapshot: CertificateSnapshot, pending: ReadonlySet<string>) => void) {
   const issuers = new IssuerSet({ clock: systemClock, logger: silentLogger, ari: new AriSources(), serverCa: async () => undefined, roots: async () => ({ pem: '', count: 0, sources: [] }) });
   const engine = new CertificateEngine({ store, clock: systemClock, logger: silentLogger, events: new EngineEventBus(), issuerFor: (spec) => issuers.for(spec), solversFor: () => [] });
   const manager = new CertificateManager({
@@ -55,7 +58,10 @@ function makeManager(store: CertStore, snapshots: CertificateSnapshot[]) {
     challenge: { type: 'standalone', port: 80 }, concurrency: 4,
     // Never fires during a test: planning runs through start() and checkNow().
     renewCron: '0 0 1 1 *',
-    onSnapshot: (s) => void snapshots.push(s),
+    onSnapshot: (s, p) => {
+      snapshots.push(s);
+      onPending?.(s, p);
+    },
   });
   return { engine, manager, issuers };
 }
@@ -90,6 +96,7 @@ describe('certificate manager with local-CA certificates', () => {
     manager.setSites(names.map(site));
     store.reads.clear();
     await manager.load();
+    await manager.idle();
     await manager.stop();
     issuers.close();
     assert.equal(names.filter((n) => store.reads.get(n) === 1).length, names.length, 'each certificate is read once');
@@ -97,7 +104,7 @@ describe('certificate manager with local-CA certificates', () => {
     assert.ok(rootReads >= 1 && rootReads <= 4, `the root was read ${rootReads} times for ${names.length} certificates`);
   });
 
-  it('reissues at once the local certificate a replaced root signed, and keeps the one the current root signed', async () => {
+  it('reissues, on the first handshake, the local certificate a replaced root signed, and keeps the one the current root signed', async () => {
     const store = new MemoryStore();
     const keyPem = await generatePrivateKey({ keyType: 'ecdsa' });
     const old = await ensureLocalRoot(store, systemClock, ['localhost']);
@@ -109,12 +116,60 @@ describe('certificate manager with local-CA certificates', () => {
     const { manager, issuers } = makeManager(store, []);
     manager.setSites([site('old.localhost'), site('new.localhost')]);
     await manager.load();
-    await manager.obtainLocalNow();
+    const [servedOld, servedNew] = await Promise.all([manager.certificateFor('old.localhost'), manager.certificateFor('new.localhost')]);
     await manager.stop();
     issuers.close();
     const [oldLineage, newLineage] = await Promise.all([store.readLineage('old.localhost'), store.readLineage('new.localhost')]);
     assert.equal(oldLineage?.version, 2, 'reissued');
     assert.equal(issuedByRoot(oldLineage.bundle.cert, fresh.certPem), true, 'by the current root');
+    assert.equal(servedOld?.certPem, oldLineage.bundle.fullchain, 'and that handshake got the new one');
     assert.equal(newLineage?.version, 1, 'kept');
+    assert.equal(servedNew?.certPem, newLineage.bundle.fullchain);
+  });
+
+  it('issues a local name with no stored certificate on its first handshake, once for handshakes that arrive together, and serves it from then on', async () => {
+    const store = new MemoryStore();
+    await ensureLocalRoot(store, systemClock);
+    const snapshots: Array<{ served: string[]; pending: string[] }> = [];
+    const { manager, issuers } = makeManager(store, [], (s, p) => snapshots.push({ served: [...s.keys()], pending: [...p] }));
+    manager.setSites([site('fresh.localhost')]);
+    await manager.load();
+    assert.deepEqual(snapshots.at(-1), { served: [], pending: ['fresh.localhost'] }, 'not read yet: a handshake will ask');
+    const answers = await Promise.all(Array.from({ length: 5 }, () => manager.certificateFor('fresh.localhost')));
+    const lineage = await store.readLineage('fresh.localhost');
+    assert.equal(lineage?.version, 1, 'one certificate for five handshakes');
+    for (const a of answers) assert.equal(a?.certPem, lineage.bundle.fullchain);
+    assert.equal(await manager.certificateFor('unrouted.localhost'), undefined, 'a name no site routes gets nothing, and nothing is issued for it');
+    assert.equal(await store.readLineage('unrouted.localhost'), null);
+    await manager.idle();
+    assert.deepEqual(snapshots.at(-1), { served: ['fresh.localhost'], pending: [] }, 'then served from memory');
+    await manager.stop();
+    issuers.close();
+  });
+
+  it('serves before reading: load() waits for no read, the background reads every routed certificate, and a handshake reads its own first', async () => {
+    const { store, names } = await storeWithLocalCertificates(30);
+    const snapshots: CertificateSnapshot[] = [];
+    const pendings: Array<ReadonlySet<string>> = [];
+    const { manager, issuers } = makeManager(store, snapshots, (_s, p) => pendings.push(p));
+    manager.setSites(names.map(site));
+    store.reads.clear();
+    const last = names.at(-1)!;
+    // The store answers nothing until the test opens the gate: load() must not wait for it.
+    let open: () => void = () => {};
+    store.gate = new Promise<void>((resolve) => (open = resolve));
+    const loaded = await Promise.race([manager.load().then(() => true), new Promise((r) => setTimeout(() => r(false), 2_000))]);
+    assert.equal(loaded, true, 'load() resolved while no certificate read had been answered');
+    const handshake = manager.certificateFor(last);
+    open();
+    const first = await handshake;
+    assert.equal(first?.certPem, (await store.readLineage(last))?.bundle.fullchain, 'the handshake got its certificate');
+    await manager.idle();
+    await manager.stop();
+    issuers.close();
+    assert.deepEqual([...(snapshots.at(-1)?.keys() ?? [])].sort(), [...names].sort(), 'every stored certificate is in memory once the background read is done');
+    assert.equal(pendings.at(-1)?.size, 0);
+    assert.equal(names.filter((n) => (store.reads.get(n) ?? 0) === 1).length, names.length - 1, 'every certificate read once by the background or the handshake...');
+    assert.equal(store.reads.get(last), 2, '...and the one the test read itself once more');
   });
 });

@@ -125,3 +125,40 @@ describe('status document', () => {
     assert.match(d.attention[0]!.message, /ENOENT/);
   });
 });
+
+describe('status document: routes in their grace period and health checks', () => {
+  const graced: SiteSpec = { ...site('gone.example.com', []), graceUntil: '2026-11-26T12:04:30.500Z' };
+  const doc = buildStatusDocument({
+    now: NOW, ready: true, listeners: { http: 80, https: 443, admin: 9180 }, docker: { connected: true, since: NOW.toISOString() },
+    sites: [graced, site('checked.example.com', ['http://10.0.0.5:8080'])],
+    problems: [],
+    certificates: [
+      { name: 'gone.example.com', state: 'valid', notAfter: '2027-01-30T00:00:00Z', renewAt: '2026-12-31T00:00:00Z' },
+      { name: 'checked.example.com', state: 'valid', notAfter: '2027-01-30T00:00:00Z', renewAt: '2026-12-31T00:00:00Z' },
+    ],
+    upstreams: [{ host: 'checked.example.com', upstreams: [{ url: 'http://10.0.0.5:8080', healthy: false, check: 'failing' }] }],
+  });
+  const route = (host: string) => doc.routes.find((r) => r.host === host)!;
+
+  it('shows a route in its grace period with its end and the whole seconds left, as a warning', () => {
+    assert.deepEqual(route('gone.example.com').grace, { until: '2026-11-26T12:04:30.500Z', remainingSeconds: 271 });
+    assert.equal(route('gone.example.com').health, 'warning');
+    assert.deepEqual(route('gone.example.com').upstreams, []);
+  });
+
+  it('lists the grace period under attention, saying what happens and when', () => {
+    const item = doc.attention.find((a) => a.kind === 'grace');
+    assert.equal(item?.subject, 'gone.example.com');
+    assert.equal(item?.until, '2026-11-26T12:04:30.500Z');
+    assert.match(item!.message, /answers 503 .* until 2026-11-26T12:04:30\.500Z; then the name is no longer served/);
+  });
+
+  it('shows an upstream failing its health check as down, with the check named', () => {
+    assert.deepEqual(route('checked.example.com').upstreams.map((u) => [u.healthy, u.check]), [[false, 'failing']]);
+    assert.match(doc.attention.find((a) => a.kind === 'upstream')!.message, /failed its health check/);
+  });
+
+  it('a route with no grace period has no grace field', () => {
+    assert.equal('grace' in route('checked.example.com'), false);
+  });
+});

@@ -183,3 +183,32 @@ describe('label values stay bounded', () => {
     assert.equal(failureReason(err), 'ACME_PROBLEM');
   });
 });
+
+describe('metrics for held requests and padlock\'s own 503s', () => {
+  it('counts held requests by host and outcome, their hold time by outcome, and 503s by reason', async () => {
+    const m = metrics();
+    m.proxyObserver.held!('app.example.com', 'released', 0.4);
+    m.proxyObserver.held!('app.example.com', 'unavailable', 5);
+    m.proxyObserver.held!('app.example.com', 'full', 0);
+    m.proxyObserver.unavailable!('app.example.com', 'wait-elapsed');
+    m.proxyObserver.unavailable!('app.example.com', 'hold-full');
+    m.proxyObserver.unavailable!('app.example.com', 'hold-full');
+    const text = await m.exposition();
+    assert.equal(sample(text, 'padlock_proxy_held_requests_total', { host: 'app.example.com', outcome: 'released' }), 1);
+    assert.equal(sample(text, 'padlock_proxy_held_requests_total', { host: 'app.example.com', outcome: 'unavailable' }), 1);
+    assert.equal(sample(text, 'padlock_proxy_hold_duration_seconds_bucket', { outcome: 'released', le: '0.5' }), 1);
+    assert.equal(sample(text, 'padlock_proxy_hold_duration_seconds_bucket', { outcome: 'unavailable', le: '3' }), 0);
+    assert.equal(sample(text, 'padlock_proxy_hold_duration_seconds_sum', { outcome: 'unavailable' }), 5);
+    assert.equal(sample(text, 'padlock_proxy_unavailable_total', { host: 'app.example.com', reason: 'hold-full' }), 2);
+    assert.equal(sample(text, 'padlock_proxy_unavailable_total', { host: 'app.example.com', reason: 'wait-elapsed' }), 1);
+  });
+
+  it('reads the requests held now at scrape time, and drops a gone host\'s hold series', async () => {
+    const m = new Metrics({ source: { certificates: () => [], proxy: () => ({ ...PROXY, held: 4 }) } });
+    m.proxyObserver.held!('gone.example.com', 'released', 0.1);
+    m.proxyObserver.unavailable!('gone.example.com', 'no-upstream');
+    assert.equal(sample(await m.exposition(), 'padlock_proxy_held_requests'), 4);
+    m.forgetHostsExcept([]);
+    assert.doesNotMatch(await m.exposition(), /gone\.example\.com/);
+  });
+});

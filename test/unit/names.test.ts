@@ -42,6 +42,18 @@ describe('normaliseName', () => {
   });
 });
 
+describe('normaliseName with allowIp and allowWildcard (padlock issue)', () => {
+  const cases = [
+    { desc: 'an IPv4 address is kept as written', input: '203.0.113.10', options: { allowIp: true }, name: '203.0.113.10' },
+    { desc: 'an IPv6 address gets its canonical RFC 5952 text', input: '2001:DB8:0:0::1', options: { allowIp: true }, name: '2001:db8::1' },
+    { desc: 'an IPv6 address in brackets loses them', input: '[::1]', options: { allowIp: true }, name: '::1' },
+  ];
+  for (const c of cases) it(c.desc, () => assert.deepEqual(normaliseName(c.input, c.options), { name: c.name }));
+  it('still refuses a wildcard that is not a whole first label', () => {
+    assert.ok('reason' in normaliseName('a*.example.com', { allowWildcard: true }));
+  });
+});
+
 describe('normaliseNames', () => {
   it('reports every bad name at once, each with its reason', () => {
     assert.throws(() => normaliseNames(['ok.example.com', '*.example.com', '10.0.0.1', 'bad_name.example.com']), (err: unknown) => {

@@ -30,6 +30,10 @@ describe('planCertificates', () => {
     { desc: 'orders again when the stored certificate does not cover the host', sites: [site('a.example.com')], stored: [cert('a.example.com', { domains: ['b.example.com'] })], expect: { 'a.example.com': 'obtain:names-changed' } },
     { desc: 'keeps a stored certificate that covers the host and more names (made by padlock issue)', sites: [site('a.example.com')], stored: [cert('a.example.com', { domains: ['a.example.com', 'www.a.example.com'] })], expect: { 'a.example.com': 'keep' } },
     { desc: 'orders again when a name moves to the local CA', sites: [site('a.localhost', { issuer: 'local' })], stored: [cert('a.localhost')], expect: { 'a.localhost': 'obtain:issuer-changed' } },
+    { desc: 'keeps a wildcard in its own lineage, wildcard_.BASE', sites: [site('*.example.com', { challenge: 'dns-01' })], stored: [], expect: { 'wildcard_.example.com': 'obtain:new' } },
+    { desc: 'orders nothing for names one label under a wanted wildcard: they share its certificate', sites: [site('*.example.com', { challenge: 'dns-01' }), site('a.example.com'), site('b.example.com')], stored: [], expect: { 'wildcard_.example.com': 'obtain:new' } },
+    { desc: 'still orders a name two labels under the wildcard (RFC 6125: one label only) and the apex', sites: [site('*.example.com', { challenge: 'dns-01' }), site('x.y.example.com'), site('example.com')], stored: [], expect: { 'wildcard_.example.com': 'obtain:new', 'x.y.example.com': 'obtain:new', 'example.com': 'obtain:new' } },
+    { desc: 'retires the own certificate of a name once a wildcard covers it', sites: [site('*.example.com', { challenge: 'dns-01' }), site('a.example.com')], stored: [cert('a.example.com'), cert('wildcard_.example.com', { domains: ['*.example.com'] })], expect: { 'wildcard_.example.com': 'keep', 'a.example.com': 'retire' } },
   ];
   for (const c of cases) {
     it(c.desc, () => {
@@ -38,6 +42,11 @@ describe('planCertificates', () => {
       assert.deepEqual(got, c.expect);
     });
   }
+
+  it('orders a wildcard for its host, over DNS-01', () => {
+    const [a] = planCertificates([site('*.example.com', { challenge: 'dns-01' })], [], now).actions;
+    assert.deepEqual(a, { kind: 'obtain', name: 'wildcard_.example.com', domains: ['*.example.com'], issuer: 'acme', reason: 'new', challenge: 'dns-01' });
+  });
 
   it('wakes at the earliest renewal time or backoff end', () => {
     const soon = new Date(now.getTime() + 60_000);

@@ -124,3 +124,57 @@ describe('HostRoute.pick', () => {
     assert.equal(t.lookup('a.example.com')?.upstreams.length, 1);
   });
 });
+
+describe('routes in their grace period and upstreams with a health check', () => {
+  const checked = (host: string, ...ids: string[]): SiteSpec => ({
+    ...site(host),
+    upstreams: ids.map((id, i) => ({ url: `http://127.0.0.1:${8080 + i}`, containerId: id, containerName: id, healthcheck: { path: '/healthz', intervalMs: 5_000 } })),
+  });
+
+  it('keeps a site in its grace period in the table with no upstream: known name, nothing to pick', () => {
+    const t = new RouteTable([{ ...site('g.example.com'), graceUntil: '2026-01-01T00:05:00Z' }]);
+    const route = t.lookup('g.example.com');
+    assert.ok(route, 'the name stays routed');
+    assert.equal(route.pick(), undefined);
+    assert.equal(route.available(), false);
+    assert.deepEqual(t.hosts(), ['g.example.com']);
+  });
+
+  it('never picks an upstream whose health check has not passed, not even as the last resort', () => {
+    const health = new UpstreamHealth();
+    const route = new RouteTable([checked('h.example.com', 'one', 'two')], health).lookup('h.example.com')!;
+    assert.equal(route.pick(), undefined, 'no check has passed yet');
+    assert.equal(route.available(), false);
+    health.setReady(route.upstreams[1]!.checkKey!, true);
+    assert.deepEqual(Array.from({ length: 3 }, () => route.pick()?.containerName), ['two', 'two', 'two']);
+    assert.equal(route.available(), true);
+    health.setReady(route.upstreams[1]!.checkKey!, false);
+    assert.equal(route.pick(), undefined, 'a failing check takes it out again');
+  });
+
+  it('a new container on the address of the old one starts unchecked (results are kept per container)', () => {
+    const health = new UpstreamHealth();
+    const old = new RouteTable([checked('h.example.com', 'old')], health).lookup('h.example.com')!;
+    health.setReady(old.upstreams[0]!.checkKey!, true);
+    const next = new RouteTable([checked('h.example.com', 'new')], health).lookup('h.example.com')!;
+    assert.equal(next.upstreams[0]!.key, old.upstreams[0]!.key, 'same address');
+    assert.equal(next.pick(), undefined);
+  });
+
+  it('forgets check results of containers that left every route', () => {
+    const health = new UpstreamHealth();
+    const route = new RouteTable([checked('h.example.com', 'a')], health).lookup('h.example.com')!;
+    health.setReady(route.upstreams[0]!.checkKey!, true);
+    health.forgetChecksExcept(new Set());
+    assert.equal(health.isReady(route.upstreams[0]!.checkKey!), false);
+  });
+
+  it('available() is false while every upstream is in its down window, true when one is not', () => {
+    const health = new UpstreamHealth(60_000);
+    const route = new RouteTable([site('a.example.com', 1, 2)], health).lookup('a.example.com')!;
+    route.markDown(route.upstreams[0]!);
+    assert.equal(route.available(), true);
+    route.markDown(route.upstreams[1]!);
+    assert.equal(route.available(), false);
+  });
+});

@@ -83,7 +83,7 @@ export const DASHBOARD_JS = `'use strict';
       list.appendChild(el('li', { 'data-severity': a.severity, 'data-kind': a.kind }, [
         el('div', { 'class': 'what', text: what }),
         el('p', { 'class': 'msg', text: a.message }),
-        a.until ? el('p', { 'class': 'when', text: (a.kind === 'upstream' ? 'Tried again ' : 'Next attempt ') + rel(a.until, now) + ' (' + minute(a.until) + ')' }) : null
+        a.until ? el('p', { 'class': 'when', text: (a.kind === 'upstream' ? 'Tried again ' : a.kind === 'grace' ? 'Name dropped ' : 'Next attempt ') + rel(a.until, now) + ' (' + minute(a.until) + ')' }) : null
       ]));
     });
     document.getElementById('attention').hidden = !(doc.attention && doc.attention.length);
@@ -95,11 +95,13 @@ export const DASHBOARD_JS = `'use strict';
     function fact(k, v) { if (v) { facts.appendChild(el('dt', { text: k })); facts.appendChild(typeof v === 'string' ? el('dd', { text: v }) : el('dd', null, [v])); } }
     var ups = el('ul', { 'class': 'ups' });
     r.upstreams.forEach(function (u) {
-      var t = u.url + (u.containerName ? ' (' + u.containerName + ')' : '') + (u.healthy ? ': up' : ': down' + (u.downUntil ? ', retried ' + rel(u.downUntil, now) : ''));
+      var t = u.url + (u.containerName ? ' (' + u.containerName + ')' : '') + (u.healthy ? ': up' : ': down' + (u.downUntil ? ', retried ' + rel(u.downUntil, now) : '')) +
+        (u.check ? ', health check ' + u.check : '');
       ups.appendChild(el('li', { 'class': 'up', 'data-healthy': String(u.healthy), text: t }));
     });
     fact('Route', (r.https ? 'https://' : 'http://') + r.host + (r.https && r.redirect ? ' (HTTP redirects to HTTPS)' : ''));
-    fact('Upstreams', ups);
+    if (r.grace) fact('Grace period', 'No container is running. Requests get 503 until ' + minute(r.grace.until) + ' (' + rel(r.grace.until, now) + '), then the name is no longer served.');
+    else fact('Upstreams', ups);
     if (c) {
       fact('Certificate', certLabel(c) + (c.issuer ? ', issuer ' + c.issuer : ''));
       if (c.notAfter) fact('Expires', minute(c.notAfter) + ' (' + plural(c.daysLeft, 'day', 'days') + ' left)');
