@@ -190,7 +190,7 @@ export interface ForwardRequest {
   readonly headers: http.IncomingHttpHeaders;
   /** The request body, or null when there is none (such a request may be retried). */
   readonly body: Readable | null;
-  /** What to pause while the request is held for an upstream: the client's socket (HTTP/1.1) or its body stream (HTTP/2). */
+  /** What to pause while the request is held for an upstream: the client's socket (HTTP/1.1) or its HTTP/2 stream. */
   readonly source?: { pause(): unknown; resume(): unknown; readonly destroyed: boolean } | undefined;
 }
 
@@ -329,7 +329,7 @@ export class Forwarder {
     }
     if (this.hold && !route.available() && this.hold.waitMsFor(route) > 0) {
       const deadline = Date.now() + this.hold.waitMsFor(route);
-      // Read no more of the client's body while it waits: it stays in the kernel (or the client's HTTP/2 window), not in padlock's memory.
+      // Read no more of the client's body while it waits: it stays in the kernel (HTTP/2: with the client, by flow control), not in padlock's memory.
       const source = request.source;
       source?.pause();
       const resume = (): void => void (source && !source.destroyed && source.resume());

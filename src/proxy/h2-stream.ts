@@ -81,7 +81,10 @@ export class H2Front {
     prepareRequestHeaders(request.headers, { proto: 'https', client: conn.client, port: conn.port, httpVersion: '2', trusted: forwarder.trusts(conn.client) }, false);
     const body = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 ? null : this.body(stream);
     const ctx: ForwardContext = { proto: 'https', hstsMaxAge: route.site.hstsMaxAge };
-    setImmediate(forwardIfOpen, forwarder, stream, { method: request.method, path: request.path, headers: request.headers, body, source: body ?? undefined }, res, route, ctx);
+    // A held request pauses the h2 stream itself (flow control stops the client), not `body`: resuming a
+    // PassThrough nobody reads yet would let the body flow away before undici takes it.
+
+    setImmediate(forwardIfOpen, forwarder, stream, { method: request.method, path: request.path, headers: request.headers, body, source: body ? stream : undefined }, res, route, ctx);
   };
 
   /** The request body as its own stream: undici destroys a body on error, and the h2 stream is also the response. */
