@@ -40,6 +40,8 @@ import { EngineEventBus } from './events.js';
 import { LOCAL_ROOT_LINEAGE } from './tls/local-ca.js';
 import { ProxyServer } from './proxy/server.js';
 import { ProxyCluster } from './proxy/cluster.js';
+import { http2LimitsFromConfig } from './proxy/h2-limits.js';
+import { newTicketKeys, rotateTicketKeys, TICKET_KEY_ROTATION_MS } from './tls/session-tickets.js';
 import { upstreamGuardFor } from './proxy/upstream-connect.js';
 import { configuredOwnPorts } from './proxy/upstream-guard.js';
 import { AdminServer } from './observe/admin.js';
@@ -130,6 +132,9 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     onContextError: (name, err) => log.error('stored certificate cannot be used for TLS', { name, error: errorMessage(err) }),
   });
   const hold = { waitMs: Math.round(config.upstreamWait * 1000), maxHeld: config.heldRequestsMax };
+  const http2 = http2LimitsFromConfig(config);
+  // One set of TLS ticket keys for every proxy process, rotated below.
+  let ticketKeys = newTicketKeys();
   // workers > 1: the data plane runs in cluster workers; this process keeps everything else.
   const proxyCluster = config.workers > 1
     ? new ProxyCluster({
@@ -144,6 +149,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       allowUpstream: config.allowUpstream,
       trustedProxies: config.trustedProxies,
       ownPorts: configuredOwnPorts(config),
+      http2,
+      ticketKeys,
       tlsContextCache: config.tlsContextCache,
       certificateFor,
       hold,
@@ -191,8 +198,13 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   events.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
   const proxy = proxyCluster ?? new ProxyServer({
     httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver,
-    allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config), hold,
+    allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config), http2, ticketKeys, hold,
   });
+  const ticketRotation = setInterval(() => {
+    ticketKeys = rotateTicketKeys(ticketKeys);
+    proxy.setTicketKeys(ticketKeys);
+  }, TICKET_KEY_ROTATION_MS);
+  ticketRotation.unref();
   metrics.setSource({ certificates: () => manager.status(), proxy: () => proxy.stats(), now: () => clock.now() });
 
   let discovered: DesiredState = EMPTY_DESIRED_STATE;
@@ -314,6 +326,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     // The admin port as bound (it was 0 in the config, say): no route may reach it.
     proxy.setOwnPorts([ports.http, ports.https, ports.admin]);
   } catch (err) {
+    clearInterval(ticketRotation);
     await proxy.close({ drainMs: 0 }).catch(() => undefined);
     await discovery?.stop();
     throw err;
@@ -343,6 +356,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
       issuers.close();
       storeHealth.stop();
+      clearInterval(ticketRotation);
       if (statelessTimer) clearInterval(statelessTimer);
       await notifier?.close();
       await companion?.close();

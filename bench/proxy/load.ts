@@ -15,6 +15,11 @@
  * - resumed reconnects: wrk with `Connection: close` (it resumes, see above),
  *   plus an `openssl s_client -sess_out/-sess_in` probe that says whether the
  *   proxy resumes TLS sessions at all.
+ * - HTTP/2: `h2load -t2 -c50 -m10 -D10 --warm-up-time 2` (nghttp2-client):
+ *   50 connections with 10 streams in flight each. `--connect-to
+ *   127.0.0.1:PORT` connects without resolving anything; the URL's `localhost`
+ *   is only the SNI name and `:authority`. h2load prints no percentiles, so
+ *   `--log-file` records every request's time and they are computed here.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import https from 'node:https';
@@ -88,6 +93,82 @@ export async function wrk(port: number, opts: { threads: number; connections: nu
     ...parsed,
     raw: r.stdout.trim(),
     ...(ok ? {} : { error: r.timedOut ? 'wrk killed at its time bound' : `wrk exit ${r.code ?? r.signal}: ${(r.stderr || r.stdout).trim().slice(-400)}` }),
+  };
+}
+
+// ---------------- HTTP/2 (h2load) ----------------
+
+export interface H2loadResult {
+  ok: boolean;
+  error?: string;
+  seconds: number;
+  /** Requests completed (any status) in the measured window. */
+  requests?: number;
+  rps?: number;
+  /** Per-request time, from the log file: start of the request to the end of its answer. */
+  latencyMs?: { p50?: number; p90?: number; p99?: number; avg?: number; max?: number };
+  /** failed + errored + timed out, and answers other than 2xx/3xx. */
+  errors?: { failed: number; errored: number; timeout: number; non2xx: number };
+  /** The protocol h2load negotiated (`h2`; anything else means no HTTP/2). */
+  protocol?: string;
+  raw: string;
+}
+
+/** Parses h2load's summary (nghttp2 1.52). */
+export function parseH2load(out: string): Omit<H2loadResult, 'ok' | 'seconds' | 'raw' | 'error' | 'latencyMs'> {
+  const r: Omit<H2loadResult, 'ok' | 'seconds' | 'raw' | 'error' | 'latencyMs'> = {};
+  const rps = /finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out);
+  if (rps) r.rps = Number(rps[1]);
+  const req = /requests: (\d+) total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+  if (req) {
+    r.requests = Number(req[2]);
+    r.errors = { failed: Number(req[3]), errored: Number(req[4]), timeout: Number(req[5]), non2xx: codes ? Number(codes[3]) + Number(codes[4]) : 0 };
+  }
+  const proto = /Application protocol: (\S+)/.exec(out);
+  if (proto) r.protocol = proto[1]!;
+  return r;
+}
+
+/** Percentiles of h2load's `--log-file` (start µs, status, duration µs per line). */
+export function h2loadLatency(log: string): H2loadResult['latencyMs'] | undefined {
+  const durations: number[] = [];
+  for (const line of log.split('\n')) {
+    const us = Number(line.split('\t')[2]);
+    if (Number.isFinite(us) && us > 0) durations.push(us / 1000);
+  }
+  if (!durations.length) return undefined;
+  durations.sort((a, b) => a - b);
+  const at = (q: number): number => durations[Math.min(durations.length - 1, Math.floor(q * durations.length))]!;
+  const avg = durations.reduce((a, b) => a + b, 0) / durations.length;
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), avg, max: durations[durations.length - 1]! };
+}
+
+export async function h2load(port: number, opts: { threads: number; clients: number; streams: number; seconds: number; warmupSeconds: number; logFile: string }): Promise<H2loadResult> {
+  await rm(opts.logFile, { force: true });
+  const args = [
+    '-t', String(opts.threads), '-c', String(opts.clients), '-m', String(opts.streams),
+    '-D', String(opts.seconds), '--warm-up-time', String(opts.warmupSeconds),
+    '--connect-to', `127.0.0.1:${port}`, '--log-file', opts.logFile,
+    `https://${HOST}:${port}/`,
+  ];
+  const r = await runTimed('h2load', args, toolEnv(), (opts.seconds + opts.warmupSeconds + 20) * 1000);
+  const parsed = parseH2load(r.stdout);
+  let latencyMs: H2loadResult['latencyMs'] | undefined;
+  try {
+    latencyMs = h2loadLatency(await readFile(opts.logFile, 'utf8'));
+  } catch {
+    latencyMs = undefined;
+  }
+  await rm(opts.logFile, { force: true });
+  const ok = r.ok && parsed.rps !== undefined && parsed.protocol === 'h2';
+  return {
+    ok,
+    seconds: r.seconds,
+    ...parsed,
+    ...(latencyMs ? { latencyMs } : {}),
+    raw: r.stdout.trim(),
+    ...(ok ? {} : { error: r.timedOut ? 'h2load killed at its time bound' : `h2load exit ${r.code ?? r.signal}, protocol ${parsed.protocol ?? 'none'}: ${(r.stderr || r.stdout).trim().slice(-400)}` }),
   };
 }
 
@@ -248,23 +329,48 @@ export async function waitReady(port: number, ca: string | undefined, body: stri
 }
 
 /** Whether the proxy resumes a TLS session: two `openssl s_client` connections, the second offering the first's session. */
-export async function resumptionProbe(port: number, dir: string): Promise<{ resumed: boolean; detail: string }> {
-  const sess = join(dir, `sess-${port}.pem`);
-  await rm(sess, { force: true });
+/** Whether a reconnect resumes, and how many of a chain of reconnects that each use the ticket of the one before do. */
+export interface ResumptionProbe {
+  resumed: boolean;
+  detail: string;
+  /** `of` reconnects, each offering only the ticket the connection before it received (`-sess_in` the last `-sess_out`). */
+  chain?: { resumed: number; of: number };
+}
+
+/**
+ * openssl s_client: one connection saves its session, a second offers it
+ * (`resumed`); then `chain` more reconnects each offer only the ticket the
+ * previous connection was given, as browsers and wrk use tickets once. A
+ * server that sends no new ticket after a resumed handshake resumes only
+ * every other one of those.
+ */
+export async function resumptionProbe(port: number, dir: string, chain = 10): Promise<ResumptionProbe> {
+  const sess = (i: number) => join(dir, `sess-${port}-${i}.pem`);
   const req = `printf 'GET / HTTP/1.1\\r\\nHost: ${HOST}\\r\\nConnection: close\\r\\n\\r\\n'`;
   const base = `openssl s_client -connect 127.0.0.1:${port} -servername ${HOST}`;
-  // -quiet implies -ign_eof: s_client reads until the server closes, so a TLS 1.3 ticket sent after the handshake is kept.
-  const first = await runTimed('sh', ['-c', `${req} | timeout 10 ${base} -quiet -sess_out ${sess}`], toolEnv(), 15_000);
-  let have = false;
+  const saved = async (i: number): Promise<boolean> => (await readFile(sess(i), 'utf8').catch(() => '')).includes('BEGIN SSL SESSION');
+  for (let i = 0; i <= chain; i++) await rm(sess(i), { force: true });
   try {
-    have = (await readFile(sess, 'utf8')).includes('BEGIN SSL SESSION');
-  } catch {
-    have = false;
+    // -quiet implies -ign_eof: s_client reads until the server closes, so a TLS 1.3 ticket sent after the handshake is kept.
+    const first = await runTimed('sh', ['-c', `${req} | timeout 10 ${base} -quiet -sess_out ${sess(0)}`], toolEnv(), 15_000);
+    if (!(await saved(0))) return { resumed: false, detail: `no session saved (${first.stderr.trim().split('\n').slice(-1)[0] ?? ''})` };
+    const second = await runTimed('sh', ['-c', `${req} | timeout 10 ${base} -sess_in ${sess(0)}`], toolEnv(), 15_000);
+    const line = /^(New|Reused), [^\n]*/m.exec(second.stdout)?.[0] ?? 'no handshake line';
+    // The chain starts again from a fresh full handshake's ticket, so its first link does not reuse the ticket just offered above.
+    await runTimed('sh', ['-c', `${req} | timeout 10 ${base} -quiet -sess_out ${sess(0)}`], toolEnv(), 15_000);
+    let resumed = 0;
+    let offer: string | undefined = sess(0);
+    for (let i = 1; i <= chain; i++) {
+      // Without -quiet, s_client prints the handshake line; -ign_eof still waits for the close, so the ticket is saved.
+      const r = await runTimed('sh', ['-c', `${req} | timeout 10 ${base} -ign_eof ${offer ? `-sess_in ${offer} ` : ''}-sess_out ${sess(i)}`], toolEnv(), 15_000);
+      if (/^Reused, /m.test(r.stdout)) resumed += 1;
+      // No new ticket: the next link offers nothing, as a browser would, and does a full handshake.
+      offer = (await saved(i)) ? sess(i) : undefined;
+    }
+    return { resumed: line.startsWith('Reused'), detail: line, chain: { resumed, of: chain } };
+  } finally {
+    for (let i = 0; i <= chain; i++) await rm(sess(i), { force: true });
   }
-  if (!have) return { resumed: false, detail: `no session saved (${first.stderr.trim().split('\n').slice(-1)[0] ?? ''})` };
-  const second = await runTimed('sh', ['-c', `${req} | timeout 10 ${base} -sess_in ${sess}`], toolEnv(), 15_000);
-  const line = /^(New|Reused), [^\n]*/m.exec(second.stdout)?.[0] ?? 'no handshake line';
-  return { resumed: line.startsWith('Reused'), detail: line };
 }
 
 /**

@@ -2,7 +2,7 @@
  * The proxy bench's record (the JSON it writes) and its markdown table.
  */
 import type { MemSample } from './procs.js';
-import type { HandshakeResult, WrkResult } from './load.js';
+import type { H2loadResult, HandshakeResult, ResumptionProbe, WrkResult } from './load.js';
 
 export interface CpuShare {
   /** CPU seconds (user+system) of the proxy's processes during the phase. */
@@ -33,12 +33,15 @@ export interface ProxyRun {
   tlsProtocol?: string;
   memIdle?: MemSample;
   memAfterKeepAlive?: MemSample;
+  memAfterH2?: MemSample;
   memAfterAll?: MemSample;
   keepAlive?: WrkResult & { cpu?: CpuShare };
+  /** h2load over HTTP/2 (the proxies that speak it). */
+  h2?: H2loadResult & { cpu?: CpuShare };
   handshakes?: HandshakeResult & { cpu?: CpuShare };
   /** wrk with `Connection: close`: wrk resumes the TLS session on each reconnect. */
   reconnect?: WrkResult & { cpu?: CpuShare };
-  resumption?: { resumed: boolean; detail: string };
+  resumption?: ResumptionProbe;
   /** Last lines of the proxy's own output, when something failed. */
   outputTail?: string;
 }
@@ -47,7 +50,7 @@ export interface ProxyBenchReport {
   benchmark: 'proxy';
   startedAt: string;
   finishedAt: string;
-  options: { seconds: number; handshakeSeconds: number; warmupSeconds: number; connections: number; threads: number; rounds: number; proxies: string[]; phases: string[]; waitIdleSeconds: number; cpuProf?: string };
+  options: { seconds: number; handshakeSeconds: number; warmupSeconds: number; connections: number; threads: number; h2Streams?: number; rounds: number; proxies: string[]; phases: string[]; waitIdleSeconds: number; cpuProf?: string };
   machine: { cpus: number; cpuModel: string; loadavgBefore: number[]; busyBefore?: number; node: string; platform: string };
   versions: Record<string, string>;
   upstream: { kind: string; body: string; bytes: number };
@@ -65,6 +68,12 @@ function errorsOf(w: WrkResult | undefined): string {
   const s = w.socketErrors;
   const n = (s ? s.connect + s.read + s.write + s.timeout : 0) + (w.non2xx ?? 0);
   return String(n);
+}
+
+/** `yes`/`no` for the first reconnect, and how many of the chained ones (each ticket used once) resumed. */
+function resumes(r: ResumptionProbe | undefined): string {
+  if (!r) return '–';
+  return `${r.resumed ? 'yes' : 'no'}${r.chain ? `, ${r.chain.resumed}/${r.chain.of} chained` : ''}`;
 }
 
 export function markdownTable(r: ProxyBenchReport): string {
@@ -85,7 +94,7 @@ export function markdownTable(r: ProxyBenchReport): string {
     const cpu = k?.cpu ? `${f(k.cpu.cpuUsPerOp)} (${k.cpu.proxyCores.toFixed(2)})` : '–';
     lines.push(
       `| ${p.round} | ${label} | ${f(k?.rps)} | ${ms(k?.latencyMs?.p50)} | ${ms(k?.latencyMs?.p99)} | ${errorsOf(k)} | ${cpu} | ${hs} | ` +
-        `${p.reconnect?.ok ? f(p.reconnect.rps) : p.reconnect ? 'failed' : '–'} | ${p.resumption ? (p.resumption.resumed ? 'yes' : 'no') : '–'} | ` +
+        `${p.reconnect?.ok ? f(p.reconnect.rps) : p.reconnect ? 'failed' : '–'} | ${resumes(p.resumption)} | ` +
         `${f(p.memIdle?.rssMiB, 1)} → ${f(p.memAfterAll?.rssMiB ?? p.memAfterKeepAlive?.rssMiB, 1)} | ${f(p.memAfterAll?.pssMiB ?? p.memAfterKeepAlive?.pssMiB, 1)} | ${k?.cpu?.machine ? k.cpu.machine.otherCores.toFixed(2) : '–'} |`,
     );
   }
@@ -93,8 +102,37 @@ export function markdownTable(r: ProxyBenchReport): string {
   lines.push(
     `wrk -t${r.options.threads} -c${c} -d${r.options.seconds}s --latency (after a ${r.options.warmupSeconds} s warm-up); ` +
       `full handshakes: curl --no-sessionid, Connection: close, ${c} in flight over ${Math.min(2, r.machine.cpus)} processes, ${r.options.handshakeSeconds} s; ` +
-      `resumed reconnects: wrk -H 'Connection: close' ${r.options.handshakeSeconds} s. Proxy CPU = user+system of the proxy's processes during the keep-alive run; ` +
+      `resumed reconnects: wrk -H 'Connection: close' ${r.options.handshakeSeconds} s; resumes: openssl s_client -sess_in once, then chained reconnects that each offer only the ticket of the connection before (as browsers and wrk use tickets). Proxy CPU = user+system of the proxy's processes during the keep-alive run; ` +
       `other load = machine CPU busy during that run minus the proxy, the upstream, wrk and the bench (work by other processes on the machine: noise).`,
+  );
+  return lines.join('\n');
+}
+
+/** The HTTP/2 rows (h2load): req/s, latency percentiles from its per-request log, errors, proxy CPU. */
+export function h2MarkdownTable(r: ProxyBenchReport): string {
+  const lines = [
+    '| round | proxy | h2 req/s | p50 ms | p99 ms | errors (failed/errored/timeout/non-2xx) | proxy CPU µs/req (cores) | RSS MiB after h2 | other load (cores) |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const p of r.runs) {
+    const h = p.h2;
+    if (!h) continue;
+    const label = p.proxy === 'padlock' ? '**padlock**' : p.proxy;
+    if (!h.ok) {
+      lines.push(`| ${p.round} | ${label} | failed: ${(h.error ?? '').replace(/\|/g, '\\|').replace(/\s+/g, ' ').slice(0, 140)} | | | | | | |`);
+      continue;
+    }
+    const e = h.errors;
+    const cpu = h.cpu ? `${f(h.cpu.cpuUsPerOp)} (${h.cpu.proxyCores.toFixed(2)})` : '–';
+    lines.push(
+      `| ${p.round} | ${label} | ${f(h.rps)} | ${ms(h.latencyMs?.p50)} | ${ms(h.latencyMs?.p99)} | ${e ? `${e.failed}/${e.errored}/${e.timeout}/${e.non2xx}` : '–'} | ${cpu} | ` +
+        `${f(p.memAfterH2?.rssMiB, 1)} | ${h.cpu?.machine ? h.cpu.machine.otherCores.toFixed(2) : '–'} |`,
+    );
+  }
+  lines.push('');
+  lines.push(
+    `h2load -t${r.options.threads} -c${r.options.connections} -m${r.options.h2Streams ?? 10} -D${r.options.seconds} --warm-up-time ${r.options.warmupSeconds} ` +
+      '(percentiles from its --log-file, start of request to end of answer). Proxy CPU covers the warm-up too.',
   );
   return lines.join('\n');
 }

@@ -4,13 +4,16 @@
  *
  *   npx node --import tsx bench/proxy/run.ts [--seconds 10] [--connections 50]
  *     [--out bench/results/proxy.json] [--rounds 2] [--proxies nginx,caddy,padlock,node-hello]
- *     [--phases keepalive,handshakes,reconnect] [--handshake-seconds N]
+ *     [--phases keepalive,h2,handshakes,reconnect] [--handshake-seconds N]
+ *     [--h2-streams 10]
  *     [--warmup-seconds 2] [--threads 2] [--cpu-prof DIR] [--cap-seconds 900]
  *     [--wait-idle 60]
  *
- * Per proxy and round: keep-alive req/s and latency (wrk), full TLS handshakes
+ * Per proxy and round: keep-alive req/s and latency (wrk), HTTP/2 req/s and
+ * latency (h2load, for the proxies that speak it), full TLS handshakes
  * per second (curl, no session reuse), reconnects with session resumption
- * (wrk, Connection: close), whether it resumes at all (openssl s_client),
+ * (wrk, Connection: close), how many reconnects resume when each ticket is
+ * used once (openssl s_client),
  * RSS/PSS idle and after the load, and the proxy's CPU time per request.
  * Rounds alternate the order of the proxies. See bench/proxy/README.md.
  */
@@ -25,14 +28,14 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runTimed, killAllChildren } from '../issue/child.js';
 import { killAllDaemons, serverPids, memory, cpuSeconds, machineBusy, machineCpu, selfAndChildrenCpu, type Daemon } from './procs.js';
-import { startUpstream, nginxPlan, caddyPlan, padlockPlan, nodeHelloPlan, PROXIES, BODY, HOST, type ProxyName, type ProxyPlan, type CertFiles } from './servers.js';
-import { wrk, fullHandshakes, waitReady, resumptionProbe, dnsCheck, sleep, toolEnv, fingerprintOf, killLoad } from './load.js';
-import { markdownTable, type ProxyRun, type ProxyBenchReport, type CpuShare } from './report.js';
+import { startUpstream, nginxPlan, caddyPlan, padlockPlan, nodeHelloPlan, PROXIES, EXTRA_PROXIES, SPEAKS_H2, BODY, HOST, type ProxyName, type ProxyPlan, type CertFiles } from './servers.js';
+import { wrk, h2load, fullHandshakes, waitReady, resumptionProbe, dnsCheck, sleep, toolEnv, fingerprintOf, killLoad } from './load.js';
+import { markdownTable, h2MarkdownTable, type ProxyRun, type ProxyBenchReport, type CpuShare } from './report.js';
 import { summarizeFile, profileMarkdown, type ProfileSummary } from './profile.js';
 import { positiveInt } from '../args.js';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const PHASES = ['keepalive', 'handshakes', 'reconnect'] as const;
+const PHASES = ['keepalive', 'h2', 'handshakes', 'reconnect'] as const;
 
 const { values } = parseArgs({
   options: {
@@ -45,6 +48,7 @@ const { values } = parseArgs({
     phases: { type: 'string', default: PHASES.join(',') },
     'handshake-seconds': { type: 'string' },
     'warmup-seconds': { type: 'string', default: '2' },
+    'h2-streams': { type: 'string', default: '10' },
     'cpu-prof': { type: 'string' },
     'cap-seconds': { type: 'string', default: '900' },
     'wait-idle': { type: 'string', default: '60' },
@@ -59,6 +63,7 @@ const threads = positiveInt('threads', values.threads);
 const rounds = positiveInt('rounds', values.rounds);
 const handshakeSeconds = positiveInt('handshake-seconds', values['handshake-seconds'] ?? String(seconds));
 const warmupSeconds = positiveInt('warmup-seconds', values['warmup-seconds']);
+const h2Streams = positiveInt('h2-streams', values['h2-streams']);
 const capSeconds = positiveInt('cap-seconds', values['cap-seconds']);
 const waitIdleSeconds = Number(values['wait-idle']);
 if (!Number.isFinite(waitIdleSeconds) || waitIdleSeconds < 0) fail('--wait-idle must be a number of seconds >= 0');
@@ -66,7 +71,9 @@ const outPath = resolve(values.out ?? 'bench/results/proxy.json');
 const cpuProfDir = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
 const proxies = (values.proxies ?? '').split(',').map((s) => s.trim()).filter(Boolean) as ProxyName[];
 const phases = (values.phases ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-for (const p of proxies) if (!PROXIES.includes(p)) fail(`unknown proxy ${JSON.stringify(p)}; known: ${PROXIES.join(', ')}`);
+for (const p of proxies) if (!PROXIES.includes(p) && !EXTRA_PROXIES.includes(p)) fail(`unknown proxy ${JSON.stringify(p)}; known: ${[...PROXIES, ...EXTRA_PROXIES].join(', ')}`);
+const baseBin = process.env['BENCH_PADLOCK_BASE_BIN'];
+if (proxies.includes('padlock-base') && !baseBin) fail('padlock-base needs BENCH_PADLOCK_BASE_BIN (bin/padlock of the build to compare with)');
 for (const p of phases) if (!(PHASES as readonly string[]).includes(p)) fail(`unknown phase ${JSON.stringify(p)}; known: ${PHASES.join(', ')}`);
 if (threads > connections) fail('--threads must not exceed --connections');
 
@@ -136,12 +143,13 @@ async function versions(padlockBin: string): Promise<Record<string, string>> {
   await run('nginx', '/usr/sbin/nginx', ['-v'], (o) => /nginx\/(\S+)/.exec(o)?.[1]);
   await run('caddy', '/usr/bin/caddy', ['version'], (o) => o.split('\n')[0]?.trim());
   await run('wrk', 'wrk', ['-v'], (o) => /wrk (\S+)/.exec(o)?.[1]);
+  await run('h2load', 'h2load', ['--version'], (o) => /nghttp2\/(\S+)/.exec(o)?.[1]);
   await run('curl', 'curl', ['--version'], (o) => o.split('\n')[0]?.split(' ').slice(1, 4).join(' '));
   await run('openssl', 'openssl', ['version'], (o) => o.split('\n')[0]);
   await run('padlock', padlockBin, ['--version'], (o) => o.split('\n')[0]?.trim());
   const nodeBin = join(repoRoot, 'node_modules', '.bin', 'node');
   await run('padlock node', nodeBin, ['--version'], (o) => o.split('\n')[0]?.trim());
-  for (const pkg of ['nginx-light', 'nginx-core', 'nginx', 'caddy', 'wrk', 'curl']) {
+  for (const pkg of ['nginx-light', 'nginx-core', 'nginx', 'caddy', 'wrk', 'curl', 'nghttp2-client']) {
     await run(`deb ${pkg}`, 'dpkg-query', ['-W', '-f', '${Status} ${Version}', pkg], (o) => (/install ok installed (\S+)/.exec(o)?.[1]));
   }
   return v;
@@ -270,6 +278,16 @@ async function measure(plan: ProxyPlan, round: number, ca: string | undefined, f
       run.memAfterKeepAlive = memory(serverPids(d.pid));
       log(`  ${plan.name}: keep-alive ${w.ok ? `${Math.round(w.rps ?? 0)} req/s, p50 ${w.latencyMs?.p50} ms, p99 ${w.latencyMs?.p99} ms, ${run.keepAlive.cpu?.cpuUsPerOp} µs CPU/req` : `FAILED ${w.error}`}`);
     }
+    if (phases.includes('h2') && SPEAKS_H2.has(plan.name)) {
+      // h2load's own warm-up (--warm-up-time) is outside its numbers, not outside the CPU marks: the CPU share covers both.
+      const m0 = mark(d.pid, upstreamPid);
+      const h = await h2load(plan.port, { threads, clients: connections, streams: h2Streams, seconds, warmupSeconds, logFile: join(dir, `h2load-${plan.name}.log`) });
+      const m1 = mark(d.pid, upstreamPid);
+      const ops = h.rps ? h.rps * (Number(m1.at - m0.at) / 1e9) : undefined;
+      run.h2 = { ...h, cpu: share(m0, m1, ops, cpus().length) };
+      run.memAfterH2 = memory(serverPids(d.pid));
+      log(`  ${plan.name}: h2 ${h.ok ? `${Math.round(h.rps ?? 0)} req/s, p50 ${h.latencyMs?.p50?.toFixed(2)} ms, p99 ${h.latencyMs?.p99?.toFixed(2)} ms, errors ${JSON.stringify(h.errors)}` : `FAILED ${h.error}`}`);
+    }
     if (phases.includes('handshakes')) {
       const m0 = mark(d.pid, upstreamPid);
       const h = await fullHandshakes(plan.port, { processes: Math.min(2, cpus().length), connections, seconds: handshakeSeconds, warmupSeconds: 1 });
@@ -290,14 +308,14 @@ async function measure(plan: ProxyPlan, round: number, ca: string | undefined, f
     }
     await sleep(300);
     run.memAfterAll = memory(serverPids(d.pid));
-    run.ok = (!run.keepAlive || run.keepAlive.ok) && (!run.handshakes || run.handshakes.ok) && (!run.reconnect || run.reconnect.ok);
+    run.ok = (!run.keepAlive || run.keepAlive.ok) && (!run.h2 || run.h2.ok) && (!run.handshakes || run.handshakes.ok) && (!run.reconnect || run.reconnect.ok);
     if (!run.ok) run.outputTail = tail(d.output(), 15);
   } catch (e) {
     run.error = (e as Error).message;
     run.outputTail = d ? tail(d.output(), 15) : undefined;
     log(`  ${plan.name}: FAILED ${run.error}\n${run.outputTail ?? ''}`);
   } finally {
-    await d?.stop(plan.name === 'padlock' ? 15_000 : 5_000);
+    await d?.stop(plan.name.startsWith('padlock') ? 15_000 : 5_000);
   }
   return run;
 }
@@ -339,6 +357,10 @@ async function main(): Promise<number> {
       nginx: nginxPlan(join(workDir, 'nginx'), await freePort(), upPort, cert.files, capLeft),
       caddy: caddyPlan(join(workDir, 'caddy'), await freePort(), await freePort(), upPort, cert.files, capLeft),
       padlock,
+      // The same config dir (so the same certificate) and ports: the proxies run one at a time.
+      'padlock-1w': padlockPlan(padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-1w'),
+      'padlock-h1': padlockPlan(padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-h1', ['--http2', 'false']),
+      'padlock-base': padlockPlan(baseBin ?? padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-base'),
       'node-hello': nodeHelloPlan(nodeBinFor(), join(repoRoot, 'bench', 'proxy', 'hello-server.mjs'), await freePort(), cert.files, capLeft),
     };
     const runs: ProxyRun[] = [];
@@ -350,7 +372,7 @@ async function main(): Promise<number> {
           runs.push({ proxy: name, round: r, ok: false, error: 'skipped: --cap-seconds reached', loadavgBefore: la() });
           continue;
         }
-        if (name === 'padlock' && cert.padlockError) {
+        if (name.startsWith('padlock') && cert.padlockError) {
           runs.push({ proxy: name, round: r, ok: false, error: cert.padlockError, loadavgBefore: la() });
           continue;
         }
@@ -371,7 +393,7 @@ async function main(): Promise<number> {
       benchmark: 'proxy',
       startedAt,
       finishedAt: new Date().toISOString(),
-      options: { seconds, handshakeSeconds, warmupSeconds, connections, threads, rounds, proxies, phases, waitIdleSeconds, ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) },
+      options: { seconds, handshakeSeconds, warmupSeconds, connections, threads, h2Streams, rounds, proxies, phases, waitIdleSeconds, ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) },
       machine: { cpus: cpu.length, cpuModel: cpu[0]?.model ?? '?', loadavgBefore: loadBefore, ...(busyBefore !== undefined ? { busyBefore } : {}), node: process.version, platform: `${platform()} ${release()}` },
       versions: vers,
       upstream: { kind: 'nginx, 1 worker, `return 200` of a fixed body, keep-alive', body: BODY, bytes: Buffer.byteLength(BODY) },
@@ -383,9 +405,10 @@ async function main(): Promise<number> {
     const v = (k: string): string => vers[k] ?? '?';
     console.log(
       `\n## HTTPS reverse proxy, ${report.machine.cpus} CPUs, load ${loadBefore.join(' ')} before (CPU ${busyBefore === undefined ? '?' : Math.round(busyBefore * 100)}% busy); ${startedAt}\n\n` +
-        `nginx ${v('nginx')}, Caddy ${v('caddy')}, padlock ${v('padlock')} (Node ${v('padlock node')}); wrk ${v('wrk')}, curl ${v('curl')}; certificate: ${cert.source} (${keyType}).\n`,
+        `nginx ${v('nginx')}, Caddy ${v('caddy')}, padlock ${v('padlock')} (Node ${v('padlock node')}); wrk ${v('wrk')}, h2load ${v('h2load')}, curl ${v('curl')}; certificate: ${cert.source} (${keyType}).\n`,
     );
     console.log(markdownTable(report));
+    if (report.runs.some((p) => p.h2)) console.log(`\n${h2MarkdownTable(report)}`);
     if (profile) for (const p of profile) console.log(`\n${profileMarkdown(p)}`);
     await mkdir(dirname(outPath), { recursive: true });
     await writeFile(outPath, JSON.stringify(report, null, 2) + '\n');

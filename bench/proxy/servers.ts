@@ -8,9 +8,21 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startDaemon, type Daemon } from './procs.js';
 
-export type ProxyName = 'nginx' | 'caddy' | 'padlock' | 'node-hello';
-/** `node-hello` is not a proxy: a reference row (Node's own TLS + HTTP server answering the body itself). */
-export const PROXIES: readonly ProxyName[] = ['nginx', 'caddy', 'padlock', 'node-hello'];
+export type ProxyName = 'nginx' | 'caddy' | 'padlock' | 'padlock-1w' | 'padlock-h1' | 'padlock-base' | 'node-hello';
+/**
+ * `padlock` runs with `--workers 2` (or `BENCH_PADLOCK_WORKERS`), `padlock-1w`
+ * as one process. `node-hello` is not a proxy: a reference row (Node's own TLS
+ * + HTTP/1.1 server answering the body itself; it has no HTTP/2 row).
+ */
+export const PROXIES: readonly ProxyName[] = ['nginx', 'caddy', 'padlock', 'padlock-1w', 'node-hello'];
+/**
+ * Rows only on request (`--proxies`), for A/B runs: `padlock-h1` is
+ * `padlock-1w` with `--http2 false`; `padlock-base` is another padlock build
+ * (`BENCH_PADLOCK_BASE_BIN`, e.g. main before a change) with `--workers 1`.
+ */
+export const EXTRA_PROXIES: readonly ProxyName[] = ['padlock-h1', 'padlock-base'];
+/** The rows that speak HTTP/2 (the h2load phase). */
+export const SPEAKS_H2: ReadonlySet<ProxyName> = new Set(['nginx', 'caddy', 'padlock', 'padlock-1w']);
 
 export const HOST = 'localhost';
 /** The upstream's whole response body. */
@@ -53,7 +65,11 @@ export interface CertFiles {
   privkey: string;
 }
 
-/** nginx: 2 workers (one per core), upstream keepalive, no access log, TLS 1.2/1.3. */
+/**
+ * nginx: 2 workers (one per core), upstream keepalive, no access log, TLS
+ * 1.2/1.3, HTTP/2 on. (`listen ... ssl http2`: Debian 12's nginx 1.22 predates
+ * the `http2 on` directive of 1.25.1; both switch on the same module.)
+ */
 export function nginxPlan(dir: string, port: number, upstreamPort: number, cert: CertFiles, capSeconds: () => number): ProxyPlan {
   return {
     name: 'nginx',
@@ -74,7 +90,7 @@ http {
     keepalive_requests 10000000;
   }
   server {
-    listen 127.0.0.1:${port} ssl;
+    listen 127.0.0.1:${port} ssl http2;
     server_name ${HOST};
     ssl_certificate ${cert.fullchain};
     ssl_certificate_key ${cert.privkey};
@@ -101,8 +117,8 @@ http {
 
 /**
  * Caddy: the same certificate via `tls`, logs discarded, nothing automatic.
- * `site` changes the name (default HOST) and adds lines inside
- * `reverse_proxy { }` (bench/redeploy: `lb_try_duration`).
+ * HTTP/2 is on by default. `site` changes the name (default HOST) and adds
+ * lines inside `reverse_proxy { }` (bench/redeploy: `lb_try_duration`).
  */
 export function caddyPlan(
   dir: string, port: number, httpPort: number, upstreamPort: number, cert: CertFiles, capSeconds: () => number,
@@ -162,10 +178,12 @@ export function padlockPlan(
   capSeconds: () => number,
   extraEnv: Record<string, string> = {},
   workers: number = PADLOCK_WORKERS,
+  name: 'padlock' | 'padlock-1w' | 'padlock-h1' | 'padlock-base' = 'padlock',
+  extraArgs: string[] = [],
 ): ProxyPlan & { configDir: string } {
   const configDir = join(dir, 'config');
   return {
-    name: 'padlock',
+    name,
     port: ports.https,
     configDir,
     async start() {
@@ -181,7 +199,7 @@ export function padlockPlan(
           'run', '--docker', 'false', '--config', conf,
           '--http-port', String(ports.http), '--https-port', String(ports.https), '--bind', '127.0.0.1',
           '--admin-listen', `127.0.0.1:${ports.admin}`, '--config-dir', configDir, '--log-level', 'warn',
-          '--workers', String(workers),
+          '--workers', String(workers), ...extraArgs,
         ],
         { env, capSeconds: capSeconds() },
       );

@@ -76,6 +76,21 @@ export const runConfigSchema = z.object({
   renewCron: z.string().refine(validCron, 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
+  http2: z.boolean().default(true).describe('Serve HTTP/2 on the HTTPS port (ALPN h2, then http/1.1 on the same port); false serves HTTP/1.1 only'),
+  http2MaxConcurrentStreams: z.number().int().min(1, 'http2MaxConcurrentStreams must be at least 1').max(10_000, 'http2MaxConcurrentStreams must be at most 10000').default(250)
+    .describe('HTTP/2: requests in flight at once on one connection'),
+  http2MaxHeaderListSize: z.number().int().min(1024, 'http2MaxHeaderListSize must be at least 1024 bytes').max(1024 * 1024, 'http2MaxHeaderListSize must be at most 1048576 bytes').default(32 * 1024)
+    .describe('HTTP/2: largest request head in bytes (name + value + 32 per field); a larger one is refused'),
+  http2MaxSessionMemory: z.number().min(1, 'http2MaxSessionMemory must be at least 1 (MiB)').max(1024, 'http2MaxSessionMemory must be at most 1024 (MiB)').default(10)
+    .describe('HTTP/2: MiB one connection may hold in buffers before new requests on it are refused'),
+  http2IdleTimeout: z.number().min(1, 'http2IdleTimeout must be at least 1 second').max(86_400, 'http2IdleTimeout must be at most 86400 seconds').default(75)
+    .describe('HTTP/2: seconds a connection with no request in flight stays open'),
+  http2SettingsTimeout: z.number().min(1, 'http2SettingsTimeout must be at least 1 second').max(300, 'http2SettingsTimeout must be at most 300 seconds').default(10)
+    .describe("HTTP/2: seconds a client has to acknowledge padlock's SETTINGS"),
+  http2ResetBurst: z.number().int().min(1, 'http2ResetBurst must be at least 1').default(1000)
+    .describe('HTTP/2: stream resets (RST_STREAM) a client may send at once before its connection is closed (Rapid Reset)'),
+  http2ResetRate: z.number().int().min(1, 'http2ResetRate must be at least 1').default(33)
+    .describe('HTTP/2: stream resets per second a client earns back'),
   tlsContextCache: z.number().int().min(1, 'tlsContextCache must be at least 1').max(1_000_000, 'tlsContextCache must be at most 1000000').default(DEFAULT_TLS_CONTEXT_CACHE)
     .describe('TLS contexts kept in memory per process, least recently used evicted first (each costs 35-70 KB; an evicted name is rebuilt on its next handshake)'),
   routeGrace: z.number().min(0, 'routeGrace must be 0 or more seconds').max(86_400, 'routeGrace must be at most 86400 seconds (a day)').default(300)

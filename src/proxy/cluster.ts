@@ -52,6 +52,8 @@ import { PadlockError } from '../errors.js';
 import type { Level, Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import { DEFAULT_TLS_CONTEXT_CACHE, type CertificateEntry, type CertificateSnapshot } from '../tls/contexts.js';
+import { newTicketKeys, ticketKeysToWire, type TicketKeys, type TicketKeysWire } from '../tls/session-tickets.js';
+import type { Http2Limits } from './h2-limits.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
 import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
 import type { HoldOutcome } from './hold.js';
@@ -75,6 +77,8 @@ export interface WorkerSettings {
   trustedProxies: string[];
   /** Other ports padlock listens on (the admin API), refused as upstreams. */
   ownPorts: number[];
+  /** HTTP/2 on :443 with these limits (a missing one at its default), or false (HTTP/1.1 only). */
+  http2: Partial<Http2Limits> | false;
   /** `--tls-context-cache`: SecureContexts the worker keeps. */
   tlsContextCache: number;
   /** Holding requests while no upstream is up (`ProxyServerOptions.hold`); each worker holds up to `maxHeld`. */
@@ -88,7 +92,9 @@ export interface PendingDiff {
 }
 
 export type ToWorker =
-  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; pending: string[]; tokens: Array<[string, string]>; stateless?: string }
+  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; pending: string[]; tokens: Array<[string, string]>; stateless?: string; ticketKeys: TicketKeysWire }
+  /** New TLS session ticket keys (rotation): every worker issues and accepts the same tickets. */
+  | { t: 'ticket-keys'; keys: TicketKeysWire }
   | { t: 'sites'; sites: SiteSpec[] }
   | { t: 'certs'; set: Array<[string, CertificateEntry]>; del: string[]; pending: PendingDiff }
   /** The answer to a worker's `cert-request`: the certificate, or none (the handshake is refused). */
@@ -147,6 +153,10 @@ export interface ProxyClusterOptions {
   trustedProxies?: readonly string[];
   /** Other ports padlock listens on (the admin API); `setOwnPorts` replaces them. */
   ownPorts?: readonly number[];
+  /** HTTP/2 on :443 with these limits, or false; default on with the default limits (proxy/h2-limits.ts). */
+  http2?: Http2Limits | false;
+  /** TLS session ticket keys shared by every worker; default fresh ones. `setTicketKeys` replaces them. */
+  ticketKeys?: TicketKeys;
   /** `--tls-context-cache` for every worker (default DEFAULT_TLS_CONTEXT_CACHE). */
   tlsContextCache?: number;
   /** Reads a pending name's certificate for a worker's handshake (the manager's `certificateFor`); without it, pending names are refused. */
@@ -191,11 +201,19 @@ export class ProxyCluster {
   private lastRespawn = 0;
   private readonly log: Logger;
   private ownPorts: number[];
+  private ticketKeys: TicketKeys;
 
   constructor(private readonly opts: ProxyClusterOptions) {
     if (!cluster.isPrimary) throw new Error('ProxyCluster runs in the primary process only');
     this.log = opts.logger.child({ component: 'proxy-cluster' });
     this.ownPorts = [...(opts.ownPorts ?? [])];
+    this.ticketKeys = opts.ticketKeys ?? newTicketKeys();
+  }
+
+  /** Replaces the TLS session ticket keys in every worker (a ticket from one worker resumes on any other). */
+  setTicketKeys(keys: TicketKeys): void {
+    this.ticketKeys = keys;
+    this.broadcast({ t: 'ticket-keys', keys: ticketKeysToWire(keys) });
   }
 
   /** Replaces the other ports padlock listens on (the admin API, once bound) in every worker's upstream rules. */
@@ -392,10 +410,14 @@ export class ProxyCluster {
           allowUpstream: [...(this.opts.allowUpstream ?? [])],
           trustedProxies: [...(this.opts.trustedProxies ?? [])],
           ownPorts: this.ownPorts,
+          http2: this.opts.http2 ?? {},
           tlsContextCache: this.opts.tlsContextCache ?? DEFAULT_TLS_CONTEXT_CACHE,
           ...(this.opts.hold ? { hold: this.opts.hold } : {}),
         };
-        this.send(entry, { t: 'init', settings, sites: this.sites, certs: [...this.certs], pending: [...this.pending], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}) });
+        this.send(entry, {
+          t: 'init', settings, sites: this.sites, certs: [...this.certs], pending: [...this.pending], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}),
+          ticketKeys: ticketKeysToWire(this.ticketKeys),
+        });
         entry.initialised = true;
         return;
       }

@@ -16,6 +16,9 @@
  * stay on it.
  *
  * What this module promises:
+ * - Upstreams get HTTP/1.1 whatever the client spoke (HTTP/2 clients
+ *   included): undici's HTTP/2 is turned off, so an `https://` upstream that
+ *   offers `h2` in ALPN still gets `http/1.1`.
  * - Upstream connections are reused (undici pools per origin, keep-alive,
  *   idle ones closed after `idleUpstreamMs` or the upstream's shorter
  *   Keep-Alive hint). The client connection stays keep-alive too: the
@@ -72,7 +75,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { BlockList, LookupFunction } from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { ProxyServer as HttpProxy } from 'http-proxy-3';
 import type { Agent as UndiciAgentType, Dispatcher as UndiciDispatcher } from 'undici';
 import { Agent as UndiciAgent } from './undici-parts.js';
@@ -156,6 +159,41 @@ const FORBIDDEN = 'UPSTREAM_FORBIDDEN';
 /** A reason phrase Node will send: tabs and visible ASCII (RFC 9112 allows obs-text too, Node does not). */
 const PRINTABLE_REASON = /^[\t\x20-\x7e]*$/;
 
+/**
+ * The client side of one exchange: where the upstream's answer goes.
+ * `http.ServerResponse` has this shape; proxy/h2-response.ts adapts an
+ * HTTP/2 stream to it, so both protocols share one forwarding path.
+ */
+export interface ClientResponse {
+  readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  readonly writableFinished: boolean;
+  /** The client connection, or null once it is gone. */
+  readonly socket: { readonly destroyed: boolean } | null;
+  statusMessage: string;
+  writeHead(status: number, reason: string | undefined, headers: http.OutgoingHttpHeaders): unknown;
+  write(chunk: Buffer): boolean;
+  end(body?: string): unknown;
+  destroy(): unknown;
+  writeEarlyHints(hints: Record<string, string | string[]>): void;
+  /** Trailer fields sent after the body (HTTP/1.1: only on a chunked response; HTTP/2: always). */
+  addTrailers(trailers: http.OutgoingHttpHeaders): void;
+  once(event: 'close' | 'drain', listener: () => void): unknown;
+  off(event: 'close' | 'drain', listener: () => void): unknown;
+}
+
+/** One client request as it goes upstream, from either protocol: headers already prepared (proxy/headers.ts). */
+export interface ForwardRequest {
+  readonly method: string;
+  /** The target in origin form (`/path?query`). */
+  readonly path: string;
+  readonly headers: http.IncomingHttpHeaders;
+  /** The request body, or null when there is none (such a request may be retried). */
+  readonly body: Readable | null;
+  /** What to pause while the request is held for an upstream: the client's socket (HTTP/1.1) or its HTTP/2 stream. */
+  readonly source?: { pause(): unknown; resume(): unknown; readonly destroyed: boolean } | undefined;
+}
+
 interface Attempt {
   readonly route: HostRoute;
   readonly target: UpstreamTarget;
@@ -165,7 +203,7 @@ interface Attempt {
 }
 
 /** Sends a short error page that names nothing internal. Does nothing once headers are out. */
-export function sendErrorPage(res: http.ServerResponse, status: number, extraHeaders: Record<string, string> = {}): void {
+export function sendErrorPage(res: ClientResponse, status: number, extraHeaders: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const body = errorPageBody(status);
   // The reason phrase is given, so one left over from a failed writeHead() is never reused.
@@ -236,6 +274,9 @@ export class Forwarder {
       headersTimeout: this.timeouts.responseMs,
       bodyTimeout: this.timeouts.responseMs,
       connect: { timeout: this.timeouts.connectMs, rejectUnauthorized: false },
+      // Upstreams are spoken to over HTTP/1.1 keep-alive, whatever the client used: undici 7+ would
+      // otherwise offer h2 to an https:// upstream, and its h2 client follows other rules (no retry on reset).
+      allowH2: false,
     });
     this.dispatcher.on('connect', () => this.opened++);
     const agentOptions = {
@@ -261,46 +302,53 @@ export class Forwarder {
     });
   }
 
-  /**
-   * Forwards `req` to the next upstream of `route` and writes the answer (or an
-   * error page) to `res`. When no upstream can take it (all down, or the route
-   * is in its grace period), it is held first (proxy/hold.ts), then forwarded
-   * or answered 503 with `Retry-After`.
-   */
+  /** Prepares an HTTP/1.1 request's target and headers and forwards it (see `forward`), writing the answer or an error page to `res`. */
   web(req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, ctx: ForwardContext): void {
-    const path = originFormTarget(req);
+    const path = originFormTarget(req.url ?? '/', req.method, req.headers.host);
     if (path === undefined) return sendErrorPage(res, 400);
-    if (path === '*') {
+    const hasBody = requestHasBody(req);
+    prepareRequestHeaders(req.headers, this.facts(req, ctx), false);
+    // undici frames the body itself (chunked when there is no Content-Length) and refuses these headers.
+    delete req.headers['transfer-encoding'];
+    this.forward({ method: req.method ?? 'GET', path, headers: req.headers, body: hasBody ? req : null, source: req.socket }, res, route, ctx);
+  }
+
+  /**
+   * Forwards a request whose headers are already prepared (`web()` does that
+   * for HTTP/1.1; proxy/h2-stream.ts for HTTP/2) to the next upstream of
+   * `route`, and writes the answer, or an error page, to `res`. When no
+   * upstream can take it (all down, or the route is in its grace period), it
+   * is held first (proxy/hold.ts), then forwarded or answered 503 with
+   * `Retry-After`.
+   */
+  forward(request: ForwardRequest, res: ClientResponse, route: HostRoute, ctx: ForwardContext): void {
+    if (request.path === '*') {
       // `OPTIONS *` asks about the server, not a resource: answered here (as Go's net/http does).
-      res.writeHead(200, { 'content-length': 0 });
+      res.writeHead(200, undefined, { 'content-length': 0 });
       return void res.end();
     }
     if (this.hold && !route.available() && this.hold.waitMsFor(route) > 0) {
       const deadline = Date.now() + this.hold.waitMsFor(route);
-      // Read no more of the client's body while it waits: it stays in the kernel, not in padlock's memory.
-      const socket = req.socket;
-      socket.pause();
-      const resume = (): void => void (socket.destroyed || socket.resume());
+      // Read no more of the client's body while it waits: it stays in the kernel (HTTP/2: with the client, by flow control), not in padlock's memory.
+      const source = request.source;
+      source?.pause();
+      const resume = (): void => void (source && !source.destroyed && source.resume());
       return this.whenUp(route, deadline, res, (next) => {
         resume();
-        this.send(req, res, next, ctx, path, deadline);
+        this.send(request, res, next, ctx, deadline);
       }, (reason) => {
         resume();
         this.unavailable(res, route.site.host, reason);
       });
     }
-    this.send(req, res, route, ctx, path, undefined);
+    this.send(request, res, route, ctx, undefined);
   }
 
   /** Picks the upstream and sends; 503 when the route has none that can take a request. */
-  private send(req: http.IncomingMessage, res: http.ServerResponse, route: HostRoute, ctx: ForwardContext, path: string, deadline: number | undefined): void {
+  private send(request: ForwardRequest, res: ClientResponse, route: HostRoute, ctx: ForwardContext, deadline: number | undefined): void {
     const target = route.pick();
     if (!target) return this.unavailable(res, route.site.host, 'no-upstream');
-    const hasBody = requestHasBody(req);
-    prepareRequestHeaders(req.headers, this.facts(req, ctx), false);
-    // undici frames the body itself (chunked when there is no Content-Length) and refuses these headers.
-    delete req.headers['transfer-encoding'];
-    new Exchange(this, req, res, { route, target, ctx, tried: [target.key] }, path, hasBody, deadline).dispatch();
+    new Exchange(this, request, res, { route, target, ctx, tried: [target.key] }, deadline).dispatch();
   }
 
   /**
@@ -323,25 +371,25 @@ export class Forwarder {
   }
 
   /** padlock's own 503: no upstream could take the request. */
-  unavailable(res: http.ServerResponse, host: string, reason: UnavailableReason): void {
+  unavailable(res: ClientResponse, host: string, reason: UnavailableReason): void {
     this.onUnavailable?.(host, reason);
     sendErrorPage(res, 503, { 'retry-after': String(RETRY_AFTER_SECONDS) });
   }
 
   /** Sends one attempt of `exchange` through the pool of its current target. */
   dispatch(exchange: Exchange): void {
-    const { req, attempt } = exchange;
+    const { request, attempt } = exchange;
     try {
       this.dispatcher.dispatch(
         {
           origin: attempt.target.url.origin,
-          path: exchange.path,
-          method: req.method ?? 'GET',
-          headers: req.headers as Record<string, string | string[]>,
-          body: exchange.hasBody ? req : null,
+          path: request.path,
+          method: request.method,
+          headers: request.headers as Record<string, string | string[]>,
+          body: request.body,
           // undici closes the connection after every HEAD (against upstreams that send a body anyway);
           // Node's HTTP client and nginx keep it, and so does padlock.
-          ...(req.method === 'HEAD' ? { reset: false } : {}),
+          ...(request.method === 'HEAD' ? { reset: false } : {}),
         },
         exchange,
       );
@@ -349,6 +397,11 @@ export class Forwarder {
       // undici refuses a request it cannot send (a header value it rejects, say): that is a bad gateway, not a crash.
       exchange.onResponseError(undefined, err as Error);
     }
+  }
+
+  /** Whether `client` is in `--trusted-proxies` (its forwarding headers are kept). */
+  trusts(client: string): boolean {
+    return this.trusted !== undefined && addressIn(this.trusted, client);
   }
 
   /** Forwards a WebSocket upgrade; on failure before the upgrade answers 502/504 on the raw socket. */
@@ -419,7 +472,7 @@ export class Forwarder {
       client,
       port: req.socket.localPort ?? 0,
       httpVersion: req.httpVersion,
-      trusted: this.trusted !== undefined && addressIn(this.trusted, client),
+      trusted: this.trusts(client),
     };
   }
 
@@ -457,12 +510,9 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
 
   constructor(
     private readonly fwd: Forwarder,
-    readonly req: http.IncomingMessage,
-    private readonly res: http.ServerResponse,
+    readonly request: ForwardRequest,
+    private readonly res: ClientResponse,
     public attempt: Attempt,
-    /** The request target in origin form (`/path?query`). */
-    readonly path: string,
-    readonly hasBody: boolean,
     /** When this request's wait for an upstream ends (ms since epoch), once it has been held; see `Forwarder.whenUp`. */
     private deadline: number | undefined,
   ) {
@@ -519,13 +569,21 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: UndiciDispatcher.DispatchController, trailers: http.IncomingHttpHeaders): void {
     this.res.off('close', this.onClientClose);
+    const forwarded = trailers ? endToEndTrailers(trailers) : undefined;
+    if (forwarded) {
+      try {
+        this.res.addTrailers(forwarded);
+      } catch {
+        // A trailer field Node will not send is dropped; the body is complete without it.
+      }
+    }
     this.res.end();
   }
 
   onResponseError(_controller: UndiciDispatcher.DispatchController | undefined, err: Error): void {
-    const { req, res, attempt, fwd } = this;
+    const { request, res, attempt, fwd } = this;
     const code = upstreamErrorCode(err);
     // (undici destroys the request body stream on error, which detaches `req.socket`: ask `res`.)
     if (code === CLIENT_GONE || res.headersSent || res.destroyed || !res.socket || res.socket.destroyed) {
@@ -540,7 +598,7 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     const reset = code === 'ECONNRESET' || code === 'EPIPE';
     if (connectFailed) attempt.route.markDown(attempt.target);
 
-    const replayable = !this.hasBody && IDEMPOTENT.has(req.method ?? '');
+    const replayable = request.body === null && IDEMPOTENT.has(request.method);
     if ((connectFailed || reset) && replayable && attempt.tried.length < 2) {
       const next = attempt.route.pick(new Set(attempt.tried)) ?? (reset ? attempt.target : undefined);
       if (next) {
@@ -602,10 +660,9 @@ function upstreamErrorCode(err: unknown): string {
  * padlock refuses (400). An absolute-form target (`GET http://host/path`) names its own host, which
  * RFC 9112 section 3.2.2 puts before the Host header; padlock routed by Host, so the two must agree.
  */
-function originFormTarget(req: http.IncomingMessage): string | undefined {
-  const target = req.url ?? '/';
+export function originFormTarget(target: string, method: string | undefined, hostHeader: string | undefined): string | undefined {
   if (target.startsWith('/')) return target;
-  if (target === '*') return req.method === 'OPTIONS' ? '*' : undefined;
+  if (target === '*') return method === 'OPTIONS' ? '*' : undefined;
   let url: URL;
   try {
     url = new URL(target);
@@ -613,9 +670,25 @@ function originFormTarget(req: http.IncomingMessage): string | undefined {
     return undefined;
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
-  const host = hostFromHeader(req.headers.host);
+  const host = hostFromHeader(hostHeader);
   if (host === undefined || host !== hostFromHeader(url.host)) return undefined;
   return `${url.pathname}${url.search}`;
+}
+
+/** Fields that must not travel in a trailer section (RFC 9110 section 6.5.1), plus hop-by-hop ones. */
+const NOT_IN_TRAILERS = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer',
+  'content-length', 'content-type', 'content-encoding', 'content-range', 'host', 'authorization', 'set-cookie', 'cache-control', 'expect',
+]);
+
+/** The upstream's trailer fields padlock passes on (gRPC's `grpc-status`, checksums), or undefined when none is left. */
+export function endToEndTrailers(trailers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders | undefined {
+  let out: http.OutgoingHttpHeaders | undefined;
+  for (const [name, value] of Object.entries(trailers)) {
+    if (value === undefined || NOT_IN_TRAILERS.has(name) || name.startsWith(':')) continue;
+    (out ??= {})[name] = value;
+  }
+  return out;
 }
 
 /** Whether the client sent a body (framed by length or chunked): such a request is never replayed. */

@@ -2,9 +2,21 @@
  * The HTTPS front (:443).
  *
  * TLS 1.2 and 1.3 only, Mozilla "intermediate" TLS 1.2 suites (`TLS_POLICY`
- * in tls/contexts), ALPN `http/1.1` (HTTP/2 may come later). Certificates come
- * from the `CertificateRegistry` through the SNI callback, so a `replace()`
- * applies to the next handshake and never to one already done.
+ * in tls/contexts). Certificates come from the `CertificateRegistry` through
+ * the SNI callback, so a `replace()` applies to the next handshake and never
+ * to one already done. Session tickets follow tls/session-tickets.ts (keys
+ * shared by the workers, a new ticket after each resumption).
+ *
+ * ## HTTP/2 and HTTP/1.1 on one port
+ * With `http2` limits given (the default in `padlock run`), the server is
+ * `node:http2`'s `createSecureServer({ allowHTTP1: true })`: ALPN offers `h2`,
+ * then `http/1.1`. An h2 connection's streams go to proxy/h2-stream.ts (Node's
+ * core stream API); an HTTP/1.1 connection (ALPN `http/1.1`, or no ALPN) gets
+ * Node's HTTP/1.1 server, with the same limits, the same request handler and
+ * WebSocket upgrades, exactly as without HTTP/2. Node's HTTP/2 compatibility
+ * layer (`Http2ServerRequest`) is kept out: it would handle every h2 stream a
+ * second time, at about half the speed. Without `http2` it is a plain
+ * `https.Server` with ALPN `http/1.1`.
  *
  * ## An SNI name padlock has no certificate for: the handshake is refused
  *
@@ -41,49 +53,74 @@
  * `Strict-Transport-Security: max-age=N` unless the upstream sent its own.
  */
 import https from 'node:https';
+import http2 from 'node:http2';
 import type http from 'node:http';
 import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { TLS_POLICY, UnknownServerNameError, type CertificateRegistry } from '../tls/contexts.js';
+import { installTicketKeys, type TicketKeys } from '../tls/session-tickets.js';
 import { sendErrorPage } from './forward.js';
 import { applyLimits, checkInterval, rawAnswer, type FrontDeps } from './http-server.js';
+import { http2ServerOptions, type Http2Limits } from './h2-limits.js';
+import { H2Sessions } from './h2-sessions.js';
+import { H2Front } from './h2-stream.js';
 import { hostFromHeader, type HostRoute } from './routes.js';
 
 export interface HttpsFrontDeps extends FrontDeps {
   certificates: CertificateRegistry;
+  /** HTTP/2 with these limits; undefined serves HTTP/1.1 only. */
+  http2?: Http2Limits | undefined;
+  /** The session ticket keys in force (read at every handshake). */
+  ticketKeys: () => TicketKeys;
+}
+
+/** The :443 server and, with HTTP/2, its connections (for the drain). */
+export interface HttpsFront {
+  /** An `https.Server`, or an `Http2SecureServer` that also speaks HTTP/1.1. */
+  server: tls.Server & Pick<http.Server, 'closeIdleConnections'>;
+  /** The HTTP/2 connections; undefined when HTTP/2 is off. */
+  sessions?: H2Sessions;
 }
 
 /** TLS alert record: content type 21 (alert), TLS 1.2 record version, length 2, fatal (2), unrecognized_name (112). */
 const UNRECOGNIZED_NAME_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
 
 /** Creates (does not start) the :443 server. */
-export function createHttpsFront(deps: HttpsFrontDeps): https.Server {
-  const registry = deps.certificates;
-  const server = https.createServer(
-    {
-      ...TLS_POLICY,
-      ALPNProtocols: ['http/1.1'],
-      handshakeTimeout: deps.limits.handshakeTimeoutMs,
-      maxHeaderSize: deps.limits.maxHeaderSize,
-      connectionsCheckingInterval: checkInterval(deps.limits),
-      // `this` is the server-side TLSSocket (Node calls owner._SNICallback); `_parent` its TCP socket.
-      SNICallback: function (this: unknown, servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) {
-        registry.sniCallback(servername, (err, ctx) => {
-          if (err instanceof UnknownServerNameError) {
-            const raw = (this as { _parent?: unknown } | undefined)?._parent;
-            if (isWritableSocket(raw)) {
-              raw.write(UNRECOGNIZED_NAME_ALERT, () => cb(err));
-              return;
-            }
-          }
-          cb(err, ctx);
-        });
-      },
-    },
-    (req, res) => handleHttpsRequest(deps, req, res),
-  );
-  applyLimits(server, deps.limits);
+export function createHttpsFront(deps: HttpsFrontDeps): HttpsFront {
+  const tlsOptions = {
+    ...TLS_POLICY,
+    handshakeTimeout: deps.limits.handshakeTimeoutMs,
+    SNICallback: sniCallback(deps.certificates),
+  };
+  let front: HttpsFront;
+  if (deps.http2) {
+    const server = http2.createSecureServer({ ...tlsOptions, ...http2ServerOptions(deps.http2), allowHTTP1: true });
+    // Node attaches its compatibility layer to 'stream' when a 'request' listener is added; HTTP/2 streams are
+    // handled below on the core API, and 'request' must only carry HTTP/1.1 requests.
+    server.removeAllListeners('newListener');
+    const sessions = new H2Sessions(deps.http2, deps.logger);
+    server.on('session', sessions.onSession);
+    server.on('stream', sessions.onStream);
+    server.on('stream', new H2Front({ ...deps, http2: deps.http2 }).onStream);
+    server.on('sessionError', (err: Error & { code?: string }) => deps.logger.debug('http2 connection error', { error: err.code ?? err.message }));
+    // HTTP/1.1 on this server reads its limits from these properties (as http.Server's options would set them).
+    Object.assign(server, { maxHeaderSize: deps.limits.maxHeaderSize, connectionsCheckingInterval: checkInterval(deps.limits) });
+    applyLimits(server as unknown as http.Server, deps.limits);
+    const streamListeners = server.listenerCount('stream');
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => handleHttpsRequest(deps, req, res));
+    if (server.listenerCount('stream') !== streamListeners) throw new Error("node:http2's compatibility layer attached itself to :443; padlock cannot serve HTTP/2 on this Node version");
+    front = { server: server as unknown as HttpsFront['server'], sessions };
+  } else {
+    const server = https.createServer(
+      { ...tlsOptions, ALPNProtocols: ['http/1.1'], maxHeaderSize: deps.limits.maxHeaderSize, connectionsCheckingInterval: checkInterval(deps.limits) },
+      (req, res) => handleHttpsRequest(deps, req, res),
+    );
+    applyLimits(server, deps.limits);
+    front = { server };
+  }
+  const server = front.server;
+  if (!installTicketKeys(server, deps.ticketKeys)) deps.logger.warn('this Node version offers no session ticket hook: TLS resumption uses per-process keys and no ticket renewal');
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
     const route = routeFor(deps, req);
@@ -93,10 +130,30 @@ export function createHttpsFront(deps: HttpsFrontDeps): https.Server {
   server.on('tlsClientError', (err: Error & { code?: string }) => {
     deps.logger.debug('tls handshake failed', { error: err.code ?? err.message });
   });
-  return server;
+  return front;
 }
 
-/** The :443 request logic: Host must be the connection's SNI name and a routed site. */
+/**
+ * The SNI callback: the registry's context, or the refusal described in the
+ * module comment. `this` is the server-side TLSSocket (Node calls
+ * owner._SNICallback); `_parent` its TCP socket.
+ */
+function sniCallback(registry: CertificateRegistry) {
+  return function (this: unknown, servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void {
+    registry.sniCallback(servername, (err, ctx) => {
+      if (err instanceof UnknownServerNameError) {
+        const raw = (this as { _parent?: unknown } | undefined)?._parent;
+        if (isWritableSocket(raw)) {
+          raw.write(UNRECOGNIZED_NAME_ALERT, () => cb(err));
+          return;
+        }
+      }
+      cb(err, ctx);
+    });
+  };
+}
+
+/** The :443 request logic (HTTP/1.1): Host must be the connection's SNI name and a routed site. */
 export function handleHttpsRequest(deps: FrontDeps, req: http.IncomingMessage, res: http.ServerResponse): void {
   const route = routeFor(deps, req);
   if (!route) return sendErrorPage(res, 421);

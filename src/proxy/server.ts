@@ -12,8 +12,9 @@
  * `listen()`, so no handshake ever meets an empty registry.
  */
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import { PadlockError } from '../errors.js';
-import type { AddressInfo, LookupFunction, Socket } from 'node:net';
+import type { AddressInfo, LookupFunction, Server as NetServer, Socket } from 'node:net';
 import type { TokenMap } from '../acme/http01.js';
 import type { Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
@@ -23,7 +24,9 @@ import { HealthChecks } from './health-check.js';
 import { RequestHold, type HoldOutcome } from './hold.js';
 import { probeConnect } from './upstream-probe.js';
 import { createHttpFront, DEFAULT_SERVER_LIMITS, type ServerLimits } from './http-server.js';
-import { createHttpsFront } from './https-server.js';
+import { http2Limits, type Http2Limits } from './h2-limits.js';
+import { createHttpsFront, type HttpsFront } from './https-server.js';
+import { newTicketKeys, type TicketKeys } from '../tls/session-tickets.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
 import { interfaceAddresses } from './upstream-connect.js';
 import { UpstreamGuard } from './upstream-guard.js';
@@ -57,6 +60,14 @@ export interface ProxyServerOptions {
   trustedProxies?: readonly string[];
   /** Resolves upstream names; default the system resolver. For tests. */
   lookup?: LookupFunction;
+  /**
+   * HTTP/2 on :443 (with HTTP/1.1 on the same port), with these limits (each
+   * missing one at its default, proxy/h2-limits.ts); `false` serves HTTP/1.1
+   * only. Default: on, with the default limits.
+   */
+  http2?: Partial<Http2Limits> | false;
+  /** TLS session ticket keys (tls/session-tickets.ts); default fresh random ones. `setTicketKeys` replaces them. */
+  ticketKeys?: TicketKeys;
   /**
    * Hold requests while no upstream of their route is up (proxy/hold.ts):
    * `waitMs` is the wait for sites that set none (`--upstream-wait`),
@@ -124,7 +135,8 @@ export class ProxyServer {
   /** The upstream rules in force (replaced with the forwarder's). */
   private currentGuard: UpstreamGuard;
   private readonly http: http.Server;
-  private readonly https: http.Server;
+  private readonly https: HttpsFront;
+  private ticketKeys: TicketKeys;
   private readonly sockets = new Set<Socket>();
   private readonly byStatus = new Map<number, number>();
   private inFlight = 0;
@@ -137,6 +149,7 @@ export class ProxyServer {
 
   constructor(private readonly opts: ProxyServerOptions) {
     this.ownPorts = opts.ownPorts ?? [];
+    this.ticketKeys = opts.ticketKeys ?? newTicketKeys();
     this.log = opts.logger.child({ component: 'proxy' });
     const t = opts.timeouts ?? {};
     const limits: ServerLimits = {
@@ -188,11 +201,22 @@ export class ProxyServer {
       tokens: opts.tokens,
       httpsPort: () => opts.publicHttpsPort ?? this.bound?.httpsPort ?? opts.httpsPort,
     });
-    this.https = createHttpsFront({ ...deps, certificates: opts.certificates });
-    for (const server of [this.http, this.https]) {
+    this.https = createHttpsFront({
+      ...deps,
+      certificates: opts.certificates,
+      http2: opts.http2 === false ? undefined : http2Limits(opts.http2),
+      ticketKeys: () => this.ticketKeys,
+    });
+    for (const server of [this.http, this.https.server]) {
       server.on('connection', (socket: Socket) => this.track(socket));
       server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => this.count(req, res));
     }
+    this.https.server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.countStream(stream, headers));
+  }
+
+  /** Replaces the TLS session ticket keys; the next handshake uses them. */
+  setTicketKeys(keys: TicketKeys): void {
+    this.ticketKeys = keys;
   }
 
   /** Replaces the whole route table. Requests already forwarded keep their upstream. */
@@ -217,12 +241,12 @@ export class ProxyServer {
     if (this.bound) return this.bound;
     try {
       const httpPort = await listenOn(this.http, this.opts.httpPort, this.opts.bind);
-      const httpsPort = await listenOn(this.https, this.opts.httpsPort, this.opts.bind);
+      const httpsPort = await listenOn(this.https.server, this.opts.httpsPort, this.opts.bind);
       this.bound = { httpPort, httpsPort };
       // Port 0 became a real port: the upstream rules must know it before a request can arrive.
       this.setGuard();
     } catch (err) {
-      for (const s of [this.http, this.https]) if (s.listening) s.close();
+      for (const s of [this.http, this.https.server]) if (s.listening) s.close();
       throw err;
     }
     this.log.info('listening', { ...this.bound, bind: this.opts.bind ?? '*' });
@@ -294,25 +318,30 @@ export class ProxyServer {
   }
 
   private async shutdown(drainMs: number): Promise<void> {
-    const closed = [this.http, this.https].map(
+    const https = this.https.server;
+    const closed = [this.http, https].map(
       (s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve())),
     );
     // Held requests are answered 503 now rather than kept through the drain: the next padlock will serve their retry.
     this.hold?.close();
     this.checks.close();
     this.log.info('draining', { inFlight: this.inFlight, drainMs });
+    // HTTP/2 clients get a GOAWAY: they send new requests on a new connection (to another replica, or after the restart).
+    this.https.sessions?.goAway();
     const deadline = Date.now() + drainMs;
     // Keep closing connections as they go idle: a keep-alive client must not start a new request on a closing server.
     while (this.inFlight > 0 && Date.now() < deadline) {
       this.http.closeIdleConnections();
-      this.https.closeIdleConnections();
+      https.closeIdleConnections();
       await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
     if (this.inFlight > 0) this.log.warn('drain deadline passed; cutting requests', { inFlight: this.inFlight });
     this.forwarder.destroyWebSockets();
     const gone = [...this.sockets].map((s) => new Promise((resolve) => s.once('close', resolve)));
     this.http.closeAllConnections();
-    this.https.closeAllConnections();
+    // (An HTTP/2 server has no closeAllConnections; its sockets are destroyed just below.)
+    (https as { closeAllConnections?: () => void }).closeAllConnections?.();
+    this.https.sessions?.destroyAll();
     for (const s of this.sockets) s.destroy();
     await Promise.all([...closed, ...gone]);
     this.forwarder.close();
@@ -330,17 +359,27 @@ export class ProxyServer {
     // Looked up now: the table may be swapped before the response ends.
     const host = observer ? this.routes.lookup(req.headers.host)?.site.host : undefined;
     const started = observer ? performance.now() : 0;
-    res.once('close', () => {
-      this.inFlight--;
-      const status = res.headersSent ? res.statusCode : 0;
-      this.byStatus.set(status, (this.byStatus.get(status) ?? 0) + 1);
-      observer?.request(host, status, (performance.now() - started) / 1000);
-    });
+    res.once('close', () => this.finished(host, res.headersSent ? res.statusCode : 0, started));
+  }
+
+  /** `count()` for an HTTP/2 stream. */
+  private countStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    this.inFlight++;
+    const observer = this.opts.observer;
+    const host = observer ? this.routes.lookup(headers[':authority'] ?? headers.host)?.site.host : undefined;
+    const started = observer ? performance.now() : 0;
+    stream.once('close', () => this.finished(host, stream.headersSent ? Number(stream.sentHeaders[':status']) : 0, started));
+  }
+
+  private finished(host: string | undefined, status: number, started: number): void {
+    this.inFlight--;
+    this.byStatus.set(status, (this.byStatus.get(status) ?? 0) + 1);
+    this.opts.observer?.request(host, status, (performance.now() - started) / 1000);
   }
 }
 
 /** Listens, or rejects with LISTEN_FAILED naming the address and the likely fix. */
-function listenOn(server: http.Server, port: number, host: string | undefined): Promise<number> {
+function listenOn(server: NetServer, port: number, host: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));
     server.once('error', onError);

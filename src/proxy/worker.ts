@@ -15,6 +15,7 @@ import { TokenMap } from '../acme/http01.js';
 import { createLogger, type Logger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
 import { CertificateRegistry, type CertificateEntry } from '../tls/contexts.js';
+import { ticketKeysFromWire } from '../tls/session-tickets.js';
 import { durationUnits, type FromWorker, type ToWorker, type WorkerSettings } from './cluster.js';
 import { ProxyServer, type ProxyObserver } from './server.js';
 import type { HoldOutcome } from './hold.js';
@@ -139,6 +140,8 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
     allowUpstream: settings.allowUpstream,
     trustedProxies: settings.trustedProxies,
     ownPorts: settings.ownPorts,
+    http2: settings.http2,
+    ticketKeys: ticketKeysFromWire(msg.ticketKeys),
     ...(settings.hold ? { hold: settings.hold } : {}),
   });
   proxy.setSites(msg.sites);
@@ -186,6 +189,9 @@ process.on('message', (msg: ToWorker) => {
       registry?.replace(next, waiting);
       return;
     }
+    case 'ticket-keys':
+      proxy?.setTicketKeys(ticketKeysFromWire(msg.keys));
+      return;
     case 'cert':
       certRequests.get(msg.id)?.(msg.entry);
       return;

@@ -5,13 +5,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
+import tls from 'node:tls';
 import { writeFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
 import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
-import tls from 'node:tls';
-import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
+import { startPadlockRun, startUpstream, httpsGet, httpsGetOver, sigtermDuringRequests, waitFor, CLIENT_PROTOCOLS, type RunningDaemon } from '../support/daemon.js';
 
 /** Tests that need no CA point at a dead loopback one, so nothing could ever reach Let's Encrypt. */
 const NO_CA = ['--server', 'https://127.0.0.1:1/dir'];
@@ -49,24 +50,30 @@ after(async () => {
 });
 
 describe('padlock run with static sites', () => {
-  it('obtains a certificate from the CA and serves the app over HTTPS, trusted by the CA root only', async () => {
-    const res = await waitFor('HTTPS for the public name', () => httpsGet(daemon.httpsPort, publicName, pebble.rootPem).catch(() => undefined));
-    assert.equal(res.status, 200);
-    assert.equal(JSON.parse(res.body).app, 'static-app');
-    assert.match(String(res.peer.issuer.CN), /Pebble/);
-    assert.equal(res.headers['strict-transport-security'], 'max-age=31536000');
-    const seen = JSON.parse(res.body).headers;
-    assert.equal(seen['x-forwarded-proto'], 'https');
-    assert.equal(seen['x-forwarded-host'], publicName);
-  });
+  // Over both protocols: padlock run offers HTTP/2 by default, and HTTP/1.1 on the same port.
+  for (const protocol of CLIENT_PROTOCOLS) {
+    it(`obtains a certificate from the CA and serves the app over HTTPS, trusted by the CA root only (${protocol} client)`, async () => {
+      const res = await waitFor('HTTPS for the public name', () => httpsGetOver(protocol, daemon.httpsPort, publicName, pebble.rootPem).catch(() => undefined));
+      assert.equal(res.protocol, protocol);
+      assert.equal(res.status, 200);
+      assert.equal(JSON.parse(res.body).app, 'static-app');
+      assert.match(String(res.peer.issuer.CN), /Pebble/);
+      assert.equal(res.headers['strict-transport-security'], 'max-age=31536000');
+      const seen = JSON.parse(res.body).headers;
+      assert.equal(seen['x-forwarded-proto'], 'https');
+      assert.equal(seen['x-forwarded-host'], publicName);
+      assert.equal(seen.host, publicName);
+    });
 
-  it('serves a *.localhost name with a local-CA certificate that verifies against padlock trust', async () => {
-    const root = await runCli(['trust', '--pem', '--config-dir', join(cfg.dir, 'store')]);
-    assert.equal(root.code, 0, root.stderr);
-    const res = await waitFor('HTTPS for the local name', () => httpsGet(daemon.httpsPort, localName, root.stdout).catch(() => undefined));
-    assert.equal(res.status, 200);
-    assert.match(String(res.peer.issuer.CN), /padlock local CA/);
-  });
+    it(`serves a *.localhost name with a local-CA certificate that verifies against padlock trust (${protocol} client)`, async () => {
+      const root = await runCli(['trust', '--pem', '--config-dir', join(cfg.dir, 'store')]);
+      assert.equal(root.code, 0, root.stderr);
+      const res = await waitFor('HTTPS for the local name', () => httpsGetOver(protocol, daemon.httpsPort, localName, root.stdout).catch(() => undefined));
+      assert.equal(res.status, 200);
+      assert.equal(res.protocol, protocol);
+      assert.match(String(res.peer.issuer.CN), /padlock local CA/);
+    });
+  }
 
   it('reports both certificates and routes in the status API', async () => {
     const status = await waitFor('both certificates valid', async () => {
@@ -116,9 +123,10 @@ describe('padlock run with static sites', () => {
     assert.match(metrics, /padlock_certificate_renewal_attempts_total\{outcome="success"\} [1-9]/);
   });
 
-  it('drains and exits 0 on SIGTERM', async () => {
-    const code = await daemon.stop();
-    assert.equal(code, 0, daemon.output());
+  it('drains on SIGTERM: a GOAWAY to HTTP/2 clients at once, requests in flight on both protocols answered, then exit 0', async () => {
+    const out = await sigtermDuringRequests(daemon, publicName, pebble.rootPem, app.hits);
+    // Exit 0; both slow requests answered; GOAWAY (NO_ERROR) before the answer in flight; nothing listens after the exit.
+    assert.deepEqual(out, { code: 0, statuses: { 'http/1.1': 200, h2: 200 }, goaway: http2.constants.NGHTTP2_NO_ERROR, goawayFirst: true, afterExit: 'refused' }, daemon.output());
   });
 });
 
@@ -188,15 +196,19 @@ describe('padlock run as a certificate companion', () => {
 
 describe('padlock run and certificates from elsewhere', () => {
   // A verified handshake only: these names route to a dead port on purpose, and a request would wait --upstream-wait for it.
-  const serial = (port: number, name: string, ca: string) => new Promise<string>((resolve, reject) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, servername: name, ca, timeout: 5_000 }, () => {
+  // With `alpn`, the handshake must also pick that protocol, as a browser's offering h2 would.
+  const serial = (port: number, name: string, ca: string, alpn?: 'h2') => new Promise<string>((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: name, ca, timeout: 5_000, ...(alpn ? { ALPNProtocols: [alpn] } : {}) }, () => {
       const peer = socket.getPeerCertificate();
+      const protocol = socket.alpnProtocol;
       socket.end();
+      if (alpn && protocol !== alpn) return reject(new Error(`ALPN ${String(protocol)}, not ${alpn}`));
       resolve(peer.serialNumber);
     });
     socket.on('timeout', () => socket.destroy(new Error('timeout')));
     socket.on('error', reject);
   });
+  const serialOverH2 = (port: number, name: string, ca: string) => serial(port, name, ca, 'h2');
 
   it('answers the very first handshake for a local name it has no certificate for yet, issuing it then, once, and issues the others in the background', async () => {
     const dir = await tempConfigDir();
@@ -215,6 +227,7 @@ describe('padlock run and certificates from elsewhere', () => {
         return versions.every((v) => v !== undefined) ? versions : undefined;
       }).then((versions) => assert.deepEqual(versions, names.map(() => 1), 'each issued once, by the handshake or by the background, never both'));
       for (const n of names.slice(0, 3)) assert.ok(await serial(d.httpsPort, n, root), n);
+      assert.ok(await serialOverH2(d.httpsPort, 'first.localhost', root), 'and to a client that offers HTTP/2');
       assert.doesNotMatch(d.output(), /a newer certificate appeared in the store/, "padlock's own certificates are not announced as another process's");
     } finally {
       assert.equal(await d.stop(), 0);
@@ -260,9 +273,54 @@ describe('padlock run and certificates from elsewhere', () => {
       }, 10_000, 100);
       assert.ok(Date.now() - renewedAt < 5_000, `served after ${Date.now() - renewedAt} ms`);
       assert.equal(after.toLowerCase(), new (await import('node:crypto')).X509Certificate(written).serialNumber.toLowerCase());
+      assert.equal(await serialOverH2(d.httpsPort, 'cron.localhost', root), after, 'an HTTP/2 client gets the renewed certificate too');
       assert.match(d.output(), /a newer certificate appeared in the store/);
     } finally {
       assert.equal(await d.stop(), 0);
+    }
+  });
+});
+
+describe('padlock run --http2', () => {
+  /** What a client offering h2 and http/1.1 gets, and the SETTINGS an h2 client is sent. */
+  const probe = async (port: number, root: string) => {
+    const alpn = await new Promise<string | false>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, servername: 'h2.localhost', ca: root, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+        resolve(s.alpnProtocol ?? false);
+        s.destroy();
+      });
+      s.on('error', reject);
+    });
+    return alpn;
+  };
+
+  it('offers h2 with the configured limits by default, and only HTTP/1.1 with --http2 false', async () => {
+    const dir = await tempConfigDir();
+    after(dir.cleanup);
+    const file = join(dir.dir, 'h2.yaml');
+    await writeFile(file, 'sites:\n  - host: h2.localhost\n    upstream: http://127.0.0.1:9\n');
+    const store = join(dir.dir, 'store');
+    const on = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--http2-max-concurrent-streams', '64', ...NO_CA], { env: { PADLOCK_HTTP2_MAX_HEADER_LIST_SIZE: '20000' } });
+    try {
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      assert.equal(await probe(on.httpsPort, root), 'h2');
+      const session = http2.connect(`https://127.0.0.1:${on.httpsPort}`, { servername: 'h2.localhost', ca: root });
+      session.on('error', () => undefined);
+      const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+      session.close();
+      assert.equal(settings.maxConcurrentStreams, 64, 'from the flag');
+      assert.equal(settings.maxHeaderListSize, 20000, 'from the env var');
+    } finally {
+      assert.equal(await on.stop(), 0);
+    }
+    // --upstream-wait 0: the dead upstream answers 502 at once instead of holding the request.
+    const off = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', store, '--http2', 'false', '--upstream-wait', '0', ...NO_CA]);
+    try {
+      const root = (await runCli(['trust', '--pem', '--config-dir', store])).stdout;
+      assert.equal(await probe(off.httpsPort, root), 'http/1.1');
+      assert.equal((await httpsGet(off.httpsPort, 'h2.localhost', root)).status, 502, 'HTTP/1.1 is served (the upstream is down)');
+    } finally {
+      assert.equal(await off.stop(), 0);
     }
   });
 });

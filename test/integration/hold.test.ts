@@ -17,8 +17,9 @@ import { CertificateRegistry, type CertificateEntry } from '../../src/tls/contex
 import type { SiteSpec } from '../../src/state/desired-state.js';
 import { DAY, TestPki, type TestCert } from '../support/certs.js';
 import { freePort } from '../support/pebble.js';
+import { httpsClient } from '../support/https-client.js';
 
-const NAMES = ['grace.example.com', 'back.example.com', 'post.example.com', 'sent.example.com', 'ready.example.com', 'ws.example.com', 'flood.example.com', 'calm.example.com', 'nowait.example.com'];
+const NAMES = ['grace.example.com', 'back.example.com', 'post.example.com', 'sent.example.com', 'ready.example.com', 'ws.example.com', 'flood.example.com', 'calm.example.com', 'nowait.example.com', 'h2-grace.example.com', 'h2-back.example.com', 'h2-post.example.com'];
 const WAIT_MS = 1_500;
 
 let root: TestCert;
@@ -252,6 +253,42 @@ describe('held requests (ProxyServer with hold)', () => {
     assert.equal(fast.length, 10, 'the 10 over the limit were answered at once');
     assert.ok(replies.every((r) => r.status === 503 && r.headers['retry-after'] === '5'));
     assert.equal(proxy.stats().held, 0);
+  });
+
+  it('holds HTTP/2 requests too: 503 with Retry-After after the wait in a grace period, a GET answered once the app listens again, a POST body delivered intact once routed', async () => {
+    const h2 = httpsClient('h2', () => root.cert);
+    const timed = async (ask: Parameters<typeof h2.request>[1]) => {
+      const started = performance.now();
+      const r = await h2.request(port, { timeoutMs: 15_000, ...ask });
+      return { ...r, ms: performance.now() - started };
+    };
+    setRoute(graced('h2-grace.example.com'));
+    const back = await app('h2-back', false);
+    setRoute(site('h2-back.example.com', [{ url: back.url }]));
+    setRoute(graced('h2-post.example.com'));
+    const post = await app('h2-post');
+    const [grace, again, order] = [
+      timed({ host: 'h2-grace.example.com' }),
+      timed({ host: 'h2-back.example.com', path: '/again' }),
+      timed({ host: 'h2-post.example.com', method: 'POST', path: '/orders', body: 'one order' }),
+    ];
+    await sleep(500);
+    await back.start();
+    setRoute(site('h2-post.example.com', [{ url: post.url, containerName: 'h2-post-2' }]));
+    const g = await grace;
+    assert.equal(g.status, 503);
+    assert.equal(g.headers['retry-after'], '5');
+    assert.ok(g.ms >= WAIT_MS - 50, `held ${Math.round(g.ms)} ms`);
+    const a = await again;
+    assert.equal(a.status, 200);
+    assert.equal(a.body, 'h2-back:');
+    assert.ok(a.ms >= 450, `answered after the app came back (${Math.round(a.ms)} ms)`);
+    assert.deepEqual(back.seen.map((x) => x.url), ['/again']);
+    const o = await order;
+    assert.equal(o.status, 200);
+    assert.equal(o.body, 'h2-post:one order');
+    assert.deepEqual(post.seen, [{ method: 'POST', url: '/orders', body: 'one order' }]);
+    assert.ok(observed.held.includes('h2-grace.example.com:unavailable') && observed.held.includes('h2-back.example.com:released'));
   });
 
   it('a site with upstream-wait 0 is not held: 503 at once in its grace period', async () => {

@@ -3,6 +3,10 @@
  * ProxyServer on 127.0.0.1 port 0, real HTTPS/TLS/WebSocket clients that trust
  * only the test root and connect to 127.0.0.1 with `servername` and `Host`
  * set. No name is ever resolved.
+ *
+ * The :443 suites run three times: an HTTP/1.1 client and an HTTP/2 client
+ * against the default server (h2 and http/1.1 on one port), and an HTTP/1.1
+ * client against a server with HTTP/2 off (`--http2 false`).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +23,19 @@ import { AdminServer } from '../../src/observe/admin.js';
 import { CertificateRegistry, type CertificateEntry } from '../../src/tls/contexts.js';
 import type { SiteSpec } from '../../src/state/desired-state.js';
 import { DAY, TestPki, type TestCert } from '../support/certs.js';
+import { httpsClient, type Ask, type ClientProtocol, type HttpsClient, type Reply } from '../support/https-client.js';
+
+/** Who talks to :443, and whether the server offers HTTP/2. */
+interface Variant {
+  name: string;
+  client: ClientProtocol;
+  http2: boolean;
+}
+const VARIANTS: Variant[] = [
+  { name: 'HTTP/1.1 client, HTTP/2 server', client: 'http/1.1', http2: true },
+  { name: 'HTTP/2 client', client: 'h2', http2: true },
+  { name: 'HTTP/1.1 client, --http2 false', client: 'http/1.1', http2: false },
+];
 
 // ---------- upstreams ----------
 
@@ -98,63 +115,17 @@ async function deadPort(): Promise<number> {
 
 // ---------- clients ----------
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  fingerprint?: string;
-  socket: net.Socket;
-}
-
-interface Ask {
-  host: string;
-  path?: string;
-  method?: string;
-  headers?: Record<string, string>;
-  body?: string;
-  servername?: string;
-  agent?: http.Agent | false;
-}
-
 let root: TestCert;
 
-function httpsGet(port: number, ask: Ask): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: ask.path ?? '/',
-        method: ask.method ?? 'GET',
-        servername: ask.servername ?? ask.host,
-        ca: root.cert,
-        headers: { host: ask.host, ...ask.headers },
-        agent: ask.agent ?? false,
-      },
-      (res) => {
-        let body = '';
-        const socket = res.socket as tls.TLSSocket;
-        const fingerprint = socket.getPeerCertificate().fingerprint256;
-        res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, fingerprint, socket }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.setTimeout(10_000, () => req.destroy(new Error('client timeout')));
-    req.end(ask.body);
-  });
-}
-
-function httpGet(port: number, ask: Ask): Promise<Reply> {
+/** A plain-HTTP (:80) request; the answer as the HTTPS clients give it. */
+function httpGet(port: number, ask: Pick<Ask, 'host' | 'path' | 'method' | 'headers'> & { body?: string }): Promise<Pick<Reply, 'status' | 'headers' | 'body'>> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path: ask.path ?? '/', method: ask.method ?? 'GET', headers: { host: ask.host, ...ask.headers }, agent: ask.agent ?? false },
+      { host: '127.0.0.1', port, path: ask.path ?? '/', method: ask.method ?? 'GET', headers: { host: ask.host, ...ask.headers }, agent: false },
       (res) => {
         let body = '';
-        const socket = res.socket;
         res.setEncoding('utf8').on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, socket }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       },
     );
     req.on('error', reject);
@@ -212,7 +183,9 @@ const site = (host: string, upstreams: string[], extra: Partial<SiteSpec> = {}):
 
 const fp = (c: TestCert) => new X509Certificate(c.cert).fingerprint256;
 
-describe('proxy data plane', () => {
+for (const v of VARIANTS) describe(`proxy data plane (${v.name})`, () => {
+  const client = httpsClient(v.client, () => root.cert);
+  const httpsGet = (port: number, ask: Ask): Promise<Reply> => client.request(port, ask);
   let pki: TestPki;
   const certs: Record<string, TestCert> = {};
   let renewedApp: TestCert;
@@ -235,7 +208,7 @@ describe('proxy data plane', () => {
     return u;
   };
   const newProxy = async (timeouts: ProxyTimeouts = {}) => {
-    const p = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens, certificates: registry, logger: silentLogger, timeouts });
+    const p = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens, certificates: registry, logger: silentLogger, timeouts, ...(v.http2 ? {} : { http2: false as const }) });
     return { p, ports: await p.listen() };
   };
 
@@ -261,20 +234,16 @@ describe('proxy data plane', () => {
   it('proxies a 200 with its body, and the upstream sees padlock\'s X-Forwarded-* (not the client\'s) and no hop-by-hop header', async () => {
     const a = await up('a');
     proxy.setSites([site('app.example.com', [a.url])]);
+    // HTTP/2 has no connection-specific fields (a client cannot even send them); HTTP/1.1 names one more in Connection.
+    const hopByHop: Record<string, string> = v.client === 'h2'
+      ? { 'proxy-authorization': 'Basic Zm9vOmJhcg==', te: 'trailers' }
+      : { connection: 'keep-alive, x-client-hop', 'x-client-hop': 'secret', 'keep-alive': 'timeout=99', 'proxy-authorization': 'Basic Zm9vOmJhcg==', te: 'trailers' };
     const r = await httpsGet(ports.httpsPort, {
       host: 'app.example.com',
       path: '/hello?x=1',
       method: 'POST',
       body: 'ping',
-      headers: {
-        connection: 'keep-alive, x-client-hop',
-        'x-client-hop': 'secret',
-        'keep-alive': 'timeout=99',
-        'proxy-authorization': 'Basic Zm9vOmJhcg==',
-        te: 'trailers',
-        'x-forwarded-for': '203.0.113.9',
-        'x-forwarded-proto': 'spoofed',
-      },
+      headers: { ...hopByHop, 'x-forwarded-for': '203.0.113.9', 'x-forwarded-proto': 'spoofed' },
     });
     assert.equal(r.status, 200);
     assert.deepEqual(JSON.parse(r.body), { name: 'a', url: '/hello?x=1', body: 'ping' });
@@ -287,8 +256,10 @@ describe('proxy data plane', () => {
     assert.equal(seen.headers.host, 'app.example.com');
     for (const h of ['x-client-hop', 'keep-alive', 'proxy-authorization', 'te']) assert.equal(seen.headers[h], undefined, `${h} reached the upstream`);
     assert.notEqual(seen.headers.connection, 'keep-alive, x-client-hop');
+    assert.equal(seen.headers.via, `${v.client === 'h2' ? '2' : '1.1'} padlock`);
     // And back: the upstream's Connection-named header is gone, end-to-end ones stay.
     assert.equal(r.headers['x-up-hop'], undefined);
+    if (v.client === 'h2') for (const h of ['connection', 'keep-alive', 'transfer-encoding']) assert.equal(r.headers[h], undefined, `${h} reached the h2 client`);
     assert.equal(r.headers['x-end-to-end'], 'kept');
     assert.equal(r.headers['strict-transport-security'], undefined, 'no HSTS unless the site asks');
   });
@@ -296,11 +267,11 @@ describe('proxy data plane', () => {
   it('keeps the client connection alive and reuses one upstream connection', async () => {
     const a = await up('keepalive');
     proxy.setSites([site('app.example.com', [a.url])]);
-    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const agent = client.connection(ports.httpsPort);
     try {
-      const sockets = new Set<net.Socket>();
+      const sockets = new Set<object>();
       for (let i = 0; i < 10; i++) {
-        const r = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: `/k${i}`, agent });
+        const r = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: `/k${i}`, connection: agent });
         assert.equal(r.status, 200);
         assert.notEqual(r.headers.connection, 'close');
         sockets.add(r.socket);
@@ -309,7 +280,7 @@ describe('proxy data plane', () => {
       assert.equal(a.seen.length, 10);
       assert.equal(a.connections, 1, 'one upstream connection for ten requests');
     } finally {
-      agent.destroy();
+      agent.close();
     }
   });
 
@@ -394,7 +365,8 @@ describe('proxy data plane', () => {
     }
   });
 
-  it(':80 answers the ACME challenge for any host, 308 to HTTPS with the port, 404 for unknown hosts, and proxies a plain-HTTP site', async () => {
+  // :80 does not depend on the :443 client: once is enough.
+  if (v === VARIANTS[0]) it(':80 answers the ACME challenge for any host, 308 to HTTPS with the port, 404 for unknown hosts, and proxies a plain-HTTP site', async () => {
     const plain = await up('plain');
     proxy.setSites([site('app.example.com', [plain.url]), site('plain.example.com', [plain.url], { https: false })]);
     tokens.set('tok_abc-1', 'tok_abc-1.thumbprint');
@@ -425,7 +397,7 @@ describe('proxy data plane', () => {
     proxy.setSites([site('app.example.com', [a.url]), site('other.example.com', [a.url])]);
     const known = await handshake(ports.httpsPort, 'app.example.com');
     assert.ok('fingerprint' in known, 'a known name completes the handshake');
-    assert.equal(known.alpn, 'http/1.1', 'h2 is not offered yet');
+    assert.equal(known.alpn, v.http2 ? 'h2' : 'http/1.1', 'ALPN prefers h2 when HTTP/2 is on');
     assert.equal(known.protocol, 'TLSv1.3');
     const unknown = await handshake(ports.httpsPort, 'unknown.example.com');
     assert.ok('error' in unknown, 'the handshake must fail');
@@ -476,26 +448,11 @@ describe('proxy data plane', () => {
     try {
       proxy.setSites([site('app.example.com', [`http://127.0.0.1:${(echoServer.address() as net.AddressInfo).port}`])]);
       const upload = randomBytes(4 * 1024 * 1024);
-      const reply = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; sha256: string; bytes: number }>((resolve, reject) => {
-        const req = https.request(
-          { host: '127.0.0.1', port: ports.httpsPort, path: '/upload', method: 'PUT', servername: 'app.example.com', ca: root.cert, headers: { host: 'app.example.com' }, agent: false },
-          (res) => {
-            const hash = createHash('sha256');
-            let bytes = 0;
-            res.on('data', (d: Buffer) => {
-              hash.update(d);
-              bytes += d.length;
-            });
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, sha256: hash.digest('hex'), bytes }));
-            res.on('error', reject);
-          },
-        );
-        req.on('error', reject);
-        req.setTimeout(20_000, () => req.destroy(new Error('client timeout')));
-        // No Content-Length: Node sends the body chunked, in 64 KiB writes.
-        for (let i = 0; i < upload.length; i += 64 * 1024) req.write(upload.subarray(i, i + 64 * 1024));
-        req.end();
-      });
+      // No Content-Length, 64 KiB writes: HTTP/1.1 sends the body chunked, HTTP/2 in DATA frames.
+      const pieces: Buffer[] = [];
+      for (let i = 0; i < upload.length; i += 64 * 1024) pieces.push(upload.subarray(i, i + 64 * 1024));
+      const got = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: '/upload', method: 'PUT', body: pieces, timeoutMs: 20_000 });
+      const reply = { ...got, bytes: got.raw.length, sha256: createHash('sha256').update(got.raw).digest('hex') };
       assert.equal(reply.status, 200);
       assert.equal(reply.headers['x-got-bytes'], String(upload.length));
       assert.equal(reply.headers['x-got-sha256'], createHash('sha256').update(upload).digest('hex'), 'the upload arrived byte for byte');
@@ -503,19 +460,8 @@ describe('proxy data plane', () => {
       assert.equal(reply.bytes, 4 * 1024 * 1024);
       assert.equal(reply.sha256, createHash('sha256').update(Buffer.alloc(4 * 1024 * 1024, 7)).digest('hex'), 'the download arrived byte for byte');
 
-      // A client that reads a little of an endless stream, then hangs up.
-      await new Promise<void>((resolve, reject) => {
-        const req = https.get(
-          { host: '127.0.0.1', port: ports.httpsPort, path: '/forever', servername: 'app.example.com', ca: root.cert, headers: { host: 'app.example.com' }, agent: false },
-          (res) => {
-            res.once('data', () => {
-              req.destroy();
-              resolve();
-            });
-          },
-        );
-        req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? undefined : reject(err)));
-      });
+      // A client that reads a little of an endless stream, then hangs up (HTTP/2: resets the stream).
+      await client.readThenHangUp(ports.httpsPort, { host: 'app.example.com', path: '/forever' });
       const closed = await Promise.race([upstreamSawClose.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5_000))]);
       assert.ok(closed, 'the upstream response was closed within 5 s of the client hanging up');
     } finally {
@@ -524,7 +470,8 @@ describe('proxy data plane', () => {
     }
   });
 
-  it('passes early hints and odd but valid upstream answers on, and refuses an absolute-form target for another host', async () => {
+  // Raw HTTP/1.1 on :80 (test/integration/h2.test.ts has the HTTP/2 side of interim answers).
+  if (v === VARIANTS[0]) it('passes early hints and odd but valid upstream answers on, and refuses an absolute-form target for another host', async () => {
     // A raw upstream whose answer depends on the path; every request is answered on a keep-alive connection.
     const seenTargets: string[] = [];
     const answers: Record<string, string> = {
@@ -595,7 +542,8 @@ describe('proxy data plane', () => {
     }
   });
 
-  it('keeps a WebSocket open and echoing across a certificate replace() and a route change for another name', async () => {
+  // WebSockets are HTTP/1.1 upgrades: once per server kind (with and without HTTP/2 on the port).
+  if (v.client === 'http/1.1') it('keeps a WebSocket open and echoing across a certificate replace() and a route change for another name', async () => {
     const w = await up('ws');
     const other = await up('other');
     proxy.setSites([site('ws.example.com', [w.url]), site('other.example.com', [other.url])]);
@@ -626,12 +574,12 @@ describe('proxy data plane', () => {
     const failures: string[] = [];
     const fingerprints = new Set<string>();
     let stop = false;
-    const client = async (keepAlive: boolean) => {
-      const agent = keepAlive ? new https.Agent({ keepAlive: true, maxSockets: 1 }) : false;
+    const loop = async (keepAlive: boolean) => {
+      const agent = keepAlive ? client.connection(ports.httpsPort) : undefined;
       try {
         for (let i = 0; i < PER_CLIENT && !stop && Date.now() < deadline; i++) {
           try {
-            const r = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: `/load${i}`, agent });
+            const r = await httpsGet(ports.httpsPort, { host: 'app.example.com', path: `/load${i}`, ...(agent ? { connection: agent } : {}) });
             if (r.status === 200) ok++;
             else failures.push(`status ${r.status}`);
             if (r.fingerprint) fingerprints.add(r.fingerprint);
@@ -640,11 +588,11 @@ describe('proxy data plane', () => {
           }
         }
       } finally {
-        if (agent) agent.destroy();
+        agent?.close();
       }
     };
     // Two clients reuse one connection, two open a new TLS connection (a new handshake) per request.
-    const clients = [client(true), client(true), client(false), client(false)];
+    const clients = [loop(true), loop(true), loop(false), loop(false)];
     const versions = [renewedApp, certs['app.example.com']!];
     for (let i = 1; i <= 50; i++) {
       registry.replace(snapshot({ 'app.example.com': { cert: versions[i % 2]!, version: `load-${i}` } }));
@@ -664,7 +612,9 @@ describe('proxy data plane', () => {
   });
 });
 
-describe('proxy shutdown', () => {
+for (const v of VARIANTS) describe(`proxy shutdown (${v.name})`, () => {
+  const client = httpsClient(v.client, () => root.cert);
+  const httpsGet = (port: number, ask: Ask): Promise<Reply> => client.request(port, ask);
   /** A proxy of its own (these tests close it) serving app.example.com with a fresh root, and an upstream. */
   const loneProxy = async (rootName: string, upstreamName: string) => {
     const pki = await TestPki.create();
@@ -674,7 +624,7 @@ describe('proxy shutdown', () => {
     const leaf = await pki.issue({ cn: 'app.example.com', issuer: root, kind: 'leaf', names: ['app.example.com'], notBefore: new Date(now - DAY), notAfter: new Date(now + DAY) });
     const registry = new CertificateRegistry();
     registry.replace(new Map([['app.example.com', { certPem: leaf.cert, keyPem: leaf.key, version: '1' }]]));
-    const proxy = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens: new TokenMap(), certificates: registry, logger: silentLogger });
+    const proxy = new ProxyServer({ httpPort: 0, httpsPort: 0, bind: '127.0.0.1', tokens: new TokenMap(), certificates: registry, logger: silentLogger, ...(v.http2 ? {} : { http2: false as const }) });
     return { pki, slow, proxy };
   };
 
@@ -718,7 +668,8 @@ describe('proxy shutdown', () => {
       await proxy.close({ drainMs: 100 });
       const outcome = await inFlight;
       assert.ok(outcome instanceof Error, `the request should be cut, got ${String(outcome)}`);
-      assert.equal(outcome.code, 'ECONNRESET');
+      // HTTP/1.1: the connection is reset; HTTP/2: the stream ends without an answer.
+      assert.equal(outcome.code, v.client === 'h2' ? 'ERR_HTTP2_STREAM_RESET' : 'ECONNRESET');
       await wsClosed;
       assert.equal(proxy.stats().websockets, 0);
       assert.equal(proxy.stats().openConnections, 0);

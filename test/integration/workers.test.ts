@@ -7,13 +7,14 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
 import { runCli } from '../support/cli.js';
 import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
-import { startPadlockRun, startUpstream, httpsGet, loopbackResolverEnv, waitFor, type RunningDaemon } from '../support/daemon.js';
+import { startPadlockRun, startUpstream, httpsGet, httpsGetOver, loopbackResolverEnv, sigtermDuringRequests, waitFor, CLIENT_PROTOCOLS, type RunningDaemon } from '../support/daemon.js';
 
 let pebble: Pebble;
 let cfg: { dir: string; cleanup: () => Promise<void> };
@@ -59,14 +60,16 @@ describe('padlock run --workers 2', () => {
     assert.notEqual(list[0]!.pid, list[1]!.pid);
   });
 
-  it('serves the local-CA site on many fresh connections, through both workers', async () => {
+  it('serves the local-CA site on many fresh connections, through both workers, over HTTP/1.1 and HTTP/2', async () => {
     const root = await runCli(['trust', '--pem', '--config-dir', join(cfg.dir, 'store')]);
     assert.equal(root.code, 0, root.stderr);
     await waitFor('HTTPS for the local name', () => httpsGet(daemon.httpsPort, localName, root.stdout).catch(() => undefined));
     const before = await workers();
     for (let i = 0; i < 20; i++) {
-      const res = await httpsGet(daemon.httpsPort, localName, root.stdout);
+      const protocol = CLIENT_PROTOCOLS[i % 2]!;
+      const res = await httpsGetOver(protocol, daemon.httpsPort, localName, root.stdout);
       assert.equal(res.status, 200);
+      assert.equal(res.protocol, protocol);
       assert.equal(JSON.parse(res.body).app, 'workers-app');
       assert.match(String(res.peer.issuer.CN), /padlock local CA/);
     }
@@ -95,6 +98,15 @@ describe('padlock run --workers 2', () => {
     const reused: boolean[] = [];
     for (let i = 0; i < 8; i++) reused.push((await connect(first.session)).reused);
     assert.deepEqual(reused, Array(8).fill(true));
+    // A client that uses each ticket once (browsers, wrk): every worker renews the ticket it accepts.
+    let ticket: Buffer | undefined = first.session;
+    const once: boolean[] = [];
+    for (let i = 0; i < 8; i++) {
+      const next = await connect(ticket);
+      once.push(next.reused);
+      ticket = next.session;
+    }
+    assert.deepEqual(once, Array(8).fill(true), 'each resumed connection handed out a fresh ticket');
   });
 
   it('obtains the ACME certificate over HTTP-01 answered by the workers', async () => {
@@ -103,14 +115,18 @@ describe('padlock run --workers 2', () => {
     });
     assert.equal(res.status, 200);
     assert.match(String(res.peer.issuer.CN), /Pebble/);
+    const overH2 = await httpsGetOver('h2', daemon.httpsPort, publicName, pebble.rootPem);
+    assert.equal(overH2.status, 200);
+    assert.equal(overH2.protocol, 'h2');
+    assert.match(String(overH2.peer.issuer.CN), /Pebble/);
   });
 
   it('gets every renewal to every worker (new serial on all fresh connections), with no failed validation', async () => {
     const first = (await httpsGet(daemon.httpsPort, publicName, pebble.rootPem)).peer.serialNumber;
-    // 8 fresh connections in a row cover both workers (round robin); all of them must show one newer certificate.
+    // 8 fresh connections in a row (HTTP/1.1 and HTTP/2 in turn) cover both workers (round robin); all of them must show one newer certificate.
     await waitFor('a renewed certificate on every worker', async () => {
       const serials: string[] = [];
-      for (let i = 0; i < 8; i++) serials.push((await httpsGet(daemon.httpsPort, publicName, pebble.rootPem)).peer.serialNumber);
+      for (let i = 0; i < 8; i++) serials.push((await httpsGetOver(CLIENT_PROTOCOLS[i % 2]!, daemon.httpsPort, publicName, pebble.rootPem)).peer.serialNumber);
       return serials.every((s) => s === serials[0]) && serials[0] !== first;
     }, 40_000, 200);
     // Several orders have gone through the workers by now (one every ~5 s); none may have failed.
@@ -151,10 +167,11 @@ describe('padlock run --workers 2', () => {
     assert.equal(res.headers.location, `https://${publicName}:${daemon.httpsPort}/x`);
   });
 
-  it('drains, stops the workers and exits 0 on SIGTERM', async () => {
+  it('drains on SIGTERM (GOAWAY to HTTP/2 clients, requests in flight on both protocols answered), stops the workers and exits 0', async () => {
     const pids = (await workers()).map((w) => w.pid);
-    const code = await daemon.stop();
-    assert.equal(code, 0, daemon.output());
+    const out = await sigtermDuringRequests(daemon, publicName, pebble.rootPem, app.hits);
+    // Exit 0; both slow requests answered; GOAWAY (NO_ERROR) before the answer in flight; nothing listens after the exit.
+    assert.deepEqual(out, { code: 0, statuses: { 'http/1.1': 200, h2: 200 }, goaway: http2.constants.NGHTTP2_NO_ERROR, goawayFirst: true, afterExit: 'refused' }, daemon.output());
     const alive = (pid: number) => {
       try {
         process.kill(pid, 0);

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
@@ -113,6 +114,44 @@ export interface HttpsResult {
   body: string;
   headers: http.IncomingHttpHeaders;
   peer: tls.PeerCertificate;
+  /** The protocol the answer came over (ALPN): `http/1.1` or `h2`. */
+  protocol: string;
+}
+
+/** Both HTTPS client protocols, for tests that must hold over each. */
+export const CLIENT_PROTOCOLS = ['http/1.1', 'h2'] as const;
+export type ClientProtocol = (typeof CLIENT_PROTOCOLS)[number];
+
+/** `httpsGet` over `protocol` (HTTP/2: one fresh session, closed after the answer). */
+export function httpsGetOver(protocol: ClientProtocol, port: number, name: string, ca: string | string[], path = '/'): Promise<HttpsResult> {
+  if (protocol === 'http/1.1') return httpsGet(port, name, ca, path);
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`https://127.0.0.1:${port}`, { servername: name, ca });
+    session.on('error', reject);
+    const stream = session.request({ ':path': path, ':authority': name });
+    stream.setTimeout(5000, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+    let body = '';
+    let head: http2.IncomingHttpHeaders = {};
+    let peer: tls.PeerCertificate | undefined;
+    let protocol = '';
+    stream.on('response', (h) => {
+      head = h;
+      const socket = session.socket as tls.TLSSocket;
+      peer = socket.getPeerCertificate();
+      protocol = String(socket.alpnProtocol);
+    });
+    stream.setEncoding('utf8').on('data', (d: string) => (body += d));
+    stream.on('error', (err) => {
+      session.close();
+      reject(err);
+    });
+    stream.on('close', () => {
+      session.close();
+      if (!peer) return reject(new Error(`no answer (RST_STREAM ${stream.rstCode})`));
+      const { ':status': status, ...headers } = head;
+      resolve({ status: Number(status), body, headers: headers as http.IncomingHttpHeaders, peer, protocol });
+    });
+  });
 }
 
 /** GET https://NAME:port/path on 127.0.0.1, trusting only `ca`, with no DNS. */
@@ -121,7 +160,9 @@ export function httpsGet(port: number, name: string, ca: string | string[], path
     const req = https.request({ host, port, path, servername: name, headers: { host: name }, ca, agent, timeout: 5000 }, (res) => {
       let body = '';
       const peer = (res.socket as tls.TLSSocket).getPeerCertificate();
-      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers, peer }));
+      // No ALPN offered (Node's https client offers none): HTTP/1.1.
+      const protocol = (res.socket as tls.TLSSocket).alpnProtocol || 'http/1.1';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers, peer, protocol }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
@@ -129,12 +170,13 @@ export function httpsGet(port: number, name: string, ca: string | string[], path
   });
 }
 
-/** A plain upstream app on 127.0.0.1 that answers with its name and what it received. */
+/** A plain upstream app on 127.0.0.1 that answers with its name and what it received; `?delay=MS` answers late. */
 export async function startUpstream(name: string): Promise<{ port: number; url: string; hits: () => number; close: () => Promise<void> }> {
   let hits = 0;
   const server = http.createServer((req, res) => {
     hits += 1;
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ app: name, path: req.url, headers: req.headers }));
+    const delay = Number(new URL(req.url ?? '/', 'http://upstream.invalid').searchParams.get('delay') ?? 0);
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ app: name, path: req.url, headers: req.headers })), delay);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
@@ -144,6 +186,59 @@ export async function startUpstream(name: string): Promise<{ port: number; url: 
     hits: () => hits,
     close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
+}
+
+/** What clients saw while `padlock run` drained on SIGTERM (see `sigtermDuringRequests`). */
+export interface SigtermOutcome {
+  /** The exit code. */
+  code: number | null;
+  /** Status of the slow request in flight on HTTP/1.1 and on HTTP/2 when SIGTERM arrived. */
+  statuses: Record<ClientProtocol, number | string>;
+  /** The GOAWAY error code the HTTP/2 connection got, if any. */
+  goaway: number | undefined;
+  /** Whether the GOAWAY came before the answer to the request in flight (it should: drain starts at once). */
+  goawayFirst: boolean;
+  /** What a new connection after the exit got: `refused`, or what it unexpectedly got. */
+  afterExit: string;
+}
+
+/**
+ * Sends `padlock run` SIGTERM while one slow request (`path`, about
+ * `delayMs` at the upstream) is in flight over HTTP/1.1 and one over an
+ * HTTP/2 connection, and reports what each client saw. `hits` counts the
+ * upstream's requests, so SIGTERM goes out only once both have reached it.
+ */
+export async function sigtermDuringRequests(daemon: RunningDaemon, name: string, ca: string, hits: () => number, delayMs = 1_000): Promise<SigtermOutcome> {
+  const path = `/drain?delay=${delayMs}`;
+  const before = hits();
+  const h1 = httpsGet(daemon.httpsPort, name, ca, path).then((r) => r.status, (err: Error) => err);
+  const session = http2.connect(`https://127.0.0.1:${daemon.httpsPort}`, { servername: name, ca });
+  session.on('error', () => undefined);
+  let goaway: number | undefined;
+  let answered = false;
+  let goawayFirst = false;
+  session.on('goaway', (code: number) => {
+    goaway ??= code;
+    goawayFirst ||= !answered;
+  });
+  const h2 = new Promise<number | Error>((resolve) => {
+    const stream = session.request({ ':path': path, ':authority': name });
+    let status = 0;
+    stream.on('response', (h) => {
+      answered = true;
+      status = Number(h[':status']);
+    });
+    stream.resume();
+    stream.on('error', (err) => resolve(err));
+    stream.on('close', () => resolve(status));
+  });
+  await waitFor('both slow requests at the upstream', async () => hits() - before >= 2, 5_000, 10);
+  const code = await daemon.stop();
+  const [s1, s2] = await Promise.all([h1, h2]);
+  session.destroy();
+  const afterExit = await httpsGet(daemon.httpsPort, name, ca).then((r) => `answered ${r.status}`, (err: NodeJS.ErrnoException) => (err.code === 'ECONNREFUSED' ? 'refused' : String(err)));
+  const status = (s: number | Error) => (s instanceof Error ? `error ${(s as NodeJS.ErrnoException).code ?? s.message}` : s);
+  return { code, statuses: { 'http/1.1': status(s1), h2: status(s2) }, goaway, goawayFirst, afterExit };
 }
 
 /** Something a test started; still unset when its start failed. */
