@@ -20,8 +20,11 @@ import { ensureAccountKey } from './acme/account.js';
 import { loadTrustAnchors } from './tls/roots.js';
 import { CertificateRegistry } from './tls/contexts.js';
 import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
+import { AcmeTlsChallenges, AcmeTlsMapPublisher, TlsAlpn01Solver } from './acme/tls-alpn01.js';
+import { daemonChallenge, daemonSolvers } from './acme/challenge-choice.js';
 import { CertificateManager } from './certificates/manager.js';
 import { CertificateEngine } from './certificates/engine.js';
+import type { LineageSpec } from './certificates/issuer.js';
 import { IssuerSet } from './certificates/issuers.js';
 import { AriSources } from './certificates/ari-poller.js';
 import { EngineEventBus } from './events.js';
@@ -109,8 +112,12 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // Companion mode: certificates also go to nginx-proxy's folder, and HTTP-01 through its webroot.
   const companion = companionFromConfig(config, logger);
   const challenge = await companionChallenge(config);
+  if (challenge && config.challenge === 'tls-alpn-01') {
+    throw new PadlockError('CONFIG_INVALID', 'challenge tls-alpn-01 needs padlock on port 443, but in companion mode (companionWebroot) nginx serves it: use http-01 through the webroot, or run padlock as the proxy');
+  }
 
   const tokens = new TokenMap();
+  const acmeTls = new AcmeTlsChallenges();
   const registry = new CertificateRegistry();
   const http2 = http2LimitsFromConfig(config);
   // One set of TLS ticket keys for every proxy process, rotated below.
@@ -146,14 +153,18 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // How HTTP-01 is answered: the daemon's own :80 (with workers: once every worker answers), or nginx's webroot in companion mode.
   const responder = challenge?.responder ?? proxyCluster?.challengeResponder() ?? new TokenMapResponder(tokens, `padlock's HTTP server on port ${config.httpPort}`);
   const solver = new Http01Solver(responder);
-  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor: () => [solver] });
+  // TLS-ALPN-01 on :443 (with workers: once every worker answers); none in companion mode, where nginx holds :443.
+  const tlsAlpnSolver = challenge ? undefined
+    : new TlsAlpn01Solver(proxyCluster?.acmeTlsPublisher() ?? new AcmeTlsMapPublisher(acmeTls, `padlock's HTTPS server on port ${config.httpsPort}`));
+  const solversFor = (spec: LineageSpec) => daemonSolvers(config.challenge, spec.challenge, { http01: solver, tlsAlpn01: tlsAlpnSolver });
+  const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor });
   const manager = new CertificateManager({
     engine,
     clock,
     logger,
     server,
     account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}) },
-    challenge: challenge?.challenge ?? { type: 'standalone', port: config.httpPort },
+    challenge: challenge?.challenge ?? daemonChallenge(config.challenge, { type: 'standalone', port: config.httpPort }, config.httpsPort),
     ...(config.serverCa ? { serverCaFile: config.serverCa } : {}),
     ...(config.trustedRoots ? { trustedRootsFile: config.trustedRoots } : {}),
     concurrency: config.concurrency,
@@ -164,7 +175,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   events.on('cert_renewed', () => metrics.renewal('success'));
   events.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
   const proxy = proxyCluster ?? new ProxyServer({
-    httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver,
+    httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, acmeTls, certificates: registry, logger, observer: metrics.proxyObserver,
     allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config), http2, ticketKeys,
   });
   const ticketRotation = setInterval(() => {

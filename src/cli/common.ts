@@ -12,6 +12,7 @@ import { systemClock } from '../clock.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
 import { Http01Solver, StandaloneResponder, WebrootResponder } from '../acme/http01.js';
+import { StandaloneAcmeTlsPublisher, TlsAlpn01Solver } from '../acme/tls-alpn01.js';
 import type { ChallengeSolver } from '../acme/solver.js';
 import type { LineageMeta } from '../store/store.js';
 import { CertificateEngine } from '../certificates/engine.js';
@@ -67,10 +68,13 @@ export function withAcmeOptions<T>(y: Argv<T>) {
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also print JSON log lines on stderr' });
 }
 
-/** Options for how the HTTP-01 challenge is answered. */
+/** Options for how the challenge is answered: HTTP-01 (standalone, webroot) or TLS-ALPN-01 (standalone). */
 export function withChallengeOptions<T>(y: Argv<T>) {
   return y
-    .option('standalone', { type: 'boolean', describe: 'Answer HTTP-01 with padlock\'s own HTTP server (default)' })
+    .option('preferred-challenges', { type: 'string', describe: 'The challenge to answer: http-01 (default) or tls-alpn-01 (port 443, when port 80 is closed)' })
+    .option('tls-alpn-01-port', { type: 'number', default: 443, describe: 'Port for TLS-ALPN-01 with --standalone' })
+    .option('tls-alpn-01-address', { type: 'string', describe: 'Address for TLS-ALPN-01 with --standalone (default: all)' })
+    .option('standalone', { type: 'boolean', describe: 'Answer the challenge with padlock\'s own server (default)' })
     .option('webroot', { type: 'boolean', describe: 'Answer HTTP-01 with files under an existing web server\'s document root (-w)' })
     .option('webroot-path', { alias: 'w', type: 'string', describe: 'Document root for --webroot' })
     .option('http-01-port', { type: 'number', default: 80, describe: 'Port for --standalone' })
@@ -203,8 +207,24 @@ export function reportError(err: unknown, json: boolean, exitCode = 1): void {
   process.exitCode = exitCode;
 }
 
-/** The HTTP-01 solver a lineage's challenge settings describe. */
+/**
+ * The challenge type `--preferred-challenges` names (certbot's spelling:
+ * `http-01`/`http`, `tls-alpn-01`/`tls-alpn`), `http-01` when absent. padlock
+ * answers one type per lineage, so a list must name one type.
+ */
+export function preferredChallenge(value: string | undefined, problems: Problems): 'http-01' | 'tls-alpn-01' {
+  if (value === undefined) return 'http-01';
+  const known: Record<string, 'http-01' | 'tls-alpn-01'> = { 'http-01': 'http-01', http: 'http-01', 'tls-alpn-01': 'tls-alpn-01', 'tls-alpn': 'tls-alpn-01' };
+  const types = [...new Set(value.split(',').map((v) => v.trim().toLowerCase()).filter(Boolean).map((v) => known[v] ?? v))];
+  const unknown = types.filter((t) => t !== 'http-01' && t !== 'tls-alpn-01');
+  if (unknown.length) problems.add(`--preferred-challenges ${JSON.stringify(value)}: padlock answers http-01 or tls-alpn-01, not ${unknown.join(', ')}`);
+  else if (types.length !== 1) problems.add(`--preferred-challenges ${JSON.stringify(value)}: name one challenge type (padlock answers one per certificate)`);
+  return types[0] === 'tls-alpn-01' ? 'tls-alpn-01' : 'http-01';
+}
+
+/** The solver a lineage's challenge settings describe. */
 export function solverFor(challenge: LineageMeta['challenge']): ChallengeSolver {
+  if (challenge.type === 'tls-alpn-01') return new TlsAlpn01Solver(new StandaloneAcmeTlsPublisher(challenge.port, challenge.address));
   return new Http01Solver(challenge.type === 'webroot' ? new WebrootResponder(challenge.webroot) : new StandaloneResponder(challenge.port, challenge.address));
 }
 

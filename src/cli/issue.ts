@@ -9,7 +9,7 @@ import { systemClock } from '../clock.js';
 import { cliEnvironment } from '../config/cli-env.js';
 import type { ObtainReason } from '../certificates/engine.js';
 import {
-  Problems, withStoreOptions, withAcmeOptions, withChallengeOptions, resolveServer, checkEmail, checkEab,
+  Problems, withStoreOptions, withAcmeOptions, withChallengeOptions, resolveServer, checkEmail, checkEab, preferredChallenge,
   makeLogger, progressPrinter, reportError, output, openEngine, type AcmeArgs,
 } from './common.js';
 
@@ -34,6 +34,9 @@ interface IssueArgs extends AcmeArgs {
   'webroot-path'?: string | undefined;
   'http-01-port': number;
   'http-01-address'?: string | undefined;
+  'preferred-challenges'?: string | undefined;
+  'tls-alpn-01-port': number;
+  'tls-alpn-01-address'?: string | undefined;
 }
 
 export const issueCommand: CommandModule<object, IssueArgs> = {
@@ -55,7 +58,8 @@ export const issueCommand: CommandModule<object, IssueArgs> = {
       .option('profile', { type: 'string', describe: "ACME profile to ask for (e.g. shortlived); the CA's default, with a warning, when it doesn't offer it" })
       .option('required-profile', { type: 'string', describe: 'ACME profile that must be used; fail when the CA does not offer it' })
       .example('$0 issue -d example.com -d www.example.com --email me@example.com --agree-tos', 'standalone HTTP-01 on port 80')
-      .example('$0 issue -d example.com --webroot -w /var/www/html --agree-tos', 'through an existing web server') as never,
+      .example('$0 issue -d example.com --webroot -w /var/www/html --agree-tos', 'through an existing web server')
+      .example('$0 issue -d example.com --standalone --preferred-challenges tls-alpn-01 --agree-tos', 'TLS-ALPN-01 on port 443 (port 80 closed)') as never,
   handler: async (args) => {
     try {
       await issue(args);
@@ -95,6 +99,10 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
   }
   const port = args['http-01-port'];
   problems.check(Number.isInteger(port) && port > 0 && port < 65536, `--http-01-port ${port} is not a port (1-65535)`);
+  const tlsAlpn = preferredChallenge(args['preferred-challenges'], problems) === 'tls-alpn-01';
+  const tlsPort = args['tls-alpn-01-port'];
+  problems.check(Number.isInteger(tlsPort) && tlsPort > 0 && tlsPort < 65536, `--tls-alpn-01-port ${tlsPort} is not a port (1-65535)`);
+  if (tlsAlpn && webroot) problems.add('--webroot answers HTTP-01 with files; TLS-ALPN-01 needs padlock\'s own TLS server: drop --webroot/-w, or use --preferred-challenges http-01');
   problems.throwIfAny();
   const meta: Omit<LineageMeta, 'updatedAt'> = {
     name,
@@ -103,7 +111,9 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
     keyType: args['key-type'] === 'rsa' ? 'rsa' : 'ecdsa',
     ...(args['key-type'] === 'rsa' ? { rsaKeySize: args['rsa-key-size'] } : { ellipticCurve: curve }),
     reuseKey: args['reuse-key'],
-    challenge: webroot
+    challenge: tlsAlpn
+      ? { type: 'tls-alpn-01', port: tlsPort, ...(args['tls-alpn-01-address'] ? { address: args['tls-alpn-01-address'] } : {}) }
+      : webroot
       ? { type: 'webroot', webroot: args['webroot-path']! }
       : { type: 'standalone', port, ...(args['http-01-address'] ? { address: args['http-01-address'] } : {}) },
     ...(args.email ? { email: args.email } : {}),
