@@ -92,8 +92,11 @@ function reassemble(bytes: Uint8Array): Reassembled {
 function parseHello(body: Uint8Array): ClientHelloVerdict {
   const r = new Reader(body);
   r.skip(2 + 32);
-  r.skip(r.u8());
+  const sessionId = r.u8();
+  if (sessionId > 32) return other(`a session id of ${sessionId} bytes`);
+  r.skip(sessionId);
   const suites = r.u16();
+  if (r.failed) return other('the ClientHello ends inside its fixed fields');
   if (suites < 2 || suites % 2 !== 0) return other('a bad cipher_suites length');
   r.skip(suites);
   const compression = r.u8();
