@@ -142,7 +142,7 @@ describe('acme-tls/1 on :443 (TLS-ALPN-01)', () => {
   it('refuses an acme-tls/1 handshake for a name with no pending challenge, and never shows the site certificate on it', async () => {
     await pending();
     const code = await failedHandshake(port, 'other.example.com', ['acme-tls/1']);
-    assert.notEqual(code, '');
+    assert.match(code, /ERR_SSL|ECONNRESET|closed/);
   });
 
   it('while a challenge is pending, HTTP/2 and HTTP/1.1 clients get the site, with its real certificate', async () => {
