@@ -6,6 +6,7 @@ import type { ChallengeSolver, ChallengeType } from '../../src/acme/solver.js';
 import type { LineageMeta } from '../../src/store/store.js';
 import { PadlockError } from '../../src/errors.js';
 import { Problems, preferredChallenge } from '../../src/cli/common.js';
+import { envLayer, parseRunConfig } from '../../src/config/schema.js';
 
 const solver = (type: ChallengeType): ChallengeSolver => ({
   type, describe: () => type, prepare: async () => {}, present: async () => {}, cleanup: async () => {}, close: async () => {}, hint: () => '',
@@ -15,6 +16,20 @@ const tlsAlpn01 = solver('tls-alpn-01');
 const STANDALONE: LineageMeta['challenge'] = { type: 'standalone', port: 80 };
 const WEBROOT: LineageMeta['challenge'] = { type: 'webroot', webroot: '/srv' };
 const TLS: LineageMeta['challenge'] = { type: 'tls-alpn-01', port: 443 };
+
+describe('the challenge setting of padlock run', () => {
+  const table: Array<{ desc: string; layers: Parameters<typeof parseRunConfig>[0]; want: ChallengeMode }> = [
+    { desc: 'default: auto', layers: {}, want: 'auto' },
+    { desc: 'the flag', layers: { flags: { challenge: 'tls-alpn-01' } }, want: 'tls-alpn-01' },
+    { desc: 'PADLOCK_CHALLENGE', layers: { env: envLayer({ PADLOCK_CHALLENGE: 'http-01' }) }, want: 'http-01' },
+    { desc: 'the config file key', layers: { file: { challenge: 'tls-alpn-01' } }, want: 'tls-alpn-01' },
+    { desc: 'the flag beats the file', layers: { file: { challenge: 'tls-alpn-01' }, flags: { challenge: 'http-01' } }, want: 'http-01' },
+  ];
+  for (const c of table) it(c.desc, () => assert.equal(parseRunConfig(c.layers).challenge, c.want));
+  it('refuses another value, naming the flag and what it accepts', () => {
+    assert.throws(() => parseRunConfig({ flags: { challenge: 'dns-01' } }), /--challenge: challenge must be http-01, tls-alpn-01 or auto/);
+  });
+});
 
 describe('daemonChallenge: what a new lineage records', () => {
   const table: Array<{ desc: string; mode: ChallengeMode; want: LineageMeta['challenge'] }> = [
