@@ -32,6 +32,8 @@ import type { LineageSpec } from './certificates/issuer.js';
 import { dns01Solver } from './acme/dns01-solver.js';
 import { dnsSettingsFor, providerSettings } from './config/dns-config.js';
 import type { DnsChallengeSettings } from './dns/settings.js';
+import { AcmeTlsChallenges, AcmeTlsMapPublisher, TlsAlpn01Solver } from './acme/tls-alpn01.js';
+import { daemonChallenge, daemonSolvers } from './acme/challenge-choice.js';
 import { CertificateManager } from './certificates/manager.js';
 import { CertificateEngine } from './certificates/engine.js';
 import { IssuerSet } from './certificates/issuers.js';
@@ -122,6 +124,9 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   // Companion mode: certificates also go to nginx-proxy's folder, and HTTP-01 through its webroot.
   const companion = companionFromConfig(config, logger);
   const challenge = await companionChallenge(config);
+  if (challenge && config.challenge === 'tls-alpn-01') {
+    throw new PadlockError('CONFIG_INVALID', 'challenge tls-alpn-01 needs padlock on port 443, but in companion mode (companionWebroot) nginx serves it: use http-01 through the webroot, or run padlock as the proxy');
+  }
 
   const tokens = new TokenMap();
   // Reads a routed name's certificate on its first handshake when the background load has not reached it yet.
@@ -132,6 +137,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     onContextError: (name, err) => log.error('stored certificate cannot be used for TLS', { name, error: errorMessage(err) }),
   });
   const hold = { waitMs: Math.round(config.upstreamWait * 1000), maxHeld: config.heldRequestsMax };
+  const acmeTls = new AcmeTlsChallenges();
   const http2 = http2LimitsFromConfig(config);
   // One set of TLS ticket keys for every proxy process, rotated below.
   let ticketKeys = newTicketKeys();
@@ -177,7 +183,12 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     if (!dns) dnsSolvers.set(key, (dns = dns01Solver(settings, { store, logger, clock })));
     return dns;
   };
-  const solversFor = (spec: LineageSpec): ChallengeSolver[] => (spec.challenge.type === 'dns-01' ? [dnsSolver(spec.challenge)] : [solver]);
+  // TLS-ALPN-01 on :443 (with workers: once every worker answers); none in companion mode, where nginx holds :443.
+  const tlsAlpnSolver = challenge ? undefined
+    : new TlsAlpn01Solver(proxyCluster?.acmeTlsPublisher() ?? new AcmeTlsMapPublisher(acmeTls, `padlock's HTTPS server on port ${config.httpsPort}`));
+  const solversFor = (spec: LineageSpec): ChallengeSolver[] => (spec.challenge.type === 'dns-01'
+    ? [dnsSolver(spec.challenge)]
+    : daemonSolvers(config.challenge, spec.challenge, { http01: solver, tlsAlpn01: tlsAlpnSolver }));
   const engine = new CertificateEngine({ store, clock, logger, events, issuerFor: (spec) => issuers.for(spec), solversFor });
   const manager = new CertificateManager({
     engine,
@@ -185,7 +196,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     logger,
     server,
     account: { agreeTos: config.agreeTos, ...(config.email ? { email: config.email } : {}) },
-    challenge: challenge?.challenge ?? { type: 'standalone', port: config.httpPort },
+    challenge: challenge?.challenge ?? daemonChallenge(config.challenge, { type: 'standalone', port: config.httpPort }, config.httpsPort),
     dnsChallengeFor: (names) => names.map((n) => dnsSettingsFor(config.dns, n)).find((s) => s !== undefined),
     ...(config.serverCa ? { serverCaFile: config.serverCa } : {}),
     ...(config.trustedRoots ? { trustedRootsFile: config.trustedRoots } : {}),
@@ -197,7 +208,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   events.on('cert_renewed', () => metrics.renewal('success'));
   events.on('cert_failed', ({ error }) => metrics.renewal('failure', failureReason(error)));
   const proxy = proxyCluster ?? new ProxyServer({
-    httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, certificates: registry, logger, observer: metrics.proxyObserver,
+    httpPort: config.httpPort, httpsPort: config.httpsPort, ...(config.bind ? { bind: config.bind } : {}), tokens, acmeTls, certificates: registry, logger, observer: metrics.proxyObserver,
     allowUpstream: config.allowUpstream, trustedProxies: config.trustedProxies, ownPorts: configuredOwnPorts(config), http2, ticketKeys, hold,
   });
   const ticketRotation = setInterval(() => {

@@ -254,6 +254,7 @@ export class Http01Solver implements ChallengeSolver {
     const where = this.responder.describe();
     switch (acmeType) {
       case 'connection':
+        return `The CA could not fetch http://${name}/.well-known/acme-challenge/…: check that ${name}'s DNS points to this machine and that port 80 is open to the internet (served by ${where}). If port 80 must stay closed, answer TLS-ALPN-01 on port 443 instead (padlock issue --preferred-challenges tls-alpn-01, padlock run --challenge tls-alpn-01).`;
       case 'dns':
         return `The CA could not fetch http://${name}/.well-known/acme-challenge/…: check that ${name}'s DNS points to this machine and that port 80 is open to the internet (served by ${where}).`;
       case 'caa':

@@ -4,7 +4,8 @@
  * backoff, the governor, the key, verification, the store) is the engine's.
  */
 import { openAccount, reregisterAccount, isAccountMissing, type AccountOptions } from './account.js';
-import { orderCertificate } from './order.js';
+import { orderCertificate, type OrderRequest } from './order.js';
+import { fallbackAfter } from './challenge-fallback.js';
 import { certId, renewalInfoUrl, type RenewalInfoSource } from './ari.js';
 import { checkProfile, SHORTLIVED_PROFILE } from './profiles.js';
 import { isIP } from 'node:net';
@@ -111,9 +112,22 @@ export class AcmeIssuer implements Issuer {
         onValidationFailed: (name: string) => request.ledger.validationFailed(name),
         ...(request.signal ? { signal: request.signal } : {}),
       };
+      // One fallback from HTTP-01 to TLS-ALPN-01 when the CA could not reach port 80 (acme/challenge-fallback.ts).
+      const orderWithFallback = async (c: AcmeClient, o: OrderRequest) => {
+        try {
+          return await orderCertificate(c, o);
+        } catch (err) {
+          const fallback = fallbackAfter(err, o.solvers);
+          if (!fallback) throw err;
+          const message = `the CA could not reach ${fallback.name} on port 80 for ${fallback.from}; ordering again with ${fallback.to} on port 443`;
+          progress({ step: 'order', name: fallback.name, message });
+          log.warn(message, { error: (err as Error).message });
+          return orderCertificate(c, { ...o, solvers: fallback.solvers });
+        }
+      };
       let issued;
       try {
-        issued = await orderCertificate(client, order);
+        issued = await orderWithFallback(client, order);
       } catch (err) {
         if (!isAccountMissing(err)) throw err;
         // The CA lost our account (a CA reset): register the same key again, once. The old CertID
@@ -121,7 +135,7 @@ export class AcmeIssuer implements Issuer {
         client.close();
         client = await reregisterAccount(request.store, accountOptions);
         const { replaces: _dropped, ...rest } = order;
-        issued = await orderCertificate(client, rest);
+        issued = await orderWithFallback(client, rest);
       }
       log.info('certificate issued', { orderUrl: issued.orderUrl });
       return { ...issued, accountUrl: client.inner.getAccountUrl() };

@@ -141,7 +141,7 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
       );
       if (settled.status !== 'valid') {
         await request.onValidationFailed?.(name);
-        throw challengeFailure(name, settled, solver);
+        throw challengeFailure(name, settled, solver, offered);
       }
       progress({ step: 'validated', name, message: `${name} validated` });
     }).map((p) => p.catch((err: unknown) => {
@@ -190,14 +190,15 @@ export async function orderCertificate(client: AcmeClient, request: OrderRequest
 }
 
 /** A failed validation, with the CA's own words and the likeliest fix. */
-function challengeFailure(name: string, authz: Authz, solver: ChallengeSolver): Error {
+function challengeFailure(name: string, authz: Authz, solver: ChallengeSolver, offered: string[]): Error {
   const ch = authz.challenges.find((c) => (c.type as string) === solver.type) as (acme.Authorization['challenges'][number] & { error?: AcmeProblem }) | undefined;
   const problem: AcmeProblem = ch?.error ?? { type: 'urn:ietf:params:acme:error:unauthorized', detail: `authorization is ${authz.status}` };
   const short = shortProblemType(problem.type);
   const err = new AcmeProblemError(problem, { url: authz.url, action: `validating ${name}` });
   return new PadlockError('ACME_CHALLENGE_FAILED',
     `the CA could not validate ${name} (${short}): ${problem.detail ?? 'no detail'}. ${solver.hint(short, name)}`,
-    { cause: err, details: { name, acmeType: short, problem, url: authz.url } });
+    // The challenge type and what the CA offered let the issuer decide on a fallback (acme/challenge-fallback.ts).
+    { cause: err, details: { name, acmeType: short, problem, url: authz.url, challengeType: solver.type, offered } });
 }
 
 function orderFailure(order: Order, url: string): Error {

@@ -16,6 +16,7 @@ import { DNS_PROVIDER_KINDS } from '../dns/providers/provider.js';
 import { createLogger, silentLogger, type Logger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
 import { Http01Solver, StandaloneResponder, WebrootResponder } from '../acme/http01.js';
+import { StandaloneAcmeTlsPublisher, TlsAlpn01Solver } from '../acme/tls-alpn01.js';
 import type { ChallengeSolver } from '../acme/solver.js';
 import type { LineageMeta } from '../store/store.js';
 import { CertificateEngine } from '../certificates/engine.js';
@@ -71,10 +72,13 @@ export function withAcmeOptions<T>(y: Argv<T>) {
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'Also print JSON log lines on stderr' });
 }
 
-/** Options for how the challenge is answered: HTTP-01 (standalone, webroot) or DNS-01 (--dns). */
+/** Options for how the challenge is answered: HTTP-01 (standalone, webroot), TLS-ALPN-01 (standalone) or DNS-01 (--dns). */
 export function withChallengeOptions<T>(y: Argv<T>) {
   return y
-    .option('standalone', { type: 'boolean', describe: 'Answer HTTP-01 with padlock\'s own HTTP server (default)' })
+    .option('preferred-challenges', { type: 'string', describe: 'The challenge to answer: http-01 (default) or tls-alpn-01 (port 443, when port 80 is closed)' })
+    .option('tls-alpn-01-port', { type: 'number', default: 443, describe: 'Port for TLS-ALPN-01 with --standalone' })
+    .option('tls-alpn-01-address', { type: 'string', describe: 'Address for TLS-ALPN-01 with --standalone (default: all)' })
+    .option('standalone', { type: 'boolean', describe: 'Answer the challenge with padlock\'s own server (default)' })
     .option('webroot', { type: 'boolean', describe: 'Answer HTTP-01 with files under an existing web server\'s document root (-w)' })
     .option('webroot-path', { alias: 'w', type: 'string', describe: 'Document root for --webroot' })
     .option('http-01-port', { type: 'number', default: 80, describe: 'Port for --standalone' })
@@ -94,6 +98,9 @@ export interface ChallengeArgs {
   'webroot-path'?: string | undefined;
   'http-01-port': number;
   'http-01-address'?: string | undefined;
+  'preferred-challenges'?: string | undefined;
+  'tls-alpn-01-port': number;
+  'tls-alpn-01-address'?: string | undefined;
   dns?: string | undefined;
   'dns-credentials'?: string | undefined;
   'dns-exec'?: string | undefined;
@@ -124,6 +131,11 @@ export function challengeFromArgs(args: ChallengeArgs, problems: Problems): Line
   if (webroot && !args['webroot-path']) problems.add('--webroot needs -w DIR, the document root your web server serves for these names');
   const port = args['http-01-port'];
   problems.check(Number.isInteger(port) && port > 0 && port < 65536, `--http-01-port ${port} is not a port (1-65535)`);
+  const tlsAlpn = preferredChallenge(args['preferred-challenges'], problems) === 'tls-alpn-01';
+  const tlsPort = args['tls-alpn-01-port'];
+  problems.check(Number.isInteger(tlsPort) && tlsPort > 0 && tlsPort < 65536, `--tls-alpn-01-port ${tlsPort} is not a port (1-65535)`);
+  if (tlsAlpn && webroot) problems.add('--webroot answers HTTP-01 with files; TLS-ALPN-01 needs padlock\'s own TLS server: drop --webroot/-w, or use --preferred-challenges http-01');
+  if (tlsAlpn) return { type: 'tls-alpn-01', port: tlsPort, ...(args['tls-alpn-01-address'] ? { address: args['tls-alpn-01-address'] } : {}) };
   return webroot
     ? { type: 'webroot', webroot: args['webroot-path']! }
     : { type: 'standalone', port, ...(args['http-01-address'] ? { address: args['http-01-address'] } : {}) };
@@ -260,9 +272,25 @@ export function reportError(err: unknown, json: boolean, exitCode = 1): void {
   process.exitCode = exitCode;
 }
 
-/** The solver a lineage's challenge settings describe: HTTP-01 (standalone, webroot) or DNS-01. */
+/**
+ * The challenge type `--preferred-challenges` names (certbot's spelling:
+ * `http-01`/`http`, `tls-alpn-01`/`tls-alpn`), `http-01` when absent. padlock
+ * answers one type per lineage, so a list must name one type.
+ */
+export function preferredChallenge(value: string | undefined, problems: Problems): 'http-01' | 'tls-alpn-01' {
+  if (value === undefined) return 'http-01';
+  const known: Record<string, 'http-01' | 'tls-alpn-01'> = { 'http-01': 'http-01', http: 'http-01', 'tls-alpn-01': 'tls-alpn-01', 'tls-alpn': 'tls-alpn-01' };
+  const types = [...new Set(value.split(',').map((v) => v.trim().toLowerCase()).filter(Boolean).map((v) => known[v] ?? v))];
+  const unknown = types.filter((t) => t !== 'http-01' && t !== 'tls-alpn-01');
+  if (unknown.length) problems.add(`--preferred-challenges ${JSON.stringify(value)}: padlock answers http-01 or tls-alpn-01, not ${unknown.join(', ')}`);
+  else if (types.length !== 1) problems.add(`--preferred-challenges ${JSON.stringify(value)}: name one challenge type (padlock answers one per certificate)`);
+  return types[0] === 'tls-alpn-01' ? 'tls-alpn-01' : 'http-01';
+}
+
+/** The solver a lineage's challenge settings describe: HTTP-01 (standalone, webroot), TLS-ALPN-01 or DNS-01. */
 export function solverFor(challenge: LineageMeta['challenge'], context: { store: CertStore; logger: Logger }): ChallengeSolver {
   if (challenge.type === 'dns-01') return dns01Solver(challenge, { ...context, clock: systemClock });
+  if (challenge.type === 'tls-alpn-01') return new TlsAlpn01Solver(new StandaloneAcmeTlsPublisher(challenge.port, challenge.address));
   return new Http01Solver(challenge.type === 'webroot' ? new WebrootResponder(challenge.webroot) : new StandaloneResponder(challenge.port, challenge.address));
 }
 

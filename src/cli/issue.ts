@@ -53,7 +53,8 @@ export const issueCommand: CommandModule<object, IssueArgs> = {
       .option('required-profile', { type: 'string', describe: 'ACME profile that must be used; fail when the CA does not offer it' })
       .example('$0 issue -d example.com -d www.example.com --email me@example.com --agree-tos', 'standalone HTTP-01 on port 80')
       .example('$0 issue -d example.com --webroot -w /var/www/html --agree-tos', 'through an existing web server')
-      .example("$0 issue -d '*.example.com' -d example.com --dns cloudflare --dns-credentials /etc/padlock/cloudflare.ini --agree-tos", 'a wildcard over DNS-01') as never,
+      .example("$0 issue -d '*.example.com' -d example.com --dns cloudflare --dns-credentials /etc/padlock/cloudflare.ini --agree-tos", 'a wildcard over DNS-01')
+      .example('$0 issue -d example.com --standalone --preferred-challenges tls-alpn-01 --agree-tos', 'TLS-ALPN-01 on port 443 (port 80 closed)') as never,
   handler: async (args) => {
     try {
       await issue(args);

@@ -76,6 +76,8 @@ export const runConfigSchema = z.object({
   renewCron: z.string().refine(validCron, 'renewCron must be a cron expression such as "*/10 * * * *"').default('*/10 * * * *').describe('When to check every certificate (cron); padlock also wakes at each renewal time'),
   workers: z.number().int().min(1, 'workers must be at least 1').max(64, 'workers must be at most 64').default(1).describe('Processes serving :80 and :443 (node:cluster); 1 serves them in the main process'),
   drainSeconds: z.number().min(0).default(10).describe('On SIGTERM, seconds to let in-flight requests finish'),
+  challenge: z.enum(['auto', 'http-01', 'tls-alpn-01'], { error: 'challenge must be http-01, tls-alpn-01 or auto' }).default('auto')
+    .describe('ACME challenge: http-01 (port 80), tls-alpn-01 (port 443), or auto: http-01, then tls-alpn-01 for a name the CA could not reach on port 80'),
   http2: z.boolean().default(true).describe('Serve HTTP/2 on the HTTPS port (ALPN h2, then http/1.1 on the same port); false serves HTTP/1.1 only'),
   http2MaxConcurrentStreams: z.number().int().min(1, 'http2MaxConcurrentStreams must be at least 1').max(10_000, 'http2MaxConcurrentStreams must be at most 10000').default(250)
     .describe('HTTP/2: requests in flight at once on one connection'),

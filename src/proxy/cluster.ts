@@ -42,12 +42,17 @@
  * rounding) and sums the stats. Counts of a worker that exited are kept, so
  * counters never go down.
  *
+ * TLS-ALPN-01 challenge certificates travel the same way
+ * (`acmeTlsPublisher()`): in `init`, then one by one with an ack each, so
+ * every worker's :443 answers `acme-tls/1` before the CA is told to validate.
+ *
  * A worker that exits unexpectedly is replaced (at most once a second).
  */
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ChallengeResponder } from '../acme/http01.js';
+import type { AcmeTlsEntry, AcmeTlsPublisher } from '../acme/tls-alpn01.js';
 import { PadlockError } from '../errors.js';
 import type { Level, Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
@@ -92,7 +97,11 @@ export interface PendingDiff {
 }
 
 export type ToWorker =
-  | { t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; pending: string[]; tokens: Array<[string, string]>; stateless?: string; ticketKeys: TicketKeysWire }
+  | {
+    t: 'init'; settings: WorkerSettings; sites: SiteSpec[]; certs: Array<[string, CertificateEntry]>; pending: string[]; tokens: Array<[string, string]>; stateless?: string; ticketKeys: TicketKeysWire;
+    /** Pending TLS-ALPN-01 challenge certificates by SNI name. */
+    acmeTls: Array<[string, AcmeTlsEntry]>;
+  }
   /** New TLS session ticket keys (rotation): every worker issues and accepts the same tickets. */
   | { t: 'ticket-keys'; keys: TicketKeysWire }
   | { t: 'sites'; sites: SiteSpec[] }
@@ -100,6 +109,8 @@ export type ToWorker =
   /** The answer to a worker's `cert-request`: the certificate, or none (the handshake is refused). */
   | { t: 'cert'; id: number; entry?: CertificateEntry }
   | { t: 'token'; id: number; set?: [string, string]; del?: string }
+  /** A TLS-ALPN-01 challenge certificate for an SNI name, or its removal (name, token); acknowledged like a token. */
+  | { t: 'acme-tls'; id: number; set?: [string, AcmeTlsEntry]; del?: [string, string] }
   | { t: 'own-ports'; ports: number[] }
   /** The account thumbprint for stateless HTTP-01 answers (acme/http01.ts TokenMap), or none. */
   | { t: 'stateless'; thumbprint?: string }
@@ -188,6 +199,8 @@ export class ProxyCluster {
   private pending = new Set<string>();
   /** HTTP-01 tokens being presented: the source of truth a starting worker gets in its `init`. */
   private readonly tokens = new Map<string, string>();
+  /** TLS-ALPN-01 challenge certificates being presented, by SNI name: likewise in a starting worker's `init`. */
+  private readonly acmeTls = new Map<string, AcmeTlsEntry>();
   /** The thumbprint for stateless HTTP-01 answers, when the store is shared. */
   private stateless: string | undefined;
   private readonly slots = new Map<number, Slot>();
@@ -256,11 +269,32 @@ export class ProxyCluster {
       prepare: async () => {},
       present: async (token, keyAuthorization) => {
         this.tokens.set(token, keyAuthorization);
-        await this.acked({ set: [token, keyAuthorization] });
+        await this.acked('HTTP-01 token', (id) => ({ t: 'token', id, set: [token, keyAuthorization] }));
       },
       remove: async (token) => {
         this.tokens.delete(token);
-        await this.acked({ del: token }).catch(() => undefined);
+        await this.acked('HTTP-01 token', (id) => ({ t: 'token', id, del: token })).catch(() => undefined);
+      },
+      close: async () => {},
+    };
+  }
+
+  /**
+   * The TLS-ALPN-01 publisher: `present()` resolves once every worker's :443
+   * answers `acme-tls/1` for the name with the certificate, exactly as for
+   * HTTP-01 tokens (see the module comment).
+   */
+  acmeTlsPublisher(): AcmeTlsPublisher {
+    return {
+      describe: () => `padlock's HTTPS server on port ${this.opts.httpsPort} (${this.opts.workers} workers)`,
+      prepare: async () => {},
+      present: async (serverName, entry) => {
+        this.acmeTls.set(serverName, entry);
+        await this.acked('TLS-ALPN-01 certificate', (id) => ({ t: 'acme-tls', id, set: [serverName, entry] }));
+      },
+      remove: async (serverName, token) => {
+        if (this.acmeTls.get(serverName)?.token === token) this.acmeTls.delete(serverName);
+        await this.acked('TLS-ALPN-01 certificate', (id) => ({ t: 'acme-tls', id, del: [serverName, token] })).catch(() => undefined);
       },
       close: async () => {},
     };
@@ -415,7 +449,7 @@ export class ProxyCluster {
           ...(this.opts.hold ? { hold: this.opts.hold } : {}),
         };
         this.send(entry, {
-          t: 'init', settings, sites: this.sites, certs: [...this.certs], pending: [...this.pending], tokens: [...this.tokens], ...(this.stateless ? { stateless: this.stateless } : {}),
+          t: 'init', settings, sites: this.sites, certs: [...this.certs], pending: [...this.pending], tokens: [...this.tokens], acmeTls: [...this.acmeTls], ...(this.stateless ? { stateless: this.stateless } : {}),
           ticketKeys: ticketKeysToWire(this.ticketKeys),
         });
         entry.initialised = true;
@@ -499,14 +533,15 @@ export class ProxyCluster {
     this.retired.builtContexts += stats.certificates.builtContexts;
   }
 
-  private acked(change: { set?: [string, string]; del?: string }): Promise<void> {
+  /** Sends every initialised worker the message `build(id)` makes and resolves once each acknowledged `id` (or exited). */
+  private acked(what: string, build: (id: number) => ToWorker): Promise<void> {
     const id = this.nextAck++;
     const targets = [...this.slots.values()].filter((s) => s.initialised);
     if (targets.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pendingAcks.delete(id);
-        reject(new Error(`not every proxy worker confirmed the HTTP-01 token within ${this.opts.ackTimeoutMs ?? 10_000} ms`));
+        reject(new Error(`not every proxy worker confirmed the ${what} within ${this.opts.ackTimeoutMs ?? 10_000} ms`));
       }, this.opts.ackTimeoutMs ?? 10_000);
       timer.unref();
       this.pendingAcks.set(id, {
@@ -517,7 +552,8 @@ export class ProxyCluster {
           resolve();
         },
       });
-      for (const s of targets) this.send(s, { t: 'token', id, ...change });
+      const msg = build(id);
+      for (const s of targets) this.send(s, msg);
     });
   }
 

@@ -43,6 +43,11 @@
  * A client that sends no SNI at all (an IP address in the URL) gets a
  * `handshake_failure` alert: there is no default certificate.
  *
+ * ## `acme-tls/1`: TLS-ALPN-01 challenges
+ * While a TLS-ALPN-01 challenge is pending, a handshake that offers ALPN
+ * `acme-tls/1` is answered with the challenge certificate and closed; every
+ * other connection is served as usual (proxy/acme-tls-gate.ts).
+ *
  * ## Known name, wrong Host: 421
  * The certificate of a connection covers its SNI name. A request whose Host
  * names another host (or no routed host) gets **421 Misdirected Request**
@@ -66,6 +71,8 @@ import { http2ServerOptions, type Http2Limits } from './h2-limits.js';
 import { H2Sessions } from './h2-sessions.js';
 import { H2Front } from './h2-stream.js';
 import { hostFromHeader, type HostRoute } from './routes.js';
+import { installAcmeTlsGate } from './acme-tls-gate.js';
+import type { AcmeTlsChallenges } from '../acme/tls-alpn01.js';
 
 export interface HttpsFrontDeps extends FrontDeps {
   certificates: CertificateRegistry;
@@ -73,6 +80,8 @@ export interface HttpsFrontDeps extends FrontDeps {
   http2?: Http2Limits | undefined;
   /** The session ticket keys in force (read at every handshake). */
   ticketKeys: () => TicketKeys;
+  /** Pending TLS-ALPN-01 challenges: `acme-tls/1` handshakes are answered from these (proxy/acme-tls-gate.ts). */
+  acmeTls?: AcmeTlsChallenges | undefined;
 }
 
 /** The :443 server and, with HTTP/2, its connections (for the drain). */
@@ -120,6 +129,8 @@ export function createHttpsFront(deps: HttpsFrontDeps): HttpsFront {
     front = { server };
   }
   const server = front.server;
+  // Before anyone else listens for connections: the gate decides which TLS server a connection reaches.
+  if (deps.acmeTls) installAcmeTlsGate(server, { challenges: deps.acmeTls, logger: deps.logger });
   if (!installTicketKeys(server, deps.ticketKeys)) deps.logger.warn('this Node version offers no session ticket hook: TLS resumption uses per-process keys and no ticket renewal');
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());

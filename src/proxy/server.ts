@@ -16,6 +16,7 @@ import type http2 from 'node:http2';
 import { PadlockError } from '../errors.js';
 import type { AddressInfo, LookupFunction, Server as NetServer, Socket } from 'node:net';
 import type { TokenMap } from '../acme/http01.js';
+import type { AcmeTlsChallenges } from '../acme/tls-alpn01.js';
 import type { Logger } from '../log.js';
 import type { SiteSpec } from '../state/desired-state.js';
 import type { CertificateRegistry } from '../tls/contexts.js';
@@ -76,6 +77,8 @@ export interface ProxyServerOptions {
    * grace period 503).
    */
   hold?: { waitMs: number; maxHeld: number };
+  /** Pending TLS-ALPN-01 challenges answered on :443 (`acme-tls/1` handshakes); absent: :443 never reads a ClientHello itself. */
+  acmeTls?: AcmeTlsChallenges;
 }
 
 /**
@@ -206,6 +209,7 @@ export class ProxyServer {
       certificates: opts.certificates,
       http2: opts.http2 === false ? undefined : http2Limits(opts.http2),
       ticketKeys: () => this.ticketKeys,
+      acmeTls: opts.acmeTls,
     });
     for (const server of [this.http, this.https.server]) {
       server.on('connection', (socket: Socket) => this.track(socket));

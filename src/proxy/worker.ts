@@ -2,7 +2,8 @@
  * The entry module of a data-plane worker process (`workers` > 1; see
  * `proxy/cluster.ts`). It runs one `ProxyServer` (:80 and :443, sockets shared
  * with the other workers through `node:cluster`) from the state the primary
- * sends: routes, certificates and HTTP-01 tokens. It never touches the store,
+ * sends: routes, certificates, HTTP-01 tokens and TLS-ALPN-01 challenge
+ * certificates. It never touches the store,
  * the CA or Docker.
  *
  * Signals: SIGTERM and SIGINT are ignored here; the primary gets them too
@@ -12,6 +13,7 @@
  */
 import cluster from 'node:cluster';
 import { TokenMap } from '../acme/http01.js';
+import { AcmeTlsChallenges } from '../acme/tls-alpn01.js';
 import { createLogger, type Logger } from '../log.js';
 import { prettyWriter } from '../observe/pretty-log.js';
 import { CertificateRegistry, type CertificateEntry } from '../tls/contexts.js';
@@ -32,6 +34,7 @@ const send = (msg: FromWorker, cb?: () => void): void => {
 };
 
 const tokens = new TokenMap();
+const acmeTls = new AcmeTlsChallenges();
 let certs = new Map<string, CertificateEntry>();
 let pending = new Set<string>();
 /** A pending name's read answers longer than this are given up: the handshake is refused (its own timeout is shorter). */
@@ -121,6 +124,7 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
   const logger = log;
   for (const [token, keyAuthorization] of msg.tokens) tokens.set(token, keyAuthorization);
   tokens.setStateless(msg.stateless);
+  for (const [name, entry] of msg.acmeTls) setAcmeTls(name, entry);
   certs = new Map(msg.certs);
   pending = new Set(msg.pending);
   registry = new CertificateRegistry({
@@ -134,6 +138,7 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
     httpsPort: settings.httpsPort,
     ...(settings.bind ? { bind: settings.bind } : {}),
     tokens,
+    acmeTls,
     certificates: registry,
     logger,
     observer,
@@ -206,6 +211,11 @@ process.on('message', (msg: ToWorker) => {
       if (msg.del !== undefined) tokens.delete(msg.del);
       send({ t: 'ack', id: msg.id });
       return;
+    case 'acme-tls':
+      if (msg.set) setAcmeTls(msg.set[0], msg.set[1]);
+      if (msg.del) acmeTls.delete(msg.del[0], msg.del[1]);
+      send({ t: 'ack', id: msg.id });
+      return;
     case 'close':
       void close(msg.drainMs).catch((err: unknown) => {
         log?.error('drain failed', { error: (err as Error).message });
@@ -214,6 +224,15 @@ process.on('message', (msg: ToWorker) => {
       return;
   }
 });
+/** A certificate that makes no TLS context is logged, not fatal: that challenge fails at the CA, the worker keeps serving. */
+function setAcmeTls(name: string, entry: Parameters<AcmeTlsChallenges['set']>[1]): void {
+  try {
+    acmeTls.set(name, entry);
+  } catch (err) {
+    log?.error('TLS-ALPN-01 challenge certificate cannot be used', { name, error: (err as Error).message });
+  }
+}
+
 process.on('SIGTERM', () => {});
 process.on('SIGINT', () => {});
 send({ t: 'hello' });

@@ -70,7 +70,9 @@ export interface LineageMeta {
   challenge:
     | { type: 'standalone'; port: number; address?: string }
     | { type: 'webroot'; webroot: string }
-    | DnsChallengeSettings;
+    | DnsChallengeSettings
+    /** TLS-ALPN-01 (RFC 8737): padlock's own TLS server on `port` (`padlock issue`), or the daemon's :443. */
+    | { type: 'tls-alpn-01'; port: number; address?: string };
   email?: string;
   deployHook?: string;
   /** Extra trust anchors (file path) used to verify this lineage's chains. */
