@@ -13,6 +13,7 @@
 import http from 'node:http';
 import { mkdir, writeFile, unlink, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { listenForChallenge } from './challenge-listen.js';
 import { PadlockError, errorMessage } from '../errors.js';
 import type { Challenge, ChallengeSolver } from './solver.js';
 
@@ -120,22 +121,7 @@ export class StandaloneResponder implements ChallengeResponder {
     server.headersTimeout = 10_000;
     server.requestTimeout = 10_000;
     server.keepAliveTimeout = 2_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        const where = `${this.address ?? '*'}:${this.port}`;
-        if (err.code === 'EADDRINUSE') {
-          reject(new PadlockError('CHALLENGE_PORT_IN_USE',
-            `port ${where} is already in use, so the HTTP-01 challenge cannot be served: stop the program using it (often a web server), use --webroot with that server's document root, or pick --http-01-port`,
-            { cause: err }));
-        } else if (err.code === 'EACCES') {
-          reject(new PadlockError('CHALLENGE_SERVER_FAILED',
-            `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`, { cause: err }));
-        } else {
-          reject(new PadlockError('CHALLENGE_SERVER_FAILED', `cannot listen on ${where}: ${errorMessage(err)}`, { cause: err }));
-        }
-      });
-      server.listen({ port: this.port, ...(this.address ? { host: this.address } : {}) }, () => resolve());
-    });
+    await listenForChallenge(server, this.port, this.address, (where) => `port ${where} is already in use, so the HTTP-01 challenge cannot be served: stop the program using it (often a web server), use --webroot with that server's document root, or pick --http-01-port`);
     this.server = server;
   }
 

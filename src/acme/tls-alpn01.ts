@@ -14,7 +14,7 @@
  *   server on `--tls-alpn-01-port` for the duration of the run.
  */
 import tls from 'node:tls';
-import { PadlockError, errorMessage } from '../errors.js';
+import { listenForChallenge } from './challenge-listen.js';
 import type { Challenge, ChallengeSolver } from './solver.js';
 import { ACME_TLS_ALPN, acmeTlsServerName, createChallengeCertificate, type ChallengeCertificate } from './tls-alpn-cert.js';
 
@@ -132,21 +132,7 @@ export class StandaloneAcmeTlsPublisher implements AcmeTlsPublisher {
 
   private async bind(): Promise<void> {
     const server = createAcmeTlsServer(this.challenges);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        const where = `${this.address ?? '*'}:${this.port}`;
-        if (err.code === 'EADDRINUSE') {
-          reject(new PadlockError('CHALLENGE_PORT_IN_USE',
-            `port ${where} is already in use, so the TLS-ALPN-01 challenge cannot be served: stop the program using it (often a web server on 443), or pick --tls-alpn-01-port`,
-            { cause: err }));
-        } else if (err.code === 'EACCES') {
-          reject(new PadlockError('CHALLENGE_SERVER_FAILED', `no permission to listen on ${where}: ports below 1024 need root or CAP_NET_BIND_SERVICE`, { cause: err }));
-        } else {
-          reject(new PadlockError('CHALLENGE_SERVER_FAILED', `cannot listen on ${where}: ${errorMessage(err)}`, { cause: err }));
-        }
-      });
-      server.listen({ port: this.port, ...(this.address ? { host: this.address } : {}) }, () => resolve());
-    });
+    await listenForChallenge(server, this.port, this.address, (where) => `port ${where} is already in use, so the TLS-ALPN-01 challenge cannot be served: stop the program using it (often a web server on 443), or pick --tls-alpn-01-port`);
     this.server = server;
   }
 
