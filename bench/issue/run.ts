@@ -1,8 +1,8 @@
 /**
- * Issuance benchmark: lego, certbot and padlock against one Pebble, in one run.
+ * Issuance benchmark: lego, certbot, padlock and Caddy against one Pebble, in one run.
  *
  *   npx node --import tsx bench/issue/run.ts [--runs 5] [--names 20]
- *     [--out bench/results/issue.json] [--tools lego,certbot,padlock]
+ *     [--out bench/results/issue.json] [--tools lego,certbot,padlock,caddy]
  *     [--cap-seconds 1800] [--child-timeout 120]
  *
  * Each invocation is killed after --child-timeout seconds, or 10 s per name
@@ -13,7 +13,8 @@
  * --names fresh names, one invocation per name, in sequence; (b2) --names
  * fresh names in one certificate, one invocation. Steps of (a) alternate
  * between tools so drift in machine load hits every tool alike. Only one
- * tool binds the HTTP-01 port at a time. See bench/README.md.
+ * tool binds the HTTP-01 port at a time. Caddy, a server, is timed from spawn
+ * until its certificate files exist, then stopped. See bench/README.md.
  */
 import { mkdtemp, mkdir, writeFile, readFile, rm } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
@@ -24,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startPebble, type Pebble } from '../../test/support/pebble.js';
 import { runTimed, killAllChildren } from './child.js';
-import { lego, certbot, padlock, type Tool, type ToolName } from './tools.js';
+import { lego, certbot, padlock, caddy, TOOL_NAMES, type ExpectedCert, type Tool, type ToolName } from './tools.js';
 import { markdownTable, type Attempt, type BenchReport, type ToolResult } from './report.js';
 import { positiveInt } from '../args.js';
 
@@ -35,7 +36,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     names: { type: 'string', default: '20' },
     out: { type: 'string', default: 'bench/results/issue.json' },
-    tools: { type: 'string', default: 'lego,certbot,padlock' },
+    tools: { type: 'string', default: 'lego,certbot,padlock,caddy' },
     'cap-seconds': { type: 'string', default: '1800' },
     'child-timeout': { type: 'string', default: '120' },
   },
@@ -49,8 +50,8 @@ const childTimeoutSeconds = positiveInt('child-timeout', values['child-timeout']
 const outPath = resolve(values.out ?? 'bench/results/issue.json');
 const toolNames = (values.tools ?? '').split(',').map((s) => s.trim()).filter(Boolean) as ToolName[];
 for (const t of toolNames) {
-  if (!['lego', 'certbot', 'padlock'].includes(t)) {
-    console.error(`bench: unknown tool ${JSON.stringify(t)}; known: lego, certbot, padlock`);
+  if (!(TOOL_NAMES as readonly string[]).includes(t)) {
+    console.error(`bench: unknown tool ${JSON.stringify(t)}; known: ${TOOL_NAMES.join(', ')}`);
     process.exit(2);
   }
 }
@@ -90,9 +91,10 @@ async function issue(tool: Tool, names: string[], label: string): Promise<Attemp
   // lego solves authorizations one after another with a fixed ~5 s wait each, so
   // N names in one certificate take ~6 s x N: scale the bound (10 s per name).
   const boundMs = Math.max(childTimeoutSeconds, 10 * names.length) * 1000;
-  const r = await runTimed(inv.cmd, inv.args, inv.env, Math.min(boundMs, remainingMs), repoRoot);
+  await inv.prepare?.();
+  const r = await runTimed(inv.cmd, inv.args, inv.env, Math.min(boundMs, remainingMs), repoRoot, inv.until);
   // Exit 0 is not enough: the certificate must exist and carry every name (checked after timing).
-  const problem = r.ok ? await checkCert(tool.certFile(names), names) : undefined;
+  const problem = r.ok ? await checkCerts(tool.certs(names)) : undefined;
   const attempt: Attempt = { names, ok: r.ok && !problem, seconds: r.seconds };
   if (!attempt.ok) {
     const why = problem ?? (r.timedOut ? `killed after ${Math.round(r.seconds)} s` : `exit ${r.code ?? r.signal}`);
@@ -104,16 +106,19 @@ async function issue(tool: Tool, names: string[], label: string): Promise<Attemp
   return attempt;
 }
 
-/** Undefined when `file` holds a certificate whose SAN lists every name in `names`; else what is wrong. */
-async function checkCert(file: string, names: string[]): Promise<string | undefined> {
-  try {
-    const cert = new X509Certificate(await readFile(file));
-    const sans = new Set((cert.subjectAltName ?? '').split(',').map((x) => x.trim().replace(/^DNS:/, '')));
-    const missing = names.filter((n) => !sans.has(n));
-    return missing.length ? `exit 0 but ${file} lacks ${missing.join(', ')}` : undefined;
-  } catch (e) {
-    return `exit 0 but no certificate at ${file}: ${(e as Error).message}`;
+/** Undefined when each file holds a certificate whose SAN lists every one of its names; else what is wrong. */
+async function checkCerts(expected: ExpectedCert[]): Promise<string | undefined> {
+  for (const { file, names } of expected) {
+    try {
+      const cert = new X509Certificate(await readFile(file));
+      const sans = new Set((cert.subjectAltName ?? '').split(',').map((x) => x.trim().replace(/^DNS:/, '')));
+      const missing = names.filter((n) => !sans.has(n));
+      if (missing.length) return `done but ${file} lacks ${missing.join(', ')}`;
+    } catch (e) {
+      return `done but no certificate at ${file}: ${(e as Error).message}`;
+    }
   }
+  return undefined;
 }
 
 async function probe(tool: Tool): Promise<{ ok: boolean; text: string }> {
@@ -122,7 +127,7 @@ async function probe(tool: Tool): Promise<{ ok: boolean; text: string }> {
 }
 
 async function version(tool: Tool): Promise<string | undefined> {
-  if (tool.name === 'lego' || tool.name === 'certbot') {
+  if (tool.name !== 'padlock') {
     // Debian's lego reports "version dev"; the package version is the useful one.
     const r = await runTimed('dpkg-query', ['-W', '-f', '${Version}', tool.name], process.env, 10_000);
     if (r.ok && r.stdout.trim()) return `${r.stdout.trim()} (Debian)`;
@@ -154,6 +159,7 @@ async function main(): Promise<number> {
       lego: () => lego(pebble, stateDir!),
       certbot: () => certbot(pebble, stateDir!),
       padlock: () => padlock(pebble, stateDir!, join(repoRoot, 'bin', 'padlock')),
+      caddy: () => caddy(pebble, stateDir!),
     };
     const results = new Map<ToolName, ToolResult>();
     const active: Tool[] = [];

@@ -1,28 +1,46 @@
 /**
  * How each ACME client is invoked for one issuance against the bench's Pebble.
  *
- * Every tool uses HTTP-01 with its own standalone server on Pebble's httpPort
+ * Every tool uses HTTP-01 with its own server on Pebble's httpPort
  * (127.0.0.1 only), keeps its account in its own state dir (so the account is
  * reused after the warm-up), and trusts Pebble's listener CA explicitly.
- * All default to ECDSA P-256 keys (lego ec256, certbot >= 2.0 ecdsa).
+ * All default to ECDSA P-256 keys (lego ec256, certbot >= 2.0 ecdsa, Caddy p256).
+ *
+ * lego, certbot and padlock are one-shot clients: timed from spawn to exit.
+ * Caddy is a server: timed from spawn until every certificate file is in its
+ * storage, then stopped (see `caddy`).
  */
+import { X509Certificate } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Pebble } from '../../test/support/pebble.js';
+import { freePort, type Pebble } from '../../test/support/pebble.js';
+import type { UntilOptions } from './child.js';
 
-export type ToolName = 'lego' | 'certbot' | 'padlock';
+export const TOOL_NAMES = ['lego', 'certbot', 'padlock', 'caddy'] as const;
+export type ToolName = (typeof TOOL_NAMES)[number];
 
 export interface ToolInvocation {
   cmd: string;
   args: string[];
   env: NodeJS.ProcessEnv;
+  /** Untimed set-up before the spawn (Caddy: write its config, clear its certificates). */
+  prepare?: () => Promise<void>;
+  /** For a server that does not exit by itself: when the work is done (see runTimed). */
+  until?: UntilOptions;
+}
+
+/** One certificate file an invocation must leave, and the names its SAN must list. */
+export interface ExpectedCert {
+  file: string;
+  names: string[];
 }
 
 export interface Tool {
   name: ToolName;
-  /** The command line that issues one certificate for all of `names`. */
+  /** The command line that issues certificates for all of `names` (one certificate, or one per name for Caddy). */
   issue(names: string[]): ToolInvocation;
-  /** Where that invocation leaves the certificate (leaf first), so the bench can check it really issued. */
-  certFile(names: string[]): string;
+  /** Where that invocation leaves its certificate(s) (leaf first), so the bench can check it really issued. */
+  certs(names: string[]): ExpectedCert[];
   /** The command line that prints the version (or help, to check availability). */
   probe: ToolInvocation;
 }
@@ -45,7 +63,7 @@ export function lego(pebble: Pebble, stateDir: string): Tool {
   return {
     name: 'lego',
     probe: { cmd: 'lego', args: ['--version'], env },
-    certFile: (names) => join(stateDir, 'lego', 'certificates', `${names[0] ?? ''}.crt`),
+    certs: (names) => [{ file: join(stateDir, 'lego', 'certificates', `${names[0] ?? ''}.crt`), names }],
     issue: (names) => ({
       cmd: 'lego',
       args: [
@@ -66,7 +84,7 @@ export function certbot(pebble: Pebble, stateDir: string): Tool {
   return {
     name: 'certbot',
     probe: { cmd: 'certbot', args: ['--version', ...dirs], env },
-    certFile: (names) => join(stateDir, 'certbot', 'config', 'live', names[0] ?? 'bench', 'fullchain.pem'),
+    certs: (names) => [{ file: join(stateDir, 'certbot', 'config', 'live', names[0] ?? 'bench', 'fullchain.pem'), names }],
     issue: (names) => ({
       cmd: 'certbot',
       args: [
@@ -89,7 +107,7 @@ export function padlock(pebble: Pebble, stateDir: string, bin: string): Tool {
   return {
     name: 'padlock',
     probe: { cmd: bin, args: ['issue', '--help'], env },
-    certFile: (names) => join(stateDir, 'padlock', 'live', names[0] ?? '', 'fullchain.pem'),
+    certs: (names) => [{ file: join(stateDir, 'padlock', 'live', names[0] ?? '', 'fullchain.pem'), names }],
     issue: (names) => ({
       cmd: bin,
       args: [
@@ -102,5 +120,105 @@ export function padlock(pebble: Pebble, stateDir: string, bin: string): Tool {
       ],
       env,
     }),
+  };
+}
+
+export const CADDY_BIN = '/usr/bin/caddy';
+
+/**
+ * The folder certmagic (Caddy 2.6) names after an ACME directory under
+ * `certificates/`: host, port and path with ':' and '/' turned into '-'
+ * (`https://127.0.0.1:14000/dir` -> `127.0.0.1-14000-dir`).
+ */
+export function caddyIssuerFolder(directoryUrl: string): string {
+  const u = new URL(directoryUrl);
+  const path = u.pathname.replace(/[/\\]/g, '-').replace(/^-+|-+$/g, '');
+  return `${u.host}${path ? `-${path}` : ''}`.toLowerCase().replace(/:/g, '-');
+}
+
+/**
+ * Caddy's config for one run: Pebble as its only CA, HTTP-01 only, every
+ * listener on 127.0.0.1, no admin API, no OCSP, and one site per name.
+ * TLS-ALPN-01 is turned off because Pebble validates it on its own `tlsPort`,
+ * not on Caddy's HTTPS port; the other tools use HTTP-01 too.
+ */
+export function caddyfile(o: { directoryUrl: string; caFile: string; httpPort: number; httpsPort: number; storage: string; names: string[] }): string {
+  const sites = o.names.map((n) => `${n} {\n\trespond "ok"\n}\n`).join('\n');
+  return `{
+\tadmin off
+\temail ${EMAIL}
+\tacme_ca ${o.directoryUrl}
+\tacme_ca_root ${o.caFile}
+\tcert_issuer acme {
+\t\tdisable_tlsalpn_challenge
+\t}
+\thttp_port ${o.httpPort}
+\thttps_port ${o.httpsPort}
+\tdefault_bind 127.0.0.1
+\tstorage file_system ${o.storage}
+\tocsp_stapling off
+\tskip_install_trust
+}
+
+${sites}`;
+}
+
+/** True when `file` holds a PEM certificate (a file still being written does not parse). */
+async function holdsCertificate(file: string): Promise<boolean> {
+  try {
+    new X509Certificate(await readFile(file));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Caddy 2.6 (`caddy run` with a Caddyfile, see `caddyfile`). Timed from spawn
+ * until the certificate of every name is in its storage (polled every 10 ms),
+ * then stopped with SIGTERM. Its account (storage `acme/`) is kept between
+ * runs, so only the warm-up registers it; everything else in storage
+ * (certificates, locks) is removed before each run.
+ */
+export function caddy(pebble: Pebble, stateDir: string): Tool {
+  const dir = join(stateDir, 'caddy');
+  const storage = join(dir, 'storage');
+  const home = join(dir, 'home');
+  const conf = join(dir, 'Caddyfile');
+  // Caddy writes autosave.json and its default storage under HOME/XDG dirs: keep them in the run's temp dir.
+  const env = cleanEnv({ HOME: home, XDG_DATA_HOME: join(home, 'data'), XDG_CONFIG_HOME: join(home, 'config') });
+  const issuerDir = join(storage, 'certificates', caddyIssuerFolder(pebble.directoryUrl));
+  const certFile = (n: string): string => join(issuerDir, n, `${n}.crt`);
+  return {
+    name: 'caddy',
+    probe: { cmd: CADDY_BIN, args: ['version'], env },
+    certs: (names) => names.map((n) => ({ file: certFile(n), names: [n] })),
+    issue: (names) => {
+      const pending = new Set(names);
+      return {
+        cmd: CADDY_BIN,
+        args: ['run', '--config', conf, '--adapter', 'caddyfile'],
+        env,
+        prepare: async () => {
+          await mkdir(storage, { recursive: true });
+          await mkdir(home, { recursive: true });
+          for (const entry of await readdir(storage)) {
+            if (entry !== 'acme') await rm(join(storage, entry), { recursive: true, force: true });
+          }
+          const httpsPort = await freePort();
+          await writeFile(conf, caddyfile({ directoryUrl: pebble.directoryUrl, caFile: pebble.serverCaFile, httpPort: pebble.httpPort, httpsPort, storage, names }));
+        },
+        until: {
+          done: async () => {
+            for (const n of [...pending]) {
+              if (await holdsCertificate(certFile(n))) pending.delete(n);
+            }
+            return pending.size === 0;
+          },
+          pollMs: 10,
+          stopGraceMs: 5_000,
+        },
+      };
+    },
   };
 }
