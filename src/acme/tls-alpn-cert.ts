@@ -13,7 +13,6 @@
  */
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as x509 from '@peculiar/x509';
 import { PadlockError } from '../errors.js';
 
 /** The ALPN protocol a CA offers for TLS-ALPN-01 (RFC 8737 section 6.2). */
@@ -78,6 +77,8 @@ export function acmeIdentifierValue(keyAuthorization: string): Buffer {
 export async function createChallengeCertificate(identifier: string, keyAuthorization: string, now: Date = new Date()): Promise<ChallengeCertificate> {
   const id = identifier.toLowerCase().replace(/\.$/, '');
   acmeTlsServerName(id);
+  // Loaded here, not with the module: `padlock issue` over HTTP-01 never needs it (about 150 modules).
+  const x509 = await import('@peculiar/x509');
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const serial = randomBytes(16);
   serial[0]! &= 0x7f;

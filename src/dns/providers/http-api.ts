@@ -3,7 +3,6 @@
  * deadline and a cap on the answer's size. Shared by the providers that
  * speak JSON over HTTP (Cloudflare, acme-dns).
  */
-import { request } from 'undici';
 import { isIP } from 'node:net';
 import { PadlockError } from '../../errors.js';
 
@@ -38,6 +37,8 @@ export function checkApiUrl(raw: string, what: string): string {
 
 /** Sends one request; network failures and timeouts reject (the caller wraps them with its provider and zone). */
 export async function apiRequest(method: string, url: string, headers: Record<string, string>, body?: unknown): Promise<ApiResponse> {
+  // undici's index (fetch, WebSocket, cache: about 110 modules) loads with the first provider call, not with every CLI command.
+  const { request } = await import('undici');
   const res = await request(url, {
     method: method as 'GET',
     headers: { accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
