@@ -13,7 +13,7 @@
 import http from 'node:http';
 import { mkdir, writeFile, unlink, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { listenForChallenge } from './challenge-listen.js';
+import { StandaloneChallengeServer } from './challenge-listen.js';
 import { PadlockError, errorMessage } from '../errors.js';
 import type { Challenge, ChallengeSolver } from './solver.js';
 
@@ -95,34 +95,32 @@ export function handleChallengeRequest(tokens: TokenMap, req: http.IncomingMessa
 }
 
 /** padlock's own HTTP server on `port` (certbot's --standalone). */
-export class StandaloneResponder implements ChallengeResponder {
+export class StandaloneResponder extends StandaloneChallengeServer<http.Server> implements ChallengeResponder {
   readonly tokens = new TokenMap();
-  private server: http.Server | undefined;
-  private preparing: Promise<void> | undefined;
-  constructor(private readonly port: number, private readonly address?: string) {}
+  constructor(port: number, address?: string) {
+    super(port, address);
+  }
 
   describe(): string {
     return `padlock's HTTP server on ${this.address ?? '*'}:${this.port}`;
   }
 
-  /** Binds once, even when several orders call it at the same time (renew --concurrency). */
-  prepare(): Promise<void> {
-    this.preparing ??= this.bind().catch((err: unknown) => {
-      this.preparing = undefined;
-      throw err;
-    });
-    return this.preparing;
-  }
-
-  private async bind(): Promise<void> {
+  protected createServer(): http.Server {
     const server = http.createServer((req, res) => {
       if (!handleChallengeRequest(this.tokens, req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     });
     server.headersTimeout = 10_000;
     server.requestTimeout = 10_000;
     server.keepAliveTimeout = 2_000;
-    await listenForChallenge(server, this.port, this.address, (where) => `port ${where} is already in use, so the HTTP-01 challenge cannot be served: stop the program using it (often a web server), use --webroot with that server's document root, or pick --http-01-port`);
-    this.server = server;
+    return server;
+  }
+
+  protected inUseMessage(where: string): string {
+    return `port ${where} is already in use, so the HTTP-01 challenge cannot be served: stop the program using it (often a web server), use --webroot with that server's document root, or pick --http-01-port`;
+  }
+
+  protected override beforeClose(server: http.Server): void {
+    server.closeAllConnections();
   }
 
   async present(token: string, keyAuthorization: string): Promise<void> {
@@ -131,16 +129,6 @@ export class StandaloneResponder implements ChallengeResponder {
 
   async remove(token: string): Promise<void> {
     this.tokens.delete(token);
-  }
-
-  async close(): Promise<void> {
-    await this.preparing?.catch(() => undefined);
-    const server = this.server;
-    this.server = undefined;
-    this.preparing = undefined;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
 

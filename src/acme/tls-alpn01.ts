@@ -14,7 +14,7 @@
  *   server on `--tls-alpn-01-port` for the duration of the run.
  */
 import tls from 'node:tls';
-import { listenForChallenge } from './challenge-listen.js';
+import { StandaloneChallengeServer } from './challenge-listen.js';
 import type { Challenge, ChallengeSolver } from './solver.js';
 import { ACME_TLS_ALPN, acmeTlsServerName, createChallengeCertificate, type ChallengeCertificate } from './tls-alpn-cert.js';
 
@@ -111,29 +111,22 @@ export class AcmeTlsMapPublisher implements AcmeTlsPublisher {
 }
 
 /** padlock's own TLS server on `port` for the run (`--tls-alpn-01-port`, certbot's and lego's naming). */
-export class StandaloneAcmeTlsPublisher implements AcmeTlsPublisher {
+export class StandaloneAcmeTlsPublisher extends StandaloneChallengeServer<tls.Server> implements AcmeTlsPublisher {
   readonly challenges = new AcmeTlsChallenges();
-  private server: tls.Server | undefined;
-  private preparing: Promise<void> | undefined;
-  constructor(private readonly port: number, private readonly address?: string) {}
+  constructor(port: number, address?: string) {
+    super(port, address);
+  }
 
   describe(): string {
     return `padlock's TLS server on ${this.address ?? '*'}:${this.port}`;
   }
 
-  /** Binds once, even when several orders call it at the same time. */
-  prepare(): Promise<void> {
-    this.preparing ??= this.bind().catch((err: unknown) => {
-      this.preparing = undefined;
-      throw err;
-    });
-    return this.preparing;
+  protected createServer(): tls.Server {
+    return createAcmeTlsServer(this.challenges);
   }
 
-  private async bind(): Promise<void> {
-    const server = createAcmeTlsServer(this.challenges);
-    await listenForChallenge(server, this.port, this.address, (where) => `port ${where} is already in use, so the TLS-ALPN-01 challenge cannot be served: stop the program using it (often a web server on 443), or pick --tls-alpn-01-port`);
-    this.server = server;
+  protected inUseMessage(where: string): string {
+    return `port ${where} is already in use, so the TLS-ALPN-01 challenge cannot be served: stop the program using it (often a web server on 443), or pick --tls-alpn-01-port`;
   }
 
   async present(serverName: string, entry: AcmeTlsEntry): Promise<void> {
@@ -142,15 +135,6 @@ export class StandaloneAcmeTlsPublisher implements AcmeTlsPublisher {
 
   async remove(serverName: string, token: string): Promise<void> {
     this.challenges.delete(serverName, token);
-  }
-
-  async close(): Promise<void> {
-    await this.preparing?.catch(() => undefined);
-    const server = this.server;
-    this.server = undefined;
-    this.preparing = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
 
