@@ -170,7 +170,7 @@ export class CertificateManager {
   private wantedLoad: Promise<void> | undefined;
   private background: Promise<void> | undefined;
   private publishTimer: NodeJS.Timeout | undefined;
-  /** The HTTPS sites by host, for handshakes. */
+  /** The HTTPS sites by lineage name (`wantedCertificates`: a wildcard's is `wildcard_.BASE`; names under a wanted wildcard have none). */
   private httpsSites = new Map<string, SiteSpec>();
   /** Issuers (by id) that offered no renewal information, and until when not to ask again. */
   private readonly noAri = new Map<string, number>();
@@ -240,9 +240,9 @@ export class CertificateManager {
   loadProgress(): { inMemory: number; pending: number } {
     let inMemory = 0;
     let pending = 0;
-    for (const host of this.httpsSites.keys()) {
-      if (this.cache.has(host)) inMemory++;
-      else if (!this.loaded.has(host)) pending++;
+    for (const name of this.httpsSites.keys()) {
+      if (this.cache.has(name)) inMemory++;
+      else if (!this.loaded.has(name)) pending++;
     }
     return { inMemory, pending };
   }
