@@ -14,7 +14,7 @@
  * fails with what was missing, and the whole run stops at --cap-seconds.
  * See bench/fleet/README.md.
  */
-import { mkdtemp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
@@ -23,6 +23,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { positiveInt } from '../args.js';
+import { ensureBuilt } from '../build.js';
 import { runTimed, killAllChildren } from '../issue/child.js';
 import { killAllDaemons } from '../proxy/procs.js';
 import { toolEnv } from '../proxy/load.js';
@@ -88,26 +89,6 @@ const hardStop = setTimeout(() => {
 }, capSeconds * 1000);
 hardStop.unref();
 
-/** The newest modification time (ms) of any file under `dir`. */
-async function newestMtime(dir: string): Promise<number> {
-  let newest = 0;
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) newest = Math.max(newest, (await stat(join(e.parentPath, e.name))).mtimeMs);
-  }
-  return newest;
-}
-
-/** bin/padlock runs dist/: builds it when it is missing or older than any file under src/. */
-async function ensureBuilt(): Promise<string> {
-  const built = await stat(join(repoRoot, 'dist', 'cli', 'index.js')).then((s) => s.mtimeMs, () => 0);
-  const source = Math.max(await newestMtime(join(repoRoot, 'src')), (await stat(join(repoRoot, 'tsconfig.json'))).mtimeMs);
-  if (built >= source) return 'dist/ is current';
-  log(built ? 'dist/ is older than src/: npm run build' : 'dist/ is missing: npm run build');
-  const r = await runTimed('npm', ['run', 'build'], toolEnv(), 300_000, repoRoot);
-  if (!r.ok) throw new Error(`npm run build failed:\n${(r.stdout + r.stderr).trimEnd().split('\n').slice(-20).join('\n')}`);
-  return `built (${r.seconds.toFixed(1)} s)`;
-}
-
 async function versions(padlockBin: string): Promise<Record<string, string>> {
   const v: Record<string, string> = {};
   const run = async (key: string, cmd: string, args: string[], pick: (out: string) => string | undefined): Promise<void> => {
@@ -139,7 +120,7 @@ function describe(r: RoundResult): string {
 
 async function main(): Promise<number> {
   const startedAt = new Date().toISOString();
-  log(`padlock: ${await ensureBuilt()}`);
+  log(`padlock: ${await ensureBuilt(log)}`);
   const padlockBin = join(repoRoot, 'bin', 'padlock');
   const vers = await versions(padlockBin);
   log(`versions: ${Object.entries(vers).map(([k, v]) => `${k} ${v}`).join(', ')}`);

@@ -22,7 +22,7 @@
  * is killed when its round ends, when the bench fails or exits, and at the
  * overall cap. See bench/startup/README.md.
  */
-import { mkdtemp, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -31,6 +31,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { positiveInt } from '../args.js';
+import { ensureBuilt } from '../build.js';
 import { runTimed, killAllChildren } from '../issue/child.js';
 import { killAllDaemons, serverPids, memory, cpuSeconds, machineBusy, type Daemon } from '../proxy/procs.js';
 import { toolEnv } from '../proxy/load.js';
@@ -150,27 +151,6 @@ async function freePort(): Promise<number> {
       s.close(() => (a && typeof a === 'object' ? res(a.port) : rej(new Error('no port'))));
     });
   });
-}
-
-/** The newest modification time (ms) of any file under `dir`. */
-async function newestMtime(dir: string): Promise<number> {
-  let newest = 0;
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
-    if (!e.isFile()) continue;
-    newest = Math.max(newest, (await stat(join(e.parentPath, e.name))).mtimeMs);
-  }
-  return newest;
-}
-
-/** bin/padlock runs dist/: builds it when it is missing or older than any file under src/. */
-async function ensureBuilt(): Promise<string> {
-  const built = await stat(join(repoRoot, 'dist', 'cli', 'index.js')).then((s) => s.mtimeMs, () => 0);
-  const source = Math.max(await newestMtime(join(repoRoot, 'src')), (await stat(join(repoRoot, 'tsconfig.json'))).mtimeMs);
-  if (built >= source) return 'dist/ is current';
-  log(built ? 'dist/ is older than src/: npm run build' : 'dist/ is missing: npm run build');
-  const r = await runTimed('npm', ['run', 'build'], toolEnv(), 300_000, repoRoot);
-  if (!r.ok) throw new Error(`npm run build failed:\n${tail(r.stdout + r.stderr, 20)}`);
-  return `built (${r.seconds.toFixed(1)} s)`;
 }
 
 async function versions(padlockBin: string): Promise<Record<string, string>> {
@@ -386,7 +366,7 @@ function describeRun(r: StartupRun): string {
 async function main(): Promise<number> {
   const startedAt = new Date().toISOString();
   if (location.kind !== 'fs') throw new Error('unreachable: the fixture folder');
-  const build = await ensureBuilt();
+  const build = await ensureBuilt(log);
   log(`padlock: ${build}`);
   const padlockBin = join(repoRoot, 'bin', 'padlock');
   const vers = await versions(padlockBin);
