@@ -3,10 +3,11 @@
  *
  *   npx node --import tsx bench/tls-alpn/run.ts [--runs 5] [--handshakes 400]
  *
- * 1. `padlock issue` for one fresh name against one Pebble, answering
- *    HTTP-01 (standalone on Pebble's httpPort) or TLS-ALPN-01 (standalone on
- *    its tlsPort), alternating, --runs each after one untimed warm-up that
- *    registers the account. Wall time from spawn to exit; median and range.
+ * 1. `padlock issue` and, as the anchor, `lego run` for one fresh name
+ *    against one Pebble, answering HTTP-01 (standalone on Pebble's httpPort)
+ *    or TLS-ALPN-01 (standalone on its tlsPort), --runs each in alternating
+ *    order after one untimed warm-up per tool that registers its account.
+ *    Wall time from spawn to exit; median and range.
  * 2. What reading ClientHellos costs :443: --handshakes full TLS handshakes
  *    (no resumption, ALPN h2), one after another, from a client in this
  *    process to an in-process ProxyServer, with no TLS-ALPN-01 challenge
@@ -48,22 +49,34 @@ async function issuance(): Promise<Record<string, unknown>> {
   const pebble = await startPebble({ tlsPort });
   const dir = await mkdtemp(join(tmpdir(), 'padlock-bench-alpn-'));
   let counter = 0;
-  const issue = async (challenge: 'http-01' | 'tls-alpn-01') => {
-    const name = `bench-${challenge}-${process.pid}-${++counter}.example.com`;
-    const args = ['issue', '-d', name, '--standalone', '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
-      '--config-dir', join(dir, 'store'), '--agree-tos', '--email', EMAIL,
-      ...(challenge === 'http-01'
-        ? ['--http-01-port', String(pebble.httpPort), '--http-01-address', '127.0.0.1']
-        : ['--preferred-challenges', 'tls-alpn-01', '--tls-alpn-01-port', String(tlsPort), '--tls-alpn-01-address', '127.0.0.1'])];
-    const r = await runTimed(bin, args, cleanEnv({}), 60_000);
-    if (!r.ok) throw new Error(`padlock issue (${challenge}) failed: ${r.stderr.slice(-2000)}`);
+  type Challenge = 'http-01' | 'tls-alpn-01';
+  // lego 4.9 (Debian) is the anchor: it answers both challenges with its own servers (--http, --tls).
+  const legoEnv = cleanEnv({ LEGO_CA_CERTIFICATES: pebble.serverCaFile });
+  const issue = async (tool: 'padlock' | 'lego', challenge: Challenge) => {
+    const name = `bench-${tool}-${challenge}-${process.pid}-${++counter}.example.com`;
+    const r = tool === 'padlock'
+      ? await runTimed(bin, ['issue', '-d', name, '--standalone', '--server', pebble.directoryUrl, '--server-ca', pebble.serverCaFile, '--trusted-roots', pebble.rootsFile,
+        '--config-dir', join(dir, 'store'), '--agree-tos', '--email', EMAIL,
+        ...(challenge === 'http-01'
+          ? ['--http-01-port', String(pebble.httpPort), '--http-01-address', '127.0.0.1']
+          : ['--preferred-challenges', 'tls-alpn-01', '--tls-alpn-01-port', String(tlsPort), '--tls-alpn-01-address', '127.0.0.1'])], cleanEnv({}), 60_000)
+      : await runTimed('lego', ['--server', pebble.directoryUrl, '--accept-tos', '--email', EMAIL, '--domains', name, '--path', join(dir, 'lego'),
+        ...(challenge === 'http-01' ? ['--http', '--http.port', `127.0.0.1:${pebble.httpPort}`] : ['--tls', '--tls.port', `127.0.0.1:${tlsPort}`]),
+        'run'], legoEnv, 60_000);
+    if (!r.ok) throw new Error(`${tool} (${challenge}) failed: ${r.stderr.slice(-2000)}`);
     return r.seconds;
   };
   try {
-    await issue('http-01');
-    const times: Record<'http-01' | 'tls-alpn-01', number[]> = { 'http-01': [], 'tls-alpn-01': [] };
+    // Untimed warm-ups register each tool's account.
+    await issue('padlock', 'http-01');
+    await issue('lego', 'http-01');
+    const rows = ['padlock http-01', 'padlock tls-alpn-01', 'lego http-01', 'lego tls-alpn-01'] as const;
+    const times = Object.fromEntries(rows.map((r) => [r, [] as number[]])) as Record<(typeof rows)[number], number[]>;
     for (let i = 0; i < runs; i++) {
-      for (const c of (i % 2 === 0 ? ['http-01', 'tls-alpn-01'] : ['tls-alpn-01', 'http-01']) as Array<'http-01' | 'tls-alpn-01'>) times[c].push(await issue(c));
+      for (const row of i % 2 === 0 ? rows : [...rows].reverse()) {
+        const [tool, challenge] = row.split(' ') as ['padlock' | 'lego', Challenge];
+        times[row].push(await issue(tool, challenge));
+      }
     }
     return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, { median: round(median(v)), min: round(Math.min(...v)), max: round(Math.max(...v)), runs: v.map((x) => round(x)) }]));
   } finally {
