@@ -53,7 +53,8 @@
  *   health check, or the route in its grace period) waits for one before it
  *   is sent, up to the route's upstream wait; an idempotent request without
  *   a body whose connection was refused waits too and goes to the next
- *   upstream that comes up. When the wait ends first: 503 with
+ *   upstream that comes up, as does one whose retry was reset again before
+ *   any answer (the upstream going away). When the wait ends first: 503 with
  *   `Retry-After`. Without a hold (or with a wait of 0), a route with no
  *   usable upstream answers 503 at once.
  * - Passive health: connect failures mark the upstream down in the route's
@@ -596,7 +597,10 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     const connectFailed = CONNECT_FAILURES.has(code);
     // A reset before any answer is usually a pooled keep-alive connection the upstream closed as we wrote.
     const reset = code === 'ECONNRESET' || code === 'EPIPE';
-    if (connectFailed) attempt.route.markDown(attempt.target);
+    // The retry reset too: the upstream is going away (a container stopping), not a stale pooled connection.
+    // Nothing was answered, so it counts as down like a refused connection, and the request may wait as one would.
+    const gone = connectFailed || (reset && attempt.tried.length >= 2);
+    if (gone) attempt.route.markDown(attempt.target);
 
     const replayable = request.body === null && IDEMPOTENT.has(request.method);
     if ((connectFailed || reset) && replayable && attempt.tried.length < 2) {
@@ -609,8 +613,8 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
       }
     }
     const hold = fwd.hold;
-    if (connectFailed && replayable && hold) {
-      // Nothing reached an upstream: wait for the next one that comes up (within this request's wait) and send it there.
+    if (gone && replayable && hold) {
+      // No upstream answered: wait for the next one that comes up (within this request's wait) and send it there.
       this.deadline ??= Date.now() + hold.waitMsFor(attempt.route);
       if (this.deadline > Date.now()) {
         this.controller = undefined;

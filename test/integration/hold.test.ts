@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 import tls from 'node:tls';
 import WebSocket, { WebSocketServer } from 'ws';
 import { TokenMap } from '../../src/acme/http01.js';
@@ -19,7 +20,7 @@ import { DAY, TestPki, type TestCert } from '../support/certs.js';
 import { freePort } from '../support/pebble.js';
 import { httpsClient } from '../support/https-client.js';
 
-const NAMES = ['grace.example.com', 'back.example.com', 'post.example.com', 'sent.example.com', 'ready.example.com', 'ws.example.com', 'flood.example.com', 'calm.example.com', 'nowait.example.com', 'h2-grace.example.com', 'h2-back.example.com', 'h2-post.example.com'];
+const NAMES = ['grace.example.com', 'back.example.com', 'post.example.com', 'sent.example.com', 'ready.example.com', 'ws.example.com', 'flood.example.com', 'calm.example.com', 'nowait.example.com', 'h2-grace.example.com', 'h2-back.example.com', 'h2-post.example.com', 'dying.example.com'];
 const WAIT_MS = 1_500;
 
 let root: TestCert;
@@ -173,6 +174,26 @@ describe('held requests (ProxyServer with hold)', () => {
     assert.ok(r.ms >= 450, `answered after the app came back (${Math.round(r.ms)} ms)`);
     assert.deepEqual(a.seen.map((s) => s.url), ['/again']);
     assert.ok(observed.held.includes('back.example.com:released'));
+  });
+
+  it('a GET whose upstream resets every connection before answering (a container stopping) is held, not answered 502, and reaches the app that listens next', async () => {
+    const a = await app('dying', false);
+    let resets = 0;
+    const dying = net.createServer((socket) => {
+      resets++;
+      socket.resetAndDestroy();
+    });
+    await new Promise<void>((r) => dying.listen(Number(new URL(a.url).port), '127.0.0.1', r));
+    setRoute(site('dying.example.com', [{ url: a.url }]));
+    const pending = request(port, 'dying.example.com', { path: '/after-reset' });
+    await sleep(400);
+    await new Promise<void>((r) => dying.close(() => r()));
+    await a.start();
+    const r = await pending;
+    assert.equal(r.status, 200, 'held until the next app answered');
+    assert.deepEqual(a.seen.map((x) => x.url), ['/after-reset']);
+    assert.ok(resets >= 2, `the dying upstream reset ${resets} connections`);
+    assert.ok(resets <= 20, `and was not hammered meanwhile: ${resets} connections in 400 ms`);
   });
 
   it('a POST to a name in its grace period waits unsent, and reaches the new container once, body intact, when discovery routes it', async () => {
