@@ -21,7 +21,8 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import https from 'node:https';
-import http from 'node:http';
+import type * as http from 'node:http';
+import nodeHttp from '../node-http.js';
 import tls from 'node:tls';
 import type acme from 'acme-client';
 import { AcmeProblemError, PadlockError, asPadlockError, errorMessage, type AcmeProblem } from '../errors.js';
@@ -132,7 +133,7 @@ export class AcmeClient {
   readonly inner: acme.Client;
   readonly directoryUrl: string;
   private readonly httpsAgent: https.Agent;
-  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  private readonly httpAgent = new nodeHttp.Agent({ keepAlive: true, maxSockets: 8 });
   private readonly nonces: string[] = [];
   private readonly timeoutMs: number;
   private readonly maxResponseBytes: number;
@@ -266,7 +267,7 @@ export class AcmeClient {
     const body = opts.data === undefined ? undefined : Buffer.from(JSON.stringify(opts.data));
     const target = new URL(url);
     const secure = target.protocol === 'https:';
-    const mod = secure ? https : http;
+    const mod = secure ? https : nodeHttp;
     const ctx = calls.getStore();
     const action = ctx?.action ?? `${method.toUpperCase()} ${shownUrl(url)}`;
     return new Promise<TransportResponse>((resolve, reject) => {

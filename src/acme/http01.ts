@@ -10,7 +10,8 @@
  * `prepare()` proves the responder can work (port bound, folder writable)
  * before any order is placed, so a problem costs no failed validation at the CA.
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import nodeHttp from '../node-http.js';
 import { mkdir, writeFile, unlink, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StandaloneChallengeServer } from './challenge-listen.js';
@@ -106,7 +107,7 @@ export class StandaloneResponder extends StandaloneChallengeServer<http.Server> 
   }
 
   protected createServer(): http.Server {
-    const server = http.createServer((req, res) => {
+    const server = nodeHttp.createServer((req, res) => {
       if (!handleChallengeRequest(this.tokens, req, res)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     });
     server.headersTimeout = 10_000;

@@ -5,7 +5,7 @@
  * follows the event stream. Nothing here writes, so a read-only socket proxy
  * in front of the daemon is enough.
  */
-import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpAgent } from '../node-http.js';
 import { Agent as HttpsAgent } from 'node:https';
 import Docker from 'dockerode';
 import { fromInspect, fromSummary, type ContainerInfo } from './container.js';

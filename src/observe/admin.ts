@@ -23,7 +23,8 @@
  * refused, so a web page cannot read the API through DNS rebinding.
  * The token is never logged: only whether one was presented.
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import nodeHttp from '../node-http.js';
 import type { AddressInfo } from 'node:net';
 import { PadlockError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -79,7 +80,7 @@ export class AdminServer {
       ? 'the admin API is set to require a token, but none is configured: set adminToken (PADLOCK_ADMIN_TOKEN) or adminTokenFile'
       : adminAccessProblem(this.host, this.token);
     if (problem) throw new PadlockError('CONFIG_INVALID', problem);
-    this.server = http.createServer((req, res) => {
+    this.server = nodeHttp.createServer((req, res) => {
       void this.handle(req, res).catch((err: unknown) => {
         this.log.error('admin request failed', { path: pathOf(req), error: errorMessage(err) });
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: errorMessage(err) }) + '\n');

@@ -73,7 +73,8 @@
  *   nginx-proxy's `VIRTUAL_PROTO=https`): upstreams are containers on private
  *   networks, often with self-signed certificates.
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import nodeHttp from '../node-http.js';
 import https from 'node:https';
 import type { BlockList, LookupFunction } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
@@ -208,7 +209,7 @@ export function sendErrorPage(res: ClientResponse, status: number, extraHeaders:
   if (res.headersSent || res.destroyed) return;
   const body = errorPageBody(status);
   // The reason phrase is given, so one left over from a failed writeHead() is never reused.
-  res.writeHead(status, http.STATUS_CODES[status] ?? 'Error', {
+  res.writeHead(status, nodeHttp.STATUS_CODES[status] ?? 'Error', {
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
@@ -228,7 +229,7 @@ const TITLES: Record<number, [string, string]> = {
 
 /** The body of padlock's own error pages: status and one sentence, no internals. */
 export function errorPageBody(status: number): string {
-  const [title, text] = TITLES[status] ?? [http.STATUS_CODES[status] ?? 'Error', 'The request could not be served.'];
+  const [title, text] = TITLES[status] ?? [nodeHttp.STATUS_CODES[status] ?? 'Error', 'The request could not be served.'];
   return `<!doctype html>\n<html><head><meta charset="utf-8"><title>${status} ${title}</title></head>\n<body><h1>${status} ${title}</h1><p>${text}</p></body></html>\n`;
 }
 
@@ -288,7 +289,7 @@ export class Forwarder {
       // LIFO: hot sockets are reused, surplus ones idle out.
       scheduling: 'lifo' as const,
     };
-    this.httpAgent = guardAgent(new http.Agent(agentOptions), guard, options.lookup);
+    this.httpAgent = guardAgent(new nodeHttp.Agent(agentOptions), guard, options.lookup);
     this.httpsAgent = guardAgent(new https.Agent({ ...agentOptions, rejectUnauthorized: false }), guard, options.lookup);
     this.proxy = new HttpProxy({
       xfwd: false,
@@ -299,7 +300,7 @@ export class Forwarder {
     // Errors on a client WebSocket socket reach here (http-proxy-3 emits them before any callback exists).
     this.proxy.on('error', (err, _req, res) => {
       this.log.debug('websocket client error', { error: errorCode(err) });
-      if (!(res instanceof http.ServerResponse)) (res as Duplex).destroy();
+      if (!(res instanceof nodeHttp.ServerResponse)) (res as Duplex).destroy();
     });
   }
 
@@ -721,7 +722,7 @@ function rawError(socket: Duplex, status: number): void {
   if (socket.destroyed) return;
   const body = errorPageBody(status);
   socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/html; charset=utf-8\r\n` +
+    `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status]}\r\ncontent-type: text/html; charset=utf-8\r\n` +
       (status === 503 ? `retry-after: ${RETRY_AFTER_SECONDS}\r\n` : '') +
       `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`,
   );

@@ -21,7 +21,8 @@
  * With `--workers N`, every worker runs its own checks.
  */
 import type { LookupFunction } from 'node:net';
-import { Agent as UndiciAgent } from 'undici';
+import type { Agent as UndiciAgent } from 'undici';
+import { Agent, request } from './undici-parts.js';
 import type { Logger } from '../log.js';
 import type { RouteTable, UpstreamHealth, UpstreamTarget } from './routes.js';
 import { guardedPoolFactory, type CurrentGuard } from './upstream-connect.js';
@@ -64,7 +65,7 @@ export class HealthChecks {
     this.timeoutMs = opts.timeoutMs ?? 2_000;
     this.pendingEveryMs = opts.pendingEveryMs ?? 500;
     this.log = opts.logger;
-    this.agent = new UndiciAgent({
+    this.agent = new Agent({
       factory: guardedPoolFactory(opts.guard, opts.lookup),
       connections: 4,
       pipelining: 1,
@@ -145,7 +146,7 @@ export class HealthChecks {
   /** One GET; true on 2xx/3xx. Never rejects. */
   private async once(target: UpstreamTarget, host: string): Promise<boolean> {
     try {
-      const res = await this.agent.request({
+      const res = await request.call(this.agent, {
         origin: target.url.origin,
         path: target.healthcheck!.path,
         method: 'GET',

@@ -15,7 +15,8 @@
  * WebSocket upgrades follow the same rules (a redirect site answers 308 on
  * the raw socket).
  */
-import http from 'node:http';
+import type * as http from 'node:http';
+import nodeHttp from '../node-http.js';
 import type { Duplex } from 'node:stream';
 import { handleChallengeRequest, type TokenMap } from '../acme/http01.js';
 import type { Logger } from '../log.js';
@@ -69,7 +70,7 @@ export function applyLimits(server: http.Server, limits: ServerLimits): void {
 
 /** Creates (does not start) the :80 server. */
 export function createHttpFront(deps: HttpFrontDeps): http.Server {
-  const server = http.createServer(
+  const server = nodeHttp.createServer(
     { maxHeaderSize: deps.limits.maxHeaderSize, connectionsCheckingInterval: checkInterval(deps.limits) },
     (req, res) => handleHttpRequest(deps, req, res),
   );
@@ -128,7 +129,7 @@ export function rawAnswer(socket: Duplex, status: number, location?: string): vo
   if (socket.destroyed) return;
   const body = status === 308 ? '' : errorPageBody(status);
   socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
+    `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status]}\r\n` +
       (location ? `location: ${location}\r\n` : '') +
       `content-type: text/html; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
