@@ -16,7 +16,7 @@
 # them, so a base that already has them builds with no network at all.
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# ---- build: compile TypeScript, then keep the production dependencies only ----
+# ---- build: compile TypeScript, bundle the CLI (dist/app/), then keep the production dependencies only ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 # The context (see .dockerignore) carries node_modules when `npm ci` was run
@@ -29,6 +29,7 @@ RUN set -eu; \
     if [ ! -d node_modules ]; then npm ci --no-audit --no-fund --ignore-scripts; fi; \
     rm -rf dist; \
     node node_modules/typescript/bin/tsc -p tsconfig.json; \
+    node scripts/bundle.mjs; \
     npm pkg delete dependencies.node; \
     npm prune --omit=dev --offline --ignore-scripts --no-audit --no-fund; \
     find node_modules -mindepth 1 -maxdepth 1 -type d -empty -delete; \

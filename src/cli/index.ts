@@ -32,6 +32,7 @@ export async function main(argv: string[]): Promise<void> {
       },
     });
   });
+  skipHelpRendering(cli);
   await cli
     .demandCommand(1, 'Name a command; see padlock --help.')
     .strict()
@@ -46,6 +47,21 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(64);
     })
     .parseAsync();
+}
+
+/**
+ * yargs renders a command's whole help text before it runs the command's
+ * handler (`cacheHelpMessage`), to print it should the command fail later.
+ * padlock's `.fail()` never prints help, and the rendering (string widths of
+ * every line) cost about 70 ms of every command's start-up (bench/issue CPU
+ * profile). `--help` still renders it, when asked. yargs is pinned in
+ * package.json; if a later version hides this method, commands only start
+ * slower.
+ */
+function skipHelpRendering(cli: object): void {
+  type Internals = { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } | undefined } };
+  const usage = (cli as Internals).getInternalMethods?.().getUsageInstance?.();
+  if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -51,6 +51,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import type { ChallengeResponder } from '../acme/http01.js';
 import type { AcmeTlsEntry, AcmeTlsPublisher } from '../acme/tls-alpn01.js';
 import { PadlockError } from '../errors.js';
@@ -391,8 +392,7 @@ export class ProxyCluster {
   // ---- internals ----
 
   private async start(): Promise<{ httpPort: number; httpsPort: number }> {
-    const here = fileURLToPath(import.meta.url);
-    const exec = here.replace(/cluster\.(ts|js)$/, (_m, ext: string) => `worker.${ext}`);
+    const exec = workerModule(fileURLToPath(import.meta.url));
     if (!existsSync(exec)) throw new Error(`proxy worker module not found at ${exec}`);
     cluster.setupPrimary({ exec, args: [] });
     cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal));
@@ -597,4 +597,15 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
       timer.unref();
     }),
   ]);
+}
+
+/**
+ * The worker's entry module, next to this one: `worker.ts` or `worker.js`
+ * beside `cluster.ts`/`cluster.js` (tsc's dist/, tests from src/), or
+ * `worker.js` in the same folder as the chunk this code was bundled into
+ * (dist/app/, scripts/bundle.mjs).
+ */
+export function workerModule(here: string): string {
+  const own = /cluster\.(ts|js)$/.exec(here);
+  return own ? `${here.slice(0, own.index)}worker.${own[1]}` : join(dirname(here), 'worker.js');
 }
