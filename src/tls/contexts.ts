@@ -202,8 +202,9 @@ export class CertificateRegistry {
     const exact = this.known(host);
     if (exact) return exact;
     const dot = host.indexOf('.');
-    // `*.b.c` serves `a.b.c` only: there must be a label before the dot and at least two after it.
-    if (dot <= 0 || host.indexOf('.', dot + 1) < 0) return undefined;
+    // `*.b.c` serves `a.b.c` only: there must be a label before the dot and at least two after it,
+    // and never an IP address (IPv6 has no dot; IPv4 ends in a numeric label, which no DNS name does).
+    if (dot <= 0 || host.indexOf('.', dot + 1) < 0 || /\.[0-9]+$/.test(host)) return undefined;
     return this.known(`*${host.slice(dot)}`);
   }
 
