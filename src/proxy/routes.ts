@@ -177,7 +177,15 @@ export class RouteTable {
    */
   lookup(hostHeader: string | undefined): HostRoute | undefined {
     const host = hostFromHeader(hostHeader);
-    if (host === undefined) return undefined;
+    return host === undefined ? undefined : this.get(host);
+  }
+
+  /**
+   * The route for a host already normalised (`hostFromHeader`'s output, or a
+   * site's `host`): `::1` here is an address, where a Host header must write
+   * `[::1]`. Exact first, then the one-label wildcard.
+   */
+  get(host: string): HostRoute | undefined {
     const exact = this.routes.get(host);
     if (exact) return exact;
     const dot = host.indexOf('.');
