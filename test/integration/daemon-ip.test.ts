@@ -171,6 +171,30 @@ function daemonSuite(title: string, extraArgs: string[]) {
 daemonSuite('padlock run with a static IP host (one process)', []);
 daemonSuite('padlock run with a static IP host (--workers 2)', ['--workers', '2']);
 
+describe('padlock run with an IP host over TLS-ALPN-01 (--challenge tls-alpn-01)', () => {
+  let cfg: { dir: string; cleanup: () => Promise<void> };
+  let daemon: RunningDaemon;
+
+  before(async () => {
+    cfg = await tempConfigDir();
+    const file = join(cfg.dir, 'padlock.yaml');
+    await writeFile(file, ['sites:', '  - host: 127.0.0.1', `    upstream: ${app.url}`].join('\n'));
+    // Pebble's VA connects to 127.0.0.1:tlsPort with SNI 1.0.0.127.in-addr.arpa and ALPN acme-tls/1 (RFC 8738 section 6).
+    daemon = await startPadlockRun(['--config', file, '--docker', 'false', '--config-dir', join(cfg.dir, 'store'), '--challenge', 'tls-alpn-01', ...pebbleRunFlags(pebble)], { httpsPort: pebble.tlsPort });
+  });
+  after(async () => {
+    await daemon?.stop();
+    await cfg?.cleanup();
+  });
+
+  it('obtains the IP certificate through :443 and serves it there without SNI', async () => {
+    const r = await waitFor('HTTPS at the IP', () => ipGet('127.0.0.1', daemon.httpsPort, pebble.rootPem).catch(() => undefined), 30_000);
+    assert.equal(r.status, 200);
+    assert.equal(r.san, 'IP Address:127.0.0.1');
+    assert.match(daemon.output(), /answering an acme-tls\/1 handshake/);
+  });
+});
+
 describe('padlock run with an IPv6 host ([::1], bound to ::1)', () => {
   let cfg: { dir: string; cleanup: () => Promise<void> };
   let daemon: RunningDaemon;
