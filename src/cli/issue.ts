@@ -3,7 +3,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { isIP } from 'node:net';
-import { normaliseNames } from '../config/names.js';
+import { ipLineageName, normaliseNames } from '../config/names.js';
 import { isValidLineageName, type LineageMeta } from '../store/store.js';
 import { SUPPORTED_CURVES, SUPPORTED_RSA_SIZES } from '../tls/keys.js';
 import { systemClock } from '../clock.js';
@@ -79,8 +79,8 @@ function buildMeta(args: IssueArgs): { meta: Omit<LineageMeta, 'updatedAt'>; eab
   const server = resolveServer(args, problems);
   checkEmail(args.email, problems);
   const eab = checkEab(args, problems);
-  // certbot's default name: the first domain, without a wildcard's "*." (IPv6 colons become "-").
-  const name = (args['cert-name'] ?? (domains[0] ?? '').replace(/^\*\./, '').replace(/:/g, '-')).toLowerCase();
+  // certbot's default name: the first domain, without a wildcard's "*." (an IPv6 address's colons become "-": ipLineageName).
+  const name = (args['cert-name'] ?? ipLineageName((domains[0] ?? '').replace(/^\*\./, ''))).toLowerCase();
   if (args.dns !== undefined && domains.some((d) => isIP(d))) problems.add('an IP address cannot be validated over DNS-01 (RFC 8738 allows HTTP-01 and TLS-ALPN-01 only); issue it without --dns');
   if (domains.length) problems.check(isValidLineageName(name), `--cert-name "${args['cert-name']}" may hold only lowercase letters, digits, ".", "-" and "_"`);
   if (args['key-type'] === 'rsa') {

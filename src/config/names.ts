@@ -1,9 +1,14 @@
 /**
- * Domain names as padlock accepts them for certificates. Pure.
+ * Domain names and IP addresses as padlock accepts them for certificates. Pure.
  *
  * Names are normalised (lowercase, no trailing dot) and checked against the
  * DNS rules a public CA applies, so a bad name fails here, before any order
  * is placed, instead of costing a failed order at the CA.
+ *
+ * IP addresses (RFC 8738 identifiers) are kept in their canonical text
+ * (dotted quad; RFC 5952 for IPv6), which is also how a connection's local
+ * address reads, so a site's host, its lineage and the address a client
+ * connected to compare as strings.
  */
 import { isIP } from 'node:net';
 import { domainToASCII } from 'node:url';
@@ -22,9 +27,8 @@ export function normaliseName(input: string, options: { allowWildcard?: boolean;
   if (raw === '') return { input, reason: 'the name is empty' };
   const bare = raw.replace(/^\[|\]$/g, '');
   if (isIP(bare)) {
-    // RFC 8738: an IP identifier, in its canonical text (RFC 5952 for IPv6), as the CSR and the CA will show it.
-    if (options.allowIp) return { name: isIP(bare) === 6 ? new URL(`http://[${bare}]/`).hostname.replace(/^\[|\]$/g, '') : bare };
-    return { input, reason: 'IP addresses get a certificate only from padlock issue (RFC 8738); clients send no SNI for them, so padlock cannot route them here: use a DNS name' };
+    if (options.allowIp) return normaliseIp(input);
+    return { input, reason: 'an IP address is not a domain name here' };
   }
   let name = raw.toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
@@ -51,6 +55,63 @@ export function normaliseName(input: string, options: { allowWildcard?: boolean;
     }
   }
   return { name };
+}
+
+/**
+ * An IP address as a certificate identifier and a site host (RFC 8738): its
+ * canonical text (RFC 5952 for IPv6, as the CSR, the CA and a socket's
+ * `localAddress` show it), or why it can't be one. Brackets are accepted
+ * around IPv6. Refused: a zone (`fe80::1%eth0`, which names an interface,
+ * not an address a certificate can hold), the unspecified addresses
+ * (`0.0.0.0`, `::`), multicast and broadcast (no TLS connection reaches
+ * them), and IPv4-mapped IPv6 (`::ffff:192.0.2.1`: clients and padlock see
+ * the IPv4 address, so write that).
+ */
+export function normaliseIp(input: string): { name: string } | NameProblem {
+  const bare = input.trim().replace(/^\[(.*)\]$/, '$1');
+  const family = isIP(bare);
+  if (family === 0) return { input, reason: 'it is not an IP address' };
+  if (family === 4) {
+    if (bare === '0.0.0.0') return { input, reason: '0.0.0.0 is the unspecified address, not one a client can connect to' };
+    const first = Number(bare.split('.')[0]);
+    if (first >= 224 && first <= 239) return { input, reason: 'it is a multicast address' };
+    if (bare === '255.255.255.255') return { input, reason: 'it is the broadcast address' };
+    return { name: bare };
+  }
+  if (bare.includes('%')) return { input, reason: 'an IPv6 zone (%interface) names a network interface and cannot be on a certificate; give the address alone' };
+  const name = new URL(`http://[${bare}]/`).hostname.slice(1, -1);
+  if (name === '::') return { input, reason: ':: is the unspecified address, not one a client can connect to' };
+  if (name.startsWith('ff')) return { input, reason: 'it is a multicast address' };
+  // The WHATWG serialiser writes the mapped IPv4 part in hex (`::ffff:c000:207`).
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(name);
+  if (mapped) {
+    const [hi, lo] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+    const v4 = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+    return { input, reason: `it is an IPv4-mapped IPv6 address; clients and padlock see it as ${v4}, so write that` };
+  }
+  return { name };
+}
+
+/**
+ * The certificate (lineage) name for an IP address, a valid folder name and
+ * Redis key (store/store.ts `isValidLineageName`): IPv4 as it is
+ * (`live/203.0.113.10/`, as `padlock issue -d 203.0.113.10` names it), IPv6
+ * with each `:` as `-` and a `0` before a leading `-` (`2001-db8--1`; `0--1`
+ * for `::1`, since `0::1` is the same address). No site name collides: a
+ * DNS name's last label is never all digits (so never an IPv4 address), and
+ * an IPv6 lineage name has no dot (its canonical text writes an embedded
+ * IPv4 part in hex), while a site name without a dot is only ever
+ * `localhost` or a configured local suffix. `ip` is canonical (normaliseIp).
+ */
+export function ipLineageName(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const dashed = ip.replace(/:/g, '-');
+  return dashed.startsWith('-') ? `0${dashed}` : dashed;
+}
+
+/** True for an IPv4 or IPv6 address in any text form padlock reads (brackets allowed). */
+export function isIpHost(host: string): boolean {
+  return isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0;
 }
 
 /**
@@ -94,9 +155,15 @@ export function isLocalName(name: string, localSuffixes: readonly string[]): boo
 /**
  * A host name to serve, and who can certify it: public names by the rules of
  * normaliseName (for an ACME CA), local names (localhost, *.internal...) by
- * padlock's local CA, which also accepts a single label such as `localhost`.
+ * padlock's local CA, which also accepts a single label such as `localhost`,
+ * and IP addresses (normaliseIp) by the ACME CA, as IP certificates.
  */
 export function normaliseSiteHost(input: string, localSuffixes: readonly string[]): { name: string; issuer: 'acme' | 'local' } | NameProblem {
+  // An IP address gets an IP certificate from the ACME CA (RFC 8738), never from the local CA (whose root excludes every IP).
+  if (isIpHost(input.trim())) {
+    const ip = normaliseIp(input);
+    return 'reason' in ip ? ip : { name: ip.name, issuer: 'acme' };
+  }
   const lowered = input.trim().toLowerCase().replace(/\.$/, '');
   if (lowered !== '' && !lowered.includes('.') && isLocalName(lowered, localSuffixes)) {
     // Borrow normaliseName's label rules by giving it a second label, then take it off again.

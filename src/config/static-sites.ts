@@ -5,7 +5,7 @@
  */
 import { DEFAULT_HEALTHCHECK_INTERVAL_MS, type SiteSpec } from '../state/desired-state.js';
 import type { StaticSite } from './schema.js';
-import { normaliseName, normaliseSiteHost } from './names.js';
+import { isIpHost, normaliseName, normaliseSiteHost } from './names.js';
 import { shownUrl } from './shown.js';
 import { parseUpstreamUrl } from './upstream.js';
 import { PadlockError } from '../errors.js';
@@ -42,6 +42,8 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
     const where = `${fileName}: sites.${i}`;
     const host = e.host.trim().startsWith('*') ? wildcardHost(e.host, dnsCovers) : normaliseSiteHost(e.host, localSuffixes);
     if ('reason' in host) return void problems.push(`${where}.host "${e.host}": ${host.reason}`);
+    // RFC 8738 section 7: an IP identifier is validated over HTTP-01 or TLS-ALPN-01, never DNS-01 (and no zone holds an address).
+    if (isIpHost(host.name) && e.challenge === 'dns-01') return void problems.push(`${where}.challenge: ${host.name} is an IP address, which can only be validated over http-01 or tls-alpn-01 (RFC 8738), never dns-01; remove challenge: dns-01`);
     const dns = host.name.startsWith('*.') || e.challenge === 'dns-01';
     if (dns && e.challenge !== 'http-01' && host.issuer === 'acme' && !dnsCovers?.(host.name.replace(/^\*\./, ''))) {
       return void problems.push(`${where}: ${host.name} needs DNS-01, and no provider in dns.providers covers it; add one with zones: [${host.name.replace(/^\*\./, '')}]`);

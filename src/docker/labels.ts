@@ -10,7 +10,7 @@
  *
  * | label | meaning | default |
  * |---|---|---|
- * | `padlock.host` | comma-separated host names to route to this container; each gets HTTPS | none (not routed) |
+ * | `padlock.host` | comma-separated host names (or IP addresses) to route to this container; each gets HTTPS | none (not routed) |
  * | `padlock.port` | the container port to send requests to | the one exposed port; else see "port" below |
  * | `padlock.upstream` | an explicit `http(s)://host[:port]` URL; overrides address and port resolution | none |
  * | `padlock.email` | contact email for the certificate of these names | `defaultEmail` |
@@ -73,6 +73,15 @@
  * that claimed them would receive what local clients send to
  * `https://localhost`. Names under it (`app.localhost`) route as usual.
  *
+ * ## IP address hosts
+ * A host may be an IP address (`padlock.host=203.0.113.10`, `[2001:db8::10]`,
+ * `VIRTUAL_HOST` likewise): it gets an IP certificate over HTTP-01 or
+ * TLS-ALPN-01 (RFC 8738) and is served to clients that connect to that very
+ * address (proxy/ip-hosts.ts). Loopback addresses stay refused (above).
+ * With `padlock.challenge=dns-01` an address is refused (LABEL_INVALID_VALUE:
+ * DNS-01 cannot validate an IP), and only that address: the container's
+ * other names still route.
+ *
  * ## Upstreams a container cannot use
  * With `upstreamGuard`, an upstream whose address needs no DNS (an IP
  * literal, `localhost`, or the host network's 127.0.0.1) is checked against
@@ -99,7 +108,7 @@
  * reported as CONTAINER_UNHEALTHY (Traefik also drops unhealthy containers).
  * One whose check is still `starting` is routed: see the comment in the code.
  */
-import { isLocalName, normaliseName, normaliseSiteHost } from '../config/names.js';
+import { isIpHost, isLocalName, normaliseName, normaliseSiteHost } from '../config/names.js';
 import { isLoopbackAddress, type UpstreamGuard } from '../proxy/upstream-guard.js';
 import { shownUrl } from '../config/shown.js';
 import { parseUpstreamUrl } from '../config/upstream.js';
@@ -341,7 +350,7 @@ function checkHost(
  * `https://localhost` (the route that published padlock's admin API).
  */
 const LOCALHOST_REASON = 'localhost is this machine\'s own name, so a container may not claim it; use a name under it, such as app.localhost';
-const LOOPBACK_REASON = 'it is a loopback address, this machine\'s own, and padlock routes names, not addresses; use a name such as app.localhost';
+const LOOPBACK_REASON = 'it is a loopback address, this machine\'s own, so a container may not claim it (it would get what local clients send to https://127.0.0.1); use a name such as app.localhost, or route the address from the config file\'s sites';
 
 /** Which names a container asks for, and the problems found reading them. */
 interface Wanted {
@@ -495,6 +504,10 @@ function readContainer(c: ContainerInfo, options: DiscoveryOptions): { claims: C
     }
     if (seen.has(r.name)) continue;
     seen.add(r.name);
+    if (wantDns && isIpHost(r.name)) {
+      bad('LABEL_INVALID_VALUE', challengeSrc!, `${r.name} is an IP address, which can only be validated over http-01 or tls-alpn-01 (RFC 8738), never dns-01: remove ${LABELS.challenge}=dns-01 or give this address its own container; the container's other names still route`, r.name);
+      continue;
+    }
     if (wantDns && !r.name.startsWith('*.') && !isLocalName(r.name, options.localSuffixes) && !options.dnsCovers?.(r.name)) {
       bad('LABEL_INVALID_VALUE', challengeSrc!, `${r.name} asks for dns-01, but no DNS provider in the config covers it: add one to the config file's dns.providers with its zone; the container's other names still route`, r.name);
       continue;

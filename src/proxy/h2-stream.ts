@@ -13,6 +13,11 @@
  * Anything else gets **421 Misdirected Request** (RFC 9110 section 15.5.20),
  * and the browser retries on a connection of its own for that name.
  *
+ * A connection without SNI (to an IP host's address, proxy/ip-hosts.ts) is
+ * named by that address and serves only it: `:authority` `203.0.113.10`,
+ * `203.0.113.10:8443` or `[2001:db8::10]:443` for the address, 421 for
+ * anything else.
+ *
  * ## What the upstream gets
  * The same as for HTTP/1.1 (proxy/headers.ts), with `X-Forwarded-Proto:
  * https`, `Host` from `:authority`, `Via: 2 padlock`, and the request over
@@ -37,6 +42,7 @@ import type { Http2Limits } from './h2-limits.js';
 import { H2Response } from './h2-response.js';
 import { prepareRequestHeaders } from './headers.js';
 import type { HostRoute } from './routes.js';
+import { connectionName } from './ip-hosts.js';
 
 const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -47,8 +53,13 @@ export interface H2FrontDeps extends FrontDeps {
 
 /** What padlock needs from a connection, read once per connection. */
 interface ConnectionFacts {
-  /** The SNI name, lowercase, no trailing dot (undefined: no SNI, which the handshake already refuses). */
-  sni: string | undefined;
+  /**
+   * The connection's name: its SNI name, lowercase, no trailing dot, or
+   * without SNI the IP address it connected to (an IP host, proxy/ip-hosts.ts).
+   */
+  name: string | undefined;
+  /** True when `name` is the local address (no SNI): only that address is served, nothing coalesces. */
+  byAddress: boolean;
   client: string;
   port: number;
   /** The connection's certificate, parsed on the first coalesced request (null: none could be read). */
@@ -107,19 +118,20 @@ export class H2Front {
   private connection(session: http2.Http2Session): ConnectionFacts {
     let facts = this.connections.get(session);
     if (!facts) {
-      const socket = session.socket as unknown as { servername?: string | false; remoteAddress?: string; localPort?: number };
-      const sni = typeof socket.servername === 'string' ? socket.servername.toLowerCase().replace(/\.$/, '') : undefined;
+      const socket = session.socket as unknown as { servername?: string | false; remoteAddress?: string; localAddress?: string; localPort?: number };
       const remote = socket.remoteAddress ?? '';
-      facts = { sni, client: remote.startsWith('::ffff:') ? remote.slice(7) : remote, port: socket.localPort ?? 0 };
+      const byAddress = typeof socket.servername !== 'string' || socket.servername === '';
+      facts = { name: connectionName(socket), byAddress, client: remote.startsWith('::ffff:') ? remote.slice(7) : remote, port: socket.localPort ?? 0 };
       this.connections.set(session, facts);
     }
     return facts;
   }
 
   private route(session: http2.Http2Session, conn: ConnectionFacts, host: string): HostRoute | undefined {
-    if (conn.sni === undefined) return undefined;
-    if (host !== conn.sni && !this.coalesces(session, conn, conn.sni, host)) return undefined;
-    return this.deps.routes().lookup(host);
+    if (conn.name === undefined) return undefined;
+    // An IP certificate covers its address only: a connection by address serves that address alone.
+    if (host !== conn.name && (conn.byAddress || !this.coalesces(session, conn, conn.name, host))) return undefined;
+    return this.deps.routes().get(host);
   }
 
   /** A request for another name on this connection: see "Routing and 421" above. */

@@ -102,7 +102,7 @@ export class RequestHold {
 
   /** The route for `host` now (the table may have been replaced while the request waited). */
   route(host: string): HostRoute | undefined {
-    return this.opts.routes().lookup(host);
+    return this.opts.routes().get(host);
   }
 
   /**

@@ -21,7 +21,7 @@ import type { Duplex } from 'node:stream';
 import { handleChallengeRequest, type TokenMap } from '../acme/http01.js';
 import type { Logger } from '../log.js';
 import { sendErrorPage, errorPageBody, type Forwarder } from './forward.js';
-import { hostFromHeader, type RouteTable } from './routes.js';
+import { hostForUrl, hostFromHeader, type RouteTable } from './routes.js';
 
 /** Slow-client protection shared by both fronts. */
 export interface ServerLimits {
@@ -121,7 +121,7 @@ export function httpsLocation(req: http.IncomingMessage, httpsPort: number): str
   }
   // `//evil.example/` as a path would read as a network-path reference in some clients; the scheme+host prefix makes it safe.
   const port = httpsPort === 443 ? '' : `:${httpsPort}`;
-  return `https://${host}${port}${target}`;
+  return `https://${hostForUrl(host)}${port}${target}`;
 }
 
 /** A short answer on a raw socket that never became HTTP-parsed (upgrade requests). */

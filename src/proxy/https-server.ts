@@ -40,8 +40,10 @@
  * handshake is still refused, only with a plain close instead of the alert
  * (the integration test pins the alert so that change is noticed).
  *
- * A client that sends no SNI at all (an IP address in the URL) gets a
- * `handshake_failure` alert: there is no default certificate.
+ * A client that sends no SNI at all (an IP address in the URL) gets the
+ * certificate of the address it connected to when that address is an IP
+ * host (proxy/ip-hosts.ts); otherwise a `handshake_failure` alert: there is
+ * no default certificate.
  *
  * ## `acme-tls/1`: TLS-ALPN-01 challenges
  * While a TLS-ALPN-01 challenge is pending, a handshake that offers ALPN
@@ -49,9 +51,10 @@
  * other connection is served as usual (proxy/acme-tls-gate.ts).
  *
  * ## Known name, wrong Host: 421
- * The certificate of a connection covers its SNI name. A request whose Host
- * names another host (or no routed host) gets **421 Misdirected Request**
- * (RFC 9110 section 15.5.20), so a client opens a connection to the right name.
+ * The certificate of a connection covers its SNI name (without SNI: the IP
+ * address it connected to, proxy/ip-hosts.ts). A request whose Host names
+ * another host (or no routed host) gets **421 Misdirected Request** (RFC 9110
+ * section 15.5.20), so a client opens a connection to the right name.
  *
  * ## HSTS
  * Forwarded responses of a site with `hstsMaxAge` carry
@@ -72,6 +75,7 @@ import { H2Sessions } from './h2-sessions.js';
 import { H2Front } from './h2-stream.js';
 import { hostFromHeader, type HostRoute } from './routes.js';
 import { installAcmeTlsGate } from './acme-tls-gate.js';
+import { connectionName, installIpHosts } from './ip-hosts.js';
 import type { AcmeTlsChallenges } from '../acme/tls-alpn01.js';
 
 export interface HttpsFrontDeps extends FrontDeps {
@@ -129,7 +133,9 @@ export function createHttpsFront(deps: HttpsFrontDeps): HttpsFront {
     front = { server };
   }
   const server = front.server;
-  // Before anyone else listens for connections: the gate decides which TLS server a connection reaches.
+  // Before anyone else listens for connections: a connection to an IP host's address starts with its context,
+  // and (installed after, so it runs first) the acme-tls/1 gate decides which TLS server a connection reaches.
+  installIpHosts(server, { certificates: deps.certificates, ticketKeys: deps.ticketKeys, logger: deps.logger });
   if (deps.acmeTls) installAcmeTlsGate(server, { challenges: deps.acmeTls, logger: deps.logger });
   if (!installTicketKeys(server, deps.ticketKeys)) deps.logger.warn('this Node version offers no session ticket hook: TLS resumption uses per-process keys and no ticket renewal');
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -171,11 +177,11 @@ export function handleHttpsRequest(deps: FrontDeps, req: http.IncomingMessage, r
   deps.forwarder.web(req, res, route, { proto: 'https', hstsMaxAge: route.site.hstsMaxAge });
 }
 
+/** The route when Host names the connection's SNI name, or without SNI its local address (an IP host: proxy/ip-hosts.ts). */
 function routeFor(deps: FrontDeps, req: http.IncomingMessage): HostRoute | undefined {
   const host = hostFromHeader(req.headers.host);
-  const sni = (req.socket as tls.TLSSocket).servername;
-  if (host === undefined || typeof sni !== 'string' || host !== sni.toLowerCase().replace(/\.$/, '')) return undefined;
-  return deps.routes().lookup(host);
+  if (host === undefined || host !== connectionName(req.socket as tls.TLSSocket)) return undefined;
+  return deps.routes().get(host);
 }
 
 function isWritableSocket(value: unknown): value is Socket {

@@ -21,6 +21,7 @@
  * A site in its grace period (`graceUntil`, state/grace.ts) is in the table
  * with no upstream at all: its name is known, and `pick()` finds nothing.
  */
+import { isIP } from 'node:net';
 import type { SiteSpec, Upstream } from '../state/desired-state.js';
 import { systemClock, type Clock } from '../clock.js';
 
@@ -150,6 +151,9 @@ export class HostRoute {
   }
 }
 
+/** A last label of digits only: an IPv4 address (no DNS name has one). */
+const NUMERIC_LAST_LABEL = /\.[0-9]+$/;
+
 /** Host -> route, immutable. Exact hosts first, then one-label wildcard sites (`*.example.com`). */
 export class RouteTable {
   private readonly routes: ReadonlyMap<string, HostRoute>;
@@ -167,16 +171,26 @@ export class RouteTable {
 
   /**
    * The route for a Host header value (`App.Example.com:8443`, `example.com.`,
-   * `[::1]:443`): port stripped, lowercased, trailing dot removed. Undefined for
-   * an unknown host or a missing/empty header.
+   * `[::1]:443`), normalised by `hostFromHeader`. Undefined for an unknown
+   * host or a missing/empty header. An IP address matches only its own route,
+   * never a wildcard.
    */
   lookup(hostHeader: string | undefined): HostRoute | undefined {
     const host = hostFromHeader(hostHeader);
-    if (host === undefined) return undefined;
+    return host === undefined ? undefined : this.get(host);
+  }
+
+  /**
+   * The route for a host already normalised (`hostFromHeader`'s output, or a
+   * site's `host`): `::1` here is an address, where a Host header must write
+   * `[::1]`. Exact first, then the one-label wildcard.
+   */
+  get(host: string): HostRoute | undefined {
     const exact = this.routes.get(host);
     if (exact) return exact;
     const dot = host.indexOf('.');
-    if (dot <= 0 || host.indexOf('.', dot + 1) < 0) return undefined;
+    // Wildcards never match an IP address (an IPv6 one has no dot; an IPv4 one ends in a numeric label).
+    if (dot <= 0 || host.indexOf('.', dot + 1) < 0 || NUMERIC_LAST_LABEL.test(host)) return undefined;
     return this.routes.get(`*${host.slice(dot)}`);
   }
 
@@ -195,7 +209,13 @@ export class RouteTable {
   }
 }
 
-/** The host part of a Host header, normalised; undefined when empty or malformed. */
+/**
+ * The host part of a Host header (or `:authority`), normalised: lowercase, no
+ * port, no trailing dot, and an IPv6 literal without its brackets in its
+ * canonical text (`[0:0::1]:443` -> `::1`), as sites, certificates and a
+ * socket's local address write it. Undefined when empty or malformed
+ * (brackets around anything but an IPv6 address, a bad port).
+ */
 export function hostFromHeader(value: string | undefined): string | undefined {
   if (!value) return undefined;
   let host = value.trim().toLowerCase();
@@ -204,16 +224,23 @@ export function hostFromHeader(value: string | undefined): string | undefined {
     if (end < 0) return undefined;
     const rest = host.slice(end + 1);
     if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return undefined;
-    host = host.slice(0, end + 1);
-  } else {
-    const colon = host.indexOf(':');
-    if (colon >= 0) {
-      if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return undefined;
-      host = host.slice(0, colon);
-    }
+    const inner = host.slice(1, end);
+    // A zone (`%25eth0`) is no address a certificate or route can hold; IPvFuture (`v1.x`) is not IPv6.
+    if (isIP(inner) !== 6 || inner.includes('%')) return undefined;
+    return new URL(`http://[${inner}]/`).hostname.slice(1, -1);
+  }
+  const colon = host.indexOf(':');
+  if (colon >= 0) {
+    if (!/^\d{1,5}$/.test(host.slice(colon + 1))) return undefined;
+    host = host.slice(0, colon);
   }
   if (host.endsWith('.')) host = host.slice(0, -1);
   return host.length > 0 ? host : undefined;
+}
+
+/** A host as it goes into a URL: an IPv6 address in brackets (`[::1]`), anything else as it is. */
+export function hostForUrl(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }
 
 function toTarget(u: Upstream): UpstreamTarget {

@@ -9,6 +9,7 @@
  * disk.
  */
 import type { SiteSpec } from './desired-state.js';
+import { ipLineageName } from '../config/names.js';
 import { decideWithAri, blockedUntil, type FailureRecord, type RenewalReason } from '../certificates/policy.js';
 
 export type Issuer = 'acme' | 'local';
@@ -51,10 +52,12 @@ const WILDCARD_LINEAGE_PREFIX = 'wildcard_.';
 /**
  * The lineage a host's certificate lives in: the host itself, or
  * `wildcard_.BASE` for `*.BASE` (a lineage name cannot hold "*", and no host
- * name holds "_", so it never collides with a host's own).
+ * name holds "_", so it never collides with a host's own), or for an IPv6
+ * address its text with `-` for `:` (config/names.ts `ipLineageName`).
  */
 export function lineageNameFor(host: string): string {
-  return host.startsWith('*.') ? WILDCARD_LINEAGE_PREFIX + host.slice(2) : host;
+  if (host.startsWith('*.')) return WILDCARD_LINEAGE_PREFIX + host.slice(2);
+  return host.includes(':') ? ipLineageName(host) : host;
 }
 
 /** The wanted wildcard host whose certificate serves `host` (`*.b.c` for `a.b.c`), if any. */

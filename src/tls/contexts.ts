@@ -27,6 +27,7 @@
  * labels or the bare parent).
  */
 import tls from 'node:tls';
+import { isIP } from 'node:net';
 import { PadlockError } from '../errors.js';
 
 /** One certificate as the store delivers it. */
@@ -108,6 +109,8 @@ export class CertificateRegistry {
   private snapshot: CertificateSnapshot = new Map();
   /** Routed names whose certificate is not in memory yet. */
   private pending: ReadonlySet<string> = new Set();
+  /** The IP addresses among the snapshot's and the pending names (proxy/ip-hosts.ts serves them without SNI). */
+  private addresses: ReadonlySet<string> = new Set();
   /** Pending names loaded on demand, until a snapshot holds them (or no longer names them). */
   private readonly loaded = new Map<string, CertificateEntry>();
   private readonly loading = new Map<string, Promise<CertificateEntry | undefined>>();
@@ -133,8 +136,11 @@ export class CertificateRegistry {
     for (const [name, entry] of snapshot) next.set(name.toLowerCase(), Object.freeze({ ...entry }));
     const waiting = new Set<string>();
     for (const name of pending) if (!next.has(name.toLowerCase())) waiting.add(name.toLowerCase());
+    const addresses = new Set<string>();
+    for (const name of [...next.keys(), ...waiting]) if (isIP(name)) addresses.add(name);
     this.snapshot = next;
     this.pending = waiting;
+    this.addresses = addresses;
     for (const name of this.loaded.keys()) if (!waiting.has(name)) this.loaded.delete(name);
     for (const [key, context] of this.contexts) {
       const [name, version] = splitKey(key);
@@ -143,6 +149,20 @@ export class CertificateRegistry {
         release(context);
       }
     }
+  }
+
+  /** True when some name in the snapshot (or pending) is an IP address. O(1). */
+  hasAddresses(): boolean {
+    return this.addresses.size > 0;
+  }
+
+  /**
+   * True when `ip` (canonical text, as `config/names.ts` writes it) is a name
+   * of the snapshot or a pending one: `sniCallback(ip, ...)` then answers its
+   * context (reading a pending one first). O(1).
+   */
+  holdsAddress(ip: string): boolean {
+    return this.addresses.has(ip);
   }
 
   /** True when a handshake for `servername` would find a certificate in memory (exact or wildcard). */
@@ -202,8 +222,9 @@ export class CertificateRegistry {
     const exact = this.known(host);
     if (exact) return exact;
     const dot = host.indexOf('.');
-    // `*.b.c` serves `a.b.c` only: there must be a label before the dot and at least two after it.
-    if (dot <= 0 || host.indexOf('.', dot + 1) < 0) return undefined;
+    // `*.b.c` serves `a.b.c` only: there must be a label before the dot and at least two after it,
+    // and never an IP address (IPv6 has no dot; IPv4 ends in a numeric label, which no DNS name does).
+    if (dot <= 0 || host.indexOf('.', dot + 1) < 0 || /\.[0-9]+$/.test(host)) return undefined;
     return this.known(`*${host.slice(dot)}`);
   }
 

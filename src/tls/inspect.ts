@@ -5,13 +5,17 @@
  * read as an X.509 certificate becomes a `PadlockError('CERT_UNPARSEABLE')`.
  */
 import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { PadlockError } from '../errors.js';
 
 /** The facts about one certificate that padlock prints, logs and decides on. */
 export interface CertSummary {
   /** The subject common name, or the whole subject when it has no CN. */
   subject: string;
-  /** The DNS subjectAltNames, lowercase, in certificate order. */
+  /**
+   * The DNS names (lowercase) and IP addresses (canonical text: dotted IPv4,
+   * RFC 5952 IPv6) of the subjectAltName, in certificate order.
+   */
   names: string[];
   /** The issuer common name, else its organization, else the whole issuer. */
   issuer: string;
@@ -61,7 +65,7 @@ export function describeCertificate(pem: string | X509Certificate): CertSummary 
   const cert = typeof pem === 'string' ? parseCertificate(pem) : pem;
   return {
     subject: displayName(cert.subject, ['CN']),
-    names: dnsNames(cert),
+    names: sanNames(cert),
     issuer: displayName(cert.issuer, ['CN', 'O']),
     notBefore: certDate(cert, 'from'),
     notAfter: certDate(cert, 'to'),
@@ -105,7 +109,7 @@ function displayName(dn: string, prefer: string[]): string {
   return parts.join(', ');
 }
 
-function dnsNames(cert: X509Certificate): string[] {
+function sanNames(cert: X509Certificate): string[] {
   const san = cert.subjectAltName;
   if (!san) return [];
   // Node quotes entries that contain separators (`DNS:"a, b"`), so split on the
@@ -114,12 +118,25 @@ function dnsNames(cert: X509Certificate): string[] {
   const names: string[] = [];
   for (const raw of entries) {
     const entry = raw.trim();
+    if (entry.startsWith('IP Address:')) {
+      const ip = canonicalIpText(entry.slice(11));
+      if (ip) names.push(ip);
+      continue;
+    }
     if (!entry.startsWith('DNS:')) continue;
     let value = entry.slice(4);
     if (value.startsWith('"')) value = JSON.parse(value) as string;
     names.push(value.toLowerCase());
   }
   return names;
+}
+
+/** An address as Node prints it (`0:0:0:0:0:0:0:1`) in the form padlock writes hosts (`::1`); undefined if it is none. */
+export function canonicalIpText(text: string): string | undefined {
+  const family = isIP(text);
+  if (family === 4) return text;
+  if (family !== 6) return undefined;
+  return new URL(`http://[${text}]/`).hostname.slice(1, -1);
 }
 
 function certDate(cert: X509Certificate, which: 'from' | 'to'): Date {

@@ -113,7 +113,19 @@ interface TicketCallbackContext {
  * accepts. False when this Node offers no such hook (nothing changed then).
  */
 export function installTicketKeys(server: tls.Server, keys: () => TicketKeys): boolean {
-  const context = (server as unknown as { _sharedCreds?: { context?: Partial<TicketCallbackContext> } })._sharedCreds?.context;
+  const creds = (server as unknown as { _sharedCreds?: tls.SecureContext })._sharedCreds;
+  return creds !== undefined && installContextTicketKeys(creds, keys);
+}
+
+/**
+ * The same for one SecureContext: the context a TLS connection starts with
+ * decides its tickets (OpenSSL's session context stays the initial one when
+ * SNI switches the certificate), so a context padlock starts connections
+ * with (proxy/ip-hosts.ts) needs the hook too. False when this Node offers
+ * no such hook.
+ */
+export function installContextTicketKeys(secureContext: tls.SecureContext, keys: () => TicketKeys): boolean {
+  const context = (secureContext as unknown as { context?: Partial<TicketCallbackContext> }).context;
   if (!context || typeof context.enableTicketKeyCallback !== 'function') return false;
   context.enableTicketKeyCallback();
   context.onticketkeycallback = (name, _iv, encrypt) => ticketKeyAnswer(keys(), name, encrypt);

@@ -22,12 +22,13 @@ export interface RunningDaemon {
 /**
  * Starts `padlock run` as a real process with the given flags and waits for
  * /readyz. `bind` (default 127.0.0.1) is the loopback address it listens on,
- * admin API included: several replicas can share ports on 127.0.0.1, .2, .3.
+ * admin API included: several replicas can share ports on 127.0.0.1, .2, .3
+ * (`::1` works too).
  */
 export async function startPadlockRun(args: string[], opts: { env?: Record<string, string>; httpPort?: number; httpsPort?: number; adminPort?: number; bind?: string; readyTimeoutMs?: number } = {}): Promise<RunningDaemon> {
   const [httpPort, httpsPort, adminPort] = [opts.httpPort ?? (await freePort()), opts.httpsPort ?? (await freePort()), opts.adminPort ?? (await freePort())];
   const bind = opts.bind ?? '127.0.0.1';
-  const child = spawn(padlockBin, ['run', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--bind', bind, '--admin-listen', `${bind}:${adminPort}`, ...args], {
+  const child = spawn(padlockBin, ['run', '--http-port', String(httpPort), '--https-port', String(httpsPort), '--bind', bind, '--admin-listen', `${bind.includes(':') ? `[${bind}]` : bind}:${adminPort}`, ...args], {
     cwd: repoRoot,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -78,7 +79,7 @@ export function loopbackResolverEnv(names: string[]): Record<string, string> {
 export function getJson(port: number, path: string, host = '127.0.0.1'): Promise<Record<string, any>> {
   return new Promise((resolve, reject) => {
     // The admin API answers only loopback Host names: 127.0.0.x is one.
-    const req = http.get({ host, port, path, timeout: 2000, headers: { host: `${host}:${port}` } }, (res) => {
+    const req = http.get({ host, port, path, timeout: 2000, headers: { host: `${host.includes(':') ? `[${host}]` : host}:${port}` } }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => {
         try {

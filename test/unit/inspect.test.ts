@@ -19,7 +19,7 @@ before(async () => {
     cn: 'App.Example.com',
     kind: 'leaf',
     issuer: root,
-    names: ['App.Example.com', '*.Apps.example.com', '127.0.0.1'],
+    names: ['App.Example.com', '*.Apps.example.com', '127.0.0.1', '2001:DB8:0:0:0:0:0:10'],
     notBefore,
     notAfter,
   });
@@ -49,9 +49,9 @@ describe('certificateValidity', () => {
 describe('describeCertificate', () => {
   const cases: { desc: string; cert: () => string; expect: Partial<Record<string, unknown>> }[] = [
     {
-      desc: 'describes an ECDSA P-256 leaf: DNS names lowercased, IP SANs left out',
+      desc: 'describes an ECDSA P-256 leaf: DNS names lowercased, IP addresses in canonical text (padlock certificates lists IP certificates)',
       cert: () => ecLeaf.cert,
-      expect: { subject: 'App.Example.com', names: ['app.example.com', '*.apps.example.com'], issuer: 'Inspect Root', keyType: 'ecdsa P-256' },
+      expect: { subject: 'App.Example.com', names: ['app.example.com', '*.apps.example.com', '127.0.0.1', '2001:db8::10'], issuer: 'Inspect Root', keyType: 'ecdsa P-256' },
     },
     {
       desc: 'describes an RSA 2048 leaf',

@@ -543,7 +543,7 @@ const cases: Case[] = [
 const STILL_ROUTE = "; the container's other names still route";
 const NOT_ROUTED = '; the container is not routed until it is fixed';
 const LOCALHOST = "localhost is this machine's own name, so a container may not claim it; use a name under it, such as app.localhost";
-const LOOPBACK = "it is a loopback address, this machine's own, and padlock routes names, not addresses; use a name such as app.localhost";
+const LOOPBACK = "it is a loopback address, this machine's own, so a container may not claim it (it would get what local clients send to https://127.0.0.1); use a name such as app.localhost, or route the address from the config file's sites";
 
 /** The issue's attack, and every other way a label could claim this machine's own name. */
 const localhostCases: Case[] = [
@@ -580,18 +580,34 @@ const localhostCases: Case[] = [
     },
   })),
   {
-    desc: 'another IP address keeps the general reason',
+    desc: 'another IP address is routed as an IP host over HTTP-01 (an IP certificate, RFC 8738)',
     containers: [ctr('web-1', { labels: { 'padlock.host': '192.0.2.7' } })],
-    expected: {
-      sites: [],
-      problems: [
-        prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "192.0.2.7" is not a usable host name: IP addresses get a certificate only from padlock issue (RFC 8738); clients send no SNI for them, so padlock cannot route them here: use a DNS name${STILL_ROUTE}`, {
-          source: 'padlock.host',
-          host: '192.0.2.7',
-        }),
-      ],
-    },
+    expected: { sites: [site('192.0.2.7', [['web-1', 'http://127.0.0.1:8080']])], problems: [] },
   },
+  {
+    desc: 'an IPv6 host, bracketed or written out in full, is routed under its canonical text',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '[2001:DB8::7],2001:db8:0:0:0:0:0:8' } })],
+    expected: { sites: [site('2001:db8::7', [['web-1', 'http://127.0.0.1:8080']]), site('2001:db8::8', [['web-1', 'http://127.0.0.1:8080']])], problems: [] },
+  },
+  {
+    desc: 'VIRTUAL_HOST with LETSENCRYPT_HOST routes an IP address with HTTPS',
+    containers: [ctr('web-1', { env: { VIRTUAL_HOST: '192.0.2.7', LETSENCRYPT_HOST: '192.0.2.7' } })],
+    expected: { sites: [site('192.0.2.7', [['web-1', 'http://127.0.0.1:8080']])], problems: [] },
+  },
+  ...[
+    { ip: '0.0.0.0', reason: '0.0.0.0 is the unspecified address, not one a client can connect to' },
+    { ip: '::', reason: ':: is the unspecified address, not one a client can connect to' },
+    { ip: '224.0.0.1', reason: 'it is a multicast address' },
+    { ip: 'fe80::1%eth0', reason: 'an IPv6 zone (%interface) names a network interface and cannot be on a certificate; give the address alone' },
+    { ip: '::ffff:192.0.2.7', reason: 'it is an IPv4-mapped IPv6 address; clients and padlock see it as 192.0.2.7, so write that' },
+  ].map(({ ip, reason }): Case => ({
+    desc: `an address no client can reach as a host is refused: ${ip}`,
+    containers: [ctr('web-1', { labels: { 'padlock.host': `${ip},ok.example.com` } })],
+    expected: {
+      sites: [site('ok.example.com', [['web-1', 'http://127.0.0.1:8080']])],
+      problems: [prob('LABEL_INVALID_HOST', 'web-1', `label padlock.host on container web-1: "${ip}" is not a usable host name: ${reason}${STILL_ROUTE}`, { source: 'padlock.host', host: ip })],
+    },
+  })),
 ];
 
 /** One listing reports every problem of a container; what each disables is unchanged. */
@@ -860,6 +876,15 @@ const dnsCases: Case[] = [
     expected: {
       sites: [site('a.example.com', [['web-1', U]], { challenge: 'dns-01' })],
       problems: [prob('LABEL_INVALID_VALUE', 'web-1', `label padlock.challenge on container web-1: b.example.org asks for dns-01, but no DNS provider in the config covers it: add one to the config file's dns.providers with its zone; the container's other names still route`, { source: 'padlock.challenge', host: 'b.example.org' })],
+    },
+  },
+  {
+    desc: 'padlock.challenge=dns-01 refuses an IP address (DNS-01 cannot validate one), even where a zone would match its text, and only that address',
+    containers: [ctr('web-1', { labels: { 'padlock.host': '192.0.2.7,a.example.com', 'padlock.challenge': 'dns-01' } })],
+    options: { dnsCovers: () => true },
+    expected: {
+      sites: [site('a.example.com', [['web-1', U]], { challenge: 'dns-01' })],
+      problems: [prob('LABEL_INVALID_VALUE', 'web-1', 'label padlock.challenge on container web-1: 192.0.2.7 is an IP address, which can only be validated over http-01 or tls-alpn-01 (RFC 8738), never dns-01: remove padlock.challenge=dns-01 or give this address its own container; the container\'s other names still route', { source: 'padlock.challenge', host: '192.0.2.7' })],
     },
   },
   {

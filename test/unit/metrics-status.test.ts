@@ -103,6 +103,19 @@ describe('status document', () => {
     assert.equal(doc.routes.find((r) => r.host === 'plain.example.com')!.certificate, null);
   });
 
+  it('joins an IPv6 host with its certificate by lineage name (::1 lives in 0--1), and an IPv4 host by its address', () => {
+    const d = buildStatusDocument({
+      now: NOW, ready: true, listeners: { http: 80, https: 443, admin: 9180 }, docker: 'disabled', problems: [],
+      sites: [site('::1', ['http://10.0.0.1:80']), site('203.0.113.10', ['http://10.0.0.1:80'])],
+      certificates: [
+        { name: '0--1', state: 'valid', notAfter: '2026-12-01T00:00:00Z', renewAt: '2026-11-29T00:00:00Z' },
+        { name: '203.0.113.10', state: 'valid', notAfter: '2026-12-01T00:00:00Z', renewAt: '2026-11-29T00:00:00Z' },
+      ],
+    });
+    assert.equal(d.routes.find((r) => r.host === '::1')?.certificate?.name, '0--1');
+    assert.equal(d.routes.find((r) => r.host === '203.0.113.10')?.certificate?.name, '203.0.113.10');
+  });
+
   it('keeps the original fields (ready, time, listeners, docker, problems, certificates, proxy)', () => {
     assert.equal(doc.ready, true);
     assert.equal(doc.time, NOW.toISOString());

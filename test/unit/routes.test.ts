@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RouteTable, UpstreamHealth, hostFromHeader } from '../../src/proxy/routes.js';
+import { httpsLocation } from '../../src/proxy/http-server.js';
+import type http from 'node:http';
 import type { SiteSpec } from '../../src/state/desired-state.js';
 
 function site(host: string, ...ports: number[]): SiteSpec {
@@ -26,7 +28,13 @@ describe('hostFromHeader', () => {
     { desc: 'port is stripped', input: 'app.example.com:8443', want: 'app.example.com' },
     { desc: 'trailing dot is removed', input: 'app.example.com.', want: 'app.example.com' },
     { desc: 'trailing dot and port', input: 'app.example.com.:443', want: 'app.example.com' },
-    { desc: 'IPv6 literal with port keeps its brackets', input: '[::1]:443', want: '[::1]' },
+    { desc: 'IPv6 literal with port loses its brackets (as sites and local addresses write it)', input: '[::1]:443', want: '::1' },
+    { desc: 'IPv6 literal without port', input: '[2001:DB8::10]', want: '2001:db8::10' },
+    { desc: 'IPv6 literal in a non-canonical form becomes canonical (RFC 5952)', input: '[2001:db8:0:0:0:0:0:10]:8443', want: '2001:db8::10' },
+    { desc: 'IPv4 literal with port', input: '203.0.113.10:8443', want: '203.0.113.10' },
+    { desc: 'brackets around something other than IPv6 are malformed', input: '[app.example.com]:443', want: undefined },
+    { desc: 'an IPv6 zone is malformed', input: '[fe80::1%25eth0]', want: undefined },
+    { desc: 'an IPv6 address without brackets is malformed', input: '::1', want: undefined },
     { desc: 'non-numeric port is malformed', input: 'app.example.com:https', want: undefined },
     { desc: 'missing header', input: undefined, want: undefined },
     { desc: 'empty header', input: '', want: undefined },
@@ -37,8 +45,20 @@ describe('hostFromHeader', () => {
   }
 });
 
+describe('httpsLocation (the :80 redirect)', () => {
+  const cases = [
+    { desc: 'a name, default port left out', host: 'app.example.com', port: 443, want: 'https://app.example.com/p?q=1' },
+    { desc: 'an IPv4 address with another port', host: '203.0.113.10:80', port: 8443, want: 'https://203.0.113.10:8443/p?q=1' },
+    { desc: 'an IPv6 address is bracketed in the URL', host: '[2001:db8::10]', port: 443, want: 'https://[2001:db8::10]/p?q=1' },
+    { desc: 'an IPv6 address with a port', host: '[::1]:8080', port: 8443, want: 'https://[::1]:8443/p?q=1' },
+  ];
+  for (const c of cases) {
+    it(c.desc, () => assert.equal(httpsLocation({ headers: { host: c.host }, url: '/p?q=1' } as http.IncomingMessage, c.port), c.want));
+  }
+});
+
 describe('RouteTable.lookup', () => {
-  const table = new RouteTable([site('app.example.com', 1), site('*.apps.example.com', 2), site('Other.Example.com.', 3)]);
+  const table = new RouteTable([site('app.example.com', 1), site('*.apps.example.com', 2), site('Other.Example.com.', 3), site('203.0.113.10', 4), site('2001:db8::10', 5), site('*.0.113.10', 6)]);
   const cases: { desc: string; host: string | undefined; want: string | undefined }[] = [
     { desc: 'exact host', host: 'app.example.com', want: 'app.example.com' },
     { desc: 'case and port in the Host header', host: 'APP.example.com:8443', want: 'app.example.com' },
@@ -48,6 +68,9 @@ describe('RouteTable.lookup', () => {
     { desc: 'wildcard does not match the bare parent', host: 'apps.example.com', want: undefined },
     { desc: 'unknown host', host: 'nope.example.com', want: undefined },
     { desc: 'no Host header', host: undefined, want: undefined },
+    { desc: 'an IPv4 host with a port', host: '203.0.113.10:8443', want: '203.0.113.10' },
+    { desc: 'an IPv6 host in brackets, written out in full', host: '[2001:db8:0:0:0:0:0:10]:443', want: '2001:db8::10' },
+    { desc: 'an IPv4 address never falls to a wildcard', host: '204.0.113.10', want: undefined },
   ];
   for (const c of cases) {
     it(c.desc, () => assert.equal(table.lookup(c.host)?.site.host, c.want));

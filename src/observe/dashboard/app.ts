@@ -99,7 +99,7 @@ export const DASHBOARD_JS = `'use strict';
         (u.check ? ', health check ' + u.check : '');
       ups.appendChild(el('li', { 'class': 'up', 'data-healthy': String(u.healthy), text: t }));
     });
-    fact('Route', (r.https ? 'https://' : 'http://') + r.host + (r.https && r.redirect ? ' (HTTP redirects to HTTPS)' : ''));
+    fact('Route', (r.https ? 'https://' : 'http://') + (r.host.indexOf(':') >= 0 ? '[' + r.host + ']' : r.host) + (r.https && r.redirect ? ' (HTTP redirects to HTTPS)' : ''));
     if (r.grace) fact('Grace period', 'No container is running. Requests get 503 until ' + minute(r.grace.until) + ' (' + rel(r.grace.until, now) + '), then the name is no longer served.');
     else fact('Upstreams', ups);
     if (c) {
