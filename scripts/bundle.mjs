@@ -10,20 +10,36 @@
 // Left out of the bundle (`external`), loaded from node_modules as before:
 // - dockerode (and ssh2, cpu-features): native optional parts;
 // - undici: padlock loads parts of it by path (src/proxy/undici-parts.ts);
-// - @peculiar/x509 (and tsyringe, reflect-metadata): its dependency injection
-//   container breaks when bundled (the local CA then fails to sign);
 // - @aws-sdk/*, @redis/client, nodemailer: large and loaded only when used.
 // Everything else padlock imports is bundled, with its license comments kept.
 //
+// Two parts of acme-client that padlock never calls are replaced by stubs that
+// throw if called (scripts/bundle-stubs/): its axios instance (padlock brings its
+// own transport, src/acme/client.ts) and its node-forge helpers (`acme.forge`).
+// The issuance tests run through this bundle, so a call into either fails there.
+//
 //   node scripts/bundle.mjs   (npm run build runs it after tsc)
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const outdir = `${root}dist/app`;
+
+/** acme-client's modules that padlock's bundle replaces (see above): import specifier -> stub. */
+const ACME_CLIENT_STUBS = { './axios': 'acme-client-axios.cjs', './crypto/forge': 'acme-client-forge.cjs' };
+const stubs = {
+  name: 'padlock-acme-client-stubs',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/(axios|crypto\/forge)$/ }, (args) => {
+      if (!/[\\/]node_modules[\\/]acme-client[\\/]src[\\/]/.test(args.importer)) return undefined;
+      return { path: join(root, 'scripts', 'bundle-stubs', ACME_CLIENT_STUBS[args.path]) };
+    });
+  },
+};
 rmSync(outdir, { recursive: true, force: true });
-await build({
+const result = await build({
   absWorkingDir: root,
   entryPoints: { padlock: 'dist/cli/launch.js', worker: 'dist/proxy/worker.js' },
   outdir,
@@ -35,8 +51,12 @@ await build({
   chunkNames: 'chunk-[hash]',
   // CommonJS dependencies call require(); an ES module has none, so each output file makes its own.
   banner: { js: "import { createRequire as __padlockCreateRequire } from 'node:module'; const require = __padlockCreateRequire(import.meta.url);" },
-  external: ['dockerode', 'ssh2', 'cpu-features', 'undici', 'undici/*', '@peculiar/x509', 'tsyringe', 'reflect-metadata', '@aws-sdk/*', '@redis/client', 'nodemailer'],
+  external: ['dockerode', 'ssh2', 'cpu-features', 'undici', 'undici/*', '@aws-sdk/*', '@redis/client', 'nodemailer'],
   sourcemap: 'linked',
   sourcesContent: false,
+  plugins: [stubs],
+  metafile: true,
   logLevel: 'warning',
 });
+// Which files went into which output (read by test/unit/startup-cost.test.ts, and by esbuild's analyzer).
+writeFileSync(join(outdir, 'meta.json'), JSON.stringify(result.metafile));

@@ -8,7 +8,7 @@ import { orderCertificate, type OrderRequest } from './order.js';
 import { fallbackAfter } from './challenge-fallback.js';
 import { certId, renewalInfoUrl, type RenewalInfoSource } from './ari.js';
 import { checkProfile, SHORTLIVED_PROFILE } from './profiles.js';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import type tls from 'node:tls';
 import { serverCaContext, type AcmeClient } from './client.js';
 import type { AriSources } from '../certificates/ari-poller.js';

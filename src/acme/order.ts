@@ -6,7 +6,7 @@
  * It does not store or verify anything; the engine (certificates/engine.ts) does that.
  */
 import type acme from 'acme-client';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { AcmeClient, pollUntil } from './client.js';
 import { parseRetryAfter } from './retry-after.js';
 import type { ChallengeSolver, ChallengeType, Challenge } from './solver.js';

@@ -12,7 +12,8 @@
  * through the library's global provider.
  */
 import { createHash, randomBytes, webcrypto } from 'node:crypto';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
+import { x509Lib } from '../tls/x509-lib.js';
 import { PadlockError } from '../errors.js';
 
 /** The ALPN protocol a CA offers for TLS-ALPN-01 (RFC 8737 section 6.2). */
@@ -78,7 +79,7 @@ export async function createChallengeCertificate(identifier: string, keyAuthoriz
   const id = identifier.toLowerCase().replace(/\.$/, '');
   acmeTlsServerName(id);
   // Loaded here, not with the module: `padlock issue` over HTTP-01 never needs it (about 150 modules).
-  const x509 = await import('@peculiar/x509');
+  const x509 = await x509Lib();
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const serial = randomBytes(16);
   serial[0]! &= 0x7f;

@@ -4,7 +4,7 @@
  * Exit 0 valid, 1 invalid or unreachable, 2 valid but expiring within --warn-days, 64 bad usage.
  */
 import { X509Certificate } from 'node:crypto';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { connect, type DetailedPeerCertificate } from 'node:tls';
 import type { CommandModule } from 'yargs';
 import { systemClock } from '../clock.js';

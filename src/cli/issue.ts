@@ -2,7 +2,7 @@
  * `padlock issue`: obtain one certificate, certbot-style (`certbot certonly`).
  */
 import type { CommandModule } from 'yargs';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { ipLineageName, normaliseNames } from '../config/names.js';
 import { isValidLineageName, type LineageMeta } from '../store/store.js';
 import { SUPPORTED_CURVES, SUPPORTED_RSA_SIZES } from '../tls/keys.js';

@@ -10,7 +10,7 @@
  * address reads, so a site's host, its lineage and the address a client
  * connected to compare as strings.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { domainToASCII } from 'node:url';
 import { PadlockError } from '../errors.js';
 

@@ -6,7 +6,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { connect } from 'node:net';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { PadlockError } from '../errors.js';
 import { MAX_MESSAGE_BYTES } from './wire.js';
 

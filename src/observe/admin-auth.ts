@@ -9,7 +9,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { z } from 'zod';
 import { PadlockError, errorMessage } from '../errors.js';
 

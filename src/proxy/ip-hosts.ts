@@ -64,7 +64,7 @@
  */
 import type tls from 'node:tls';
 import type { Socket } from 'node:net';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import type { CertificateRegistry } from '../tls/contexts.js';
 import { installContextTicketKeys, type TicketKeys } from '../tls/session-tickets.js';
 import type { Logger } from '../log.js';

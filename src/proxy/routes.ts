@@ -21,7 +21,7 @@
  * A site in its grace period (`graceUntil`, state/grace.ts) is in the table
  * with no upstream at all: its name is known, and `pick()` finds nothing.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import type { SiteSpec, Upstream } from '../state/desired-state.js';
 import { systemClock, type Clock } from '../clock.js';
 

@@ -18,7 +18,8 @@
  * Addresses are matched with `net.BlockList`, which also matches an
  * IPv4-mapped IPv6 address (`::ffff:169.254.169.254`) against IPv4 rules.
  */
-import { BlockList, isIP } from 'node:net';
+import { BlockList } from 'node:net';
+import { isIP } from '../ip.js';
 
 /** The rule that refused an upstream. */
 export type UpstreamRule = 'own-listener' | 'metadata' | 'link-local';

@@ -25,7 +25,7 @@
  * Nothing here logs; errors and `health().error` are scrubbed of the
  * password and name the store by its `location` (no credentials).
  */
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { createHash } from 'node:crypto';
 import { createClient, createCluster, createSentinel, ErrorReply } from '@redis/client';
 import { PadlockError, errorMessage } from '../errors.js';

@@ -24,7 +24,7 @@
  * - Query strings and fragments are refused: there are no options to set
  *   there, and a typo must not pass silently.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { PadlockError } from '../errors.js';
 
 /** One `host:port` of a Redis server or Sentinel. */

@@ -27,7 +27,7 @@
  * labels or the bare parent).
  */
 import tls from 'node:tls';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { PadlockError } from '../errors.js';
 
 /** One certificate as the store delivers it. */

@@ -5,7 +5,7 @@
  * read as an X.509 certificate becomes a `PadlockError('CERT_UNPARSEABLE')`.
  */
 import { X509Certificate } from 'node:crypto';
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { PadlockError } from '../errors.js';
 
 /** The facts about one certificate that padlock prints, logs and decides on. */

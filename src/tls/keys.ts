@@ -2,7 +2,7 @@
  * Private keys and CSRs for certificates, with node:crypto (OpenSSL) for keys
  * and acme-client's CSR builder (WebCrypto via @peculiar/x509, not node-forge).
  */
-import { isIP } from 'node:net';
+import { isIP } from '../ip.js';
 import { createHash, createPrivateKey, createPublicKey, generateKeyPair as generateKeyPairCb } from 'node:crypto';
 import { promisify } from 'node:util';
 import { PadlockError } from '../errors.js';

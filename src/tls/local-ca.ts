@@ -20,7 +20,7 @@
  * @peculiar/asn1-x509's ASN.1 types (the ones @peculiar/x509 itself uses).
  */
 import { webcrypto, createPrivateKey, createPublicKey, randomBytes, X509Certificate } from 'node:crypto';
-import type * as X509 from '@peculiar/x509';
+import { x509Lib } from './x509-lib.js';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import type { CertStore, CertBundle, Lineage, LineageMeta } from '../store/store.js';
@@ -30,18 +30,6 @@ import { PadlockError } from '../errors.js';
 import { normaliseLocalSuffix } from '../config/names.js';
 import { isIssuedBy } from './inspect.js';
 import { parseCertificate } from './webpki/certificate.js';
-
-/**
- * @peculiar/x509 (with tsyringe and the CMS, PFX and PKCS#9 schemas: about
- * 150 modules) is loaded to create a certificate, not when padlock starts:
- * a daemon whose local certificates are all stored, or that has no local
- * names, never needs it.
- */
-async function x509Lib(): Promise<typeof X509> {
-  const lib = await import('@peculiar/x509');
-  lib.cryptoProvider.set(webcrypto as never);
-  return lib;
-}
 
 type Key = webcrypto.CryptoKey;
 

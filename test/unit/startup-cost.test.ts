@@ -82,3 +82,22 @@ describe('node:http', () => {
     assert.deepEqual(JSON.parse(r.stdout), []);
   });
 });
+
+describe('isIP (src/ip.ts)', () => {
+  it('answers exactly as node:net does, for addresses, names and near misses', async () => {
+    const { isIP: nodeIsIP } = await import('node:net');
+    const { isIP } = await import('../../src/ip.js');
+    const inputs = ['127.0.0.1', '203.0.113.10', '::1', '::', '2001:db8::10', '::ffff:192.0.2.1', 'fe80::1%eth0', '[::1]', '1.2.3.4:80',
+      '256.1.1.1', '1.2.3', '01.2.3.4', 'example.com', 'n0.example.org', 'xn--n3h.example', '*.example.com', 'localhost', '', ' 1.2.3.4', 'a:b', ':::', '1::2::3', '1.2.3.4.5'];
+    for (const text of inputs) assert.equal(isIP(text), nodeIsIP(text), JSON.stringify(text));
+  });
+});
+
+describe('the bundle leaves out what padlock never calls', () => {
+  it("has neither axios nor node-forge (acme-client's transport and forge helpers, replaced by stubs)", async () => {
+    const meta = JSON.parse(await readFile(join(repoRoot, 'dist', 'app', 'meta.json'), 'utf8')) as { inputs: Record<string, unknown> };
+    const inputs = Object.keys(meta.inputs);
+    assert.ok(inputs.some((f) => f.includes('node_modules/acme-client/src/client.js')), 'acme-client itself is bundled');
+    assert.deepEqual(inputs.filter((f) => /node_modules\/(axios|node-forge)\//.test(f)), []);
+  });
+});

@@ -3,7 +3,7 @@
  * deadline and a cap on the answer's size. Shared by the providers that
  * speak JSON over HTTP (Cloudflare, acme-dns).
  */
-import { isIP } from 'node:net';
+import { isIP } from '../../ip.js';
 import { PadlockError } from '../../errors.js';
 
 /** Largest API answer padlock reads (a page of DNS records is a few kilobytes). */

@@ -13,7 +13,7 @@
  *   (RFC 6125 section 6.4.3).
  * - An IP address is compared as bytes, only against iPAddress entries.
  */
-import { isIP } from 'node:net';
+import { isIP } from '../../ip.js';
 
 const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const MAX_NAME = 253;
