@@ -18,9 +18,17 @@
 // own transport, src/acme/client.ts) and its node-forge helpers (`acme.forge`).
 // The issuance tests run through this bundle, so a call into either fails there.
 //
+// string-width (under yargs' help layout) builds an `Intl.Segmenter` and a
+// `\p{RGI_Emoji}` regular expression when it loads: about 30 ms of every
+// command's start and 5 MB of ICU data in every process, padlock run included,
+// for widths that only help text needs (and ASCII text skips both). The bundle
+// builds each on its first use instead (`lazyStringWidth`); the build fails if a
+// string-width version no longer has the code this rewrites.
+//
 //   node scripts/bundle.mjs   (npm run build runs it after tsc)
 import { build } from 'esbuild';
 import { rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 
@@ -38,6 +46,35 @@ const stubs = {
     });
   },
 };
+
+/** The module-level constructions of string-width (7.x and 8.x) that the bundle defers to first use. */
+const STRING_WIDTH_EAGER = [
+  {
+    eager: 'const segmenter = new Intl.Segmenter();',
+    lazy: 'let padlockSegmenter; const segmenter = { segment: (text) => (padlockSegmenter ??= new Intl.Segmenter()).segment(text) };',
+    required: true,
+  },
+  {
+    eager: 'const rgiEmojiRegex = /^\\p{RGI_Emoji}$/v;',
+    lazy: 'let padlockRgiEmoji; const rgiEmojiRegex = { test: (text) => (padlockRgiEmoji ??= /^\\p{RGI_Emoji}$/v).test(text) };',
+    required: false,
+  },
+];
+const lazyStringWidth = {
+  name: 'padlock-lazy-string-width',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/](.+[\\/])?string-width[\\/]index\.js$/ }, async (args) => {
+      let text = await readFile(args.path, 'utf8');
+      for (const { eager, lazy, required } of STRING_WIDTH_EAGER) {
+        if (text.includes(eager)) text = text.replace(eager, lazy);
+        else if (required) throw new Error(`${args.path}: no "${eager}" to defer; check scripts/bundle.mjs against this string-width version`);
+      }
+      if (/^const \w+ = new Intl\./m.test(text)) throw new Error(`${args.path}: builds an Intl object at load that scripts/bundle.mjs does not defer`);
+      return { contents: text, loader: 'js' };
+    });
+  },
+};
+
 rmSync(outdir, { recursive: true, force: true });
 const result = await build({
   absWorkingDir: root,
@@ -54,7 +91,7 @@ const result = await build({
   external: ['dockerode', 'ssh2', 'cpu-features', 'undici', 'undici/*', '@aws-sdk/*', '@redis/client', 'nodemailer'],
   sourcemap: 'linked',
   sourcesContent: false,
-  plugins: [stubs],
+  plugins: [stubs, lazyStringWidth],
   metafile: true,
   logLevel: 'warning',
 });

@@ -100,4 +100,20 @@ describe('the bundle leaves out what padlock never calls', () => {
     assert.ok(inputs.some((f) => f.includes('node_modules/acme-client/src/client.js')), 'acme-client itself is bundled');
     assert.deepEqual(inputs.filter((f) => /node_modules\/(axios|node-forge)\//.test(f)), []);
   });
+
+  it("builds string-width's Intl.Segmenter and emoji expression only when a width is asked for, not at load", async () => {
+    const app = join(repoRoot, 'dist', 'app');
+    let deferred = 0;
+    for (const file of await readdir(app)) {
+      if (!file.endsWith('.js')) continue;
+      const text = await readFile(join(app, file), 'utf8');
+      assert.doesNotMatch(text, /^var \w+ = new Intl\.Segmenter\(\)/m, file);
+      deferred += text.match(/\?\?= new Intl\.Segmenter\(\)/g)?.length ?? 0;
+    }
+    assert.ok(deferred >= 1, 'string-width is bundled with its segmenter deferred');
+    // Help text is laid out exactly as before.
+    const r = await run(padlockBin, ['issue', '--help']);
+    assert.match(r.stdout, /^padlock issue/m);
+    assert.match(r.stdout, /--preferred-challenges/);
+  });
 });
