@@ -11,6 +11,7 @@ import { before, describe, it } from 'node:test';
 import { PadlockError } from '../../src/errors.js';
 import { verifyCertificate, type VerifyResult } from '../../src/tls/verify.js';
 import type { ReasonCode } from '../../src/tls/webpki/reasons.js';
+import { TAG, children, readWhole } from '../../src/tls/webpki/der.js';
 import { DAY, EKU, anchorsOf, bundle, issue, makeKey, type CertSpec, type TestCertificate, type TestKey } from '../support/webpki-pki.js';
 import { makeDecoys } from '../support/webpki-decoys.js';
 
@@ -181,6 +182,18 @@ describe('path building: a Let\'s Encrypt-shaped hierarchy ends at whichever roo
     const no = issue({ subject: 'CN=db.example.com', names: ['db.example.com'], issuer: nc });
     assert.deepEqual(subjects(await verify(ok, [], [nc])), ['db.internal', 'Constrained Anchor']);
     assert.equal((await failure(no, [], [nc])).details['reasonCode'], 'name-constraints-violated');
+  });
+
+  it('an anchor that does not parse is left out (only once it is looked up) and the path ends at a good anchor of the same name', async () => {
+    // The same subject as X2, readable up to its subject, then broken: its signature BIT STRING claims unused bits.
+    const der = Buffer.from(issue({ subject: 'CN=Shape Root X2, O=Shape Research Group', profile: 'ca', key: makeKey('p384') }).der);
+    const signature = children(der, readWhole(der, TAG.SEQUENCE, 'Certificate'))[2]!;
+    assert.equal(signature.tag, TAG.BIT_STRING);
+    const broken = Buffer.from(der);
+    broken[signature.valueStart] = 1;
+    const brokenPem = `-----BEGIN CERTIFICATE-----\n${broken.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
+    const res = await verifyCertificate({ cert: ecdsaLeaf.pem, chain: bundle(e1), roots: { pem: brokenPem + x2.pem, count: 2, sources: ['test'] }, at: now });
+    assert.deepEqual(subjects(res), ['app.example.com', 'E1', 'Shape Root X2']);
   });
 
   it('terminates on two CAs that sign each other, none trusted', async () => {

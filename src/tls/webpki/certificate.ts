@@ -15,7 +15,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier } from '@peculiar/asn1-x509';
-import { DerError, TAG, children, contextTag, encodingOf, oidText, readBoolean, readSmallInteger, readTime, readWhole, valueOf, type Tlv } from './der.js';
+import { DerError, TAG, children, contextTag, encodingOf, oidText, readBoolean, readSmallInteger, readTime, readTlv, readWhole, valueOf, type Tlv } from './der.js';
 import { readGeneralNames, readNameConstraints, type GeneralName, type NameConstraintsValue } from './general-names.js';
 
 export type { GeneralName, NameConstraintsValue, Subtree } from './general-names.js';
@@ -227,6 +227,26 @@ export function colonHex(value: Uint8Array | string): string {
  * Parses one DER certificate.
  * @throws CertificateParseError when it is not a DER X.509 certificate (never another error).
  */
+/**
+ * The subject's bytes (as `ParsedCertificate.subjectKey`) read without
+ * parsing the rest: what an index of trust anchors needs for each of its
+ * ~300 certificates, of which one path uses one or two.
+ * @throws DerError when the structure up to the subject is not DER X.509.
+ */
+export function peekSubjectKey(der: Uint8Array): string {
+  if (der.length > MAX_CERTIFICATE_BYTES) throw new DerError(`it is larger than ${MAX_CERTIFICATE_BYTES / 1024} KiB`);
+  const cert = readWhole(der, TAG.SEQUENCE, 'Certificate');
+  const tbs = readTlv(der, cert.valueStart, cert.end);
+  if (tbs.tag !== TAG.SEQUENCE) throw new DerError('tbsCertificate is not a SEQUENCE');
+  let pos = tbs.valueStart;
+  let field = readTlv(der, pos, tbs.end);
+  if (field.tag === contextTag(0, true)) field = readTlv(der, (pos = field.end), tbs.end);
+  // serialNumber, signature, issuer, validity, then subject.
+  for (let skip = 0; skip < 4; skip++) field = readTlv(der, (pos = field.end), tbs.end);
+  if (field.tag !== TAG.SEQUENCE) throw new DerError('tbsCertificate: subject missing or of the wrong type');
+  return hex(encodingOf(der, field));
+}
+
 export function parseCertificate(der: Uint8Array): ParsedCertificate {
   if (der.length > MAX_CERTIFICATE_BYTES) throw new CertificateParseError(`it is larger than ${MAX_CERTIFICATE_BYTES / 1024} KiB`);
   try {
