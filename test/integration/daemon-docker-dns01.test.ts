@@ -5,7 +5,8 @@
  * `padlock.host=*.BASE` label is accepted because a provider covers BASE;
  * another container's names under it share the wildcard's certificate (no
  * lineage of their own); a wildcard no provider covers is refused with
- * LABEL_WILDCARD, alone: the same container's other name still routes.
+ * LABEL_WILDCARD, alone: the same container's other name still routes; and
+ * padlock.challenge=dns-01 gets an internal name (no wildcard) over DNS-01.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -118,5 +119,17 @@ describe('padlock run: wildcard labels with a DNS provider (Docker)', () => {
     // The other containers keep serving.
     assert.equal((await httpsGet(daemon.httpsPort, `b.${base}`, pebble.rootPem)).status, 200);
     assert.equal((await httpsGet(daemon.httpsPort, `z.${base}`, pebble.rootPem)).status, 200);
+  });
+
+  it('obtains a name with no wildcard over DNS-01 when its container asks with padlock.challenge=dns-01 (an internal service)', async () => {
+    // Knot has no address for this name, so HTTP-01 could not work: only the TXT record can prove it.
+    const internal = `intranet-${process.pid}.example.com`;
+    await run('intranet', { 'padlock.host': internal, 'padlock.challenge': 'dns-01' });
+    const r = await served(internal, 'intranet');
+    assert.equal(r.peer.subjectaltname, `DNS:${internal}`);
+    const list = await runCli(['certificates', '--json', '--config-dir', join(cfg.dir, 'store')]);
+    const names = (JSON.parse(list.stdout).certificates as Array<{ name: string }>).map((c) => c.name).sort();
+    assert.deepEqual(names, [internal, `wildcard_.${base}`].sort());
+    assert.match(daemon.output(), new RegExp(`"msg":"TXT record visible on every authoritative server".*"fqdn":"_acme-challenge\\.${internal.replace(/\./g, '\\.')}"`));
   });
 });
