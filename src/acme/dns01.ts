@@ -82,7 +82,7 @@ function pidAlive(pid: number): boolean {
 }
 
 export interface Dns01SolverOptions {
-  /** Builds the provider (reads its credentials) on first prepare(). */
+  /** Builds the provider (reads its credentials) on first prepare(), and again after the provider refused a record (see prepare). */
   provider: () => Promise<DnsProvider>;
   lookup: DnsLookup;
   store: CertStore;
@@ -113,11 +113,20 @@ export class Dns01Solver implements ChallengeSolver {
     return `DNS TXT records through ${this.provider?.describe() ?? 'the DNS provider'}`;
   }
 
-  /** Builds the provider, checks its credentials, and removes this provider's leftovers from earlier processes. Once. */
+  /**
+   * Builds the provider, checks its credentials, and removes this provider's
+   * leftovers from earlier processes. Once, unless the provider definitely
+   * refused a record since (a bad TSIG key, a revoked token): then the next
+   * order builds it again, reading the credentials anew, so a fixed
+   * credentials file takes effect at the next attempt of a running daemon
+   * rather than at its restart. Until the new one is built, the old provider
+   * still removes what it presented.
+   */
   prepare(): Promise<void> {
     this.preparing ??= (async () => {
       const provider = await this.opts.provider();
       await provider.prepare();
+      // The one replaced (if any) is not closed: an order in flight may still be using it.
       this.provider = provider;
       await this.cleanLeftovers(provider);
     })().catch((err: unknown) => {
@@ -134,7 +143,11 @@ export class Dns01Solver implements ChallengeSolver {
     const name = `_acme-challenge.${challenge.identifier.replace(/^\*\./, '')}`;
     const { name: fqdn, chain } = await this.opts.lookup.followCnames(name);
     if (chain.length) this.log.info('following CNAME delegation', { name, to: fqdn });
-    const zone = provider.zoneFor ? await provider.zoneFor(fqdn).catch((err: unknown) => { throw asProviderError(err, provider.describe(), undefined, `finding the zone of ${fqdn}`); }) : await this.opts.lookup.findZone(fqdn);
+    const zone = provider.zoneFor ? await provider.zoneFor(fqdn).catch((err: unknown) => {
+      const error = asProviderError(err, provider.describe(), undefined, `finding the zone of ${fqdn}`);
+      if (!error.retryable) this.preparing = undefined; // as for a refused record, below
+      throw error;
+    }) : await this.opts.lookup.findZone(fqdn);
     const record: TxtRecord = { fqdn, zone, value };
     const now = this.opts.clock.now();
     const ttl = (this.opts.propagationTimeoutMs ?? DEFAULT_PROPAGATION_TIMEOUT_MS) + VALIDATION_ALLOWANCE_MS;
@@ -147,6 +160,8 @@ export class Dns01Solver implements ChallengeSolver {
         const error = asProviderError(err, provider.describe(), zone, `adding the TXT record ${fqdn}`);
         // A definite refusal (a bad key, a refused update) created nothing: forget it rather than retry its cleanup forever.
         if (!error.retryable) {
+          // The credentials may be fixed before the next attempt: read them again then.
+          this.preparing = undefined;
           this.presented.delete(challenge.token);
           await this.ledger((list) => list.filter((r) => !(r.instance === this.owner.instance && r.fqdn === fqdn && r.value === value)));
         }

@@ -14,7 +14,7 @@
  * - `summary` counts.
  */
 import type { CertificateStatus } from '../events.js';
-import { lineageNameFor } from '../state/reconcile.js';
+import { servingLineage, wantedWildcards } from '../state/reconcile.js';
 import type { RouteProblem, SiteSpec, Upstream } from '../state/desired-state.js';
 import type { ProxyStats, RouteUpstreams } from '../proxy/server.js';
 
@@ -177,13 +177,15 @@ export function buildStatusDocument(input: StatusInput): StatusDocument {
   }
 
   const attention: AttentionItem[] = [];
+  const wildcards = wantedWildcards(input.sites);
   const routes: RouteView[] = input.sites.map((site) => {
     const upstreams: UpstreamView[] = site.upstreams.map((u) => {
       const h = health.get(`${site.host} ${origin(u.url)}`);
       return { ...u, healthy: h?.healthy ?? true, ...(h?.downUntil ? { downUntil: h.downUntil } : {}), ...(h?.check ? { check: h.check } : {}) };
     });
-    // By lineage name: an IPv6 host's is `2001-db8--10`, a wildcard's `wildcard_.BASE` (state/reconcile.ts).
-    const certificate = site.https ? certByName.get(lineageNameFor(site.host)) ?? null : null;
+    // By lineage name: an IPv6 host's is `2001-db8--10`, a wildcard's `wildcard_.BASE`, and a name under a wanted
+    // wildcard shows the wildcard's certificate, which serves it (state/reconcile.ts).
+    const certificate = site.https ? certByName.get(servingLineage(site, wildcards)) ?? null : null;
     const down = upstreams.filter((u) => !u.healthy);
     let routeHealth: Health = certificate ? (certificate.health === 'retired' ? 'ok' : certificate.health) : site.https ? 'pending' : 'ok';
     if (down.length) {

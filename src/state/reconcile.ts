@@ -68,16 +68,30 @@ export function coveringWildcard(host: string, wildcards: ReadonlySet<string>): 
   return wildcards.has(w) ? w : undefined;
 }
 
+/** The wanted public wildcard hosts (`*.BASE`) among the HTTPS sites: the ones whose certificate serves the names one label under them. */
+export function wantedWildcards(sites: readonly SiteSpec[]): Set<string> {
+  return new Set(sites.filter((s) => s.https && s.host.startsWith('*.') && s.issuer === 'acme').map((s) => s.host));
+}
+
+/**
+ * The lineage whose certificate serves an HTTPS site: the covering
+ * wildcard's for a public site under a wanted wildcard (`wildcards`, from
+ * {@link wantedWildcards}), else the site's own.
+ */
+export function servingLineage(site: Pick<SiteSpec, 'host' | 'issuer'>, wildcards: ReadonlySet<string>): string {
+  const w = site.issuer === 'acme' ? coveringWildcard(site.host, wildcards) : undefined;
+  return lineageNameFor(w ?? site.host);
+}
+
 /**
  * The certificates the HTTPS sites need, by lineage name: one per site,
  * except public sites under a wanted public wildcard, which share it.
  */
 export function wantedCertificates(sites: readonly SiteSpec[]): Map<string, SiteSpec> {
-  const https = sites.filter((s) => s.https);
-  const wildcards = new Set(https.filter((s) => s.host.startsWith('*.') && s.issuer === 'acme').map((s) => s.host));
+  const wildcards = wantedWildcards(sites);
   const out = new Map<string, SiteSpec>();
-  for (const s of https) {
-    if (s.issuer === 'acme' && coveringWildcard(s.host, wildcards)) continue;
+  for (const s of sites) {
+    if (!s.https || (s.issuer === 'acme' && coveringWildcard(s.host, wildcards))) continue;
     out.set(lineageNameFor(s.host), s);
   }
   return out;

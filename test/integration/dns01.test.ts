@@ -15,6 +15,11 @@ import { fakeAcmes } from '../support/fake-acme.js';
 import { startFakeCloudflare, startFakeAcmeDns, startFakeRoute53 } from '../support/fake-dns-apis.js';
 import { runCli } from '../support/cli.js';
 import { pebbleFlags, tempConfigDir, sanNames } from '../support/padlock.js';
+import { dns01Solver } from '../../src/acme/dns01-solver.js';
+import { dns01Value } from '../../src/acme/dns01.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { silentLogger } from '../../src/log.js';
+import { systemClock } from '../../src/clock.js';
 
 let knot: Knot;
 let pebble: Pebble;
@@ -248,5 +253,33 @@ describe('DNS providers tested against fakes of their HTTP APIs (writing into th
     assert.equal(calls.length, 2);
     assert.match(calls[0]!, new RegExp(`^present _acme-challenge\\.${name.replace(/\./g, '\\.')}\\. [A-Za-z0-9_-]{43}$`));
     assert.match(calls[1]!, new RegExp(`^cleanup _acme-challenge\\.${name.replace(/\./g, '\\.')}\\. [A-Za-z0-9_-]{43}$`));
+  });
+});
+
+describe("padlock run's DNS-01 solver (one per provider, shared by every order of the daemon)", () => {
+  it('reads the credentials file again after the server refused its key, so the fixed file works at the next attempt without a restart', async () => {
+    const own = await startKnot({ zones: ['rotate.test'] });
+    const file = await credentialsFile('rotate.ini', own.credentials());
+    const solver = dns01Solver({ type: 'dns-01', provider: 'rfc2136', credentials: file, resolvers: [own.address], propagationTimeout: 10, propagationInterval: 0.2 },
+      { store: new MemoryStore(), logger: silentLogger, clock: systemClock });
+    const challenge = (token: string) => ({ type: 'dns-01' as const, identifier: 'app.rotate.test', token, keyAuthorization: `${token}.thumbprint` });
+    try {
+      await solver.present(challenge('t1'));
+      assert.deepEqual(await own.txt('_acme-challenge.app.rotate.test'), [dns01Value('t1.thumbprint')]);
+      await solver.cleanup(challenge('t1'));
+
+      // The key is rotated on the server: the daemon's provider, built with the old one, is refused.
+      await own.rotateKey();
+      await assert.rejects(solver.present(challenge('t2')), /for the zone rotate\.test: adding the TXT record _acme-challenge\.app\.rotate\.test: the server refused the TSIG signature \(BADSIG\)/);
+      // The operator puts the new key in the file; the same solver (no restart) uses it for the next order.
+      await writeFile(file, own.credentials());
+      await solver.present(challenge('t3'));
+      assert.deepEqual(await own.txt('_acme-challenge.app.rotate.test'), [dns01Value('t3.thumbprint')]);
+      await solver.cleanup(challenge('t3'));
+      assert.deepEqual(await own.txt('_acme-challenge.app.rotate.test'), [], 'removed with the new key');
+    } finally {
+      await solver.close();
+      await own.stop();
+    }
   });
 });

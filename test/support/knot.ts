@@ -34,8 +34,8 @@ export interface Knot {
   address: string;
   secondaryAddress?: string;
   keyName: string;
-  /** base64 TSIG secret (hmac-sha256). */
-  secret: string;
+  /** base64 TSIG secret (hmac-sha256); the current one after rotateKey(). */
+  readonly secret: string;
   /** `server`, `name`, `secret`, `algorithm` lines for padlock's rfc2136 credentials file. */
   credentials(overrides?: Partial<Record<'server' | 'name' | 'secret' | 'algorithm', string>>): string;
   /** TXT values at `name` on the primary (asked with kdig). */
@@ -47,6 +47,14 @@ export interface Knot {
    * Changes apply one at a time in call order, so the last call's values win (two knsupdate processes at once could apply out of order).
    */
   setTxt(zone: string, name: string, values: readonly string[]): Promise<void>;
+  /**
+   * Gives the TSIG key a new secret on the servers (the config rewritten,
+   * then `knotc reload`), as an operator rotating the key on the DNS side
+   * would: credentials made before now hold a key the server refuses
+   * (BADSIG). Resolves with the new secret once an update signed with it is
+   * accepted; the helpers here (setTxt, setCname) use it from then on.
+   */
+  rotateKey(): Promise<string>;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -85,7 +93,7 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
   const address = await pickAddress();
   const secondaryAddress = options.secondary ? address.replace(/\.(\d+)$/, (_m, d: string) => `.${Number(d) + 1}`) : undefined;
   const keyName = 'padlock-test-key';
-  const secret = randomBytes(32).toString('base64');
+  let secret = randomBytes(32).toString('base64');
   const [first] = options.zones;
   const nsNames = [`ns1.${first}.`, ...(secondaryAddress ? [`ns2.${first}.`] : [])];
   for (const zone of options.zones) {
@@ -100,21 +108,21 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
   }
   const procs: ChildProcess[] = [];
   let out = '';
+  const configText = (base: string, listen: string, updates: boolean) => [
+    'server:', `    rundir: "${base}"`, `    listen: [ ${listen}@53 ]`, '    udp-workers: 1', '    tcp-workers: 1', '    background-workers: 1',
+    'database:', `    storage: "${join(base, 'db')}"`,
+    'log:', '  - target: stderr', '    any: info',
+    'key:', `  - id: ${keyName}`, '    algorithm: hmac-sha256', `    secret: ${secret}`,
+    'acl:', '  - id: update', `    key: ${keyName}`, '    action: update',
+    'template:', '  - id: default', `    storage: "${dir}"`, '    zonefile-sync: -1', '    zonefile-load: whole', '    journal-content: changes',
+    'zone:',
+    ...options.zones.flatMap((z) => [`  - domain: ${z}`, `    file: ${z}.zone`, ...(updates && !options.readOnly?.includes(z) ? ['    acl: update'] : [])]),
+  ].join('\n') + '\n';
   const start = async (name: string, listen: string, updates: boolean) => {
     const base = join(dir, name);
     await mkdir(join(base, 'db'), { recursive: true });
-    const conf = [
-      'server:', `    rundir: "${base}"`, `    listen: [ ${listen}@53 ]`, '    udp-workers: 1', '    tcp-workers: 1', '    background-workers: 1',
-      'database:', `    storage: "${join(base, 'db')}"`,
-      'log:', '  - target: stderr', '    any: info',
-      'key:', `  - id: ${keyName}`, '    algorithm: hmac-sha256', `    secret: ${secret}`,
-      'acl:', '  - id: update', `    key: ${keyName}`, '    action: update',
-      'template:', '  - id: default', `    storage: "${dir}"`, '    zonefile-sync: -1', '    zonefile-load: whole', '    journal-content: changes',
-      'zone:',
-      ...options.zones.flatMap((z) => [`  - domain: ${z}`, `    file: ${z}.zone`, ...(updates && !options.readOnly?.includes(z) ? ['    acl: update'] : [])]),
-    ].join('\n') + '\n';
     const confFile = join(base, 'knot.conf');
-    await writeFile(confFile, conf);
+    await writeFile(confFile, configText(base, listen, updates));
     const child = spawn(knotd, ['-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     child.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-50_000)));
     child.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-50_000)));
@@ -172,8 +180,32 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
     updates = run.catch(() => undefined);
     return run;
   };
+  const rotateKey = async (): Promise<string> => {
+    const knotc = requireProgram('knotc', 'knot', 'rotating the TSIG key in DNS-01 tests');
+    secret = randomBytes(32).toString('base64');
+    const servers: Array<[string, string, boolean]> = [[join(dir, 'primary'), address, true], ...(secondaryAddress ? [[join(dir, 'secondary'), secondaryAddress, false] as [string, string, boolean]] : [])];
+    for (const [base, listen, updates] of servers) {
+      const confFile = join(base, 'knot.conf');
+      await writeFile(confFile, configText(base, listen, updates));
+      await runBounded('knotc', knotc, ['-c', confFile, 'reload'], { timeoutMs: 5_000 });
+    }
+    // A harmless update signed with the new key: accepted once the reload is in force.
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      try {
+        await update([`server ${address} 53`, `zone ${first}.`, `update delete rotate-probe.${first}. TXT`, 'send', ''].join('\n'), 'rotating the TSIG key in DNS-01 tests');
+        return secret;
+      } catch (err) {
+        if (Date.now() > deadline) throw new Error(`knot: the rotated key is not accepted: ${(err as Error).message}\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
   return {
-    address, ...(secondaryAddress ? { secondaryAddress } : {}), keyName, secret,
+    address, ...(secondaryAddress ? { secondaryAddress } : {}), keyName,
+    get secret() {
+      return secret;
+    },
     credentials: (o = {}) => [
       `server = ${o.server ?? address}`, `name = ${o.name ?? keyName}`, `secret = ${o.secret ?? secret}`, `algorithm = ${o.algorithm ?? 'hmac-sha256'}`,
     ].join('\n') + '\n',
@@ -187,6 +219,7 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
     setTxt: async (zone, name, values) => {
       await update([`server ${address} 53`, `zone ${zone}.`, `update delete ${name}. TXT`, ...values.map((v) => `update add ${name}. 60 TXT "${v}"`), 'send', ''].join('\n'), 'DNS updates in fake provider APIs');
     },
+    rotateKey,
     logs: () => out,
     stop,
   };

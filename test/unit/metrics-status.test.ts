@@ -116,6 +116,25 @@ describe('status document', () => {
     assert.equal(d.routes.find((r) => r.host === '203.0.113.10')?.certificate?.name, '203.0.113.10');
   });
 
+  it('joins a name one label under a wanted wildcard with the wildcard\'s certificate, which serves it; not a deeper name, nor a local one', () => {
+    const d = buildStatusDocument({
+      now: NOW, ready: true, listeners: { http: 80, https: 443, admin: 9180 }, docker: 'disabled', problems: [],
+      sites: [
+        site('*.apps.example.com', ['http://10.0.0.1:80'], { challenge: 'dns-01' }),
+        site('api.apps.example.com', ['http://10.0.0.2:80']),
+        site('x.y.apps.example.com', ['http://10.0.0.3:80']),
+        site('api.apps.localhost', ['http://10.0.0.4:80'], { issuer: 'local' }),
+      ],
+      certificates: [{ name: 'wildcard_.apps.example.com', state: 'valid', notAfter: '2027-01-30T00:00:00Z', renewAt: '2026-12-31T00:00:00Z' }],
+    });
+    const route = (host: string) => d.routes.find((r) => r.host === host)!;
+    assert.equal(route('api.apps.example.com').certificate?.name, 'wildcard_.apps.example.com');
+    assert.equal(route('api.apps.example.com').health, 'ok', 'served, not pending');
+    assert.equal(route('*.apps.example.com').certificate?.name, 'wildcard_.apps.example.com');
+    assert.equal(route('x.y.apps.example.com').certificate, null, 'two labels under: a certificate of its own (none yet)');
+    assert.equal(route('api.apps.localhost').certificate, null);
+  });
+
   it('keeps the original fields (ready, time, listeners, docker, problems, certificates, proxy)', () => {
     assert.equal(doc.ready, true);
     assert.equal(doc.time, NOW.toISOString());
