@@ -11,7 +11,12 @@
 // - dockerode (and ssh2, cpu-features): native optional parts;
 // - undici: padlock loads parts of it by path (src/proxy/undici-parts.ts);
 // - @aws-sdk/*, @redis/client, nodemailer: large and loaded only when used.
-// Everything else padlock imports is bundled, with its license comments kept.
+// Everything else padlock imports is bundled, with its license comments kept,
+// and minified in whitespace and syntax only: names stay, so stack traces
+// still name functions, and PADLOCK_SOURCE_MAPS=1 maps them to src/. Module
+// source stays in memory for the life of a process; this saved about 7 MB of
+// RSS in every padlock process (bench: idle RSS, docs/BENCHMARKS.md), where
+// renaming identifiers too would have saved under 1 MB more.
 //
 // Two parts of acme-client that padlock never calls are replaced by stubs that
 // throw if called (scripts/bundle-stubs/): its axios instance (padlock brings its
@@ -89,6 +94,8 @@ const result = await build({
   // CommonJS dependencies call require(); an ES module has none, so each output file makes its own.
   banner: { js: "import { createRequire as __padlockCreateRequire } from 'node:module'; const require = __padlockCreateRequire(import.meta.url);" },
   external: ['dockerode', 'ssh2', 'cpu-features', 'undici', 'undici/*', '@aws-sdk/*', '@redis/client', 'nodemailer'],
+  minifyWhitespace: true,
+  minifySyntax: true,
   sourcemap: 'linked',
   sourcesContent: false,
   plugins: [stubs, lazyStringWidth],
