@@ -29,6 +29,7 @@ import { AcmeProblemError, PadlockError, asPadlockError, errorMessage, type Acme
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { shownUrl } from '../config/shown.js';
+import { VERSION } from '../version.js';
 import { clampNote, parseRetryAfter, readRetryAfter, type RetryAfter, type RetryAfterKind } from './retry-after.js';
 
 export interface AcmeClientOptions {
@@ -82,7 +83,7 @@ interface CallContext {
 }
 
 const calls = new AsyncLocalStorage<CallContext>();
-const USER_AGENT = 'padlock/0.1.0 (+acme-client)';
+const USER_AGENT = `padlock/${VERSION} (+acme-client)`;
 
 export { parseRetryAfter };
 

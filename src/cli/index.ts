@@ -9,8 +9,7 @@
  * a unit test keeps equal to the modules' own.
  */
 import { COMMANDS, named } from './commands.js';
-
-const VERSION = '0.1.0';
+import { VERSION } from '../version.js';
 
 export async function main(argv: string[]): Promise<void> {
   // Answered before yargs loads (about 0.1 s of start-up): scripts and health checks ask for the version often.

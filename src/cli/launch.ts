@@ -10,7 +10,7 @@
  * and reuses it while the source is unchanged, so every run after the first
  * skips that work. It must be on before the CLI's modules load, hence this
  * file, which imports nothing of padlock's statically but
- * compile-cache.ts.
+ * compile-cache.ts and version.ts.
  *
  * ## Where
  * `PADLOCK_COMPILE_CACHE` names the folder, or `off` turns the cache off.
@@ -23,6 +23,13 @@
  * skipped without a word: the command then only runs slower.
  */
 import { startCompileCache } from './compile-cache.js';
+import { VERSION } from '../version.js';
 
-startCompileCache(process.env);
-await import('./index.js');
+const argv = process.argv.slice(2);
+if (argv.length === 1 && argv[0] === '--version') {
+  // Scripts and health checks ask often: answered before anything else loads (index.ts answers it too, for dist/cli).
+  process.stdout.write(`${VERSION}\n`);
+} else {
+  startCompileCache(process.env);
+  await import('./index.js');
+}
