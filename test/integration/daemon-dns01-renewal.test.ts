@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
-import { startKnot, type Knot } from '../support/knot.js';
+import { rfc2136DnsSection, startKnot, type Knot } from '../support/knot.js';
 import { tempConfigDir, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 import { runCli } from '../support/cli.js';
@@ -40,13 +40,7 @@ before(async () => {
   await writeFile(creds, knot.credentials(), { mode: 0o600 });
   const file = join(cfg.dir, 'padlock.yaml');
   await writeFile(file, [
-    'dns:',
-    `  resolvers: [${knot.address}]`,
-    '  propagationInterval: 0.2',
-    '  providers:',
-    '    - provider: rfc2136',
-    `      credentials: ${creds}`,
-    '      zones: [example.com]',
+    ...rfc2136DnsSection(knot, creds),
     'sites:',
     `  - host: "*.${base}"`,
     `    upstream: ${app.url}`,

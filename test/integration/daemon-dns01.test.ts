@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
-import { startKnot, type Knot } from '../support/knot.js';
+import { rfc2136DnsSection, startKnot, type Knot } from '../support/knot.js';
 import { tempConfigDir, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 import { runCli } from '../support/cli.js';
@@ -50,16 +50,7 @@ before(async () => {
   ].join('\n') + '\n', { mode: 0o700 });
   const file = join(cfg.dir, 'padlock.yaml');
   await writeFile(file, [
-    'dns:',
-    `  resolvers: [${knot.address}]`,
-    '  propagationInterval: 0.2',
-    '  providers:',
-    '    - provider: rfc2136',
-    `      credentials: ${creds}`,
-    '      zones: [example.com]',
-    '    - provider: exec',
-    `      exec: ${hook}`,
-    '      zones: [example.org]',
+    ...rfc2136DnsSection(knot, creds, ['    - provider: exec', `      exec: ${hook}`, '      zones: [example.org]']),
     'sites:',
     `  - host: "*.${base}"`,
     `    upstream: ${wildApp.url}`,

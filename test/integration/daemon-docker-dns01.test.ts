@@ -14,7 +14,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { startPebble, freePort, type Pebble } from '../support/pebble.js';
-import { startKnot, type Knot } from '../support/knot.js';
+import { rfc2136DnsSection, startKnot, type Knot } from '../support/knot.js';
 import { startDockerd, type Dockerd, type TestContainer } from '../support/dockerd.js';
 import { tempConfigDir, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, httpsGet, waitFor, stopRunTest, type RunningDaemon } from '../support/daemon.js';
@@ -51,13 +51,7 @@ before(async () => {
   await writeFile(creds, knot.credentials(), { mode: 0o600 });
   const file = join(cfg.dir, 'padlock.yaml');
   await writeFile(file, [
-    'dns:',
-    `  resolvers: [${knot.address}]`,
-    '  propagationInterval: 0.2',
-    '  providers:',
-    '    - provider: rfc2136',
-    `      credentials: ${creds}`,
-    '      zones: [example.com]',
+    ...rfc2136DnsSection(knot, creds),
   ].join('\n'));
   daemon = await startPadlockRun(['--config', file, '--docker-host', dockerd.dockerHost, '--config-dir', join(cfg.dir, 'store'), ...pebbleRunFlags(pebble)], { httpPort: pebble.httpPort });
 });

@@ -10,23 +10,18 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
-import http2 from 'node:http2';
 import https from 'node:https';
 import tls from 'node:tls';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startPebble, type Pebble } from '../support/pebble.js';
+import { h2GetIp, type IpAnswer } from '../support/https-client.js';
 import { runCli } from '../support/cli.js';
 import { tempConfigDir, uniqueName, pebbleRunFlags } from '../support/padlock.js';
 import { startPadlockRun, startUpstream, httpsGet, waitFor, type RunningDaemon } from '../support/daemon.js';
 import { requireProgram } from '../support/programs.js';
 
-interface Answer {
-  status: number;
-  body: string;
-  san: string;
-  protocol: string;
-}
+type Answer = Omit<IpAnswer, 'reused'>;
 
 /** HTTP/1.1 GET to an IP literal with no SNI (Node leaves an IP out; servername '' keeps a Host override out too). */
 function ipGet(ip: string, port: number, ca: string, hostHeader?: string): Promise<Answer> {
@@ -39,30 +34,6 @@ function ipGet(ip: string, port: number, ca: string, hostHeader?: string): Promi
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end();
-  });
-}
-
-/** HTTP/2 GET to an IP literal (no SNI), with `:authority` as a browser writes it unless given. */
-function ipGetH2(ip: string, port: number, ca: string, authority?: string): Promise<Answer> {
-  const hostPart = ip.includes(':') ? `[${ip}]` : ip;
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`https://${hostPart}:${port}`, { ca });
-    session.on('error', reject);
-    const stream = session.request({ ':path': '/', ':authority': authority ?? `${hostPart}:${port}` });
-    let body = '';
-    let status = 0;
-    stream.on('response', (h) => (status = Number(h[':status'])));
-    stream.setEncoding('utf8').on('data', (d: string) => (body += d));
-    stream.on('error', (e) => {
-      session.close();
-      reject(e);
-    });
-    stream.on('end', () => {
-      const socket = session.socket as tls.TLSSocket;
-      const answer = { status, body, san: socket.getPeerCertificate().subjectaltname ?? '', protocol: String(socket.alpnProtocol) };
-      session.close();
-      resolve(answer);
-    });
   });
 }
 
@@ -139,7 +110,7 @@ function daemonSuite(title: string, extraArgs: string[]) {
       const c = await curl(['--cacert', root, '-w', '\n%{http_code} %{http_version}', `https://127.0.0.1:${daemon.httpsPort}/`]);
       assert.equal(c.code, 0, c.stderr);
       assert.equal(c.stdout.split('\n').at(-1), '200 2');
-      const h2 = await ipGetH2('127.0.0.1', daemon.httpsPort, pebble.rootPem);
+      const h2 = await h2GetIp('127.0.0.1', daemon.httpsPort, pebble.rootPem);
       assert.equal(h2.status, 200);
       assert.equal(h2.protocol, 'h2');
       assert.equal(JSON.parse(h2.body).app, 'ip-app');
@@ -153,7 +124,7 @@ function daemonSuite(title: string, extraArgs: string[]) {
 
     it('answers 421 on the IP connection to a Host other than the IP (h1 and h2)', async () => {
       assert.equal((await ipGet('127.0.0.1', daemon.httpsPort, pebble.rootPem, name)).status, 421);
-      assert.equal((await ipGetH2('127.0.0.1', daemon.httpsPort, pebble.rootPem, name)).status, 421);
+      assert.equal((await h2GetIp('127.0.0.1', daemon.httpsPort, pebble.rootPem, name)).status, 421);
     });
 
     it('redirects http://127.0.0.1/ to https://127.0.0.1:PORT/ with a 308', async () => {
@@ -216,7 +187,7 @@ describe('padlock run with an IPv6 host ([::1], bound to ::1)', () => {
     assert.equal(r.san, 'IP Address:0:0:0:0:0:0:0:1');
     const cert = new X509Certificate(await readFile(join(cfg.dir, 'store', 'live', '0--1', 'cert.pem'), 'utf8'));
     assert.equal(cert.subjectAltName, 'IP Address:0:0:0:0:0:0:0:1');
-    const h2 = await ipGetH2('::1', daemon.httpsPort, pebble.rootPem);
+    const h2 = await h2GetIp('::1', daemon.httpsPort, pebble.rootPem);
     assert.equal(h2.status, 200);
     assert.equal(h2.protocol, 'h2');
     assert.equal((await ipGet('::1', daemon.httpsPort, pebble.rootPem, '127.0.0.1')).status, 421);

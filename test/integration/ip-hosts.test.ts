@@ -13,9 +13,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
-import http2 from 'node:http2';
 import https from 'node:https';
-import net from 'node:net';
+import type net from 'node:net';
 import tls from 'node:tls';
 import { TokenMap } from '../../src/acme/http01.js';
 import { silentLogger } from '../../src/log.js';
@@ -24,18 +23,12 @@ import { installIpHosts, connectionName, localIp } from '../../src/proxy/ip-host
 import { CertificateRegistry, type CertificateEntry } from '../../src/tls/contexts.js';
 import { newTicketKeys } from '../../src/tls/session-tickets.js';
 import { DAY, TestPki, type TestCert } from '../support/certs.js';
+import { h2GetIp, type IpAnswer } from '../support/https-client.js';
 import { requireProgram } from '../support/programs.js';
 
 const NAME = 'app.example.com';
 
-interface Answer {
-  status: number;
-  body: string;
-  /** The IP addresses and DNS names of the certificate the server presented. */
-  san: string;
-  protocol: string;
-  reused: boolean;
-}
+type Answer = IpAnswer;
 
 /** GET over HTTP/1.1 to an IP literal: Node sends no SNI for it. `hostHeader` overrides Host. */
 function h1Get(ip: string, port: number, ca: string, opts: { hostHeader?: string; session?: Buffer; onSession?: (s: Buffer) => void } = {}): Promise<Answer> {
@@ -56,30 +49,6 @@ function h1Get(ip: string, port: number, ca: string, opts: { hostHeader?: string
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', reject);
     req.end();
-  });
-}
-
-/** GET over HTTP/2 to an IP literal (no SNI); `authority` overrides `:authority`. */
-function h2Get(ip: string, port: number, ca: string, authority?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const url = `https://${net.isIP(ip) === 6 ? `[${ip}]` : ip}:${port}`;
-    const session = http2.connect(url, { ca });
-    session.on('error', reject);
-    const stream = session.request({ ':path': '/', ...(authority ? { ':authority': authority } : {}) });
-    let body = '';
-    let status = 0;
-    stream.on('response', (h) => (status = Number(h[':status'])));
-    stream.setEncoding('utf8').on('data', (d: string) => (body += d));
-    stream.on('error', (e) => {
-      session.close();
-      reject(e);
-    });
-    stream.on('end', () => {
-      const socket = session.socket as tls.TLSSocket;
-      const answer = { status, body, san: socket.getPeerCertificate().subjectaltname ?? '', protocol: String(socket.alpnProtocol), reused: socket.isSessionReused() };
-      session.close();
-      resolve(answer);
-    });
   });
 }
 
@@ -182,7 +151,7 @@ describe('IP address hosts on :443 (no SNI)', () => {
   });
 
   it('HTTP/2 (http2.connect to the IP) gets the IP site', async () => {
-    const r = await h2Get('127.0.0.1', port, root.cert);
+    const r = await h2GetIp('127.0.0.1', port, root.cert);
     assert.equal(r.status, 200);
     assert.equal(r.protocol, 'h2');
     assert.equal(r.san, 'IP Address:127.0.0.1');
@@ -192,10 +161,10 @@ describe('IP address hosts on :443 (no SNI)', () => {
   for (const protocol of ['http/1.1', 'h2'] as const) {
     it(`a Host other than the IP on the IP connection gets 421, even a routed name (${protocol})`, async () => {
       for (const other of [NAME, '127.0.0.2', `127.0.0.2:${port}`, 'elsewhere.example']) {
-        const r = protocol === 'h2' ? await h2Get('127.0.0.1', port, root.cert, other) : await h1Get('127.0.0.1', port, root.cert, { hostHeader: other });
+        const r = protocol === 'h2' ? await h2GetIp('127.0.0.1', port, root.cert, other) : await h1Get('127.0.0.1', port, root.cert, { hostHeader: other });
         assert.equal(r.status, 421, `Host ${other}`);
       }
-      const bare = protocol === 'h2' ? await h2Get('127.0.0.1', port, root.cert, '127.0.0.1') : await h1Get('127.0.0.1', port, root.cert, { hostHeader: '127.0.0.1' });
+      const bare = protocol === 'h2' ? await h2GetIp('127.0.0.1', port, root.cert, '127.0.0.1') : await h1Get('127.0.0.1', port, root.cert, { hostHeader: '127.0.0.1' });
       assert.equal(bare.status, 200, 'the IP without a port is the IP too');
     });
   }
@@ -265,12 +234,12 @@ describe('IP address hosts on :443 (no SNI)', () => {
     assert.equal(h1.san, 'IP Address:0:0:0:0:0:0:0:1');
     assert.equal(JSON.parse(h1.body).host, `[::1]:${port6}`);
     // Node's http2 client writes `:authority: ::1:PORT` without brackets (malformed, and itself an IPv6 address): say it as browsers and curl do.
-    const h2 = await h2Get('::1', port6, root.cert, `[::1]:${port6}`);
+    const h2 = await h2GetIp('::1', port6, root.cert, `[::1]:${port6}`);
     assert.equal(h2.status, 200);
     assert.equal(h2.protocol, 'h2');
     assert.equal((await h1Get('::1', port6, root.cert, { hostHeader: '[0:0:0:0:0:0:0:1]' })).status, 200);
     assert.equal((await h1Get('::1', port6, root.cert, { hostHeader: NAME })).status, 421);
-    assert.equal((await h2Get('::1', port6, root.cert, '127.0.0.1')).status, 421);
+    assert.equal((await h2GetIp('::1', port6, root.cert, '127.0.0.1')).status, 421);
   });
 
   it('with no IP host for the address, a client without SNI still gets handshake_failure (no default certificate)', async () => {

@@ -212,3 +212,41 @@ class H2Client implements HttpsClient {
     });
   }
 }
+
+/** What a GET to an IP literal saw: the answer and the connection it came over. */
+export interface IpAnswer {
+  status: number;
+  body: string;
+  /** The IP addresses and DNS names of the certificate the server presented. */
+  san: string;
+  protocol: string;
+  reused: boolean;
+}
+
+/**
+ * One GET over HTTP/2 to an IP literal (Node sends no SNI for it), trusting
+ * `ca`. `:authority` is written as browsers write it (`[::1]:PORT`), unless
+ * `authority` overrides it: Node's own default leaves IPv6 unbracketed.
+ */
+export function h2GetIp(ip: string, port: number, ca: string, authority?: string): Promise<IpAnswer> {
+  const hostPart = ip.includes(':') ? `[${ip}]` : ip;
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`https://${hostPart}:${port}`, { ca });
+    session.on('error', reject);
+    const stream = session.request({ ':path': '/', ':authority': authority ?? `${hostPart}:${port}` });
+    let body = '';
+    let status = 0;
+    stream.on('response', (h) => (status = Number(h[':status'])));
+    stream.setEncoding('utf8').on('data', (d: string) => (body += d));
+    stream.on('error', (e) => {
+      session.close();
+      reject(e);
+    });
+    stream.on('end', () => {
+      const socket = session.socket as tls.TLSSocket;
+      const answer = { status, body, san: socket.getPeerCertificate().subjectaltname ?? '', protocol: String(socket.alpnProtocol), reused: socket.isSessionReused() };
+      session.close();
+      resolve(answer);
+    });
+  });
+}

@@ -224,3 +224,22 @@ export async function startKnot(options: KnotOptions): Promise<Knot> {
     stop,
   };
 }
+
+/**
+ * The `dns:` section of a padlock config file (YAML lines) that updates
+ * `example.com` on this Knot over rfc2136 with `credentialsFile`, and checks
+ * propagation against it; `extraProviders` are more provider entries (YAML
+ * lines at the same indent as `- provider: rfc2136`).
+ */
+export function rfc2136DnsSection(knot: Knot, credentialsFile: string, extraProviders: string[] = []): string[] {
+  return [
+    'dns:',
+    `  resolvers: [${knot.address}]`,
+    '  propagationInterval: 0.2',
+    '  providers:',
+    '    - provider: rfc2136',
+    `      credentials: ${credentialsFile}`,
+    '      zones: [example.com]',
+    ...extraProviders,
+  ];
+}
