@@ -50,6 +50,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { ChallengeResponder } from '../acme/http01.js';
 import type { AcmeTlsEntry, AcmeTlsPublisher } from '../acme/tls-alpn01.js';
@@ -60,7 +61,7 @@ import { DEFAULT_TLS_CONTEXT_CACHE, type CertificateEntry, type CertificateSnaps
 import { newTicketKeys, ticketKeysToWire, type TicketKeys, type TicketKeysWire } from '../tls/session-tickets.js';
 import type { Http2Limits } from './h2-limits.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
-import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
+import { listenOn, type ProxyObserver, type ProxyStats, type RouteUpstreams } from './server.js';
 import type { HoldOutcome } from './hold.js';
 import type { UnavailableReason } from './forward.js';
 
@@ -70,6 +71,8 @@ export interface WorkerSettings {
   httpPort: number;
   httpsPort: number;
   bind?: string;
+  /** Listen with SO_REUSEPORT in the worker itself (`accept: 'reuseport'`), on these exact ports. */
+  reusePort?: boolean;
   logLevel: Level;
   pretty: boolean;
   /** 1-based worker slot, for log lines. */
@@ -143,6 +146,20 @@ export function durationUnits(seconds: number): number {
 
 // ---- the primary side ----
 
+/**
+ * How the workers get their connections (see the module comment):
+ * - `reuseport`: each worker binds its own sockets with SO_REUSEPORT and the
+ *   kernel spreads new connections over them (Linux);
+ * - `shared`: one socket, bound by the primary, accepted from by every worker
+ *   (node:cluster's SCHED_NONE);
+ * - `primary`: the primary accepts every connection and passes it to a
+ *   worker, round robin (node:cluster's default, SCHED_RR).
+ */
+export type WorkerAccept = 'reuseport' | 'shared' | 'primary';
+
+/** The default: `reuseport` where the kernel balances a reuseport group (Linux), else `primary`. */
+export const DEFAULT_WORKER_ACCEPT: WorkerAccept = process.platform === 'linux' ? 'reuseport' : 'primary';
+
 export interface ProxyClusterOptions {
   workers: number;
   httpPort: number;
@@ -174,6 +191,8 @@ export interface ProxyClusterOptions {
   certificateFor?: (name: string) => Promise<CertificateEntry | undefined>;
   /** Hold requests while no upstream is up, in every worker (`ProxyServerOptions.hold`). */
   hold?: { waitMs: number; maxHeld: number };
+  /** How the workers get their connections; default DEFAULT_WORKER_ACCEPT. */
+  accept?: WorkerAccept;
 }
 
 interface Slot {
@@ -209,6 +228,9 @@ export class ProxyCluster {
   /** Monotonic counts of workers that exited. */
   private readonly retired = { byStatus: new Map<string, number>(), upstreamConnectionsOpened: 0, upstreamRetries: 0, builtContexts: 0 };
   private bound: { httpPort: number; httpsPort: number } | undefined;
+  /** `reuseport`: the ports every worker binds (the configured ones, or the first worker's real ones for port 0). */
+  private workerPorts: { httpPort: number; httpsPort: number } | undefined;
+  private readonly accept: WorkerAccept;
   private listening: Promise<{ httpPort: number; httpsPort: number }> | undefined;
   private closing: Promise<void> | undefined;
   private lastRespawn = 0;
@@ -221,6 +243,7 @@ export class ProxyCluster {
     this.log = opts.logger.child({ component: 'proxy-cluster' });
     this.ownPorts = [...(opts.ownPorts ?? [])];
     this.ticketKeys = opts.ticketKeys ?? newTicketKeys();
+    this.accept = opts.accept ?? DEFAULT_WORKER_ACCEPT;
   }
 
   /** Replaces the TLS session ticket keys in every worker (a ticket from one worker resumes on any other). */
@@ -394,12 +417,31 @@ export class ProxyCluster {
     const here = fileURLToPath(import.meta.url);
     const exec = here.replace(/cluster\.(ts|js)$/, (_m, ext: string) => `worker.${ext}`);
     if (!existsSync(exec)) throw new Error(`proxy worker module not found at ${exec}`);
+    // Read by node:cluster at the first setupPrimary()/fork() and frozen there.
+    if (this.accept === 'shared') cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec, args: [] });
     cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal));
-    const started = Array.from({ length: this.opts.workers }, (_, i) => this.fork(i + 1));
     const deadline = this.opts.startTimeoutMs ?? 30_000;
+    const started = (slots: number[]) => Promise.all(slots.map((slot) => withTimeout(this.fork(slot), deadline, 'a proxy worker did not start listening in time')));
+    const all = Array.from({ length: this.opts.workers }, (_, i) => i + 1);
     try {
-      const results = await Promise.all(started.map((p) => withTimeout(p, deadline, 'a proxy worker did not start listening in time')));
+      let results: Array<{ httpPort: number; httpsPort: number }>;
+      if (this.accept !== 'reuseport') results = await started(all);
+      else {
+        // A reuseport socket of the same user would let padlock join it instead of failing (a second padlock
+        // on the same ports): bind each configured port once without SO_REUSEPORT first, for the usual error.
+        await this.probePorts();
+        const { httpPort, httpsPort } = this.opts;
+        if (httpPort !== 0 && httpsPort !== 0) {
+          this.workerPorts = { httpPort, httpsPort };
+          results = await started(all);
+        } else {
+          // Port 0: the first worker picks the ports, the others join them.
+          const [first] = await started([1]);
+          this.workerPorts = first!;
+          results = [first!, ...await started(all.slice(1))];
+        }
+      }
       const first = results[0]!;
       for (const r of results) {
         if (r.httpPort !== first.httpPort || r.httpsPort !== first.httpsPort) throw new Error(`proxy workers listen on different ports: ${JSON.stringify(results)}`);
@@ -410,6 +452,16 @@ export class ProxyCluster {
     } catch (err) {
       await this.close({ drainMs: 0 });
       throw err;
+    }
+  }
+
+  /** Binds each configured (non-zero) port once, without SO_REUSEPORT, and lets go: LISTEN_FAILED if anyone holds it. */
+  private async probePorts(): Promise<void> {
+    for (const port of [this.opts.httpPort, this.opts.httpsPort]) {
+      if (port === 0) continue;
+      const probe = net.createServer();
+      await listenOn(probe, port, this.opts.bind);
+      await new Promise((resolve) => probe.close(resolve));
     }
   }
 
@@ -432,11 +484,15 @@ export class ProxyCluster {
   private onMessage(entry: Slot, msg: FromWorker): void {
     switch (msg.t) {
       case 'hello': {
+        const reusePort = this.accept === 'reuseport';
+        const ports = reusePort ? this.workerPorts ?? this.opts : this.opts;
         const settings: WorkerSettings = {
-          // Always the configured ports (0 stays 0): cluster shares one listening handle per (address, port) key.
-          httpPort: this.opts.httpPort,
-          httpsPort: this.opts.httpsPort,
+          // reuseport: the ports the group is on (a worker that joins must not bind port 0 again).
+          // Otherwise always the configured ports (0 stays 0): cluster shares one listening handle per (address, port) key.
+          httpPort: ports.httpPort,
+          httpsPort: ports.httpsPort,
           ...(this.opts.bind ? { bind: this.opts.bind } : {}),
+          ...(reusePort ? { reusePort } : {}),
           logLevel: this.opts.logLevel,
           pretty: this.opts.pretty,
           slot: entry.slot,

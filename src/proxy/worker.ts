@@ -137,6 +137,7 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
     httpPort: settings.httpPort,
     httpsPort: settings.httpsPort,
     ...(settings.bind ? { bind: settings.bind } : {}),
+    ...(settings.reusePort ? { reusePort: true } : {}),
     tokens,
     acmeTls,
     certificates: registry,
