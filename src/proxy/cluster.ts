@@ -5,9 +5,41 @@
  * discovery, admin API, metrics) and drives the workers through this class,
  * which has the surface `main.ts` uses on a `ProxyServer`: `setSites()`,
  * `replace(snapshot)` for certificates, `listen()`, `close()`, `stats()` and
- * `upstreamStatus()`. Each worker runs a whole `ProxyServer` (:80 and :443);
- * the workers share the listening sockets through the cluster module, which
- * hands connections out round robin.
+ * `upstreamStatus()`. Each worker runs a whole `ProxyServer` (:80 and :443).
+ *
+ * ## Each worker accepts its own connections (Linux)
+ * Every worker binds :80 and :443 itself with SO_REUSEPORT (`accept:
+ * 'reuseport'`, the default on Linux): each port has one listening socket per
+ * worker, in one reuseport group, and the kernel spreads new connections over
+ * them by a hash of the connection's addresses and ports. The primary holds
+ * no listening socket and never sees a connection. node:cluster's default
+ * (`'primary'`, SCHED_RR) has the primary accept every connection and send
+ * its handle to a worker over IPC: a JSON message and an fd passed per
+ * connection, all on the primary's one thread, which also runs ACME, the
+ * store and discovery. That cost shows on short connections (docs/BENCHMARKS.md,
+ * resumed reconnects).
+ * - **Port 0** (tests): the first worker binds, reports the real ports, and
+ *   the others (and every replacement) bind those.
+ * - **A port already taken** fails start-up with the usual LISTEN_FAILED
+ *   error: before forking, the primary binds each configured port once
+ *   without SO_REUSEPORT and lets go. Without that, a reuseport socket of
+ *   the same user on the port (a second padlock) would be joined silently
+ *   and the two would split the connections. A program of the same user that
+ *   binds the port with SO_REUSEPORT *after* padlock started can still join
+ *   the group: run padlock as a user of its own.
+ * - **A worker that exits** takes its listening sockets with it. New
+ *   connections go to the other workers from then on, and connections the
+ *   other workers hold are untouched. Connections the kernel had queued on
+ *   the dead worker's socket but the worker had not accepted yet are reset,
+ *   unless `net.ipv4.tcp_migrate_req=1` (Linux 5.14+) moves them to another
+ *   socket of the group; with `'primary'` they waited in the primary. Only a
+ *   crash replaces a worker (hot reload sends routes and certificates over
+ *   IPC and never touches a socket), and on SIGTERM all workers stop
+ *   listening together, as before.
+ * - Elsewhere (`'primary'`): Node refuses `reusePort` on macOS and Windows;
+ *   FreeBSD's balancing variant is untested. `'shared'`
+ *   (SCHED_NONE: one socket, bound by the primary, every worker accepting
+ *   from it) was measured too and is kept for comparison.
  *
  * ## State reaches every worker
  * The primary holds the current routes, certificate snapshot and HTTP-01
@@ -23,7 +55,7 @@
  * worker alone; every worker then gets it in the next certificate diff.
  *
  * ## HTTP-01 is race-free
- * The CA may fetch a challenge through any worker (round robin), and it does
+ * The CA may fetch a challenge through any worker, and it does
  * so only after padlock answers the challenge URL (RFC 8555 section 7.5.1).
  * `challengeResponder().present()` sets the token in the primary's map, sends
  * it to every worker, and resolves only when every worker has acknowledged
