@@ -37,9 +37,10 @@
  *   IPC and never touches a socket), and on SIGTERM all workers stop
  *   listening together, as before.
  * - Elsewhere (`'primary'`): Node refuses `reusePort` on macOS and Windows;
- *   FreeBSD's balancing variant is untested. `'shared'`
- *   (SCHED_NONE: one socket, bound by the primary, every worker accepting
- *   from it) was measured too and is kept for comparison.
+ *   FreeBSD's balancing variant is untested. node:cluster's SCHED_NONE (one
+ *   socket bound by the primary, every worker accepting from it) was
+ *   measured as well (docs/BENCHMARKS.md): it also takes the primary out of
+ *   the path and keeps a crashed worker's queue, but was not clearly better.
  *
  * ## State reaches every worker
  * The primary holds the current routes, certificate snapshot and HTTP-01
@@ -182,12 +183,10 @@ export function durationUnits(seconds: number): number {
  * How the workers get their connections (see the module comment):
  * - `reuseport`: each worker binds its own sockets with SO_REUSEPORT and the
  *   kernel spreads new connections over them (Linux);
- * - `shared`: one socket, bound by the primary, accepted from by every worker
- *   (node:cluster's SCHED_NONE);
  * - `primary`: the primary accepts every connection and passes it to a
  *   worker, round robin (node:cluster's default, SCHED_RR).
  */
-export type WorkerAccept = 'reuseport' | 'shared' | 'primary';
+export type WorkerAccept = 'reuseport' | 'primary';
 
 /** The default: `reuseport` where the kernel balances a reuseport group (Linux), else `primary`. */
 export const DEFAULT_WORKER_ACCEPT: WorkerAccept = process.platform === 'linux' ? 'reuseport' : 'primary';
@@ -449,8 +448,6 @@ export class ProxyCluster {
     const here = fileURLToPath(import.meta.url);
     const exec = here.replace(/cluster\.(ts|js)$/, (_m, ext: string) => `worker.${ext}`);
     if (!existsSync(exec)) throw new Error(`proxy worker module not found at ${exec}`);
-    // Read by node:cluster at the first setupPrimary()/fork() and frozen there.
-    if (this.accept === 'shared') cluster.schedulingPolicy = cluster.SCHED_NONE;
     cluster.setupPrimary({ exec, args: [] });
     cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal));
     const deadline = this.opts.startTimeoutMs ?? 30_000;

@@ -203,8 +203,10 @@ describe('padlock run --workers 2: a port held by another program', () => {
 
 describe('ProxyCluster on IPv6 loopback, port 0', () => {
   let cluster: ProxyCluster;
+  let primary: ProxyCluster | undefined;
   after(async () => {
     await cluster?.close({ drainMs: 0 });
+    await primary?.close({ drainMs: 0 });
   });
 
   it('binds both workers to the port the first one picked on ::1, and answers there', async () => {
@@ -219,5 +221,18 @@ describe('ProxyCluster on IPv6 loopback, port 0', () => {
     });
     assert.equal(res.statusCode, 308);
     assert.equal(res.headers.location, `https://v6.example.com:${ports.httpsPort}/x`);
+  });
+
+  it("with accept 'primary' (other systems), the main process holds the listening sockets and a worker answers through it", async () => {
+    primary = new ProxyCluster({ workers: 2, httpPort: 0, httpsPort: 0, bind: '::1', logger: silentLogger, logLevel: 'error', pretty: false, accept: 'primary' });
+    primary.setSites([{ host: 'v6.example.com', upstreams: [{ url: 'http://127.0.0.1:9' }], https: true, redirect: true, issuer: 'acme' }]);
+    const ports = await primary.listen();
+    assert.deepEqual(await listeners(ports.httpsPort), [process.pid]);
+    assert.deepEqual(await listeners(ports.httpPort), [process.pid]);
+    const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get({ host: '::1', port: ports.httpPort, path: '/y', headers: { host: 'v6.example.com' } }, (r) => resolve(r.resume())).on('error', reject);
+    });
+    assert.equal(res.statusCode, 308);
+    assert.equal(res.headers.location, `https://v6.example.com:${ports.httpsPort}/y`);
   });
 });
