@@ -484,13 +484,23 @@ export class ProxyCluster {
     }
   }
 
-  /** Binds each configured (non-zero) port once, without SO_REUSEPORT, and lets go: LISTEN_FAILED if anyone holds it. */
+  /**
+   * Binds each configured (non-zero) port, without SO_REUSEPORT, and lets go:
+   * LISTEN_FAILED if anyone holds it. Both stay bound until both are checked,
+   * so the same port given for HTTP and HTTPS fails as in one process (a
+   * worker's two reuseport servers would otherwise share it).
+   */
   private async probePorts(): Promise<void> {
-    for (const port of [this.opts.httpPort, this.opts.httpsPort]) {
-      if (port === 0) continue;
-      const probe = net.createServer();
-      await listenOn(probe, port, this.opts.bind);
-      await new Promise((resolve) => probe.close(resolve));
+    const probes: net.Server[] = [];
+    try {
+      for (const port of [this.opts.httpPort, this.opts.httpsPort]) {
+        if (port === 0) continue;
+        const probe = net.createServer();
+        probes.push(probe);
+        await listenOn(probe, port, this.opts.bind);
+      }
+    } finally {
+      await Promise.all(probes.map((probe) => new Promise((resolve) => (probe.listening ? probe.close(resolve) : resolve(undefined)))));
     }
   }
 

@@ -201,6 +201,20 @@ describe('padlock run --workers 2: a port held by another program', () => {
   });
 });
 
+describe('padlock run --workers 2: the same port for HTTP and HTTPS', () => {
+  it('fails start-up as one process does, instead of both servers sharing the port', async () => {
+    const dir = await tempConfigDir();
+    try {
+      const port = await freePort();
+      const r = await runCli(['run', '--docker', 'false', '--config-dir', dir.dir, '--admin-listen', '127.0.0.1:0', '--http-port', String(port), '--https-port', String(port), '--bind', '127.0.0.1', '--workers', '2']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(EADDRINUSE\\).*\\[LISTEN_FAILED\\]`));
+    } finally {
+      await dir.cleanup();
+    }
+  });
+});
+
 describe('ProxyCluster on IPv6 loopback, port 0', () => {
   let cluster: ProxyCluster;
   let primary: ProxyCluster | undefined;
