@@ -74,6 +74,8 @@ const phases = (values.phases ?? '').split(',').map((s) => s.trim()).filter(Bool
 for (const p of proxies) if (!PROXIES.includes(p) && !EXTRA_PROXIES.includes(p)) fail(`unknown proxy ${JSON.stringify(p)}; known: ${[...PROXIES, ...EXTRA_PROXIES].join(', ')}`);
 const baseBin = process.env['BENCH_PADLOCK_BASE_BIN'];
 if (proxies.includes('padlock-base') && !baseBin) fail('padlock-base needs BENCH_PADLOCK_BASE_BIN (bin/padlock of the build to compare with)');
+/** `--workers` of the `padlock-base` row (`BENCH_PADLOCK_BASE_WORKERS`, default 1): 2 compares against `padlock`. */
+const baseWorkers = Math.max(1, Math.floor(Number(process.env['BENCH_PADLOCK_BASE_WORKERS'] ?? 1)) || 1);
 for (const p of phases) if (!(PHASES as readonly string[]).includes(p)) fail(`unknown phase ${JSON.stringify(p)}; known: ${PHASES.join(', ')}`);
 if (threads > connections) fail('--threads must not exceed --connections');
 
@@ -360,7 +362,7 @@ async function main(): Promise<number> {
       // The same config dir (so the same certificate) and ports: the proxies run one at a time.
       'padlock-1w': padlockPlan(padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-1w'),
       'padlock-h1': padlockPlan(padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-h1', ['--http2', 'false']),
-      'padlock-base': padlockPlan(baseBin ?? padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, 1, 'padlock-base'),
+      'padlock-base': padlockPlan(baseBin ?? padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv, baseWorkers, 'padlock-base'),
       'node-hello': nodeHelloPlan(nodeBinFor(), join(repoRoot, 'bench', 'proxy', 'hello-server.mjs'), await freePort(), cert.files, capLeft),
     };
     const runs: ProxyRun[] = [];

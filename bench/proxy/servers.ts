@@ -21,8 +21,8 @@ export const PROXIES: readonly ProxyName[] = ['nginx', 'caddy', 'padlock', 'padl
  * (`BENCH_PADLOCK_BASE_BIN`, e.g. main before a change) with `--workers 1`.
  */
 export const EXTRA_PROXIES: readonly ProxyName[] = ['padlock-h1', 'padlock-base'];
-/** The rows that speak HTTP/2 (the h2load phase). */
-export const SPEAKS_H2: ReadonlySet<ProxyName> = new Set(['nginx', 'caddy', 'padlock', 'padlock-1w']);
+/** The rows that speak HTTP/2 (the h2load phase). `padlock-base` is measured too: a base build without HTTP/2 gets a row that says h2 was not negotiated. */
+export const SPEAKS_H2: ReadonlySet<ProxyName> = new Set(['nginx', 'caddy', 'padlock', 'padlock-1w', 'padlock-base']);
 
 export const HOST = 'localhost';
 /** The upstream's whole response body. */

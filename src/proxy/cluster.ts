@@ -5,9 +5,42 @@
  * discovery, admin API, metrics) and drives the workers through this class,
  * which has the surface `main.ts` uses on a `ProxyServer`: `setSites()`,
  * `replace(snapshot)` for certificates, `listen()`, `close()`, `stats()` and
- * `upstreamStatus()`. Each worker runs a whole `ProxyServer` (:80 and :443);
- * the workers share the listening sockets through the cluster module, which
- * hands connections out round robin.
+ * `upstreamStatus()`. Each worker runs a whole `ProxyServer` (:80 and :443).
+ *
+ * ## Each worker accepts its own connections (Linux)
+ * Every worker binds :80 and :443 itself with SO_REUSEPORT (`accept:
+ * 'reuseport'`, the default on Linux): each port has one listening socket per
+ * worker, in one reuseport group, and the kernel spreads new connections over
+ * them by a hash of the connection's addresses and ports. The primary holds
+ * no listening socket and never sees a connection. node:cluster's default
+ * (`'primary'`, SCHED_RR) has the primary accept every connection and send
+ * its handle to a worker over IPC: a JSON message and an fd passed per
+ * connection, all on the primary's one thread, which also runs ACME, the
+ * store and discovery. That cost shows on short connections (docs/BENCHMARKS.md,
+ * resumed reconnects).
+ * - **Port 0** (tests): the first worker binds, reports the real ports, and
+ *   the others (and every replacement) bind those.
+ * - **A port already taken** fails start-up with the usual LISTEN_FAILED
+ *   error: before forking, the primary binds each configured port once
+ *   without SO_REUSEPORT and lets go. Without that, a reuseport socket of
+ *   the same user on the port (a second padlock) would be joined silently
+ *   and the two would split the connections. A program of the same user that
+ *   binds the port with SO_REUSEPORT *after* padlock started can still join
+ *   the group: run padlock as a user of its own.
+ * - **A worker that exits** takes its listening sockets with it. New
+ *   connections go to the other workers from then on, and connections the
+ *   other workers hold are untouched. Connections the kernel had queued on
+ *   the dead worker's socket but the worker had not accepted yet are reset,
+ *   unless `net.ipv4.tcp_migrate_req=1` (Linux 5.14+) moves them to another
+ *   socket of the group; with `'primary'` they waited in the primary. Only a
+ *   crash replaces a worker (hot reload sends routes and certificates over
+ *   IPC and never touches a socket), and on SIGTERM all workers stop
+ *   listening together, as before.
+ * - Elsewhere (`'primary'`): Node refuses `reusePort` on macOS and Windows;
+ *   FreeBSD's balancing variant is untested. node:cluster's SCHED_NONE (one
+ *   socket bound by the primary, every worker accepting from it) was
+ *   measured as well (docs/BENCHMARKS.md): it also takes the primary out of
+ *   the path and keeps a crashed worker's queue, but was not clearly better.
  *
  * ## State reaches every worker
  * The primary holds the current routes, certificate snapshot and HTTP-01
@@ -23,7 +56,7 @@
  * worker alone; every worker then gets it in the next certificate diff.
  *
  * ## HTTP-01 is race-free
- * The CA may fetch a challenge through any worker (round robin), and it does
+ * The CA may fetch a challenge through any worker, and it does
  * so only after padlock answers the challenge URL (RFC 8555 section 7.5.1).
  * `challengeResponder().present()` sets the token in the primary's map, sends
  * it to every worker, and resolves only when every worker has acknowledged
@@ -50,6 +83,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import type { ChallengeResponder } from '../acme/http01.js';
@@ -61,7 +95,7 @@ import { DEFAULT_TLS_CONTEXT_CACHE, type CertificateEntry, type CertificateSnaps
 import { newTicketKeys, ticketKeysToWire, type TicketKeys, type TicketKeysWire } from '../tls/session-tickets.js';
 import type { Http2Limits } from './h2-limits.js';
 import { RouteTable, UpstreamHealth } from './routes.js';
-import type { ProxyObserver, ProxyStats, RouteUpstreams } from './server.js';
+import { listenOn, type ProxyObserver, type ProxyStats, type RouteUpstreams } from './server.js';
 import type { HoldOutcome } from './hold.js';
 import type { UnavailableReason } from './forward.js';
 
@@ -71,6 +105,8 @@ export interface WorkerSettings {
   httpPort: number;
   httpsPort: number;
   bind?: string;
+  /** Listen with SO_REUSEPORT in the worker itself (`accept: 'reuseport'`), on these exact ports. */
+  reusePort?: boolean;
   logLevel: Level;
   pretty: boolean;
   /** 1-based worker slot, for log lines. */
@@ -144,6 +180,18 @@ export function durationUnits(seconds: number): number {
 
 // ---- the primary side ----
 
+/**
+ * How the workers get their connections (see the module comment):
+ * - `reuseport`: each worker binds its own sockets with SO_REUSEPORT and the
+ *   kernel spreads new connections over them (Linux);
+ * - `primary`: the primary accepts every connection and passes it to a
+ *   worker, round robin (node:cluster's default, SCHED_RR).
+ */
+export type WorkerAccept = 'reuseport' | 'primary';
+
+/** The default: `reuseport` where the kernel balances a reuseport group (Linux), else `primary`. */
+export const DEFAULT_WORKER_ACCEPT: WorkerAccept = process.platform === 'linux' ? 'reuseport' : 'primary';
+
 export interface ProxyClusterOptions {
   workers: number;
   httpPort: number;
@@ -175,6 +223,8 @@ export interface ProxyClusterOptions {
   certificateFor?: (name: string) => Promise<CertificateEntry | undefined>;
   /** Hold requests while no upstream is up, in every worker (`ProxyServerOptions.hold`). */
   hold?: { waitMs: number; maxHeld: number };
+  /** How the workers get their connections; default DEFAULT_WORKER_ACCEPT. */
+  accept?: WorkerAccept;
 }
 
 interface Slot {
@@ -210,6 +260,9 @@ export class ProxyCluster {
   /** Monotonic counts of workers that exited. */
   private readonly retired = { byStatus: new Map<string, number>(), upstreamConnectionsOpened: 0, upstreamRetries: 0, builtContexts: 0 };
   private bound: { httpPort: number; httpsPort: number } | undefined;
+  /** `reuseport`: the ports every worker binds (the configured ones, or the first worker's real ones for port 0). */
+  private workerPorts: { httpPort: number; httpsPort: number } | undefined;
+  private readonly accept: WorkerAccept;
   private listening: Promise<{ httpPort: number; httpsPort: number }> | undefined;
   private closing: Promise<void> | undefined;
   private lastRespawn = 0;
@@ -222,6 +275,7 @@ export class ProxyCluster {
     this.log = opts.logger.child({ component: 'proxy-cluster' });
     this.ownPorts = [...(opts.ownPorts ?? [])];
     this.ticketKeys = opts.ticketKeys ?? newTicketKeys();
+    this.accept = opts.accept ?? DEFAULT_WORKER_ACCEPT;
   }
 
   /** Replaces the TLS session ticket keys in every worker (a ticket from one worker resumes on any other). */
@@ -396,10 +450,27 @@ export class ProxyCluster {
     if (!existsSync(exec)) throw new Error(`proxy worker module not found at ${exec}`);
     cluster.setupPrimary({ exec, args: [] });
     cluster.on('exit', (worker, code, signal) => this.onExit(worker, code, signal));
-    const started = Array.from({ length: this.opts.workers }, (_, i) => this.fork(i + 1));
     const deadline = this.opts.startTimeoutMs ?? 30_000;
+    const started = (slots: number[]) => Promise.all(slots.map((slot) => withTimeout(this.fork(slot), deadline, 'a proxy worker did not start listening in time')));
+    const all = Array.from({ length: this.opts.workers }, (_, i) => i + 1);
     try {
-      const results = await Promise.all(started.map((p) => withTimeout(p, deadline, 'a proxy worker did not start listening in time')));
+      let results: Array<{ httpPort: number; httpsPort: number }>;
+      if (this.accept !== 'reuseport') results = await started(all);
+      else {
+        // A reuseport socket of the same user would let padlock join it instead of failing (a second padlock
+        // on the same ports): bind each configured port once without SO_REUSEPORT first, for the usual error.
+        await this.probePorts();
+        const { httpPort, httpsPort } = this.opts;
+        if (httpPort !== 0 && httpsPort !== 0) {
+          this.workerPorts = { httpPort, httpsPort };
+          results = await started(all);
+        } else {
+          // Port 0: the first worker picks the ports, the others join them.
+          const [first] = await started([1]);
+          this.workerPorts = first!;
+          results = [first!, ...await started(all.slice(1))];
+        }
+      }
       const first = results[0]!;
       for (const r of results) {
         if (r.httpPort !== first.httpPort || r.httpsPort !== first.httpsPort) throw new Error(`proxy workers listen on different ports: ${JSON.stringify(results)}`);
@@ -410,6 +481,26 @@ export class ProxyCluster {
     } catch (err) {
       await this.close({ drainMs: 0 });
       throw err;
+    }
+  }
+
+  /**
+   * Binds each configured (non-zero) port, without SO_REUSEPORT, and lets go:
+   * LISTEN_FAILED if anyone holds it. Both stay bound until both are checked,
+   * so the same port given for HTTP and HTTPS fails as in one process (a
+   * worker's two reuseport servers would otherwise share it).
+   */
+  private async probePorts(): Promise<void> {
+    const probes: net.Server[] = [];
+    try {
+      for (const port of [this.opts.httpPort, this.opts.httpsPort]) {
+        if (port === 0) continue;
+        const probe = net.createServer();
+        probes.push(probe);
+        await listenOn(probe, port, this.opts.bind);
+      }
+    } finally {
+      await Promise.all(probes.map((probe) => new Promise((resolve) => (probe.listening ? probe.close(resolve) : resolve(undefined)))));
     }
   }
 
@@ -432,11 +523,15 @@ export class ProxyCluster {
   private onMessage(entry: Slot, msg: FromWorker): void {
     switch (msg.t) {
       case 'hello': {
+        const reusePort = this.accept === 'reuseport';
+        const ports = reusePort ? this.workerPorts ?? this.opts : this.opts;
         const settings: WorkerSettings = {
-          // Always the configured ports (0 stays 0): cluster shares one listening handle per (address, port) key.
-          httpPort: this.opts.httpPort,
-          httpsPort: this.opts.httpsPort,
+          // reuseport: the ports the group is on (a worker that joins must not bind port 0 again).
+          // Otherwise always the configured ports (0 stays 0): cluster shares one listening handle per (address, port) key.
+          httpPort: ports.httpPort,
+          httpsPort: ports.httpsPort,
           ...(this.opts.bind ? { bind: this.opts.bind } : {}),
+          ...(reusePort ? { reusePort } : {}),
           logLevel: this.opts.logLevel,
           pretty: this.opts.pretty,
           slot: entry.slot,

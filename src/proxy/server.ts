@@ -79,6 +79,12 @@ export interface ProxyServerOptions {
   hold?: { waitMs: number; maxHeld: number };
   /** Pending TLS-ALPN-01 challenges answered on :443 (`acme-tls/1` handshakes); absent: :443 never reads a ClientHello itself. */
   acmeTls?: AcmeTlsChallenges;
+  /**
+   * Bind both fronts with SO_REUSEPORT in this process (a `--workers` worker,
+   * proxy/cluster.ts): each worker has its own listening sockets in one
+   * reuseport group and accepts its own connections. Linux only.
+   */
+  reusePort?: boolean;
 }
 
 /**
@@ -244,8 +250,9 @@ export class ProxyServer {
   async listen(): Promise<{ httpPort: number; httpsPort: number }> {
     if (this.bound) return this.bound;
     try {
-      const httpPort = await listenOn(this.http, this.opts.httpPort, this.opts.bind);
-      const httpsPort = await listenOn(this.https.server, this.opts.httpsPort, this.opts.bind);
+      const reusePort = this.opts.reusePort === true;
+      const httpPort = await listenOn(this.http, this.opts.httpPort, this.opts.bind, reusePort);
+      const httpsPort = await listenOn(this.https.server, this.opts.httpsPort, this.opts.bind, reusePort);
       this.bound = { httpPort, httpsPort };
       // Port 0 became a real port: the upstream rules must know it before a request can arrive.
       this.setGuard();
@@ -382,12 +389,16 @@ export class ProxyServer {
   }
 }
 
-/** Listens, or rejects with LISTEN_FAILED naming the address and the likely fix. */
-function listenOn(server: NetServer, port: number, host: string | undefined): Promise<number> {
+/**
+ * Listens, or rejects with LISTEN_FAILED naming the address and the likely fix.
+ * `reusePort`: SO_REUSEPORT, bound in this process (`exclusive`), not through
+ * a node:cluster primary's shared handle.
+ */
+export function listenOn(server: NetServer, port: number, host: string | undefined, reusePort = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => reject(listenError(err, port, host));
     server.once('error', onError);
-    server.listen({ port, ...(host ? { host } : {}) }, () => {
+    server.listen({ port, ...(host ? { host } : {}), ...(reusePort ? { reusePort: true, exclusive: true } : {}) }, () => {
       server.off('error', onError);
       resolve((server.address() as AddressInfo).port);
     });

@@ -1,7 +1,7 @@
 /**
  * The entry module of a data-plane worker process (`workers` > 1; see
- * `proxy/cluster.ts`). It runs one `ProxyServer` (:80 and :443, sockets shared
- * with the other workers through `node:cluster`) from the state the primary
+ * `proxy/cluster.ts`). It runs one `ProxyServer` (:80 and :443: on Linux its
+ * own SO_REUSEPORT sockets, else sockets shared through `node:cluster`) from the state the primary
  * sends: routes, certificates, HTTP-01 tokens and TLS-ALPN-01 challenge
  * certificates. It never touches the store,
  * the CA or Docker.
@@ -137,6 +137,7 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
     httpPort: settings.httpPort,
     httpsPort: settings.httpsPort,
     ...(settings.bind ? { bind: settings.bind } : {}),
+    ...(settings.reusePort ? { reusePort: true } : {}),
     tokens,
     acmeTls,
     certificates: registry,

@@ -62,7 +62,7 @@ describe('padlock run --workers 2 with certificates not read yet', () => {
 
   it('serves handshakes that arrive on both workers before the certificate was read, with one read per worker at most', async () => {
     const waiting = Array.from({ length: 8 }, () => handshake('app.example.com'));
-    // Both workers are asked to accept connections in turn; give the requests time to reach the primary.
+    // The kernel spreads the connections over both workers; give their requests time to reach the primary.
     const until = Date.now() + 10_000;
     while (asked.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     await new Promise((r) => setTimeout(r, 200));
