@@ -259,7 +259,7 @@ describe('the padlock container image', () => {
       const pid = (await c.inspect()).State.Pid;
       const status = await readFile(`/proc/${pid}/status`, 'utf8');
       const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
-      assert.match(cmdline, /node .*\/opt\/padlock\/dist\/cli\/index\.js run/);
+      assert.match(cmdline, /node .*\/opt\/padlock\/dist\/app\/padlock\.js run/);
       const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1]?.split(/\s+/);
       assert.deepEqual(uids, ['10001', '10001', '10001', '10001']);
       const capEff = BigInt('0x' + (/^CapEff:\s+(\S+)$/m.exec(status)?.[1] ?? '0'));
