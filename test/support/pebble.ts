@@ -14,7 +14,7 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { request as httpsRequest } from 'node:https';
@@ -92,19 +92,53 @@ const STOP_GRACE_MS = 2_000;
 const START_ATTEMPTS = 3;
 
 /**
- * Returns a TCP port on 127.0.0.1 that was free a moment ago (listen on port 0,
- * read it, close). Another process may take it before the caller binds it;
- * startPebble retries on "address already in use" for that reason.
+ * Returns a TCP port on 127.0.0.1 that was free a moment ago: a random one
+ * under the kernel's ephemeral range that could be listened on, else one the
+ * kernel assigns (listen on port 0, read it, close). Another process may take
+ * it before the caller binds it; startPebble retries on "address already in
+ * use" for that reason.
  */
-export function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
+  // Below the kernel's ephemeral range: a port picked here is given to a test's server later (Pebble's tlsPort to
+  // padlock's :443, for example), and in between the kernel hands ephemeral ports to every client connection of every
+  // test running alongside; one of those on the same port made padlock's later bind fail with EADDRINUSE (seen in CI).
+  const range = pickRange();
+  if (range) {
+    for (let i = 0; i < 50; i++) {
+      const port = range.low + Math.floor(Math.random() * (range.high - range.low + 1));
+      if (await canListen(port)) return port;
+    }
+  }
+  return listenOnce(0);
+}
+
+/** Ports under the ephemeral range (`ip_local_port_range`), at most 12,000 of them, or undefined when there is no room. */
+function pickRange(): { low: number; high: number } | undefined {
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || ephemeralLow;
+  } catch {
+    // not Linux: the common default
+  }
+  const high = ephemeralLow - 1;
+  const low = Math.max(10_000, high - 12_000);
+  return high - low >= 1_000 ? { low, high } : undefined;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return listenOnce(port).then(() => true, () => false);
+}
+
+/** Listens on 127.0.0.1:port (0: any), closes, and resolves with the port. */
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
     srv.once('error', reject);
-    srv.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
+    srv.listen({ host: '127.0.0.1', port, exclusive: true }, () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error('freePort: no port assigned'))));
+      const bound = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => (bound ? resolve(bound) : reject(new Error('freePort: no port assigned'))));
     });
   });
 }
