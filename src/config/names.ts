@@ -10,7 +10,7 @@
  * address reads, so a site's host, its lineage and the address a client
  * connected to compare as strings.
  */
-import { isIP } from '../ip.js';
+import { canonicalIp, isIP, mappedIpv4 } from '../ip.js';
 import { domainToASCII } from 'node:url';
 import { PadlockError } from '../errors.js';
 
@@ -79,16 +79,11 @@ export function normaliseIp(input: string): { name: string } | NameProblem {
     return { name: bare };
   }
   if (bare.includes('%')) return { input, reason: 'an IPv6 zone (%interface) names a network interface and cannot be on a certificate; give the address alone' };
-  const name = new URL(`http://[${bare}]/`).hostname.slice(1, -1);
+  const name = canonicalIp(bare)!;
   if (name === '::') return { input, reason: ':: is the unspecified address, not one a client can connect to' };
   if (name.startsWith('ff')) return { input, reason: 'it is a multicast address' };
-  // The WHATWG serialiser writes the mapped IPv4 part in hex (`::ffff:c000:207`).
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(name);
-  if (mapped) {
-    const [hi, lo] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
-    const v4 = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
-    return { input, reason: `it is an IPv4-mapped IPv6 address; clients and padlock see it as ${v4}, so write that` };
-  }
+  const v4 = mappedIpv4(name);
+  if (v4) return { input, reason: `it is an IPv4-mapped IPv6 address; clients and padlock see it as ${v4}, so write that` };
   return { name };
 }
 

@@ -64,7 +64,7 @@
  */
 import type tls from 'node:tls';
 import type { Socket } from 'node:net';
-import { isIP } from '../ip.js';
+import { canonicalIp, mappedIpv4 } from '../ip.js';
 import type { CertificateRegistry } from '../tls/contexts.js';
 import { installContextTicketKeys, type TicketKeys } from '../tls/session-tickets.js';
 import type { Logger } from '../log.js';
@@ -146,7 +146,9 @@ export function installIpHosts(server: tls.Server, options: IpHostsOptions): voi
 export function localIp(socket: { localAddress?: string | undefined }): string | undefined {
   const raw = socket.localAddress;
   if (!raw) return undefined;
-  return canonicalIp(raw);
+  const ip = canonicalIp(raw);
+  // An IPv4 client on a dual-stack socket shows as `::ffff:a.b.c.d`: it connected to the IPv4 address.
+  return ip === undefined ? undefined : mappedIpv4(ip) ?? ip;
 }
 
 /**
@@ -158,19 +160,4 @@ export function connectionName(socket: { servername?: string | false | null; loc
   const sni = socket.servername;
   if (typeof sni === 'string' && sni !== '') return sni.toLowerCase().replace(/\.$/, '');
   return localIp(socket);
-}
-
-/** An address as padlock writes IP hosts: IPv4 dotted, IPv6 per RFC 5952 (WHATWG's serialiser), mapped IPv4 as IPv4. */
-function canonicalIp(raw: string): string | undefined {
-  const family = isIP(raw);
-  if (family === 4) return raw;
-  if (family !== 6) return undefined;
-  const lower = raw.toLowerCase();
-  if (lower.startsWith('::ffff:') && isIP(lower.slice(7)) === 4) return lower.slice(7);
-  if (lower.includes('%')) return undefined;
-  const text = new URL(`http://[${lower}]/`).hostname.slice(1, -1);
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(text);
-  if (!mapped) return text;
-  const [hi, lo] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
-  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
 }

@@ -21,7 +21,7 @@
  * A site in its grace period (`graceUntil`, state/grace.ts) is in the table
  * with no upstream at all: its name is known, and `pick()` finds nothing.
  */
-import { isIP } from '../ip.js';
+import { canonicalIp, isIP } from '../ip.js';
 import type { SiteSpec, Upstream } from '../state/desired-state.js';
 import { systemClock, type Clock } from '../clock.js';
 
@@ -225,9 +225,8 @@ export function hostFromHeader(value: string | undefined): string | undefined {
     const rest = host.slice(end + 1);
     if (rest !== '' && !/^:\d{1,5}$/.test(rest)) return undefined;
     const inner = host.slice(1, end);
-    // A zone (`%25eth0`) is no address a certificate or route can hold; IPvFuture (`v1.x`) is not IPv6.
-    if (isIP(inner) !== 6 || inner.includes('%')) return undefined;
-    return new URL(`http://[${inner}]/`).hostname.slice(1, -1);
+    // A zone (`%25eth0`) is no address a certificate or route can hold (canonicalIp refuses it); IPvFuture (`v1.x`) and IPv4 are not IPv6.
+    return isIP(inner) === 6 ? canonicalIp(inner) : undefined;
   }
   const colon = host.indexOf(':');
   if (colon >= 0) {

@@ -5,7 +5,7 @@
  * read as an X.509 certificate becomes a `PadlockError('CERT_UNPARSEABLE')`.
  */
 import { X509Certificate } from 'node:crypto';
-import { isIP } from '../ip.js';
+import { canonicalIp } from '../ip.js';
 import { PadlockError } from '../errors.js';
 
 /** The facts about one certificate that padlock prints, logs and decides on. */
@@ -119,7 +119,7 @@ function sanNames(cert: X509Certificate): string[] {
   for (const raw of entries) {
     const entry = raw.trim();
     if (entry.startsWith('IP Address:')) {
-      const ip = canonicalIpText(entry.slice(11));
+      const ip = canonicalIp(entry.slice(11));
       if (ip) names.push(ip);
       continue;
     }
@@ -129,14 +129,6 @@ function sanNames(cert: X509Certificate): string[] {
     names.push(value.toLowerCase());
   }
   return names;
-}
-
-/** An address as Node prints it (`0:0:0:0:0:0:0:1`) in the form padlock writes hosts (`::1`); undefined if it is none. */
-export function canonicalIpText(text: string): string | undefined {
-  const family = isIP(text);
-  if (family === 4) return text;
-  if (family !== 6) return undefined;
-  return new URL(`http://[${text}]/`).hostname.slice(1, -1);
 }
 
 function certDate(cert: X509Certificate, which: 'from' | 'to'): Date {

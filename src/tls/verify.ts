@@ -18,7 +18,8 @@
 import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
 import { PadlockError } from '../errors.js';
-import { canonicalIpText, splitPem, type CertSummary } from './inspect.js';
+import { splitPem, type CertSummary } from './inspect.js';
+import { canonicalIp } from '../ip.js';
 import type { TrustAnchors } from './roots.js';
 import { MAX_REPORTED_PATHS, failureDetails, pathReport, problemMessage, type Namer, type PathReport } from './verify-messages.js';
 import { indexAnchors, type AnchorIndex } from './webpki/anchor-index.js';
@@ -222,7 +223,7 @@ function makeNamer(inputs: InputCertificate[]): SummaryNamer {
       const info = cert.keyInfo();
       return {
         subject: cert.commonNames[0] ?? (node() ? pick(node()!.subject, ['CN']) : ''),
-        names: (cert.subjectAltName ?? []).flatMap((n) => (n.kind === 'dns' ? [n.value.toLowerCase()] : n.kind === 'ip' ? [canonicalIpText(ipText(n.bytes)) ?? ipText(n.bytes)] : [])),
+        names: (cert.subjectAltName ?? []).flatMap((n) => (n.kind === 'dns' ? [n.value.toLowerCase()] : n.kind === 'ip' ? [canonicalIp(ipText(n.bytes)) ?? ipText(n.bytes)] : [])),
         issuer: cert.issuerCommonNames[0] ?? cert.issuerOrganizations[0] ?? (node() ? pick(node()!.issuer, ['CN', 'O']) : ''),
         notBefore: new Date(cert.notBefore),
         notAfter: new Date(cert.notAfter),
