@@ -24,7 +24,8 @@ import { isRedisStore } from './store/store-config.js';
 import { StoreHealthWatch } from './observe/store-health.js';
 import { jwkThumbprint } from './tls/keys.js';
 import { ensureAccountKey } from './acme/account.js';
-import { loadTrustAnchors } from './tls/roots.js';
+import { loadTrustAnchors, type TrustAnchors } from './tls/roots.js';
+import { startIdleGc } from './observe/idle-gc.js';
 import { CertificateRegistry } from './tls/contexts.js';
 import { Http01Solver, TokenMap, TokenMapResponder } from './acme/http01.js';
 import type { ChallengeSolver } from './acme/solver.js';
@@ -104,9 +105,10 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   const server = config.server ?? (config.staging ? LETSENCRYPT_STAGING : LETSENCRYPT_PRODUCTION);
   const adminToken = await loadAdminToken(config);
   const metrics = new Metrics();
-  const [store, roots, serverCa] = await Promise.all([
+  const [store, , serverCa] = await Promise.all([
     openConfiguredStore(config, process.env, { clock, lockTtlMs: config.storeLockTtl * 1000 }),
-    loadTrustAnchors(config.trustedRoots ? { extraFiles: [config.trustedRoots] } : {}),
+    // A --trusted-roots file is read now, so that a bad one stops start-up; the rest waits (below).
+    config.trustedRoots ? loadTrustAnchors({ only: [config.trustedRoots] }) : undefined,
     config.serverCa ? readFile(config.serverCa, 'utf8').catch((e: unknown) => {
       throw new PadlockError('CONFIG_INVALID', `serverCa ${config.serverCa}: ${errorMessage(e)}`, { cause: e });
     }) : Promise.resolve(undefined),
@@ -127,6 +129,12 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
   if (challenge && config.challenge === 'tls-alpn-01') {
     throw new PadlockError('CONFIG_INVALID', 'challenge tls-alpn-01 needs padlock on port 443, but in companion mode (companionWebroot) nginx serves it: use http-01 through the webroot, or run padlock as the proxy');
   }
+
+  // The system's trust anchors are read when the first chain is verified, not at start: that is a
+  // bundle and, with SSL_CERT_DIR set, a few hundred more files that an idle proxy never needs.
+  let roots: Promise<TrustAnchors> | undefined;
+  const daemonRoots = (): Promise<TrustAnchors> => (roots ??= loadTrustAnchors(config.trustedRoots ? { extraFiles: [config.trustedRoots] } : {})
+    .catch((err: unknown) => { roots = undefined; throw err; }));
 
   const tokens = new TokenMap();
   // Reads a routed name's certificate on its first handshake when the background load has not reached it yet.
@@ -158,6 +166,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       http2,
       ticketKeys,
       tlsContextCache: config.tlsContextCache,
+      idleGc: config.idleGc,
       certificateFor,
       hold,
     })
@@ -169,7 +178,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     ari: new AriSources({ logger, onResponse: onAcmeResponse }),
     // The daemon's one CA and trust settings; a lineage written by padlock issue keeps its own.
     serverCa: async (spec) => (spec.serverCa && spec.serverCa !== config.serverCa ? readFile(spec.serverCa, 'utf8') : serverCa),
-    roots: async (spec) => (spec.trustedRoots && spec.trustedRoots !== config.trustedRoots ? loadTrustAnchors({ extraFiles: [spec.trustedRoots] }) : roots),
+    roots: async (spec) => (spec.trustedRoots && spec.trustedRoots !== config.trustedRoots ? loadTrustAnchors({ extraFiles: [spec.trustedRoots] }) : daemonRoots()),
     localSuffixes: config.localSuffixes,
   });
   // How HTTP-01 is answered: the daemon's own :80 (with workers: once every worker answers), or nginx's webroot in companion mode.
@@ -353,6 +362,8 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
     }
   }
   ready = true;
+  // Memory back to the system once start-up (and later each busy spell) is over; workers run their own.
+  const idleGc = config.idleGc ? startIdleGc({ logger: log }) : undefined;
   log.info('padlock is serving', { ...ports, sites: desired.sites.length, server });
 
   return {
@@ -367,6 +378,7 @@ export async function startDaemon(config: RunConfig, options: DaemonOptions = {}
       await Promise.all([proxy.close({ drainMs: config.drainSeconds * 1000 }), admin.close(), manager.stop(2_000)]);
       issuers.close();
       storeHealth.stop();
+      idleGc?.stop();
       clearInterval(ticketRotation);
       if (statelessTimer) clearInterval(statelessTimer);
       await notifier?.close();

@@ -95,6 +95,8 @@ export const runConfigSchema = z.object({
     .describe('HTTP/2: stream resets per second a client earns back'),
   tlsContextCache: z.number().int().min(1, 'tlsContextCache must be at least 1').max(1_000_000, 'tlsContextCache must be at most 1000000').default(DEFAULT_TLS_CONTEXT_CACHE)
     .describe('TLS contexts kept in memory per process, least recently used evicted first (each costs 35-70 KB; an evicted name is rebuilt on its next handshake)'),
+  idleGc: z.boolean().default(true)
+    .describe('After a busy spell, once a 5 s interval used under 2 % of a core, run one memory-reducing garbage collection in each process, which returns the young generation and freed pages to the system'),
   routeGrace: z.number().min(0, 'routeGrace must be 0 or more seconds').max(86_400, 'routeGrace must be at most 86400 seconds (a day)').default(300)
     .describe("Seconds a name keeps its certificate and route after its last container stopped (requests are held, then answered 503); 0 drops it at once"),
   upstreamWait: z.number().min(0, 'upstreamWait must be 0 or more seconds').max(300, 'upstreamWait must be at most 300 seconds').default(5)

@@ -123,6 +123,8 @@ export interface WorkerSettings {
   http2: Partial<Http2Limits> | false;
   /** `--tls-context-cache`: SecureContexts the worker keeps. */
   tlsContextCache: number;
+  /** `--idle-gc`: release memory after a busy spell (observe/idle-gc.ts). */
+  idleGc?: boolean;
   /** Holding requests while no upstream is up (`ProxyServerOptions.hold`); each worker holds up to `maxHeld`. */
   hold?: { waitMs: number; maxHeld: number };
 }
@@ -219,6 +221,8 @@ export interface ProxyClusterOptions {
   ticketKeys?: TicketKeys;
   /** `--tls-context-cache` for every worker (default DEFAULT_TLS_CONTEXT_CACHE). */
   tlsContextCache?: number;
+  /** `--idle-gc` in every worker (default on). */
+  idleGc?: boolean;
   /** Reads a pending name's certificate for a worker's handshake (the manager's `certificateFor`); without it, pending names are refused. */
   certificateFor?: (name: string) => Promise<CertificateEntry | undefined>;
   /** Hold requests while no upstream is up, in every worker (`ProxyServerOptions.hold`). */
@@ -541,6 +545,7 @@ export class ProxyCluster {
           ownPorts: this.ownPorts,
           http2: this.opts.http2 ?? {},
           tlsContextCache: this.opts.tlsContextCache ?? DEFAULT_TLS_CONTEXT_CACHE,
+          idleGc: this.opts.idleGc ?? true,
           ...(this.opts.hold ? { hold: this.opts.hold } : {}),
         };
         this.send(entry, {

@@ -15,6 +15,7 @@ import cluster from 'node:cluster';
 import { TokenMap } from '../acme/http01.js';
 import { AcmeTlsChallenges } from '../acme/tls-alpn01.js';
 import { createLogger, type Logger } from '../log.js';
+import { startIdleGc, type IdleGc } from '../observe/idle-gc.js';
 import { prettyWriter } from '../observe/pretty-log.js';
 import { CertificateRegistry, type CertificateEntry } from '../tls/contexts.js';
 import { ticketKeysFromWire } from '../tls/session-tickets.js';
@@ -61,6 +62,7 @@ let proxy: ProxyServer | undefined;
 let registry: CertificateRegistry | undefined;
 let log: Logger | undefined;
 let reportTimer: NodeJS.Timeout | undefined;
+let idleGc: IdleGc | undefined;
 let lastUpstreams = '';
 let closing = false;
 
@@ -161,12 +163,14 @@ async function init(settings: WorkerSettings, msg: Extract<ToWorker, { t: 'init'
   }
   reportTimer = setInterval(() => report(), settings.reportMs);
   reportTimer.unref();
+  if (settings.idleGc !== false) idleGc = startIdleGc({ logger });
 }
 
 async function close(drainMs: number): Promise<void> {
   if (closing) return;
   closing = true;
   if (reportTimer) clearInterval(reportTimer);
+  idleGc?.stop();
   await proxy?.close({ drainMs });
   // The last counts, then goodbye.
   report(() => send({ t: 'closed' }, () => process.exit(0)));
