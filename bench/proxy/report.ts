@@ -33,6 +33,9 @@ export interface ProxyRun {
   tlsProtocol?: string;
   memIdle?: MemSample;
   memAfterKeepAlive?: MemSample;
+  /** With --settle S: S seconds after `memIdle` and after `memAfterKeepAlive`, nothing sent meanwhile. */
+  memIdleSettled?: MemSample;
+  memAfterKeepAliveSettled?: MemSample;
   memAfterH2?: MemSample;
   memAfterAll?: MemSample;
   keepAlive?: WrkResult & { cpu?: CpuShare };
@@ -50,7 +53,7 @@ export interface ProxyBenchReport {
   benchmark: 'proxy';
   startedAt: string;
   finishedAt: string;
-  options: { seconds: number; handshakeSeconds: number; warmupSeconds: number; connections: number; threads: number; h2Streams?: number; rounds: number; proxies: string[]; phases: string[]; waitIdleSeconds: number; cpuProf?: string };
+  options: { seconds: number; handshakeSeconds: number; warmupSeconds: number; connections: number; threads: number; h2Streams?: number; rounds: number; proxies: string[]; phases: string[]; waitIdleSeconds: number; settleSeconds?: number; cpuProf?: string };
   machine: { cpus: number; cpuModel: string; loadavgBefore: number[]; busyBefore?: number; node: string; platform: string };
   versions: Record<string, string>;
   upstream: { kind: string; body: string; bytes: number };
@@ -134,5 +137,24 @@ export function h2MarkdownTable(r: ProxyBenchReport): string {
     `h2load -t${r.options.threads} -c${r.options.connections} -m${r.options.h2Streams ?? 10} -D${r.options.seconds} --warm-up-time ${r.options.warmupSeconds} ` +
       '(percentiles from its --log-file, start of request to end of answer). Proxy CPU covers the warm-up too.',
   );
+  return lines.join('\n');
+}
+
+/** With --settle: RSS (and PSS) right after start-up and after the keep-alive run, and again S quiet seconds later. */
+export function memoryMarkdownTable(r: ProxyBenchReport): string {
+  const s = r.options.settleSeconds ?? 0;
+  const lines = [
+    `| round | proxy | RSS MiB at ready | idle ${s} s later | right after keep-alive | ${s} s later | after h2 | PSS MiB idle ${s} s later |`,
+    '|---:|---|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const p of r.runs) {
+    const label = p.proxy === 'padlock' ? '**padlock**' : p.proxy;
+    lines.push(
+      `| ${p.round} | ${label} | ${f(p.memIdle?.rssMiB, 1)} | ${f(p.memIdleSettled?.rssMiB, 1)} | ${f(p.memAfterKeepAlive?.rssMiB, 1)} | ` +
+        `${f(p.memAfterKeepAliveSettled?.rssMiB, 1)} | ${f(p.memAfterH2?.rssMiB, 1)} | ${f(p.memIdleSettled?.pssMiB, 1)} |`,
+    );
+  }
+  lines.push('');
+  lines.push(`All processes of each server (padlock with --workers: the main process and its workers). "At ready": 0.3 s after the first 200; "${s} s later": after ${s} s with no request sent.`);
   return lines.join('\n');
 }

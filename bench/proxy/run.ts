@@ -7,7 +7,7 @@
  *     [--phases keepalive,h2,handshakes,reconnect] [--handshake-seconds N]
  *     [--h2-streams 10]
  *     [--warmup-seconds 2] [--threads 2] [--cpu-prof DIR] [--cap-seconds 900]
- *     [--wait-idle 60]
+ *     [--wait-idle 60] [--settle 0]
  *
  * Per proxy and round: keep-alive req/s and latency (wrk), HTTP/2 req/s and
  * latency (h2load, for the proxies that speak it), full TLS handshakes
@@ -30,7 +30,7 @@ import { runTimed, killAllChildren } from '../issue/child.js';
 import { killAllDaemons, serverPids, memory, cpuSeconds, machineBusy, machineCpu, selfAndChildrenCpu, type Daemon } from './procs.js';
 import { startUpstream, nginxPlan, caddyPlan, padlockPlan, nodeHelloPlan, PROXIES, EXTRA_PROXIES, SPEAKS_H2, BODY, HOST, type ProxyName, type ProxyPlan, type CertFiles } from './servers.js';
 import { wrk, h2load, fullHandshakes, waitReady, resumptionProbe, dnsCheck, sleep, toolEnv, fingerprintOf, killLoad } from './load.js';
-import { markdownTable, h2MarkdownTable, type ProxyRun, type ProxyBenchReport, type CpuShare } from './report.js';
+import { markdownTable, h2MarkdownTable, memoryMarkdownTable, type ProxyRun, type ProxyBenchReport, type CpuShare } from './report.js';
 import { summarizeFile, profileMarkdown, type ProfileSummary } from './profile.js';
 import { positiveInt } from '../args.js';
 
@@ -52,6 +52,7 @@ const { values } = parseArgs({
     'cpu-prof': { type: 'string' },
     'cap-seconds': { type: 'string', default: '900' },
     'wait-idle': { type: 'string', default: '60' },
+    settle: { type: 'string', default: '0' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -67,6 +68,8 @@ const h2Streams = positiveInt('h2-streams', values['h2-streams']);
 const capSeconds = positiveInt('cap-seconds', values['cap-seconds']);
 const waitIdleSeconds = Number(values['wait-idle']);
 if (!Number.isFinite(waitIdleSeconds) || waitIdleSeconds < 0) fail('--wait-idle must be a number of seconds >= 0');
+const settleSeconds = Number(values.settle);
+if (!Number.isFinite(settleSeconds) || settleSeconds < 0 || settleSeconds > 120) fail('--settle must be 0 to 120 seconds');
 const outPath = resolve(values.out ?? 'bench/results/proxy.json');
 const cpuProfDir = values['cpu-prof'] ? resolve(values['cpu-prof']) : undefined;
 const proxies = (values.proxies ?? '').split(',').map((s) => s.trim()).filter(Boolean) as ProxyName[];
@@ -269,6 +272,11 @@ async function measure(plan: ProxyPlan, round: number, ca: string | undefined, f
     const pids = serverPids(d.pid);
     if (!pids.length) throw new Error('no server process found');
     run.memIdle = memory(pids);
+    // --settle: the same processes again after S quiet seconds (padlock gives memory back after a busy spell; start-up is one).
+    if (settleSeconds > 0) {
+      await sleep(settleSeconds * 1000);
+      run.memIdleSettled = memory(serverPids(d.pid));
+    }
 
     if (phases.includes('keepalive')) {
       // Warm-up (JIT, pools, TLS caches): same settings, not recorded.
@@ -278,6 +286,10 @@ async function measure(plan: ProxyPlan, round: number, ca: string | undefined, f
       const m1 = mark(d.pid, upstreamPid);
       run.keepAlive = { ...w, cpu: share(m0, m1, w.requests, cpus().length) };
       run.memAfterKeepAlive = memory(serverPids(d.pid));
+      if (settleSeconds > 0) {
+        await sleep(settleSeconds * 1000);
+        run.memAfterKeepAliveSettled = memory(serverPids(d.pid));
+      }
       log(`  ${plan.name}: keep-alive ${w.ok ? `${Math.round(w.rps ?? 0)} req/s, p50 ${w.latencyMs?.p50} ms, p99 ${w.latencyMs?.p99} ms, ${run.keepAlive.cpu?.cpuUsPerOp} µs CPU/req` : `FAILED ${w.error}`}`);
     }
     if (phases.includes('h2') && SPEAKS_H2.has(plan.name)) {
@@ -395,7 +407,7 @@ async function main(): Promise<number> {
       benchmark: 'proxy',
       startedAt,
       finishedAt: new Date().toISOString(),
-      options: { seconds, handshakeSeconds, warmupSeconds, connections, threads, h2Streams, rounds, proxies, phases, waitIdleSeconds, ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) },
+      options: { seconds, handshakeSeconds, warmupSeconds, connections, threads, h2Streams, rounds, proxies, phases, waitIdleSeconds, settleSeconds, ...(cpuProfDir ? { cpuProf: cpuProfDir } : {}) },
       machine: { cpus: cpu.length, cpuModel: cpu[0]?.model ?? '?', loadavgBefore: loadBefore, ...(busyBefore !== undefined ? { busyBefore } : {}), node: process.version, platform: `${platform()} ${release()}` },
       versions: vers,
       upstream: { kind: 'nginx, 1 worker, `return 200` of a fixed body, keep-alive', body: BODY, bytes: Buffer.byteLength(BODY) },
@@ -411,6 +423,7 @@ async function main(): Promise<number> {
     );
     console.log(markdownTable(report));
     if (report.runs.some((p) => p.h2)) console.log(`\n${h2MarkdownTable(report)}`);
+    if (settleSeconds > 0) console.log(`\n${memoryMarkdownTable(report)}`);
     if (profile) for (const p of profile) console.log(`\n${profileMarkdown(p)}`);
     await mkdir(dirname(outPath), { recursive: true });
     await writeFile(outPath, JSON.stringify(report, null, 2) + '\n');
