@@ -591,6 +591,11 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     if (code === CLIENT_GONE || res.headersSent || res.destroyed || !res.socket || res.socket.destroyed) {
       // The client went away, or the answer was already under way: all that is left is to cut.
       res.off('close', this.onClientClose);
+      if (code !== CLIENT_GONE && res.headersSent && !res.destroyed) {
+        // The upstream cut or stalled its own answer (an app killed mid-answer): the client sees a cut connection, so say why.
+        fwd.onUpstreamError?.(attempt.route.site.host, code);
+        fwd.log.warn('upstream failed after its answer began; cutting the client connection', { host: attempt.route.site.host, upstream: attempt.target.containerName, error: code });
+      }
       if (!res.destroyed) res.destroy();
       return;
     }
@@ -653,7 +658,8 @@ function upstreamErrorCode(err: unknown): string {
       return RESPONSE_TIMEOUT;
     case 'UND_ERR_SOCKET':
     case 'UND_ERR_CLOSED':
-      // "other side closed" and friends: the connection went away under the request.
+    case 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH':
+      // "other side closed" and friends (mid-body too): the connection went away under the request.
       return errorCode((err as { cause?: unknown }).cause) === 'EPIPE' ? 'EPIPE' : 'ECONNRESET';
     default:
       return code;

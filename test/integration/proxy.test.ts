@@ -17,7 +17,7 @@ import tls from 'node:tls';
 import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
 import { TokenMap } from '../../src/acme/http01.js';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { ProxyServer, type ProxyTimeouts } from '../../src/proxy/server.js';
 import { AdminServer } from '../../src/observe/admin.js';
 import { CertificateRegistry, type CertificateEntry } from '../../src/tls/contexts.js';
@@ -720,6 +720,59 @@ describe('slow-client protection', () => {
     }
   });
 });
+
+describe('an upstream that cuts its own answer short', () => {
+  it('a GET whose app sent the head and then closed (killed mid-answer) is cut at the client, never a short 200, and padlock logs and counts why', async () => {
+    // As busybox httpd's child did when its container stopped: the head (Content-Length: 11), then the connection closes.
+    const raw = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      sock.once('data', () => {
+        sock.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 11\r\n\r\n');
+        setTimeout(() => sock.end(), 50);
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    const lines: Array<Record<string, unknown>> = [];
+    const errors: Array<[string, string]> = [];
+    const { proxy, httpPort } = await plainProxy({
+      logger: createLogger({ level: 'warn', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }),
+      observer: { request: () => undefined, upstreamError: (host, error) => errors.push([host, error]) },
+    });
+    try {
+      proxy.setSites([site('cut.example.com', [`http://127.0.0.1:${(raw.address() as net.AddressInfo).port}`], { https: false })]);
+      // A raw client, to see exactly what reaches it: the connection closes with no answer (the head was not sent yet).
+      const seen = await new Promise<string>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: httpPort }, () => s.write('GET /page HTTP/1.1\r\nHost: cut.example.com\r\n\r\n'));
+        let got = '';
+        s.setEncoding('utf8').on('data', (d: string) => (got += d));
+        const guard = setTimeout(() => s.destroy(), 10_000);
+        s.on('close', () => {
+          clearTimeout(guard);
+          resolve(got);
+        });
+        s.on('error', () => undefined);
+      });
+      assert.ok(!/^HTTP\/1\.1 200/.test(seen), `no 200 with a short body reaches the client: ${JSON.stringify(seen)}`);
+      const cut = await waitUntil(() => lines.find((l) => l['msg'] === 'upstream failed after its answer began; cutting the client connection'));
+      assert.equal(cut['host'], 'cut.example.com');
+      // undici says "body shorter than its Content-Length"; padlock reports it as the connection going away.
+      assert.equal(cut['error'], 'ECONNRESET');
+      assert.deepEqual(errors, [['cut.example.com', 'ECONNRESET']], 'counted once in padlock_proxy_upstream_errors_total');
+    } finally {
+      await proxy.close({ drainMs: 0 });
+      await new Promise<void>((r) => raw.close(() => r()));
+    }
+  });
+});
+
+/** `fn()` once it returns something (checked every 10 ms, up to 5 s). */
+async function waitUntil<T>(fn: () => T | undefined): Promise<T> {
+  for (const end = Date.now() + 5_000; Date.now() < end; await new Promise((r) => setTimeout(r, 10))) {
+    const v = fn();
+    if (v !== undefined) return v;
+  }
+  throw new Error('not seen within 5 s');
+}
 
 /** A proxy on 127.0.0.1 port 0 serving plain-HTTP sites only (no certificates needed), closed by the caller. */
 async function plainProxy(extra: Partial<ConstructorParameters<typeof ProxyServer>[0]> = {}): Promise<{ proxy: ProxyServer; httpPort: number; httpsPort: number }> {

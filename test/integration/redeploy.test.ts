@@ -4,6 +4,12 @@
  * a daemon stop stops the containers) and a real Pebble. Clients send
  * requests without pause to 127.0.0.1 with the name as SNI and Host, trusting
  * only Pebble's root: every 503 below came with a valid certificate.
+ *
+ * The containers' app stops gracefully, as a real one does on SIGTERM
+ * (test/support/dockerd.ts): it finishes the requests it is answering. An
+ * answer an app cuts short when it stops cannot be saved by any proxy; that
+ * case is test/integration/proxy.test.ts, "an upstream that cuts its own
+ * answer short".
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -32,7 +32,11 @@ export interface RunContainerOptions {
   name: string;
   labels?: Record<string, string>;
   env?: Record<string, string>;
-  /** Runs `busybox httpd` on 127.0.0.1:port (host network) serving a page that says the container name. */
+  /**
+   * Runs `busybox httpd` on 127.0.0.1:port (host network) serving a page that says the container name.
+   * It stops gracefully, as a real app does on SIGTERM: it stops accepting, then finishes the requests
+   * it is answering before it exits (see `gracefulHttpd`).
+   */
   port?: number;
   /** Declare `port` in ExposedPorts, as EXPOSE would (default true). */
   expose?: boolean;
@@ -75,6 +79,27 @@ const IMAGE_TAG = '1';
 const READY_MS = 20_000;
 const STOP_GRACE_MS = 10_000;
 const LIFETIME_S = 1800;
+
+/**
+ * The container's command: `busybox httpd` under a shell that stops it gracefully on SIGTERM.
+ *
+ * busybox httpd forks a child per connection and has no graceful stop: SIGTERM ends the listening
+ * parent at once, the container's init then exits, and the kernel kills every child still answering
+ * (it had written the response head and not yet the body: a truncated answer no proxy can save).
+ * Measured: 3 of 60 redeploys under CPU load lost 1 to 4 requests that way, each a
+ * content-length mismatch at padlock. A real app drains on SIGTERM, so this shell does: it ends the
+ * listener (new connections are refused), waits for the children still answering (within the 1 s
+ * stop timeout), then exits.
+ */
+function gracefulHttpd(name: string, port: number): string {
+  return [
+    `mkdir -p /www && echo ${name} > /www/index.html`,
+    `/bin/httpd -f -p 127.0.0.1:${port} -h /www & pid=$!`,
+    // pidof also lists the children, which share the parent's name; they end within milliseconds.
+    `trap 'kill $pid; while pidof httpd >/dev/null; do usleep 10000; done; exit 0' TERM`,
+    'wait $pid',
+  ].join('\n');
+}
 
 /** The static busybox from `busybox-static`; a dynamic one cannot run in an image with no libc. */
 function staticBusybox(): string {
@@ -280,7 +305,7 @@ export async function startDockerd(opts: { liveRestore?: boolean } = {}): Promis
     await mkdir(join(root, 'bin'), { recursive: true });
     await mkdir(join(root, 'tmp'), { recursive: true });
     await copyFile(busybox, join(root, 'bin', 'busybox'));
-    for (const applet of ['sh', 'httpd', 'wget', 'sleep', 'mkdir', 'echo']) await symlink('busybox', join(root, 'bin', applet));
+    for (const applet of ['sh', 'httpd', 'wget', 'sleep', 'mkdir', 'echo', 'kill', 'pidof', 'usleep']) await symlink('busybox', join(root, 'bin', applet));
     const tar = spawn('tar', ['-C', root, '-c', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const progress = await docker.importImage(tar.stdout as unknown as string, { repo: IMAGE_REPO, tag: IMAGE_TAG } as object);
     await new Promise<void>((resolve, reject) => {
@@ -311,7 +336,7 @@ export async function startDockerd(opts: { liveRestore?: boolean } = {}): Promis
       const env = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
       const cmd =
         opts.port !== undefined
-          ? ['/bin/sh', '-c', `mkdir -p /www && echo ${opts.name} > /www/index.html && exec /bin/busybox httpd -f -p 127.0.0.1:${opts.port} -h /www`]
+          ? ['/bin/sh', '-c', gracefulHttpd(opts.name, opts.port)]
           : ['/bin/busybox', 'sleep', '3600'];
       const hc = opts.healthcheck;
       const container = await docker.createContainer({
