@@ -37,8 +37,9 @@ const res = spawnSync(process.execPath, [
 const text = readFileSync(tap, 'utf8');
 rmSync(tap, { force: true });
 const count = (k) => Number((text.match(new RegExp(`^# ${k} (\\d+)$`, 'm')) ?? [])[1] ?? 0);
-const tests = count('tests'), pass = count('pass'), fail = count('fail'), skipped = count('skipped'), todo = count('todo');
-console.log(`\nrun-tests: ${files.length} files, ${tests} tests, ${todo} todo, on node ${process.version}`);
+// A test cancelled (its before() hook failed, its file crashed) did not pass: it counts as failed.
+const tests = count('tests'), pass = count('pass'), cancelled = count('cancelled'), fail = count('fail') + cancelled, skipped = count('skipped'), todo = count('todo');
+console.log(`\nrun-tests: ${files.length} files, ${tests} tests, ${todo} todo, ${cancelled} cancelled, on node ${process.version}`);
 console.log(`tests: ${pass} passed, ${fail} failed, ${skipped} skipped`);
 if (tests === 0) {
   console.error('run-tests: no test ran; failing on purpose');
