@@ -174,6 +174,8 @@ export interface ClientResponse {
   readonly socket: { readonly destroyed: boolean } | null;
   statusMessage: string;
   writeHead(status: number, reason: string | undefined, headers: http.OutgoingHttpHeaders): unknown;
+  /** Sends the head now rather than with the first body byte (HTTP/1.1 only). */
+  flushHeaders?(): void;
   write(chunk: Buffer): boolean;
   end(body?: string): unknown;
   destroy(): unknown;
@@ -555,6 +557,9 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     try {
       // undici decodes the reason phrase as UTF-8; Node sends only visible ASCII, so anything else gets the standard one.
       res.writeHead(status, statusMessage && PRINTABLE_REASON.test(statusMessage) ? statusMessage : undefined, headers);
+      // Node holds an HTTP/1.1 head back until the first body byte. An answer of unknown length (server-sent
+      // events, a long poll, a streamed page) goes out head first, as Caddy does; HTTP/2 sends it at once anyway.
+      if (headers['content-length'] === undefined && status !== 204 && status !== 304) res.flushHeaders?.();
     } catch {
       // A header Node will not send (an invalid value from the upstream): 502 rather than a half-written head.
       res.statusMessage = '';

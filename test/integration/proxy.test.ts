@@ -765,6 +765,49 @@ describe('an upstream that cuts its own answer short', () => {
   });
 });
 
+describe('a streaming answer (server-sent events)', () => {
+  it('reaches the client head first, before the app sends its first event, and each event as it is sent', async () => {
+    // The app sends its head, then an event only once the client has seen the head: a proxy that holds
+    // the head back until the first body byte (as Node does unless told) never gets past the first step.
+    let headSeen!: () => void;
+    const headReached = new Promise<void>((r) => (headSeen = r));
+    let firstSeen!: () => void;
+    const firstReached = new Promise<void>((r) => (firstSeen = r));
+    const app = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      res.flushHeaders();
+      void headReached.then(() => {
+        res.write('data: one\n\n');
+        return firstReached;
+      }).then(() => res.end('data: two\n\n'));
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    const { proxy, httpPort } = await plainProxy();
+    try {
+      proxy.setSites([site('sse.example.com', [`http://127.0.0.1:${(app.address() as net.AddressInfo).port}`], { https: false })]);
+      const steps: string[] = [];
+      const got = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: httpPort }, () => s.write('GET /events HTTP/1.1\r\nHost: sse.example.com\r\nAccept: text/event-stream\r\n\r\n'));
+        let text = '';
+        const guard = setTimeout(() => { s.destroy(); reject(new Error(`stuck after ${JSON.stringify(steps)}: ${JSON.stringify(text)}`)); }, 5_000);
+        s.setEncoding('utf8').on('data', (d: string) => {
+          text += d;
+          if (!steps.includes('head') && text.includes('\r\n\r\n')) { steps.push('head'); headSeen(); }
+          if (!steps.includes('one') && text.includes('data: one')) { steps.push('one'); firstSeen(); }
+          if (text.includes('data: two')) { clearTimeout(guard); s.destroy(); resolve(text); }
+        });
+        s.on('error', () => undefined);
+      });
+      assert.match(got, /^HTTP\/1\.1 200 /);
+      assert.match(got, /content-type: text\/event-stream/i);
+      assert.deepEqual(steps, ['head', 'one']);
+    } finally {
+      await proxy.close({ drainMs: 0 });
+      await new Promise<void>((r) => app.close(() => r()));
+    }
+  });
+});
+
 /** `fn()` once it returns something (checked every 10 ms, up to 5 s). */
 async function waitUntil<T>(fn: () => T | undefined): Promise<T> {
   for (const end = Date.now() + 5_000; Date.now() < end; await new Promise((r) => setTimeout(r, 10))) {
