@@ -359,6 +359,8 @@ async function main(): Promise<number> {
     const pp = { https: await freePort(), http: await freePort(), admin: await freePort() };
     const profEnv: Record<string, string> = cpuProfDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${cpuProfDir}` } : {};
     if (cpuProfDir) await mkdir(cpuProfDir, { recursive: true });
+    // Profiles already in the folder are an earlier run's: only the ones this run writes are summarized.
+    const earlierProfiles = new Set(cpuProfDir ? await readdir(cpuProfDir) : []);
     const padlock = padlockPlan(padlockBin, join(workDir, 'padlock'), pp, upPort, capLeft, profEnv);
     const cert = await makeCertificate(padlock, padlockBin, workDir);
     const pem = await readFile(cert.files.fullchain, 'utf8');
@@ -397,9 +399,11 @@ async function main(): Promise<number> {
 
     let profile: ProfileSummary[] | undefined;
     if (cpuProfDir) {
-      const files = (await readdir(cpuProfDir)).filter((f) => f.endsWith('.cpuprofile')).sort();
+      // One file per process: with --workers, the primary's and each worker's (they inherit NODE_OPTIONS), so every
+      // process is summarized; the file name carries its pid. A primary that only hands out work shows mostly idle.
+      const files = (await readdir(cpuProfDir)).filter((f) => f.endsWith('.cpuprofile') && !earlierProfiles.has(f)).sort();
       profile = [];
-      for (const f of files.slice(-rounds)) profile.push(await summarizeFile(join(cpuProfDir, f)));
+      for (const f of files) profile.push(await summarizeFile(join(cpuProfDir, f)));
     }
 
     const cpu = cpus();

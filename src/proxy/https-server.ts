@@ -1,7 +1,7 @@
 /**
  * The HTTPS front (:443).
  *
- * TLS 1.2 and 1.3 only, Mozilla "intermediate" TLS 1.2 suites (`TLS_POLICY`
+ * TLS 1.2 and 1.3 only, Mozilla "intermediate" suites and order (`TLS_POLICY`
  * in tls/contexts). Certificates come from the `CertificateRegistry` through
  * the SNI callback, so a `replace()` applies to the next handshake and never
  * to one already done. Session tickets follow tls/session-tickets.ts (keys

@@ -138,11 +138,12 @@ function httpGet(port: number, ask: Pick<Ask, 'host' | 'path' | 'method' | 'head
 function handshake(
   port: number,
   servername: string,
-): Promise<{ fingerprint: string; alpn: string | false | null; protocol: string | null } | { error: NodeJS.ErrnoException }> {
+  ciphers?: string,
+): Promise<{ fingerprint: string; alpn: string | false | null; protocol: string | null; cipher: string } | { error: NodeJS.ErrnoException }> {
   return new Promise((resolve) => {
-    const s = tls.connect({ host: '127.0.0.1', port, servername, ca: root.cert, ALPNProtocols: ['h2', 'http/1.1'] });
+    const s = tls.connect({ host: '127.0.0.1', port, servername, ca: root.cert, ALPNProtocols: ['h2', 'http/1.1'], ...(ciphers ? { ciphers } : {}) });
     s.once('secureConnect', () => {
-      resolve({ fingerprint: s.getPeerCertificate().fingerprint256, alpn: s.alpnProtocol, protocol: s.getProtocol() });
+      resolve({ fingerprint: s.getPeerCertificate().fingerprint256, alpn: s.alpnProtocol, protocol: s.getProtocol(), cipher: s.getCipher().standardName });
       s.destroy();
     });
     s.once('error', (error: NodeJS.ErrnoException) => resolve({ error }));
@@ -409,6 +410,21 @@ for (const v of VARIANTS) describe(`proxy data plane (${v.name})`, () => {
     assert.equal(a.seen.length, 0, 'nothing was forwarded');
     const routeless = await httpsGet(ports.httpsPort, { host: 'hsts.example.com' });
     assert.equal(routeless.status, 421, 'a certificate but no route');
+  });
+
+  it("picks TLS 1.3's AES-128-GCM suite first (Mozilla's order), and still serves a client that offers only AES-256 or ChaCha20", async () => {
+    const a = await up('suites');
+    proxy.setSites([site('app.example.com', [a.url])]);
+    // Node's (and OpenSSL's) default client list puts TLS_AES_256_GCM_SHA384 first: the server's order decides.
+    const defaults = await handshake(ports.httpsPort, 'app.example.com');
+    assert.ok('cipher' in defaults, 'the handshake completes');
+    assert.equal(defaults.protocol, 'TLSv1.3');
+    assert.equal(defaults.cipher, 'TLS_AES_128_GCM_SHA256');
+    for (const only of ['TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256']) {
+      const r = await handshake(ports.httpsPort, 'app.example.com', only);
+      assert.ok('cipher' in r, `a client offering only ${only} is served`);
+      assert.equal(r.cipher, only);
+    }
   });
 
   it('adds HSTS for a site with hstsMaxAge, and only for it', async () => {
