@@ -18,8 +18,13 @@
  *   the sessions of upstreams no route names any more, so a hot reload leaks
  *   none.
  * - **Streams per session:** as many as the upstream's
- *   SETTINGS_MAX_CONCURRENT_STREAMS allows; more wait in the session (nghttp2
- *   queues them) until one ends. padlock's own bound is the client side's:
+ *   SETTINGS_MAX_CONCURRENT_STREAMS allows. No request is sent before the
+ *   upstream's first SETTINGS frame (sent before it, a request over the
+ *   limit would be refused with REFUSED_STREAM); an upstream that sends none
+ *   within `connectMs` counts as a connect timeout. Requests over the limit
+ *   wait in padlock, oldest first, for a stream to end: a request that is
+ *   not gRPC at most `responseMs` (then 504); a gRPC call until its client's
+ *   deadline. How many can wait is bounded by the client side:
  *   `--http2-max-concurrent-streams` per client connection.
  * - **Streaming both ways, unbuffered:** each DATA frame from the upstream
  *   is written to the client as it comes, and the request body to the
@@ -95,6 +100,12 @@ interface Entry {
   readonly session: http2.ClientHttp2Session;
   /** Streams open now. */
   active: number;
+  /** The upstream's first SETTINGS arrived: its stream limit is known. */
+  ready: boolean;
+  /** Requests waiting for a stream slot (or for the SETTINGS), oldest first. */
+  readonly waiting: H2cStream[];
+  /** The error the session failed with, if any (a refused connection, say). */
+  failure: Error | undefined;
   idle: NodeJS.Timeout | undefined;
 }
 
@@ -151,7 +162,8 @@ export class H2cPool {
 
   /** Sends `request` to `target` and reports its answer to `handler`; never throws. */
   dispatch(target: UpstreamTarget, request: H2cRequest, handler: H2cHandler): void {
-    new H2cStream(this, this.opts, this.entry(target), request, handler).start();
+    const stream = new H2cStream(this, this.opts, target, request, handler);
+    if (stream.begin()) this.admit(stream, false);
   }
 
   /** Closes the sessions of upstreams not in `keep` (keys, as `UpstreamTarget.key`): streams open on them finish first. */
@@ -169,6 +181,53 @@ export class H2cPool {
     this.closeExcept(new Set());
   }
 
+  /**
+   * Opens `stream` on its upstream's session when a slot is free (under the
+   * upstream's SETTINGS_MAX_CONCURRENT_STREAMS, once its SETTINGS arrived),
+   * else queues it there. `again`: it was queued on a session that got a
+   * GOAWAY first; a second such move fails it instead.
+   */
+  admit(stream: H2cStream, again: boolean): void {
+    const entry = this.entry(stream.target);
+    if (entry.ready && entry.active < streamLimit(entry)) return this.open(entry, stream);
+    entry.waiting.push(stream);
+    stream.queued(entry, again);
+  }
+
+  /** A queued stream gave up (its client left, or its wait ran out). */
+  unqueue(entry: Entry, stream: H2cStream): void {
+    const i = entry.waiting.indexOf(stream);
+    if (i >= 0) entry.waiting.splice(i, 1);
+  }
+
+  /** For H2cStream: a stream on `entry` closed. Frees its slot; the last one starts the idle timer. */
+  streamClosed(entry: Entry): void {
+    entry.active--;
+    this.drain(entry);
+    if (entry.active > 0 || entry.waiting.length > 0 || entry.session.closed || entry.session.destroyed) return;
+    entry.idle = setTimeout(() => {
+      if (entry.active === 0 && entry.waiting.length === 0) {
+        if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
+        entry.session.close();
+      }
+    }, this.opts.idleMs);
+    entry.idle.unref();
+  }
+
+  private open(entry: Entry, stream: H2cStream): void {
+    entry.active++;
+    clearTimeout(entry.idle);
+    entry.idle = undefined;
+    stream.open(entry);
+  }
+
+  /** Opens queued streams while slots are free. */
+  private drain(entry: Entry): void {
+    while (entry.ready && entry.waiting.length > 0 && entry.active < streamLimit(entry) && !entry.session.closed && !entry.session.destroyed) {
+      this.open(entry, entry.waiting.shift()!);
+    }
+  }
+
   private entry(target: UpstreamTarget): Entry {
     const existing = this.sessions.get(target.key);
     if (existing && !existing.session.closed && !existing.session.destroyed) return existing;
@@ -180,40 +239,43 @@ export class H2cPool {
       // padlock never accepts pushed streams (gRPC does not use push).
       settings: { enablePush: false },
     });
-    const entry: Entry = { key: target.key, session, active: 0, idle: undefined };
+    const entry: Entry = { key: target.key, session, active: 0, ready: false, waiting: [], failure: undefined, idle: undefined };
     const forget = (): void => {
       clearTimeout(entry.idle);
       if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
     };
-    // Errors reach every stream on the session (each reports its own); the session's own is only a reason to forget it.
-    session.on('error', forget);
-    session.once('close', forget);
-    // GOAWAY: streams the upstream took finish here; new ones go to a new session.
-    session.once('goaway', forget);
+    // An upstream that accepts the connection but never speaks HTTP/2 counts as one that did not answer the connect.
+    const settingsTimer = setTimeout(() => session.destroy(codedError('ECONNECT_TIMEOUT', `the upstream ${target.key} sent no HTTP/2 SETTINGS within ${connectMs} ms`)), connectMs);
+    session.once('remoteSettings', () => {
+      clearTimeout(settingsTimer);
+      entry.ready = true;
+      this.drain(entry);
+    });
+    session.on('error', (err: Error) => {
+      entry.failure ??= err;
+      forget();
+    });
+    session.once('close', () => {
+      clearTimeout(settingsTimer);
+      forget();
+      // Nothing of these was sent: they fail as the session did (ECONNREFUSED marks the upstream down).
+      const failure = upstreamFailure(entry.failure ?? codedError('ECONNRESET', 'the upstream closed the HTTP/2 connection'));
+      for (const s of entry.waiting.splice(0)) s.failQueued(failure);
+    });
+    // GOAWAY: streams the upstream took finish here; new ones, and those still queued here, go to a new session.
+    session.once('goaway', () => {
+      forget();
+      for (const s of entry.waiting.splice(0)) s.requeue();
+    });
     session.once('connect', () => this.opts.onConnect?.());
     this.sessions.set(target.key, entry);
     return entry;
   }
+}
 
-  /** For H2cStream: a stream opened on `entry` (an idle session is busy again). */
-  streamOpened(entry: Entry): void {
-    entry.active++;
-    clearTimeout(entry.idle);
-    entry.idle = undefined;
-  }
-
-  /** For H2cStream: a stream on `entry` closed; the last one starts the idle timer. */
-  streamClosed(entry: Entry): void {
-    entry.active--;
-    if (entry.active > 0 || entry.session.closed || entry.session.destroyed) return;
-    entry.idle = setTimeout(() => {
-      if (entry.active === 0) {
-        if (this.sessions.get(entry.key) === entry) this.sessions.delete(entry.key);
-        entry.session.close();
-      }
-    }, this.opts.idleMs);
-    entry.idle.unref();
-  }
+/** The most streams padlock opens at once on one session: the upstream's SETTINGS_MAX_CONCURRENT_STREAMS. */
+function streamLimit(entry: Entry): number {
+  return entry.session.remoteSettings.maxConcurrentStreams ?? 100;
 }
 
 /**
@@ -230,11 +292,16 @@ class H2cStream implements Dispatcher.DispatchController {
   private trailers: http.IncomingHttpHeaders | undefined;
   private headTimer: NodeJS.Timeout | undefined;
   private readonly grpc: boolean;
+  /** The session this request waits on for a stream slot, while it waits. */
+  private queuedOn: Entry | undefined;
+  private queueTimer: NodeJS.Timeout | undefined;
+  /** Already moved once from a session that got a GOAWAY while it waited. */
+  private moved = false;
 
   constructor(
     private readonly pool: H2cPool,
     private readonly opts: H2cPoolOptions,
-    private readonly entry: Entry,
+    readonly target: UpstreamTarget,
     private readonly request: H2cRequest,
     private readonly handler: H2cHandler,
   ) {
@@ -270,20 +337,50 @@ class H2cStream implements Dispatcher.DispatchController {
     this.stream?.resume();
   }
 
-  start(): void {
+  /** Tells the handler the request starts; false when it aborted at once (its client already gone). */
+  begin(): boolean {
     this.handler.onRequestStart(this);
-    if (this.done) return;
-    const { request, entry } = this;
+    return !this.done;
+  }
+
+  /** Waits on `entry` for a slot. Not gRPC: at most `responseMs` (then 504), as the answer would have been waited for. */
+  queued(entry: Entry, moved: boolean): void {
+    this.queuedOn = entry;
+    this.moved ||= moved;
+    if (!this.grpc && this.queueTimer === undefined) {
+      this.queueTimer = setTimeout(() => this.abort(codedError('PADLOCK_UPSTREAM_TIMEOUT', 'no HTTP/2 stream to the upstream came free in time')), this.opts.responseMs);
+    }
+  }
+
+  /** Its session got a GOAWAY before this request was sent: to a new session, once. */
+  requeue(): void {
+    this.queuedOn = undefined;
+    if (this.moved) return this.failQueued(codedError('ECONNRESET', 'the upstream sent GOAWAY twice before the request could be sent'));
+    this.pool.admit(this, true);
+  }
+
+  /** Its session failed before this request was sent. */
+  failQueued(err: Error): void {
+    this.queuedOn = undefined;
+    this.fail(err);
+  }
+
+  /** Sends the request on `entry`, whose slot the pool has counted for it. */
+  open(entry: Entry): void {
+    this.queuedOn = undefined;
+    clearTimeout(this.queueTimer);
+    if (this.done) return void this.pool.streamClosed(entry);
+    const { request } = this;
     const body = request.body;
     let stream: http2.ClientHttp2Stream;
     try {
       stream = entry.session.request(h2cRequestHeaders(request), { endStream: body === null, waitForTrailers: body !== null });
     } catch (err) {
       // A header value Node refuses to send, or a session that closed just now.
+      this.pool.streamClosed(entry);
       return this.fail(upstreamFailure(err));
     }
     this.stream = stream;
-    this.pool.streamOpened(entry);
     stream.once('close', () => {
       this.pool.streamClosed(entry);
       clearTimeout(this.headTimer);
@@ -357,6 +454,9 @@ class H2cStream implements Dispatcher.DispatchController {
     if (this.done) return;
     this.done = true;
     clearTimeout(this.headTimer);
+    clearTimeout(this.queueTimer);
+    if (this.queuedOn) this.pool.unqueue(this.queuedOn, this);
+    this.queuedOn = undefined;
     const body = this.request.body;
     if (body) {
       if (this.stream) body.unpipe(this.stream);

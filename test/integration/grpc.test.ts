@@ -94,36 +94,44 @@ interface RawH2c {
   last: { headers?: http2.IncomingHttpHeaders; trailers?: http2.IncomingHttpHeaders; body?: string };
   /** Sessions open now, from padlock. */
   sessions: () => number;
+  /** The most streams open at once so far. */
+  maxActive: () => number;
   close(): Promise<void>;
 }
 
 /** A plain h2c server: echoes the request body, answers `h2c-ok` with a trailer. */
-async function startRawH2c(): Promise<RawH2c> {
+async function startRawH2c(options: { maxConcurrentStreams?: number; delayMs?: number } = {}): Promise<RawH2c> {
   const last: RawH2c['last'] = {};
   const sessions = new Set<http2.ServerHttp2Session>();
-  const server = http2.createServer();
+  let active = 0;
+  let maxActive = 0;
+  const server = http2.createServer(options.maxConcurrentStreams ? { settings: { maxConcurrentStreams: options.maxConcurrentStreams } } : {});
   server.on('session', (s) => {
     sessions.add(s);
     s.once('close', () => sessions.delete(s));
   });
   server.on('stream', (stream, headers) => {
+    maxActive = Math.max(maxActive, ++active);
+    stream.once('close', () => active--);
     const chunks: Buffer[] = [];
     last.headers = headers;
     delete last.trailers;
     stream.on('trailers', (t) => void (last.trailers = t));
     stream.on('data', (c: Buffer) => chunks.push(c));
-    stream.on('end', () => {
+    stream.on('end', () => setTimeout(() => {
+      if (stream.destroyed) return;
       last.body = Buffer.concat(chunks).toString();
       stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'x-upstream-trailer': 'done' }));
       stream.end(`h2c-ok ${headers[':method']} ${last.body}`);
-    });
+    }, options.delayMs ?? 0));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
     url: `h2c://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     last,
     sessions: () => sessions.size,
+    maxActive: () => maxActive,
     close: async () => {
       for (const s of sessions) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
@@ -334,6 +342,23 @@ describe('gRPC behind padlock (h2c upstreams)', () => {
       assert.equal(own.sessions(), 0, 'the session of the upstream no route names any more is closed');
     } finally {
       await own.close();
+    }
+  });
+
+  it('keeps to the upstream\'s SETTINGS_MAX_CONCURRENT_STREAMS: requests over it wait for a free stream instead of failing', async () => {
+    const narrow = await startRawH2c({ maxConcurrentStreams: 1, delayMs: 50 });
+    try {
+      const { port } = await start([site(narrow.url)]);
+      const conn = h2.connection(port);
+      try {
+        const replies = await Promise.all([1, 2, 3, 4].map((i) => h2.request(port, { host: NAME, path: `/q${i}`, method: 'POST', body: `n${i}`, connection: conn })));
+        assert.deepEqual(replies.map((r) => `${r.status} ${r.body}`), [1, 2, 3, 4].map((i) => `200 h2c-ok POST n${i}`));
+      } finally {
+        conn.close();
+      }
+      assert.equal(narrow.maxActive(), 1, 'never more than one stream at a time on the upstream');
+    } finally {
+      await narrow.close();
     }
   });
 
