@@ -120,6 +120,7 @@ async function startRawH2c(options: { maxConcurrentStreams?: number; delayMs?: n
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => setTimeout(() => {
       if (stream.destroyed) return;
+      if (String(headers[':path']).startsWith('/bad')) return void stream.respond({ ':status': 503 }, { endStream: true });
       last.body = Buffer.concat(chunks).toString();
       stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
       stream.once('wantTrailers', () => stream.sendTrailers({ 'x-upstream-trailer': 'done' }));
@@ -359,6 +360,23 @@ describe('gRPC behind padlock (h2c upstreams)', () => {
       assert.equal(narrow.maxActive(), 1, 'never more than one stream at a time on the upstream');
     } finally {
       await narrow.close();
+    }
+  });
+
+  it('runs padlock.healthcheck on an h2c upstream over h2c (an HTTP/1.1 GET would fail against it): 2xx passes and requests go through, 503 fails', async () => {
+    const checked = await startRawH2c();
+    try {
+      const good: SiteSpec = { ...site(checked.url), upstreams: [{ url: checked.url, containerName: 'good', containerId: 'g', healthcheck: { path: '/healthz', intervalMs: 200 } }] };
+      const bad: SiteSpec = { ...site(checked.url), host: 'bad.example.com', upstreams: [{ url: checked.url, containerName: 'bad', containerId: 'b', healthcheck: { path: '/bad-health', intervalMs: 200 } }] };
+      const { proxy, port } = await start([good, bad]);
+      const checks = async () => Object.fromEntries(proxy.upstreamStatus().map((r) => [r.host, r.upstreams[0]!.check]));
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline && (await checks())[NAME] !== 'passing') await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await checks(), { [NAME]: 'passing', 'bad.example.com': 'failing' });
+      assert.equal((await h2.request(port, { host: NAME, path: '/after-check' })).status, 200);
+      assert.equal(checked.last.headers?.[':path'], '/after-check');
+    } finally {
+      await checked.close();
     }
   });
 
