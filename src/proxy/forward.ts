@@ -534,11 +534,6 @@ export class Forwarder {
     this.h2c.closeExcept(upstreamKeys);
   }
 
-  /** h2c upstreams with a session open now. */
-  get h2cSessions(): number {
-    return this.h2c.size;
-  }
-
   /** Closes pooled idle upstream connections and the agents. In-flight requests are not cut. */
   close(): void {
     this.h2c.close();

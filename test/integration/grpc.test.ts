@@ -41,6 +41,8 @@ interface GrpcApp {
   lastMetadata: () => Record<string, unknown>;
   /** Lets the running Watch call send its second message and end. */
   releaseWatch: () => void;
+  /** Resolves when a Watch call is cancelled at the server. */
+  watchCancelled: () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,6 +54,7 @@ interface GrpcApp {
 async function startGrpcApp(port = 0): Promise<GrpcApp> {
   let metadata: Record<string, unknown> = {};
   let release: () => void = () => undefined;
+  let cancelled: Promise<void> = new Promise(() => undefined);
   const server = new grpc.Server();
   server.addService(SERVICE, {
     echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
@@ -62,6 +65,7 @@ async function startGrpcApp(port = 0): Promise<GrpcApp> {
       callback(null, Buffer.concat([Buffer.from('echo:'), call.request]), trailer);
     },
     watch: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      cancelled = new Promise((resolve) => call.once('cancelled', () => resolve()));
       call.write(Buffer.from('first'));
       release = () => {
         call.write(Buffer.from('second'));
@@ -84,6 +88,7 @@ async function startGrpcApp(port = 0): Promise<GrpcApp> {
     url: `h2c://127.0.0.1:${bound}`,
     lastMetadata: () => metadata,
     releaseWatch: () => release(),
+    watchCancelled: () => cancelled,
     close: () => new Promise<void>((r) => server.tryShutdown(() => r())),
   };
 }
@@ -233,6 +238,16 @@ describe('gRPC behind padlock (h2c upstreams)', () => {
     app.releaseWatch();
     assert.equal((await ended).code, grpc.status.OK);
     assert.deepEqual(got, ['first', 'second']);
+  });
+
+  it('cancels the upstream call when the client cancels its call', async () => {
+    const { port } = await start([site(app.url)]);
+    const call = client(port).watch(Buffer.from('go'), new grpc.Metadata(), { deadline: deadline() });
+    call.on('error', () => undefined);
+    await new Promise((resolve) => call.once('data', resolve));
+    const cancelled = app.watchCancelled();
+    call.cancel();
+    await Promise.race([cancelled, new Promise((_, reject) => setTimeout(() => reject(new Error('the app never saw the cancellation')), 5_000))]);
   });
 
   it('carries a client stream, and a bidirectional stream message by message (each echo arrives before the next message is sent)', async () => {
