@@ -240,7 +240,7 @@ export class ProxyServer {
     this.forwarder.routesChanged(new Set(this.routes.all().flatMap((r) => r.upstreams.map((u) => u.key))));
     if (this.opts.http2 === false) {
       const h2c = this.routes.all().filter((r) => r.upstreams.some((u) => u.h2c)).map((r) => r.site.host);
-      // Routed all the same: HTTP/1.1 clients are forwarded over h2c (as Caddy and Traefik do); gRPC clients need HTTP/2.
+      // Routed all the same: HTTP/1.1 clients are forwarded over h2c (as Caddy does since caddyserver/caddy#4777); gRPC clients need HTTP/2.
       const said = h2c.join(' ');
       if (h2c.length > 0 && said !== this.h2cWarned) this.log.warn('h2c (gRPC) routes while --http2 is false: gRPC clients cannot reach them, since they need HTTP/2 at :443; HTTP/1.1 requests are still forwarded', { hosts: h2c });
       this.h2cWarned = said;

@@ -330,7 +330,7 @@ describe('gRPC behind padlock (h2c upstreams)', () => {
     }
   });
 
-  it('forwards an HTTPS HTTP/1.1 request to an h2c route over h2c (as Caddy and Traefik do), trailers included on the chunked answer', async () => {
+  it('forwards an HTTPS HTTP/1.1 request to an h2c route over h2c (as Caddy does), trailers included on the chunked answer', async () => {
     const { port } = await start([site(raw.url)]);
     const r = await h1.request(port, { host: NAME, path: '/from-h1', method: 'POST', body: [Buffer.from('via h1')] });
     assert.equal(r.status, 200);
