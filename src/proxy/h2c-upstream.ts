@@ -4,6 +4,10 @@
  * `VIRTUAL_PROTO=grpc` or an `h2c://` upstream URL. What Caddy's
  * `reverse_proxy h2c://` and Traefik's `scheme=h2c` do.
  *
+ * Node's own HTTP/2 client rather than undici's `H2CClient`: undici 8
+ * cannot send request trailers (a TODO in its client-h2.js) and does not
+ * tell a trailers-only answer from a head followed by an empty body.
+ *
  * One request is driven through undici's dispatch-handler interface
  * (`onResponseStart`, `onResponseData`, ...), so proxy/forward.ts's
  * `Exchange` writes the answer, retries, holds and maps failures to 502/504
