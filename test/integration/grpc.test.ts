@@ -285,6 +285,17 @@ describe('gRPC behind padlock (h2c upstreams)', () => {
     assert.ok(Date.now() - started < 5_000, 'well before the call deadline');
   });
 
+  it('applies the upstream rules to h2c upstreams: a route to padlock\'s own :443 gets UNAVAILABLE, never a loop', async () => {
+    const log: string[] = [];
+    const { proxy, port } = await start([], { log });
+    proxy.setSites([site(`h2c://127.0.0.1:${port}`)]);
+    const r = await unary(client(port), 'loop?');
+    assert.equal(r.err?.code, grpc.status.UNAVAILABLE);
+    const refused = log.map((l) => JSON.parse(l)).find((l) => l.msg === 'upstream refused: padlock does not forward there');
+    assert.ok(refused, log.join('\n'));
+    assert.equal(refused.rule, 'own-listener');
+  });
+
   it('answers UNAVAILABLE when the upstream goes away between calls, and serves again once it is back on the same address', async () => {
     const other = await startGrpcApp();
     const { port } = await start([site(other.url)]);
