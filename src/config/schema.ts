@@ -49,6 +49,8 @@ export const staticSiteSchema = z.object({
   healthcheckInterval: z.number().min(0.1).max(3600).optional(),
   /** `dns-01` through the `dns:` provider covering the host (a wildcard host always uses it). */
   challenge: z.enum(['http-01', 'dns-01']).optional(),
+  /** How padlock speaks to upstreams written `host:port`: http (default), https, or h2c (cleartext HTTP/2, gRPC). */
+  proto: z.enum(['http', 'https', 'h2c']).optional(),
 }).strict();
 
 /**

@@ -7,7 +7,7 @@ import { DEFAULT_HEALTHCHECK_INTERVAL_MS, type SiteSpec } from '../state/desired
 import type { StaticSite } from './schema.js';
 import { isIpHost, normaliseName, normaliseSiteHost } from './names.js';
 import { shownUrl } from './shown.js';
-import { parseUpstreamUrl } from './upstream.js';
+import { parseUpstreamUrl, upstreamProto, type UpstreamProto } from './upstream.js';
 import { PadlockError } from '../errors.js';
 import type { UpstreamGuard } from '../proxy/upstream-guard.js';
 
@@ -23,10 +23,15 @@ function wildcardHost(raw: string, dnsCovers: ((name: string) => boolean) | unde
   return { name: r.name, issuer: 'acme' };
 }
 
-/** Parses an upstream URL; `host:port` alone means http. */
-export function parseUpstream(input: string): string | { reason: string } {
-  const r = parseUpstreamUrl(input.includes('://') ? input : `http://${input}`);
-  return typeof r === 'string' ? r : { reason: `"${shownUrl(input)}" is not an upstream URL (${r.reason}); use http://HOST:PORT or https://HOST:PORT` };
+/**
+ * Parses an upstream URL; `host:port` alone means `proto` (default http). A
+ * URL whose scheme disagrees with an explicit `proto` is refused: which one was meant?
+ */
+export function parseUpstream(input: string, proto?: UpstreamProto): string | { reason: string } {
+  const r = parseUpstreamUrl(input.includes('://') ? input : `${proto ?? 'http'}://${input}`);
+  if (typeof r !== 'string') return { reason: `"${shownUrl(input)}" is not an upstream URL (${r.reason}); use http://HOST:PORT, https://HOST:PORT or h2c://HOST:PORT` };
+  if (proto !== undefined && upstreamProto(r) !== proto) return { reason: `"${shownUrl(input)}" is ${upstreamProto(r)}, but proto is ${proto}; write HOST:PORT alone, or drop proto` };
+  return r;
 }
 
 /**
@@ -52,7 +57,7 @@ export function staticSites(entries: readonly StaticSite[], localSuffixes: reado
     if (sites.has(host.name)) return void problems.push(`${where}.host "${e.host}": listed twice`);
     const upstreams: string[] = [];
     for (const raw of Array.isArray(e.upstream) ? e.upstream : [e.upstream]) {
-      const u = parseUpstream(raw);
+      const u = parseUpstream(raw, e.proto);
       const refusal = typeof u === 'string' ? guard?.checkUrl(u) : undefined;
       if (typeof u !== 'string') problems.push(`${where}.upstream: ${u.reason}`);
       else if (refusal) problems.push(`${where}.upstream: ${u} ${refusal.reason}`);

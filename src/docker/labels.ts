@@ -22,6 +22,7 @@
  * | `padlock.healthcheck` | a path (`/healthz`) padlock GETs on this container; it gets requests only while the answer is 2xx or 3xx | none |
  * | `padlock.healthcheck-interval` | how often that check runs once it passes: seconds, or `500ms`, `10s`, `1m` (0.1 s to 1 h) | `5s` |
  * | `padlock.challenge` | `dns-01` (needs a DNS provider covering each name, `dnsCovers`) or `http-01` | `http-01`; wildcards always `dns-01` |
+ * | `padlock.proto` | how padlock speaks to the upstream: `http`, `https`, or `h2c` (cleartext HTTP/2, for gRPC apps) | `http` |
  *
  * A wildcard host (`*.example.com`) is accepted when a DNS provider covers
  * `example.com`; it routes every one-label name under it that has no route
@@ -36,7 +37,7 @@
  * |---|---|---|
  * | `VIRTUAL_HOST` | comma-separated names to route to this container | the names routed; served over HTTP only (`https: false`) unless also in `LETSENCRYPT_HOST`/`ACME_HOST` |
  * | `VIRTUAL_PORT` | the container port when it exposes several | same as `padlock.port` |
- * | `VIRTUAL_PROTO` | `http` or `https` to the upstream | the upstream URL scheme (`uwsgi`, `fastcgi`, `grpc` are refused) |
+ * | `VIRTUAL_PROTO` | `http`, `https`, `grpc` (cleartext gRPC) to the upstream | the upstream URL scheme; `grpc` is `h2c` (`uwsgi`, `fastcgi`, `grpcs` are refused) |
  * | `LETSENCRYPT_HOST` | names (of `VIRTUAL_HOST`) that get a certificate | those names get `https: true` and a certificate |
  * | `ACME_HOST` | acme-companion's alias of `LETSENCRYPT_HOST` | merged with `LETSENCRYPT_HOST` |
  * | `LETSENCRYPT_EMAIL` | contact email for the certificate | same as `padlock.email` |
@@ -45,7 +46,9 @@
  * When `padlock.host` is present, `VIRTUAL_HOST`, `LETSENCRYPT_HOST` and
  * `ACME_HOST` are ignored entirely (every `padlock.host` name gets HTTPS);
  * `padlock.port` wins over `VIRTUAL_PORT`, `padlock.email` over
- * `LETSENCRYPT_EMAIL`, `padlock.upstream` over `VIRTUAL_PROTO`.
+ * `LETSENCRYPT_EMAIL`, `padlock.proto` over `VIRTUAL_PROTO`, `padlock.upstream` over
+ * `VIRTUAL_PROTO`. `padlock.proto` beside `padlock.upstream` must name the
+ * same scheme as the URL (else LABEL_INVALID_VALUE: which one was meant?).
  * `padlock.redirect`, `padlock.hsts` and `padlock.enable` also apply to
  * containers routed by env vars. A `LETSENCRYPT_HOST` name missing from
  * `VIRTUAL_HOST` is not routed (nginx-proxy would not route it either) and is
@@ -111,7 +114,7 @@
 import { isIpHost, isLocalName, normaliseName, normaliseSiteHost } from '../config/names.js';
 import { isLoopbackAddress, type UpstreamGuard } from '../proxy/upstream-guard.js';
 import { shownUrl } from '../config/shown.js';
-import { parseUpstreamUrl } from '../config/upstream.js';
+import { parseUpstreamUrl, upstreamProto, type UpstreamProto } from '../config/upstream.js';
 import { DEFAULT_HEALTHCHECK_INTERVAL_MS, type ContainerPresence, type DesiredState, type RouteProblem, type SiteSpec, type Upstream } from '../state/desired-state.js';
 import { parseDurationMs } from '../config/duration.js';
 import type { LabelCode } from '../errors.js';
@@ -156,6 +159,7 @@ export const LABELS = {
   healthcheck: 'padlock.healthcheck',
   healthcheckInterval: 'padlock.healthcheck-interval',
   challenge: 'padlock.challenge',
+  proto: 'padlock.proto',
 } as const;
 
 /** The longest `padlock.upstream-wait` (the same bound as `--upstream-wait`). */
@@ -170,6 +174,11 @@ export const ENV = {
   acmeHost: 'ACME_HOST',
   letsencryptEmail: 'LETSENCRYPT_EMAIL',
 } as const;
+
+/** `padlock.proto` values. */
+const LABEL_PROTOS: Readonly<Record<string, UpstreamProto>> = { http: 'http', https: 'https', h2c: 'h2c' };
+/** `VIRTUAL_PROTO` values, as nginx-proxy names them: `grpc` is cleartext gRPC, which is HTTP/2 with prior knowledge. */
+const ENV_PROTOS: Readonly<Record<string, UpstreamProto>> = { http: 'http', https: 'https', grpc: 'h2c' };
 
 /** HSTS max-age for `padlock.hsts=true`: one year, the common preload minimum. */
 export const DEFAULT_HSTS_MAX_AGE = 31_536_000;
@@ -593,24 +602,35 @@ function resolveUpstream(
   }
 
   const upSrc = pick(c, LABELS.upstream, undefined);
+  // padlock.upstream wins over VIRTUAL_PROTO, which is then not even read (as before padlock.proto existed).
+  const protoSrc = pick(c, LABELS.proto, upSrc ? undefined : ENV.virtualProto);
+  let scheme: UpstreamProto = 'http';
+  if (protoSrc) {
+    const v = protoSrc.value.trim().toLowerCase();
+    const proto = protoSrc.kind === 'label' ? LABEL_PROTOS[v] : ENV_PROTOS[v];
+    if (proto) scheme = proto;
+    else {
+      fail('LABEL_INVALID_VALUE', protoSrc, protoSrc.kind === 'label'
+        ? `"${protoSrc.value}" is not a protocol padlock speaks to upstreams (http, https, or h2c for cleartext HTTP/2 such as gRPC)`
+        : v === 'grpcs'
+          ? `"${protoSrc.value}" (gRPC over TLS to the upstream) is not supported; serve cleartext gRPC in the container and set ${ENV.virtualProto}=grpc (padlock still terminates TLS for clients)`
+          : `"${protoSrc.value}" is not supported; padlock forwards http, https or grpc (cleartext gRPC)`);
+      ok = false;
+    }
+  }
+
   if (upSrc) {
     const url = parseUpstreamUrl(upSrc.value);
     if (typeof url !== 'string') {
-      fail('LABEL_INVALID_VALUE', upSrc, `"${shownUrl(upSrc.value)}" is not an upstream URL (${url.reason}); use http://HOST:PORT or https://HOST:PORT`);
+      fail('LABEL_INVALID_VALUE', upSrc, `"${shownUrl(upSrc.value)}" is not an upstream URL (${url.reason}); use http://HOST:PORT, https://HOST:PORT or h2c://HOST:PORT`);
+      return undefined;
+    }
+    // A padlock.proto that disagrees with padlock.upstream is a mistake to show, not to guess about.
+    if (protoSrc && ok && upstreamProto(url) !== scheme) {
+      fail('LABEL_INVALID_VALUE', protoSrc, `${LABELS.proto}=${scheme} disagrees with ${LABELS.upstream} ${shownUrl(url)}; write the scheme in ${LABELS.upstream} (${scheme}://HOST:PORT) and drop ${LABELS.proto}`);
       return undefined;
     }
     return ok ? allowedUpstream(url, upSrc, options, fail) : undefined;
-  }
-
-  const protoSrc = pick(c, undefined, ENV.virtualProto);
-  let scheme = 'http';
-  if (protoSrc) {
-    const v = protoSrc.value.trim().toLowerCase();
-    if (v === 'http' || v === 'https') scheme = v;
-    else {
-      fail('LABEL_INVALID_VALUE', protoSrc, `"${protoSrc.value}" is not supported; padlock forwards http or https`);
-      ok = false;
-    }
   }
 
   const hostNet = c.networkMode === 'host';

@@ -279,7 +279,9 @@ export function buildStatusDocument(input: StatusInput): StatusDocument {
   };
 }
 
+/** An upstream URL's origin; an `h2c://` URL (no origin to the URL parser) is already one. */
 function origin(url: string): string {
+  if (url.startsWith('h2c://')) return url;
   try {
     return new URL(url).origin;
   } catch {

@@ -424,9 +424,9 @@ export class ProxyCluster {
     return this.routes.all().map((route) => ({
       host: route.site.host,
       upstreams: route.upstreams.map((u) => {
-        const until = down.get(`${route.site.host}\0${u.url.origin}`) ?? 0;
+        const until = down.get(`${route.site.host}\0${u.key}`) ?? 0;
         return {
-          url: u.url.origin,
+          url: u.key,
           ...(u.containerName ? { containerName: u.containerName } : {}),
           healthy: until === 0,
           ...(until && until !== Infinity ? { downUntil: new Date(until).toISOString() } : {}),

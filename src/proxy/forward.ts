@@ -82,11 +82,14 @@ import { ProxyServer as HttpProxy } from 'http-proxy-3';
 import type { Agent as UndiciAgentType, Dispatcher as UndiciDispatcher } from 'undici';
 import { Agent as UndiciAgent } from './undici-parts.js';
 import type { Logger } from '../log.js';
-import { prepareRequestHeaders, stripHopByHop, type ForwardFacts } from './headers.js';
+import { endToEndTrailers, prepareRequestHeaders, stripHopByHop, teAcceptsTrailers, type ForwardFacts } from './headers.js';
+import { H2cPool } from './h2c-upstream.js';
 import { hostFromHeader, type HostRoute, type UpstreamTarget } from './routes.js';
 import { guardAgent, guardedPoolFactory } from './upstream-connect.js';
 import { addressIn, cidrList, UpstreamGuard } from './upstream-guard.js';
 import type { ClientEnd, HoldOutcome, RequestHold } from './hold.js';
+
+export { endToEndTrailers } from './headers.js';
 
 export interface ForwardTimeouts {
   /** Opening a new TCP connection to an upstream; then 504 and the upstream is marked down. */
@@ -173,13 +176,19 @@ export interface ClientResponse {
   /** The client connection, or null once it is gone. */
   readonly socket: { readonly destroyed: boolean } | null;
   statusMessage: string;
-  writeHead(status: number, reason: string | undefined, headers: http.OutgoingHttpHeaders): unknown;
+  /**
+   * `complete`: the answer is this head alone (an h2c upstream's trailers-only answer, gRPC's error shape);
+   * an HTTP/2 response then ends its stream with the HEADERS frame. Others ignore it and are ended as usual.
+   */
+  writeHead(status: number, reason: string | undefined, headers: http.OutgoingHttpHeaders, complete?: boolean): unknown;
   /** Sends the head now rather than with the first body byte (HTTP/1.1 only). */
   flushHeaders?(): void;
   write(chunk: Buffer): boolean;
   end(body?: string): unknown;
   destroy(): unknown;
   writeEarlyHints(hints: Record<string, string | string[]>): void;
+  /** Set on an HTTP/2 gRPC call: padlock's own errors go out as gRPC statuses (`sendErrorPage`). */
+  readonly grpc?: boolean;
   /** Trailer fields sent after the body (HTTP/1.1: only on a chunked response; HTTP/2: always). */
   addTrailers(trailers: http.OutgoingHttpHeaders): void;
   once(event: 'close' | 'drain', listener: () => void): unknown;
@@ -196,6 +205,10 @@ export interface ForwardRequest {
   readonly body: Readable | null;
   /** What to pause while the request is held for an upstream: the client's socket (HTTP/1.1) or its HTTP/2 stream. */
   readonly source?: { pause(): unknown; resume(): unknown; readonly destroyed: boolean } | undefined;
+  /** The client sent `TE: trailers` (passed on to h2c upstreams only, where gRPC needs it; HTTP/1.1 upstreams get no TE). */
+  readonly acceptsTrailers?: boolean | undefined;
+  /** The client's request trailers, once its body has ended (h2c upstreams get them; HTTP/1.1 upstreams do not). */
+  readonly trailers?: (() => http.IncomingHttpHeaders | undefined) | undefined;
 }
 
 interface Attempt {
@@ -206,9 +219,26 @@ interface Attempt {
   readonly tried: readonly string[];
 }
 
-/** Sends a short error page that names nothing internal. Does nothing once headers are out. */
+/**
+ * Sends a short error page that names nothing internal. Does nothing once
+ * headers are out. A gRPC call (`res.grpc`) gets a gRPC status instead, in a
+ * trailers-only answer (HTTP 200, `grpc-status`, `grpc-message`), as Envoy
+ * answers: a gRPC client reads that status, where an HTML page would only
+ * tell it "bad content type".
+ */
 export function sendErrorPage(res: ClientResponse, status: number, extraHeaders: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;
+  if (res.grpc) {
+    const text = `padlock: ${status} ${TITLES[status]?.[0] ?? nodeHttp.STATUS_CODES[status] ?? 'Error'}`;
+    res.writeHead(200, undefined, {
+      'content-type': 'application/grpc',
+      'grpc-status': String(grpcStatusFor(status)),
+      'grpc-message': grpcMessage(text),
+      ...extraHeaders,
+    }, true);
+    if (!res.writableFinished) res.end();
+    return;
+  }
   const body = errorPageBody(status);
   // The reason phrase is given, so one left over from a failed writeHead() is never reused.
   res.writeHead(status, nodeHttp.STATUS_CODES[status] ?? 'Error', {
@@ -229,6 +259,28 @@ const TITLES: Record<number, [string, string]> = {
   504: ['Gateway Timeout', 'The site took too long to answer. Please try again in a moment.'],
 };
 
+/**
+ * The gRPC status for one of padlock's own HTTP errors, by the gRPC
+ * project's HTTP-to-gRPC mapping (doc/http-grpc-status-mapping.md, which
+ * Envoy follows): 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+ * 404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE, anything else UNKNOWN.
+ */
+export function grpcStatusFor(status: number): number {
+  switch (status) {
+    case 400: return 13;
+    case 401: return 16;
+    case 403: return 7;
+    case 404: return 12;
+    case 429: case 502: case 503: case 504: return 14;
+    default: return 2;
+  }
+}
+
+/** A `grpc-message` value: percent-encoded outside visible ASCII and space, and `%` itself (the gRPC HTTP/2 protocol spec). */
+export function grpcMessage(text: string): string {
+  return Array.from(Buffer.from(text, 'utf8'), (b) => (b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+}
+
 /** The body of padlock's own error pages: status and one sentence, no internals. */
 export function errorPageBody(status: number): string {
   const [title, text] = TITLES[status] ?? [nodeHttp.STATUS_CODES[status] ?? 'Error', 'The request could not be served.'];
@@ -242,6 +294,8 @@ export function errorPageBody(status: number): string {
 export class Forwarder {
   /** Plain requests: undici, one keep-alive pool per upstream origin. */
   private readonly dispatcher: UndiciAgentType;
+  /** Requests to h2c upstreams (gRPC): one HTTP/2 session per upstream address. */
+  private readonly h2c: H2cPool;
   /** WebSocket upgrades: http-proxy-3 over a keep-alive `http.Agent` (rare; not on the hot path). */
   private readonly proxy: HttpProxy;
   private readonly httpAgent: http.Agent;
@@ -283,6 +337,14 @@ export class Forwarder {
       allowH2: false,
     });
     this.dispatcher.on('connect', () => this.opened++);
+    this.h2c = new H2cPool({
+      guard,
+      lookup: options.lookup,
+      connectMs: this.timeouts.connectMs,
+      responseMs: this.timeouts.responseMs,
+      idleMs: this.timeouts.idleUpstreamMs,
+      onConnect: () => this.opened++,
+    });
     const agentOptions = {
       keepAlive: true,
       maxSockets,
@@ -311,10 +373,14 @@ export class Forwarder {
     const path = originFormTarget(req.url ?? '/', req.method, req.headers.host);
     if (path === undefined) return sendErrorPage(res, 400);
     const hasBody = requestHasBody(req);
+    const acceptsTrailers = teAcceptsTrailers(req.headers.te);
     prepareRequestHeaders(req.headers, this.facts(req, ctx), false);
     // undici frames the body itself (chunked when there is no Content-Length) and refuses these headers.
     delete req.headers['transfer-encoding'];
-    this.forward({ method: req.method ?? 'GET', path, headers: req.headers, body: hasBody ? req : null, source: req.socket }, res, route, ctx);
+    this.forward({
+      method: req.method ?? 'GET', path, headers: req.headers, body: hasBody ? req : null, source: req.socket,
+      acceptsTrailers, trailers: () => req.trailers,
+    }, res, route, ctx);
   }
 
   /**
@@ -383,6 +449,7 @@ export class Forwarder {
   /** Sends one attempt of `exchange` through the pool of its current target. */
   dispatch(exchange: Exchange): void {
     const { request, attempt } = exchange;
+    if (attempt.target.h2c) return this.h2c.dispatch(attempt.target, request, exchange);
     try {
       this.dispatcher.dispatch(
         {
@@ -461,8 +528,17 @@ export class Forwarder {
     for (const s of this.upgraded) s.destroy();
   }
 
+  /**
+   * The route table changed: closes the h2c sessions of upstreams no route
+   * names any more (their open streams finish first).
+   */
+  routesChanged(upstreamKeys: ReadonlySet<string>): void {
+    this.h2c.closeExcept(upstreamKeys);
+  }
+
   /** Closes pooled idle upstream connections and the agents. In-flight requests are not cut. */
   close(): void {
+    this.h2c.close();
     this.dispatcher.close().catch(() => undefined);
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
@@ -533,7 +609,7 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     if (this.res.destroyed) controller.abort(codedError(CLIENT_GONE, 'client closed'));
   }
 
-  onResponseStart(controller: UndiciDispatcher.DispatchController, status: number, headers: http.IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(controller: UndiciDispatcher.DispatchController, status: number, headers: http.IncomingHttpHeaders, statusMessage?: string, complete = false): void {
     const res = this.res;
     if (status < 200) {
       // Interim answers (102, 103) are not the response. Early hints are passed on; the rest are dropped.
@@ -556,14 +632,19 @@ class Exchange implements UndiciDispatcher.DispatchHandler {
     route.markUp(target);
     try {
       // undici decodes the reason phrase as UTF-8; Node sends only visible ASCII, so anything else gets the standard one.
-      res.writeHead(status, statusMessage && PRINTABLE_REASON.test(statusMessage) ? statusMessage : undefined, headers);
+      res.writeHead(status, statusMessage && PRINTABLE_REASON.test(statusMessage) ? statusMessage : undefined, headers, complete);
       // Node holds an HTTP/1.1 head back until the first body byte. An answer of unknown length (server-sent
       // events, a long poll, a streamed page) goes out head first, as Caddy does; HTTP/2 sends it at once anyway.
-      if (headers['content-length'] === undefined && status !== 204 && status !== 304) res.flushHeaders?.();
+      if (!complete && headers['content-length'] === undefined && status !== 204 && status !== 304) res.flushHeaders?.();
     } catch {
       // A header Node will not send (an invalid value from the upstream): 502 rather than a half-written head.
       res.statusMessage = '';
-      controller.abort(codedError('EBADHEADER', 'upstream sent a header that cannot be forwarded'));
+      return void controller.abort(codedError('EBADHEADER', 'upstream sent a header that cannot be forwarded'));
+    }
+    if (complete) {
+      // A trailers-only answer (h2c): nothing follows.
+      res.off('close', this.onClientClose);
+      if (!res.writableFinished) res.end();
     }
   }
 
@@ -689,22 +770,6 @@ export function originFormTarget(target: string, method: string | undefined, hos
   const host = hostFromHeader(hostHeader);
   if (host === undefined || host !== hostFromHeader(url.host)) return undefined;
   return `${url.pathname}${url.search}`;
-}
-
-/** Fields that must not travel in a trailer section (RFC 9110 section 6.5.1), plus hop-by-hop ones. */
-const NOT_IN_TRAILERS = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer',
-  'content-length', 'content-type', 'content-encoding', 'content-range', 'host', 'authorization', 'set-cookie', 'cache-control', 'expect',
-]);
-
-/** The upstream's trailer fields padlock passes on (gRPC's `grpc-status`, checksums), or undefined when none is left. */
-export function endToEndTrailers(trailers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders | undefined {
-  let out: http.OutgoingHttpHeaders | undefined;
-  for (const [name, value] of Object.entries(trailers)) {
-    if (value === undefined || NOT_IN_TRAILERS.has(name) || name.startsWith(':')) continue;
-    (out ??= {})[name] = value;
-  }
-  return out;
 }
 
 /** Whether the client sent a body (framed by length or chunked): such a request is never replayed. */

@@ -36,6 +36,8 @@ export class H2Response implements ClientResponse {
     private readonly stream: http2.ServerHttp2Stream,
     /** A HEAD request: its answer has no body, so nothing to wait for. */
     private readonly head: boolean,
+    /** A gRPC call (`content-type: application/grpc...`): padlock's own errors are answered as gRPC statuses. */
+    readonly grpc = false,
   ) {}
 
   get headersSent(): boolean {
@@ -60,7 +62,13 @@ export class H2Response implements ClientResponse {
     return session && !session.destroyed ? session.socket : null;
   }
 
-  writeHead(status: number, _reason: string | undefined, headers: http.OutgoingHttpHeaders): this {
+  writeHead(status: number, _reason: string | undefined, headers: http.OutgoingHttpHeaders, complete = false): this {
+    if (complete) {
+      // The head is the whole answer (gRPC's trailers-only shape): one HEADERS frame that ends the stream.
+      this.stream.respond(h2ResponseHeaders(status, headers), { endStream: true });
+      this.ended = true;
+      return this;
+    }
     const waitForTrailers = !this.head && headers['content-length'] === undefined && status !== 204 && status !== 304;
     this.stream.respond(h2ResponseHeaders(status, headers), waitForTrailers ? { waitForTrailers } : undefined);
     if (waitForTrailers) this.stream.once('wantTrailers', this.sendTrailers);

@@ -21,7 +21,16 @@
  * ## What the upstream gets
  * The same as for HTTP/1.1 (proxy/headers.ts), with `X-Forwarded-Proto:
  * https`, `Host` from `:authority`, `Via: 2 padlock`, and the request over
- * HTTP/1.1 keep-alive (proxy/forward.ts).
+ * HTTP/1.1 keep-alive (proxy/forward.ts), or over h2c to an h2c upstream
+ * (proxy/h2c-upstream.ts), which also gets `te: trailers` when the client
+ * sent it and the client's request trailers.
+ *
+ * ## gRPC calls
+ * A request with `content-type: application/grpc...` has no whole-request
+ * deadline (`requestTimeoutMs`): client-streaming and bidirectional calls
+ * stream for as long as they live. padlock's own errors (no route, no
+ * upstream, upstream refused) reach it as gRPC statuses (forward.ts
+ * `sendErrorPage`).
  *
  * ## Rapid Reset
  * The upstream request starts on the next turn of the event loop
@@ -43,6 +52,7 @@ import { H2Response } from './h2-response.js';
 import { prepareRequestHeaders } from './headers.js';
 import type { HostRoute } from './routes.js';
 import { connectionName } from './ip-hosts.js';
+import { isGrpcRequest } from './h2c-upstream.js';
 
 const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -77,7 +87,7 @@ export class H2Front {
 
   readonly onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void => {
     stream.on('error', ignore);
-    const res = new H2Response(stream, headers[':method'] === 'HEAD');
+    const res = new H2Response(stream, headers[':method'] === 'HEAD', isGrpcRequest(headers));
     const session = stream.session;
     if (!session) return;
     // nghttp2 enforces the header list limit only once the client has acknowledged padlock's SETTINGS;
@@ -89,19 +99,30 @@ export class H2Front {
     const route = this.route(session, conn, request.host);
     if (!route) return sendErrorPage(res, 421);
     const forwarder = this.deps.forwarder;
+    // h1RequestFromH2 kept `te` only when it is `trailers`; h2c upstreams get it back (gRPC servers require it).
+    const acceptsTrailers = request.headers.te !== undefined;
     prepareRequestHeaders(request.headers, { proto: 'https', client: conn.client, port: conn.port, httpVersion: '2', trusted: forwarder.trusts(conn.client) }, false);
-    const body = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 ? null : this.body(stream);
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    const body = (flags & NGHTTP2_FLAG_END_STREAM) !== 0 ? null : this.body(stream, res.grpc);
+    if (body) stream.once('trailers', (t) => void (trailers = t));
     const ctx: ForwardContext = { proto: 'https', hstsMaxAge: route.site.hstsMaxAge };
     // A held request pauses the h2 stream itself (flow control stops the client), not `body`: resuming a
     // PassThrough nobody reads yet would let the body flow away before undici takes it.
-
-    setImmediate(forwardIfOpen, forwarder, stream, { method: request.method, path: request.path, headers: request.headers, body, source: body ? stream : undefined }, res, route, ctx);
+    const forwardRequest: ForwardRequest = {
+      method: request.method, path: request.path, headers: request.headers, body, source: body ? stream : undefined,
+      acceptsTrailers, trailers: () => trailers,
+    };
+    setImmediate(forwardIfOpen, forwarder, stream, forwardRequest, res, route, ctx);
   };
 
-  /** The request body as its own stream: undici destroys a body on error, and the h2 stream is also the response. */
-  private body(stream: http2.ServerHttp2Stream): PassThrough {
+  /**
+   * The request body as its own stream: undici destroys a body on error, and the h2 stream is also the response.
+   * A gRPC call's body has no deadline: a client-streaming or bidirectional call streams as long as the call lives.
+   */
+  private body(stream: http2.ServerHttp2Stream, grpc: boolean): PassThrough {
     const body = new PassThrough();
     stream.pipe(body);
+    if (grpc) return body;
     // The whole request must arrive within requestTimeoutMs, as for HTTP/1.1 (a trickled body holds an upstream connection).
     const timer = setTimeout(() => {
       if (stream.destroyed) return;

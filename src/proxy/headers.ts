@@ -129,3 +129,28 @@ function forwardedNode(address: string): string {
 function forwardedValue(value: string): string {
   return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`;
 }
+
+/** Fields that must not travel in a trailer section (RFC 9110 section 6.5.1), plus hop-by-hop ones. */
+const NOT_IN_TRAILERS = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer',
+  'content-length', 'content-type', 'content-encoding', 'content-range', 'host', 'authorization', 'set-cookie', 'cache-control', 'expect',
+]);
+
+/**
+ * The fields of a trailer section padlock passes on, either way (gRPC's
+ * `grpc-status`, checksums), or undefined when none is left.
+ */
+export function endToEndTrailers(trailers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders | undefined {
+  let out: http.OutgoingHttpHeaders | undefined;
+  for (const [name, value] of Object.entries(trailers)) {
+    if (value === undefined || NOT_IN_TRAILERS.has(name) || name.startsWith(':')) continue;
+    (out ??= {})[name] = value;
+  }
+  return out;
+}
+
+/** Whether a `TE` field value lists `trailers` (the one TE an HTTP/2 upstream may get; gRPC servers require it). */
+export function teAcceptsTrailers(te: string | string[] | undefined): boolean {
+  if (te === undefined) return false;
+  return (Array.isArray(te) ? te.join(',') : te).split(',').some((t) => t.split(';')[0]!.trim().toLowerCase() === 'trailers');
+}

@@ -14,6 +14,8 @@
  *   (500 ms, or its interval when shorter), so a starting container gets
  *   traffic within half a second of being ready; once ready, every interval.
  * - One check per upstream at a time; the next is scheduled when it ends.
+ * - An h2c upstream (`padlock.proto=h2c`, gRPC) is checked with an HTTP/2
+ *   GET over h2c, on a connection opened for the check and closed after.
  * - The request goes through the upstream rules (upstream-connect.ts), with
  *   the route's host in `Host` and `User-Agent: padlock-healthcheck`. The
  *   body is read and dropped, at most `maxBodyBytes` (64 KiB).
@@ -26,6 +28,7 @@ import { Agent, request } from './undici-parts.js';
 import type { Logger } from '../log.js';
 import type { RouteTable, UpstreamHealth, UpstreamTarget } from './routes.js';
 import { guardedPoolFactory, type CurrentGuard } from './upstream-connect.js';
+import { h2cGet } from './h2c-upstream.js';
 
 export interface HealthChecksOptions {
   health: UpstreamHealth;
@@ -145,6 +148,13 @@ export class HealthChecks {
 
   /** One GET; true on 2xx/3xx. Never rejects. */
   private async once(target: UpstreamTarget, host: string): Promise<boolean> {
+    if (target.h2c) {
+      // An h2c upstream (gRPC) may speak nothing but HTTP/2: the GET goes over h2c, on a connection of its own.
+      const status = await h2cGet(target, target.healthcheck!.path, { ':authority': host, 'user-agent': 'padlock-healthcheck' }, {
+        guard: this.opts.guard, lookup: this.opts.lookup, timeoutMs: this.timeoutMs, maxBodyBytes: MAX_BODY_BYTES,
+      });
+      return status !== undefined && status >= 200 && status < 400;
+    }
     try {
       const res = await request.call(this.agent, {
         origin: target.url.origin,

@@ -25,10 +25,16 @@ import { canonicalIp, isIP } from '../ip.js';
 import type { SiteSpec, Upstream } from '../state/desired-state.js';
 import { systemClock, type Clock } from '../clock.js';
 
-/** One upstream as the forwarder needs it. `key` identifies it for health (the URL origin). */
+/**
+ * One upstream as the forwarder needs it. `key` identifies it for health and
+ * status: the URL origin (`http://10.0.0.5:8080`), or `h2c://10.0.0.5:50051`.
+ */
 export interface UpstreamTarget {
   readonly key: string;
+  /** Where to connect. For an h2c upstream, the `http:` URL of the same address (the URL parser knows no `h2c:` origin). */
   readonly url: URL;
+  /** Spoken to in cleartext HTTP/2 with prior knowledge (proxy/h2c-upstream.ts) rather than HTTP/1.1. */
+  readonly h2c: boolean;
   readonly containerName?: string;
   /** With a health check: its path and interval, and the key its result is kept under (container, origin, path). */
   readonly healthcheck?: { readonly path: string; readonly intervalMs: number };
@@ -243,13 +249,16 @@ export function hostForUrl(host: string): string {
 }
 
 function toTarget(u: Upstream): UpstreamTarget {
-  const parsed = new URL(u.url);
+  const h2c = u.url.startsWith('h2c://');
+  const parsed = new URL(h2c ? `http://${u.url.slice(6)}` : u.url);
   const check = u.healthcheck;
+  const key = h2c ? `h2c://${parsed.host}` : parsed.origin;
   return Object.freeze({
-    key: parsed.origin,
+    key,
     url: parsed,
+    h2c,
     ...(u.containerName ? { containerName: u.containerName } : {}),
     // Per container: a replacement on the same address starts unchecked, not with its predecessor's result.
-    ...(check ? { healthcheck: Object.freeze({ ...check }), checkKey: `${u.containerId ?? ''} ${parsed.origin} ${check.path}` } : {}),
+    ...(check ? { healthcheck: Object.freeze({ ...check }), checkKey: `${u.containerId ?? ''} ${key} ${check.path}` } : {}),
   });
 }

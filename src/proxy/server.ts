@@ -153,6 +153,8 @@ export class ProxyServer {
   private closing: Promise<void> | undefined;
   private readonly log: Logger;
   private ownPorts: readonly number[];
+  /** The h2c hosts last warned about while --http2 is false (warned again only when they change). */
+  private h2cWarned = '';
   /** This host's addresses, read once at construction: the own-listener rule also covers loopback and 0.0.0.0 without them. */
   private readonly localAddresses = interfaceAddresses();
 
@@ -234,6 +236,15 @@ export class ProxyServer {
     this.routes = new RouteTable(sites, this.health);
     this.checks.update(this.routes);
     this.hold?.routesChanged();
+    // h2c sessions to upstreams no route names any more are closed (a reload leaks none).
+    this.forwarder.routesChanged(new Set(this.routes.all().flatMap((r) => r.upstreams.map((u) => u.key))));
+    if (this.opts.http2 === false) {
+      const h2c = this.routes.all().filter((r) => r.upstreams.some((u) => u.h2c)).map((r) => r.site.host);
+      // Routed all the same: HTTP/1.1 clients are forwarded over h2c (as Caddy does since caddyserver/caddy#4777); gRPC clients need HTTP/2.
+      const said = h2c.join(' ');
+      if (h2c.length > 0 && said !== this.h2cWarned) this.log.warn('h2c (gRPC) routes while --http2 is false: gRPC clients cannot reach them, since they need HTTP/2 at :443; HTTP/1.1 requests are still forwarded', { hosts: h2c });
+      this.h2cWarned = said;
+    }
     this.log.info('routes replaced', { hosts: this.routes.size });
   }
 
@@ -302,7 +313,7 @@ export class ProxyServer {
         const until = this.health.downUntilMs(u.key);
         const usable = route.usable(u);
         return {
-          url: u.url.origin,
+          url: u.key,
           ...(u.containerName ? { containerName: u.containerName } : {}),
           healthy: until === 0 && usable,
           ...(until ? { downUntil: new Date(until).toISOString() } : {}),

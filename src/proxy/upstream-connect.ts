@@ -17,7 +17,7 @@
  */
 import dns from 'node:dns';
 import type http from 'node:http';
-import type { LookupFunction, Socket } from 'node:net';
+import net, { type LookupFunction, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher, Pool as UndiciPool, buildConnector as UndiciConnector } from 'undici';
@@ -109,6 +109,30 @@ export function guardedPoolFactory(guard: CurrentGuard, lookup?: LookupFunction)
     const { connect, ...rest } = o;
     return new Pool(origin, { ...rest, connect: guardedConnector(guard, port, { allowH2: o.allowH2, ...connect }, lookup) });
   };
+}
+
+/**
+ * A plain TCP connection to `host:port` under the three checks, for clients
+ * that take a socket (the h2c sessions, proxy/h2c-upstream.ts). A refusal or
+ * a connect slower than `timeoutMs` destroys the socket with the error
+ * (UPSTREAM_FORBIDDEN, or code `ECONNECT_TIMEOUT`), so its owner sees it as
+ * any other connect failure; a refused literal is never dialled.
+ */
+export function guardedSocket(guard: CurrentGuard, host: string, port: number, timeoutMs: number, lookup?: LookupFunction): Socket {
+  const literal = guard().check(host, port);
+  if (literal) {
+    const socket = new net.Socket();
+    process.nextTick(() => socket.destroy(forbiddenUpstream(literal, `${host}:${port}`)));
+    return socket;
+  }
+  const socket = net.connect({ host, port, lookup: guardedLookup(guard, port, lookup) });
+  socket.setTimeout(timeoutMs, () => socket.destroy(Object.assign(new Error(`connect to ${host}:${port} timed out`), { code: 'ECONNECT_TIMEOUT' })));
+  socket.once('connect', () => {
+    socket.setTimeout(0);
+    const refusal = connectedRefusal(guard(), socket, port);
+    if (refusal) socket.destroy(forbiddenUpstream(refusal, `${host}:${port}`));
+  });
+  return socket;
 }
 
 /**

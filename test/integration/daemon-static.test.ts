@@ -168,7 +168,7 @@ describe('padlock run configuration errors', () => {
     const r = await runCli(['run', '--config', file, '--docker', 'false', '--config-dir', dir.dir, '--admin-listen', '127.0.0.1:0', '--http-port', '0', '--https-port', '0', '--bind', '127.0.0.1', ...NO_CA]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /sites\.0\.host "\*\.example\.com": a wildcard needs the DNS-01 challenge, and no provider in dns\.providers covers example\.com/);
-    assert.match(r.stderr, /sites\.1\.upstream: "ftp:\/\/x" is not an upstream URL \(the scheme ftp is not http or https\)/);
+    assert.match(r.stderr, /sites\.1\.upstream: "ftp:\/\/x" is not an upstream URL \(the scheme ftp is not http, https or h2c\)/);
   });
 });
 

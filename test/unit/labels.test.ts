@@ -231,6 +231,52 @@ const cases: Case[] = [
     containers: [ctr('web-1', { labels: { 'padlock.upstream': 'http://10.1.2.3:81' }, env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com', VIRTUAL_PROTO: 'https' } })],
     expected: { sites: [site('a.example.com', [['web-1', 'http://10.1.2.3:81']])], problems: [] },
   },
+  // --- padlock.proto and VIRTUAL_PROTO=grpc: h2c upstreams (gRPC) ---
+  {
+    desc: 'padlock.proto=h2c makes the inferred upstream h2c:// (cleartext HTTP/2, gRPC)',
+    containers: [ctr('grpc-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.proto': 'H2C', 'padlock.port': '50051' } })],
+    expected: { sites: [site('a.example.com', [['grpc-1', 'h2c://127.0.0.1:50051']])], problems: [] },
+  },
+  {
+    desc: 'padlock.proto=https and =http pick those schemes',
+    containers: [
+      ctr('tls-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.proto': 'https' }, exposedPorts: [8443] }),
+      ctr('plain-1', { labels: { 'padlock.host': 'b.example.com', 'padlock.proto': 'http' } }),
+    ],
+    expected: { sites: [site('a.example.com', [['tls-1', 'https://127.0.0.1:8443']]), site('b.example.com', [['plain-1', 'http://127.0.0.1:8080']])], problems: [] },
+  },
+  {
+    desc: 'VIRTUAL_PROTO=grpc (nginx-proxy\'s cleartext gRPC) is an h2c upstream',
+    containers: [ctr('grpc-1', { env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com', VIRTUAL_PROTO: 'grpc', VIRTUAL_PORT: '50051' } })],
+    expected: { sites: [site('a.example.com', [['grpc-1', 'h2c://127.0.0.1:50051']])], problems: [] },
+  },
+  {
+    desc: 'padlock.proto wins over VIRTUAL_PROTO',
+    containers: [ctr('grpc-1', { labels: { 'padlock.proto': 'h2c' }, env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com', VIRTUAL_PROTO: 'https' } })],
+    expected: { sites: [site('a.example.com', [['grpc-1', 'h2c://127.0.0.1:8080']])], problems: [] },
+  },
+  {
+    desc: 'padlock.upstream may name an h2c:// URL, and padlock.proto beside it may repeat its scheme',
+    containers: [ctr('grpc-1', { labels: { 'padlock.host': 'a.example.com', 'padlock.upstream': 'h2c://GRPC-App:50051/', 'padlock.proto': 'h2c' } })],
+    expected: { sites: [site('a.example.com', [['grpc-1', 'h2c://grpc-app:50051']])], problems: [] },
+  },
+  {
+    desc: 'a bad padlock.proto, VIRTUAL_PROTO=grpcs, and a padlock.proto that disagrees with padlock.upstream each disable only their container, with a reason',
+    containers: [
+      ctr('bad-proto', { labels: { 'padlock.host': 'a.example.com', 'padlock.proto': 'grpc' } }),
+      ctr('grpcs', { env: { VIRTUAL_HOST: 'b.example.com', LETSENCRYPT_HOST: 'b.example.com', VIRTUAL_PROTO: 'grpcs' } }),
+      ctr('mixed', { labels: { 'padlock.host': 'c.example.com', 'padlock.proto': 'h2c', 'padlock.upstream': 'http://10.1.2.3:81' } }),
+      ctr('fine', { labels: { 'padlock.host': 'd.example.com', 'padlock.proto': 'h2c' } }),
+    ],
+    expected: {
+      sites: [site('d.example.com', [['fine', 'h2c://127.0.0.1:8080']])],
+      problems: [
+        prob('LABEL_INVALID_VALUE', 'bad-proto', 'label padlock.proto on container bad-proto: "grpc" is not a protocol padlock speaks to upstreams (http, https, or h2c for cleartext HTTP/2 such as gRPC); the container is not routed until it is fixed', { source: 'padlock.proto' }),
+        prob('LABEL_INVALID_VALUE', 'grpcs', 'env VIRTUAL_PROTO on container grpcs: "grpcs" (gRPC over TLS to the upstream) is not supported; serve cleartext gRPC in the container and set VIRTUAL_PROTO=grpc (padlock still terminates TLS for clients); the container is not routed until it is fixed', { source: 'VIRTUAL_PROTO' }),
+        prob('LABEL_INVALID_VALUE', 'mixed', 'label padlock.proto on container mixed: padlock.proto=h2c disagrees with padlock.upstream http://10.1.2.3:81; write the scheme in padlock.upstream (h2c://HOST:PORT) and drop padlock.proto; the container is not routed until it is fixed', { source: 'padlock.proto' }),
+      ],
+    },
+  },
   {
     desc: 'padlock.redirect and padlock.hsts apply to names from VIRTUAL_HOST too',
     containers: [ctr('web-1', { labels: { 'padlock.redirect': 'no', 'padlock.hsts': 'yes' }, env: { VIRTUAL_HOST: 'a.example.com', LETSENCRYPT_HOST: 'a.example.com' } })],
@@ -477,15 +523,15 @@ const cases: Case[] = [
         prob(
           'LABEL_INVALID_VALUE',
           'd-upstream',
-          'label padlock.upstream on container d-upstream: "ftp://10.0.0.1" is not an upstream URL (the scheme ftp is not http or https); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
+          'label padlock.upstream on container d-upstream: "ftp://10.0.0.1" is not an upstream URL (the scheme ftp is not http, https or h2c); use http://HOST:PORT, https://HOST:PORT or h2c://HOST:PORT; the container is not routed until it is fixed',
           { source: 'padlock.upstream' },
         ),
         prob('LABEL_INVALID_VALUE', 'e-enable', 'label padlock.enable on container e-enable: "sure" is not a boolean (true or false); the container is not routed until it is fixed', { source: 'padlock.enable' }),
-        prob('LABEL_INVALID_VALUE', 'f-proto', 'env VIRTUAL_PROTO on container f-proto: "uwsgi" is not supported; padlock forwards http or https; the container is not routed until it is fixed', { source: 'VIRTUAL_PROTO' }),
+        prob('LABEL_INVALID_VALUE', 'f-proto', 'env VIRTUAL_PROTO on container f-proto: "uwsgi" is not supported; padlock forwards http, https or grpc (cleartext gRPC); the container is not routed until it is fixed', { source: 'VIRTUAL_PROTO' }),
         prob(
           'LABEL_INVALID_VALUE',
           'g-path',
-          'label padlock.upstream on container g-path: "http://10.0.0.1/…" is not an upstream URL (it has a path, query or fragment); use http://HOST:PORT or https://HOST:PORT; the container is not routed until it is fixed',
+          'label padlock.upstream on container g-path: "http://10.0.0.1/…" is not an upstream URL (it has a path, query or fragment); use http://HOST:PORT, https://HOST:PORT or h2c://HOST:PORT; the container is not routed until it is fixed',
           { source: 'padlock.upstream' },
         ),
       ],
@@ -655,7 +701,7 @@ const allAtOnceCases: Case[] = [
         prob(
           'LABEL_INVALID_VALUE',
           'web-1',
-          `label padlock.upstream on container web-1: "ftp://10.0.0.1" is not an upstream URL (the scheme ftp is not http or https); use http://HOST:PORT or https://HOST:PORT${NOT_ROUTED}`,
+          `label padlock.upstream on container web-1: "ftp://10.0.0.1" is not an upstream URL (the scheme ftp is not http, https or h2c); use http://HOST:PORT, https://HOST:PORT or h2c://HOST:PORT${NOT_ROUTED}`,
           { source: 'padlock.upstream' },
         ),
       ],
@@ -668,7 +714,7 @@ const allAtOnceCases: Case[] = [
       sites: [],
       problems: [
         prob('LABEL_INVALID_PORT', 'web-1', `env VIRTUAL_PORT on container web-1: "0" is not a port (1-65535)${NOT_ROUTED}`, { source: 'VIRTUAL_PORT' }),
-        prob('LABEL_INVALID_VALUE', 'web-1', `env VIRTUAL_PROTO on container web-1: "uwsgi" is not supported; padlock forwards http or https${NOT_ROUTED}`, { source: 'VIRTUAL_PROTO' }),
+        prob('LABEL_INVALID_VALUE', 'web-1', `env VIRTUAL_PROTO on container web-1: "uwsgi" is not supported; padlock forwards http, https or grpc (cleartext gRPC)${NOT_ROUTED}`, { source: 'VIRTUAL_PROTO' }),
         prob(
           'LABEL_WILDCARD',
           'web-1',
