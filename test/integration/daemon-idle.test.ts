@@ -51,7 +51,11 @@ before(async () => {
   app = await startUpstream('idle-app');
   file = join(cfg.dir, 'padlock.yaml');
   await writeFile(file, ['sites:', `  - host: ${name}`, `    upstream: ${app.url}`].join('\n'));
-  [one, off, two] = await Promise.all([run('one'), run('off', '--idle-gc', 'false'), run('two', '--workers', '2')]);
+  // One after another, each kept as soon as it runs: after() stops those that started even when a later one fails
+  // (started together, their free ports were picked at once and could collide; a daemon left running kept the file alive).
+  one = await run('one');
+  off = await run('off', '--idle-gc', 'false');
+  two = await run('two', '--workers', '2');
 });
 after(async () => {
   await Promise.all([one?.stop(), off?.stop(), two?.stop()]);

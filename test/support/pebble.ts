@@ -91,6 +91,9 @@ const REQUEST_TIMEOUT_MS = 1_000;
 const STOP_GRACE_MS = 2_000;
 const START_ATTEMPTS = 3;
 
+/** Ports freePort has handed out in this process. */
+const issuedPorts = new Set<number>();
+
 /**
  * Returns a TCP port on 127.0.0.1 that was free a moment ago: a random one
  * under the kernel's ephemeral range that could be listened on, else one the
@@ -102,10 +105,14 @@ export async function freePort(): Promise<number> {
   // Below the kernel's ephemeral range: a port picked here is given to a test's server later (Pebble's tlsPort to
   // padlock's :443, for example), and in between the kernel hands ephemeral ports to every client connection of every
   // test running alongside; one of those on the same port made padlock's later bind fail with EADDRINUSE (seen in CI).
+  // Never the same port twice in one test process: callers that pick several ports at once (three daemons started
+  // together) could otherwise get one port twice, since none is bound yet (seen in CI: "admin listener ... in use").
   const range = pickRange();
   if (range) {
     for (let i = 0; i < 50; i++) {
       const port = range.low + Math.floor(Math.random() * (range.high - range.low + 1));
+      if (issuedPorts.has(port)) continue;
+      issuedPorts.add(port);
       if (await canListen(port)) return port;
     }
   }
